@@ -1,0 +1,69 @@
+//! The contract between `sfprocessor` and its plugins.
+//!
+//! A plugin is a `cdylib` crate that depends on this crate only. It implements one of the
+//! four plugin kinds — [`Driver`] (a data source), [`Processor`] (a pipeline stage),
+//! [`Handler`] (what the SysFlow reader hands resolved records to) or [`Action`] (called
+//! by the policy engine on matched records) — and lists them with [`export_plugins!`].
+//!
+//! Data crosses the boundary in batches ([`Batch`]) of ABI-stable records:
+//! [`SysFlowRecord`] (decoded Avro), and [`FlatRecord`] (an event with its process,
+//! ancestry, container, pod and files resolved, plus policy results).
+//!
+//! ```
+//! use sysflow_plugin_api::{Batch, Host, PluginConfig, PluginError, Processor};
+//!
+//! /// Passes every batch through unchanged.
+//! struct PassThrough;
+//!
+//! impl Processor for PassThrough {
+//!     fn new(_config: &PluginConfig, _host: Host) -> Result<Self, PluginError> {
+//!         Ok(PassThrough)
+//!     }
+//!     fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
+//!         Ok(Some(batch))
+//!     }
+//! }
+//! ```
+//!
+//! The crate's version is the ABI version: the host refuses a plugin built against an
+//! incompatible version (a different minor version while at 0.x) before running its code.
+
+pub mod batch;
+pub mod config;
+pub mod enums;
+pub mod ffi;
+pub mod flat;
+pub mod opflags;
+pub mod openflags;
+pub mod plugin;
+pub mod records;
+
+pub use abi_stable;
+pub use batch::{Batch, ChannelType, Payload};
+pub use config::PluginConfig;
+pub use ffi::{ConfigKey, PluginDescriptor, PluginFactory, PluginLibrary, PluginLibraryRef};
+pub use flat::{FlatRecord, PolicyContext, RuleMatch};
+pub use plugin::{Action, Counter, Driver, DriverPoll, Handler, Host, LogLevel, PluginError, Processor};
+pub use records::*;
+
+/// Exports a plugin library's root module listing the given [`PluginDescriptor`]s.
+///
+/// ```ignore
+/// sysflow_plugin_api::export_plugins![
+///     PluginDescriptor::processor::<PassThrough>("passthrough", "passes batches", "0.1.0", &[],
+///         &[ChannelType::Flat], Some(ChannelType::Flat)),
+/// ];
+/// ```
+#[macro_export]
+macro_rules! export_plugins {
+    ($($descriptor:expr),* $(,)?) => {
+        #[$crate::abi_stable::export_root_module]
+        pub fn sysflow_plugin_root_module() -> $crate::PluginLibraryRef {
+            use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+            extern "C" fn plugins() -> $crate::abi_stable::std_types::RVec<$crate::PluginDescriptor> {
+                ::std::vec![$($descriptor),*].into()
+            }
+            $crate::PluginLibrary { plugins }.leak_into_prefix()
+        }
+    };
+}

@@ -1,0 +1,226 @@
+//! The four plugin kinds, as a plugin author implements them, and the host services they get.
+//!
+//! Authors implement the plain Rust traits [`Driver`], [`Processor`], [`Handler`] and
+//! [`Action`]. The [`ffi`](crate::ffi) module turns them into ABI-stable objects whose
+//! every call catches panics on the plugin's side of the boundary.
+
+use abi_stable::{
+    std_types::{RStr, RString, RVec},
+    StableAbi,
+};
+
+use crate::{batch::Batch, config::PluginConfig, flat::FlatRecord};
+
+/// An error returned by a plugin entry point.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq)]
+pub struct PluginError {
+    /// What went wrong, with context (file, key, line …).
+    pub message: RString,
+    /// True when the error is a caught panic: the instance must not be used again.
+    pub panicked: bool,
+}
+
+impl PluginError {
+    /// An ordinary error.
+    pub fn new(message: impl Into<String>) -> PluginError {
+        PluginError { message: RString::from(message.into()), panicked: false }
+    }
+
+    /// A caught panic.
+    pub fn panic(message: impl Into<String>) -> PluginError {
+        PluginError { message: RString::from(message.into()), panicked: true }
+    }
+}
+
+impl std::fmt::Display for PluginError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+/// A named counter a plugin reports (records dropped, decode errors, …).
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, PartialEq)]
+pub struct Counter {
+    /// Counter name, e.g. `dropped_corrupt_blocks`.
+    pub name: RString,
+    /// Current value.
+    pub value: u64,
+}
+
+impl Counter {
+    /// A counter.
+    pub fn new(name: &str, value: u64) -> Counter {
+        Counter { name: name.into(), value }
+    }
+}
+
+/// Log levels, upstream's set.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Detailed tracing.
+    Trace,
+    /// Informational.
+    Info,
+    /// Warnings: something was skipped or defaulted.
+    Warn,
+    /// Errors.
+    Error,
+    /// Health messages (connections accepted, checks passed).
+    Health,
+}
+
+/// Services the host offers to every plugin instance.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct Host {
+    log_fn: extern "C" fn(LogLevel, RStr<'_>, RStr<'_>),
+    instance: RStr<'static>,
+}
+
+impl Host {
+    /// Builds the services; `instance` names the plugin instance in log lines.
+    pub fn new(log_fn: extern "C" fn(LogLevel, RStr<'_>, RStr<'_>), instance: &'static str) -> Host {
+        Host { log_fn, instance: RStr::from_str(instance) }
+    }
+
+    /// Name of this instance (plugin name, or pipeline block).
+    pub fn instance(&self) -> &'static str {
+        self.instance.as_str()
+    }
+
+    /// Logs a message through the host's logger.
+    pub fn log(&self, level: LogLevel, message: &str) {
+        (self.log_fn)(level, self.instance, RStr::from_str(message));
+    }
+
+    /// Logs at trace level.
+    pub fn trace(&self, message: &str) {
+        self.log(LogLevel::Trace, message)
+    }
+
+    /// Logs at info level.
+    pub fn info(&self, message: &str) {
+        self.log(LogLevel::Info, message)
+    }
+
+    /// Logs a warning.
+    pub fn warn(&self, message: &str) {
+        self.log(LogLevel::Warn, message)
+    }
+
+    /// Logs an error.
+    pub fn error(&self, message: &str) {
+        self.log(LogLevel::Error, message)
+    }
+
+    /// Logs a health message.
+    pub fn health(&self, message: &str) {
+        self.log(LogLevel::Health, message)
+    }
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host").field("instance", &self.instance.as_str()).finish()
+    }
+}
+
+/// What a driver poll produced.
+#[repr(C, u8)]
+#[derive(StableAbi, Clone, Debug)]
+pub enum DriverPoll {
+    /// Records read.
+    Batch(Batch),
+    /// Nothing now (waited a short while); poll again unless stopping.
+    Idle,
+    /// The input is exhausted.
+    End,
+}
+
+/// A data source. The host calls [`Driver::poll`] in a loop on the driver's thread and
+/// checks for shutdown between calls, so a poll should return within ~100 ms.
+pub trait Driver: Send + 'static {
+    /// Builds the driver from its configuration. The host puts the input path
+    /// (positional argument, or the `drivers` entry's `path`) under the key `path`.
+    fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError>
+    where
+        Self: Sized;
+
+    /// Reads up to `max_records` records.
+    fn poll(&mut self, max_records: usize) -> Result<DriverPoll, PluginError>;
+
+    /// Counters reported at exit and in metrics.
+    fn counters(&self) -> Vec<Counter> {
+        Vec::new()
+    }
+
+    /// Shutdown was requested: release sockets and files; the next poll should return `End`.
+    fn stop(&mut self) {}
+}
+
+/// A pipeline stage: batches in, at most one batch out (the host fans it out).
+pub trait Processor: Send + 'static {
+    /// Builds the processor from its pipeline block.
+    fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError>
+    where
+        Self: Sized;
+
+    /// Processes one batch.
+    fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError>;
+
+    /// Called when no batch arrived for a while (about a second) and at end of input:
+    /// emit anything buffered.
+    fn flush(&mut self) -> Result<Option<Batch>, PluginError> {
+        Ok(None)
+    }
+
+    /// Called once after the input closed and the last flush: release resources and
+    /// confirm delivery (an exporter returns an error if records could not be delivered).
+    fn finish(&mut self) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Counters reported at exit and in metrics.
+    fn counters(&self) -> Vec<Counter> {
+        Vec::new()
+    }
+}
+
+/// A handler of the `sysflowreader` processor: receives the reader's resolved flat
+/// records (upstream's per-record-kind handler calls, batched) and emits flat records.
+pub trait Handler: Send + 'static {
+    /// Builds the handler from the reader's pipeline block.
+    fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError>
+    where
+        Self: Sized;
+
+    /// Handles one batch of resolved records.
+    fn handle(&mut self, records: RVec<FlatRecord>) -> Result<Option<RVec<FlatRecord>>, PluginError>;
+
+    /// Emits anything buffered (idle and end of input).
+    fn flush(&mut self) -> Result<Option<RVec<FlatRecord>>, PluginError> {
+        Ok(None)
+    }
+
+    /// Counters reported at exit and in metrics.
+    fn counters(&self) -> Vec<Counter> {
+        Vec::new()
+    }
+}
+
+/// A policy action, run on each record a rule naming it matched. Actions run on several
+/// policy-engine workers at once, hence `&self` and `Sync`.
+pub trait Action: Send + Sync + 'static {
+    /// Builds the action (actions have no per-instance configuration upstream).
+    fn new(host: Host) -> Result<Self, PluginError>
+    where
+        Self: Sized;
+
+    /// Acts on a matched record; typically adds tags to `record.context.tags`.
+    fn apply(&self, record: &mut FlatRecord) -> Result<(), PluginError>;
+}
