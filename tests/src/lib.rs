@@ -1,1 +1,101 @@
-//! End-to-end tests.
+//! Shared fixtures of the end-to-end tests: where the binary and the shared test data are,
+//! and how to read reference outputs.
+//!
+//! The tests run the `sfprocessor` binary that `cargo test --workspace` builds into the
+//! same target directory as the test executables.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use serde_json::Value;
+
+/// Workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shared test data (`../shared/data`, or `$SYSFLOW_TEST_DATA`), or `None` after printing
+/// a skip notice. Panics when `CI=true`, so CI can never pass by skipping.
+pub fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("SYSFLOW_TEST_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/data"));
+    if dir.join("traces").is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but the shared test data is missing at {}", dir.display());
+    }
+    println!("skipping: test data not found at {}", dir.display());
+    None
+}
+
+/// Names of every trace in the shared data, sorted.
+pub fn trace_names(data: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data.join("traces"))
+        .expect("read traces dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sf"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Path of the `sfprocessor` binary built next to the test executable.
+pub fn sfprocessor_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    // target/<profile>/deps/<test> → target/<profile>/sfprocessor
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    let bin = profile_dir.join("sfprocessor");
+    assert!(
+        bin.is_file(),
+        "sfprocessor binary not found at {} (run the tests with `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `sfprocessor` with `args`, returning its output.
+pub fn run_sfprocessor(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(sfprocessor_bin());
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("spawn sfprocessor")
+}
+
+/// Reads a gzip'd JSON-lines file.
+pub fn read_gz_json_lines(path: &Path) -> Vec<Value> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    BufReader::new(flate2::read::GzDecoder::new(file))
+        .lines()
+        .map(|l| l.unwrap_or_else(|e| panic!("read {}: {e}", path.display())))
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("{}: invalid JSON line: {e}", path.display())))
+        .collect()
+}
+
+/// Reads a JSON-lines file our exporter wrote; every line must be valid JSON.
+pub fn read_json_lines(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{} line {}: invalid JSON ({e}): {l}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Writes a pipeline file into `dir` and returns its path.
+pub fn write_pipeline(dir: &Path, name: &str, pipeline: &Value) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_string_pretty(pipeline).expect("serialise pipeline"))
+        .expect("write pipeline");
+    path
+}
