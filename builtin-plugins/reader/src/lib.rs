@@ -1,8 +1,38 @@
-//! Placeholder: the real implementation is being written.
+//! The SysFlow reader: the `sysflowreader` processor and the `flattener` handler.
+//!
+//! The reader keeps upstream's entity cache (containers, pods, processes with three state
+//! slots, files, memoised process context; all reset at each header) and turns every
+//! event and flow into a [`sysflow_plugin_api::FlatRecord`] that shares the cached
+//! entities by reference. The flattener forwards those records, optionally through
+//! upstream's time-decay rate limiter.
 
-use sysflow_plugin_api::PluginDescriptor;
+pub mod entity_cache;
+pub mod flattener;
+pub mod fx_hasher;
+pub mod reader;
+
+use sysflow_plugin_api::{ChannelType, PluginDescriptor};
+
+pub use entity_cache::{EntityCache, ProcessContext, MAX_ANCESTRY_DEPTH};
+pub use flattener::{semantic_hash, Flattener, RateLimiter};
+pub use reader::{ReaderCounters, SysFlowReader};
 
 /// The plugins this crate provides.
 pub fn descriptors() -> Vec<PluginDescriptor> {
-    Vec::new()
+    vec![
+        PluginDescriptor::processor::<SysFlowReader>(
+            "sysflowreader",
+            "resolves SysFlow records against an entity cache into flat records",
+            env!("CARGO_PKG_VERSION"),
+            reader::CONFIG_KEYS,
+            &[ChannelType::SysFlow],
+            Some(ChannelType::Flat),
+        ),
+        PluginDescriptor::handler::<Flattener>(
+            "flattener",
+            "forwards the reader's flat records, optionally rate-limited (filter.enabled)",
+            env!("CARGO_PKG_VERSION"),
+            flattener::CONFIG_KEYS,
+        ),
+    ]
 }

@@ -1,0 +1,337 @@
+//! The `sysflowreader` processor: SysFlow records in, resolved flat records out.
+//!
+//! Entity records feed the [`EntityCache`]; every PE, NF, FF, FE, NE and KE record becomes
+//! one [`FlatRecord`] carrying shared references to the header current before it, its
+//! process ancestry, container, pod and file(s). Records whose entities are missing are
+//! still forwarded with what resolved (upstream does the same), and each miss is counted.
+
+use abi_stable::std_types::{RArc, ROption, RVec};
+use sysflow_plugin_api::{
+    ffi::ConfigKey, flat::foid_hex, Batch, Counter, Event, FlatRecord, Foid, Header, Host, Oid,
+    PluginConfig, PluginError, PolicyContext, Process, Processor, SysFlowRecord,
+};
+
+use crate::{
+    entity_cache::{Ancestry, EntityCache},
+    fx_hasher::FxHashMap,
+};
+
+/// Keys of the reader's pipeline block. The host hands `handler`/`handlerlibpath` to
+/// the handler it chains after the reader, and the `filter.*` keys to that handler.
+pub const CONFIG_KEYS: &[ConfigKey] = &[
+    ConfigKey::new("handler", "handler receiving the resolved records (built in: flattener)"),
+    ConfigKey::new("handlerlibpath", "directory holding <handler>.so for a non-built-in handler"),
+    ConfigKey::new("filter.enabled", "flattener rate limiter: on / off (default off)"),
+    ConfigKey::new("filter.maxage", "flattener rate limiter TTL in seconds (default 86400)"),
+];
+
+/// How many distinct missing ids of one kind are logged before further ones are only counted.
+const MAX_MISSING_LOGS: u64 = 100;
+
+/// Which entity kind was missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MissingKind {
+    Process,
+    File,
+    Container,
+    Pod,
+}
+
+impl MissingKind {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Logs each distinct missing id once per header segment, up to [`MAX_MISSING_LOGS`]
+/// messages per kind for the life of the reader, so a broken stream cannot flood the log.
+#[derive(Default)]
+struct MissingLog {
+    seen: [FxHashMap<u64, ()>; 4],
+    logged: [u64; 4],
+}
+
+impl MissingLog {
+    fn reset_segment(&mut self) {
+        for s in &mut self.seen {
+            s.clear();
+        }
+    }
+
+    /// Logs `message()` if `key` was not reported in this segment and the cap allows.
+    fn report(&mut self, host: &Host, kind: MissingKind, key: u64, message: impl FnOnce() -> String) {
+        let i = kind.index();
+        if self.logged[i] > MAX_MISSING_LOGS {
+            return;
+        }
+        if self.seen[i].insert(key, ()).is_some() {
+            return;
+        }
+        self.logged[i] += 1;
+        if self.logged[i] > MAX_MISSING_LOGS {
+            host.warn(&format!(
+                "more than {MAX_MISSING_LOGS} distinct missing {kind:?} entities; further ones are only counted"
+            ));
+        } else {
+            host.warn(&message());
+        }
+    }
+}
+
+fn key_of_oid(oid: &Oid) -> u64 {
+    (oid.create_ts as u64).rotate_left(17) ^ (oid.hpid as u64)
+}
+
+fn key_of_foid(oid: &Foid) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&oid[..8]);
+    u64::from_le_bytes(w)
+}
+
+fn key_of_str(s: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut h = crate::fx_hasher::FxHasher::default();
+    h.write(s.as_bytes());
+    h.finish()
+}
+
+/// Counters the reader reports.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReaderCounters {
+    /// SysFlow records received.
+    pub records_in: u64,
+    /// Flat records produced.
+    pub flat_records_out: u64,
+    /// Header records (each resets the cache).
+    pub headers: u64,
+    /// Entity records cached (containers, pods, processes, files).
+    pub entities: u64,
+    /// Events and flows whose process was not cached.
+    pub missing_process: u64,
+    /// File flows and events whose file (or FE new file) was not cached.
+    pub missing_file: u64,
+    /// Records whose process names a container that is not cached.
+    pub missing_container: u64,
+    /// Records whose container names a pod that is not cached.
+    pub missing_pod: u64,
+    /// Process flows, ignored as upstream does.
+    pub ignored_process_flows: u64,
+    /// Network events, flattened (upstream ignores them).
+    pub network_events: u64,
+    /// Events and flows seen before any header (given an empty header).
+    pub records_before_header: u64,
+}
+
+/// The `sysflowreader` processor.
+pub struct SysFlowReader {
+    host: Host,
+    cache: EntityCache,
+    header: RArc<Header>,
+    seen_header: bool,
+    empty_ancestry: Ancestry,
+    counters: ReaderCounters,
+    missing: MissingLog,
+}
+
+impl SysFlowReader {
+    /// A reader with an empty cache. (Configuration keys all belong to the handler.)
+    pub fn with_host(host: Host) -> SysFlowReader {
+        SysFlowReader {
+            host,
+            cache: EntityCache::new(),
+            header: RArc::new(Header::default()),
+            seen_header: false,
+            empty_ancestry: RArc::new(RVec::new()),
+            counters: ReaderCounters::default(),
+            missing: MissingLog::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ReaderCounters {
+        self.counters
+    }
+
+    /// The entity cache (for inspection).
+    pub fn cache(&self) -> &EntityCache {
+        &self.cache
+    }
+
+    /// Resolves a slice of records, appending the flat records to `out`. Owned records are
+    /// moved into the cache and into flat records; nothing is copied but `RArc` handles.
+    pub fn read_records(&mut self, records: impl IntoIterator<Item = SysFlowRecord>, out: &mut RVec<FlatRecord>) {
+        for rec in records {
+            self.read_record(rec, out);
+        }
+    }
+
+    /// Resolves one record.
+    pub fn read_record(&mut self, rec: SysFlowRecord, out: &mut RVec<FlatRecord>) {
+        self.counters.records_in += 1;
+        match rec {
+            SysFlowRecord::Header(h) => {
+                self.cache.reset();
+                self.missing.reset_segment();
+                self.header = RArc::new(h);
+                self.seen_header = true;
+                self.counters.headers += 1;
+            }
+            SysFlowRecord::Container(c) => {
+                self.counters.entities += 1;
+                self.cache.insert_container(c);
+            }
+            SysFlowRecord::Pod(p) => {
+                self.counters.entities += 1;
+                self.cache.insert_pod(p);
+            }
+            SysFlowRecord::Process(p) => {
+                self.counters.entities += 1;
+                self.cache.insert_process(p);
+            }
+            SysFlowRecord::File(f) => {
+                self.counters.entities += 1;
+                self.cache.insert_file(f);
+            }
+            SysFlowRecord::Event(e) => {
+                if let Some(flat) = self.flatten(e) {
+                    out.push(flat);
+                    self.counters.flat_records_out += 1;
+                }
+            }
+        }
+    }
+
+    fn flatten(&mut self, event: Event) -> Option<FlatRecord> {
+        let (proc_oid, file_oid, new_file_oid): (Option<Oid>, Option<Foid>, Option<Foid>) = match &event {
+            Event::Process(e) => (Some(e.proc_oid), None, None),
+            Event::NetworkFlow(e) => (Some(e.proc_oid), None, None),
+            Event::Network(e) => {
+                self.counters.network_events += 1;
+                (Some(e.proc_oid), None, None)
+            }
+            Event::FileFlow(e) => (Some(e.proc_oid), Some(e.file_oid), None),
+            Event::File(e) => (Some(e.proc_oid), Some(e.file_oid), e.new_file_oid.into_option()),
+            Event::ProcessFlow(_) => {
+                self.counters.ignored_process_flows += 1;
+                return None;
+            }
+            Event::K8s(_) => (None, None, None),
+        };
+        if !self.seen_header {
+            self.counters.records_before_header += 1;
+        }
+
+        let mut flat = FlatRecord {
+            header: self.header.clone(),
+            event,
+            ancestry: self.empty_ancestry.clone(),
+            container: ROption::RNone,
+            pod: ROption::RNone,
+            file: ROption::RNone,
+            new_file: ROption::RNone,
+            context: PolicyContext::default(),
+        };
+
+        if let Some(oid) = proc_oid {
+            match self.cache.resolve(&oid) {
+                Some(ctx) => {
+                    flat.ancestry = ctx.ancestry.clone();
+                    flat.container = ctx.container.clone();
+                    flat.pod = ctx.pod.clone();
+                    if let Some(id) = &ctx.missing_container {
+                        self.counters.missing_container += 1;
+                        self.missing.report(&self.host, MissingKind::Container, key_of_str(id), || {
+                            format!("No container object for ID: {id}")
+                        });
+                    }
+                    if let Some(id) = &ctx.missing_pod {
+                        self.counters.missing_pod += 1;
+                        self.missing.report(&self.host, MissingKind::Pod, key_of_str(id), || {
+                            format!("No pod object for ID: {id}")
+                        });
+                    }
+                }
+                None => {
+                    self.counters.missing_process += 1;
+                    self.missing.report(&self.host, MissingKind::Process, key_of_oid(&oid), || {
+                        format!("No process object for ID: {{{} {}}}", oid.create_ts, oid.hpid)
+                    });
+                }
+            }
+        }
+        if let Some(foid) = file_oid {
+            flat.file = self.lookup_file(&foid);
+        }
+        if let Some(foid) = new_file_oid {
+            flat.new_file = self.lookup_file(&foid);
+        }
+        Some(flat)
+    }
+
+    fn lookup_file(&mut self, foid: &Foid) -> ROption<RArc<sysflow_plugin_api::File>> {
+        match self.cache.file(foid) {
+            Some(f) => ROption::RSome(f.clone()),
+            None => {
+                self.counters.missing_file += 1;
+                self.missing.report(&self.host, MissingKind::File, key_of_foid(foid), || {
+                    format!("No file object for FOID: {}", foid_hex(foid))
+                });
+                ROption::RNone
+            }
+        }
+    }
+
+    /// The process for `oid` as the cache resolves it now (for tests and tools).
+    pub fn process(&self, oid: &Oid) -> Option<&RArc<Process>> {
+        self.cache.process(oid)
+    }
+}
+
+impl Processor for SysFlowReader {
+    fn new(_config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
+        Ok(SysFlowReader::with_host(host))
+    }
+
+    fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
+        let records = match batch {
+            Batch::SysFlow(records) => records,
+            Batch::Flat(_) => {
+                return Err(PluginError::new(
+                    "sysflowreader: input carries flat records (flattenerchan/eventchan); \
+                     the reader reads SysFlow records from a sysflowchan channel",
+                ))
+            }
+        };
+        let events = records.iter().filter(|r| matches!(r, SysFlowRecord::Event(_))).count();
+        let mut out = RVec::with_capacity(events);
+        match RArc::try_unwrap(records) {
+            Ok(owned) => self.read_records(owned, &mut out),
+            // Shared with another consumer (fan-out): clone each record once.
+            Err(shared) => self.read_records(shared.iter().cloned(), &mut out),
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Batch::Flat(RArc::new(out))))
+    }
+
+    fn counters(&self) -> Vec<Counter> {
+        let c = self.counters;
+        let a = self.cache.ancestry_stats();
+        vec![
+            Counter::new("records_in", c.records_in),
+            Counter::new("flat_records_out", c.flat_records_out),
+            Counter::new("headers", c.headers),
+            Counter::new("entities", c.entities),
+            Counter::new("missing_process", c.missing_process),
+            Counter::new("missing_file", c.missing_file),
+            Counter::new("missing_container", c.missing_container),
+            Counter::new("missing_pod", c.missing_pod),
+            Counter::new("ignored_process_flows", c.ignored_process_flows),
+            Counter::new("network_events", c.network_events),
+            Counter::new("records_before_header", c.records_before_header),
+            Counter::new("ancestry_cycles", a.cycles),
+            Counter::new("ancestry_depth_capped", a.depth_capped),
+        ]
+    }
+}
