@@ -175,7 +175,12 @@ impl EntityCache {
 
     /// Number of cached process OIDs, containers, pods and files.
     pub fn sizes(&self) -> (usize, usize, usize, usize) {
-        (self.processes.len(), self.containers.len(), self.pods.len(), self.files.len())
+        (
+            self.processes.len(),
+            self.containers.len(),
+            self.pods.len(),
+            self.files.len(),
+        )
     }
 
     /// The ancestry of `oid`, or `None` if the process is not cached.
@@ -190,13 +195,7 @@ impl EntityCache {
         match self.memo.entry(*oid) {
             Entry::Occupied(e) if e.get().generation == generation => Some(&e.into_mut().context),
             entry => {
-                let context = build_context(
-                    &self.processes,
-                    &self.containers,
-                    &self.pods,
-                    &mut self.stats,
-                    oid,
-                )?;
+                let context = build_context(&self.processes, &self.containers, &self.pods, &mut self.stats, oid)?;
                 let memo = MemoEntry { generation, context };
                 let slot = match entry {
                     Entry::Occupied(mut e) => {
@@ -267,7 +266,10 @@ mod tests {
     use super::*;
 
     fn oid(hpid: i64) -> Oid {
-        Oid { create_ts: 1000 + hpid, hpid }
+        Oid {
+            create_ts: 1000 + hpid,
+            hpid,
+        }
     }
 
     fn proc_rec(hpid: i64, parent: Option<i64>, state: ObjectState, exe: &str) -> Process {
@@ -367,9 +369,18 @@ mod tests {
     fn reset_clears_everything() {
         let mut c = EntityCache::new();
         c.insert_process(proc_rec(1, None, ObjectState::Created, "init"));
-        c.insert_container(Container { id: "c1".into(), ..Container::default() });
-        c.insert_pod(Pod { id: "p1".into(), ..Pod::default() });
-        c.insert_file(File { oid: [7; 20], ..File::default() });
+        c.insert_container(Container {
+            id: "c1".into(),
+            ..Container::default()
+        });
+        c.insert_pod(Pod {
+            id: "p1".into(),
+            ..Pod::default()
+        });
+        c.insert_file(File {
+            oid: [7; 20],
+            ..File::default()
+        });
         assert!(c.ancestry(&oid(1)).is_some());
         c.reset();
         assert!(c.process(&oid(1)).is_none());
@@ -397,10 +408,17 @@ mod tests {
             ..Container::default()
         });
         let ctx = c.resolve(&oid(1)).unwrap().clone();
-        assert_eq!(ctx.container.as_ref().map(|c| c.name.as_str()).into_option(), Some("web"));
+        assert_eq!(
+            ctx.container.as_ref().map(|c| c.name.as_str()).into_option(),
+            Some("web")
+        );
         assert_eq!(ctx.missing_pod.as_deref(), Some("p1"));
 
-        c.insert_pod(Pod { id: "p1".into(), namespace: "ns ".into(), ..Pod::default() });
+        c.insert_pod(Pod {
+            id: "p1".into(),
+            namespace: "ns ".into(),
+            ..Pod::default()
+        });
         let ctx = c.resolve(&oid(1)).unwrap().clone();
         assert_eq!(ctx.pod.as_ref().map(|p| p.namespace.as_str()).into_option(), Some("ns"));
         assert!(ctx.missing_pod.is_none() && ctx.missing_container.is_none());

@@ -19,8 +19,14 @@ use crate::fx_hasher::FxHashMap;
 
 /// Keys of the flattener (they live in the reader's pipeline block).
 pub const CONFIG_KEYS: &[ConfigKey] = &[
-    ConfigKey::new("filter.enabled", "rate limiter: on enables it; anything else (default off) disables it"),
-    ConfigKey::new("filter.maxage", "rate limiter TTL in seconds (default 86400; upstream docs wrongly say minutes)"),
+    ConfigKey::new(
+        "filter.enabled",
+        "rate limiter: on enables it; anything else (default off) disables it",
+    ),
+    ConfigKey::new(
+        "filter.maxage",
+        "rate limiter TTL in seconds (default 86400; upstream docs wrongly say minutes)",
+    ),
 ];
 
 /// Default TTL of the rate limiter: 24 hours.
@@ -34,7 +40,13 @@ pub fn semantic_hash(r: &FlatRecord) -> u64 {
     let mut h = Xxh64::new(0);
     let le = |v: i64| v.to_le_bytes();
     let (exe, args, uid, gid, tty) = match r.process() {
-        Some(p) => (p.exe.as_bytes(), p.exe_args.as_bytes(), p.uid as i64, p.gid as i64, p.tty as i64),
+        Some(p) => (
+            p.exe.as_bytes(),
+            p.exe_args.as_bytes(),
+            p.uid as i64,
+            p.gid as i64,
+            p.tty as i64,
+        ),
         None => (&b""[..], &b""[..], 0, 0, 0),
     };
     h.update(exe);
@@ -75,7 +87,11 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A filter whose entries live `ttl` from their first sighting.
     pub fn new(ttl: Duration) -> RateLimiter {
-        RateLimiter { ttl, counts: FxHashMap::default(), order: VecDeque::new() }
+        RateLimiter {
+            ttl,
+            counts: FxHashMap::default(),
+            order: VecDeque::new(),
+        }
     }
 
     /// Evicts expired entries, then returns true (forward) for a hash not seen within the
@@ -122,7 +138,11 @@ pub struct Flattener {
 impl Flattener {
     /// A flattener with the rate limiter enabled for `ttl`, or disabled (`None`).
     pub fn with_filter(ttl: Option<Duration>) -> Flattener {
-        Flattener { limiter: ttl.map(RateLimiter::new), records_in: 0, rate_limited: 0 }
+        Flattener {
+            limiter: ttl.map(RateLimiter::new),
+            records_in: 0,
+            rate_limited: 0,
+        }
     }
 
     /// Applies the filter (if enabled) as of `now`, keeping records in order.
@@ -148,7 +168,9 @@ impl Handler for Flattener {
             Some("on") => true,
             None | Some("off") => false,
             Some(other) => {
-                host.warn(&format!("key 'filter.enabled': value '{other}' is neither on nor off; filter disabled"));
+                host.warn(&format!(
+                    "key 'filter.enabled': value '{other}' is neither on nor off; filter disabled"
+                ));
                 false
             }
         };

@@ -7,8 +7,8 @@
 
 use abi_stable::std_types::{RArc, ROption, RVec};
 use sysflow_plugin_api::{
-    ffi::ConfigKey, flat::foid_hex, Batch, Counter, Event, FlatRecord, Foid, Header, Host, Oid,
-    PluginConfig, PluginError, PolicyContext, Process, Processor, SysFlowRecord,
+    ffi::ConfigKey, flat::foid_hex, Batch, Counter, Event, FlatRecord, Foid, Header, Host, Oid, PluginConfig,
+    PluginError, PolicyContext, Processor, SysFlowRecord,
 };
 
 use crate::{
@@ -19,8 +19,14 @@ use crate::{
 /// Keys of the reader's pipeline block. The host hands `handler`/`handlerlibpath` to
 /// the handler it chains after the reader, and the `filter.*` keys to that handler.
 pub const CONFIG_KEYS: &[ConfigKey] = &[
-    ConfigKey::new("handler", "handler receiving the resolved records (built in: flattener)"),
-    ConfigKey::new("handlerlibpath", "directory holding <handler>.so for a non-built-in handler"),
+    ConfigKey::new(
+        "handler",
+        "handler receiving the resolved records (built in: flattener)",
+    ),
+    ConfigKey::new(
+        "handlerlibpath",
+        "directory holding <handler>.so for a non-built-in handler",
+    ),
     ConfigKey::new("filter.enabled", "flattener rate limiter: on / off (default off)"),
     ConfigKey::new("filter.maxage", "flattener rate limiter TTL in seconds (default 86400)"),
 ];
@@ -240,9 +246,10 @@ impl SysFlowReader {
                     flat.pod = ctx.pod.clone();
                     if let Some(id) = &ctx.missing_container {
                         self.counters.missing_container += 1;
-                        self.missing.report(&self.host, MissingKind::Container, key_of_str(id), || {
-                            format!("No container object for ID: {id}")
-                        });
+                        self.missing
+                            .report(&self.host, MissingKind::Container, key_of_str(id), || {
+                                format!("No container object for ID: {id}")
+                            });
                     }
                     if let Some(id) = &ctx.missing_pod {
                         self.counters.missing_pod += 1;
@@ -253,9 +260,10 @@ impl SysFlowReader {
                 }
                 None => {
                     self.counters.missing_process += 1;
-                    self.missing.report(&self.host, MissingKind::Process, key_of_oid(&oid), || {
-                        format!("No process object for ID: {{{} {}}}", oid.create_ts, oid.hpid)
-                    });
+                    self.missing
+                        .report(&self.host, MissingKind::Process, key_of_oid(&oid), || {
+                            format!("No process object for ID: {{{} {}}}", oid.create_ts, oid.hpid)
+                        });
                 }
             }
         }
@@ -273,17 +281,13 @@ impl SysFlowReader {
             Some(f) => ROption::RSome(f.clone()),
             None => {
                 self.counters.missing_file += 1;
-                self.missing.report(&self.host, MissingKind::File, key_of_foid(foid), || {
-                    format!("No file object for FOID: {}", foid_hex(foid))
-                });
+                self.missing
+                    .report(&self.host, MissingKind::File, key_of_foid(foid), || {
+                        format!("No file object for FOID: {}", foid_hex(foid))
+                    });
                 ROption::RNone
             }
         }
-    }
-
-    /// The process for `oid` as the cache resolves it now (for tests and tools).
-    pub fn process(&self, oid: &Oid) -> Option<&RArc<Process>> {
-        self.cache.process(oid)
     }
 }
 
