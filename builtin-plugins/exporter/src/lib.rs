@@ -1,8 +1,46 @@
-//! Placeholder: the real implementation is being written.
+//! The SysFlow exporter (`exporter` processor): encodes flat records as upstream's JSON
+//! lines and delivers them to the terminal, a file, or nowhere (`null`).
+//!
+//! Output is byte-for-byte upstream's (sf-processor 0.7) wherever upstream's output is
+//! valid and correct, including its HTML-safe string escaping. Deliberate differences:
+//!
+//! * flow counters (`flow.rbytes/rops/wbytes/wops`) are the recorded values; upstream
+//!   doubles them;
+//! * pod `hostip`/`internalip`, service `clusterIP` and `services` arrays have commas
+//!   between elements (upstream omits them: invalid JSON with ≥ 2 elements);
+//! * a parent process missing from the cache gives `""` strings (upstream: `"\"\""`);
+//! * a process missing from the cache gives `[]` for `acmdline`/`aexe`/`aname`/`apid`
+//!   (upstream writes no value: invalid JSON) and the pid/createts/oid the event names
+//!   (upstream: zeros);
+//! * strings are exported as recorded: upstream strips one leading and one trailing quote
+//!   character (`"` or `'`) from every string value (TrimBoundingQuotes);
+//! * op flag names are computed per record (`SEND`/`RECV` only for network flows);
+//!   upstream memoises them per numeric value across record types.
+//!
+//! Kept quirks: `proc.cmdline` is `exe + " " + args` even when args are empty;
+//! `meta.tracename`, `file.newname`, `file.newdirectory` are `"."` when empty; on FE
+//! records `file.fd` is the new file's state ordinal and `openflags` is `["NONE"]`;
+//! `endts` equals `ts` for KE records.
 
-use sysflow_plugin_api::PluginDescriptor;
+pub mod exporter;
+mod fragment_cache;
+pub mod json_encoder;
+pub mod json_text;
+pub mod transport;
+
+use sysflow_plugin_api::{ChannelType, PluginDescriptor};
+
+pub use exporter::Exporter;
+pub use json_encoder::JsonEncoder;
 
 /// The plugins this crate provides.
 pub fn descriptors() -> Vec<PluginDescriptor> {
-    Vec::new()
+    vec![PluginDescriptor::processor::<Exporter>(
+        "exporter",
+        "encodes records as JSON and exports them to the terminal, a file or null",
+        env!("CARGO_PKG_VERSION"),
+        exporter::CONFIG_KEYS,
+        &[ChannelType::Flat, ChannelType::Event],
+        None,
+    )]
 }

@@ -1,0 +1,131 @@
+//! `file`: records appended to `file.path`, one per line.
+
+use std::{
+    fs::{File, OpenOptions},
+    io::{BufWriter, ErrorKind, Write},
+    path::{Path, PathBuf},
+};
+
+use super::{EncodedBatch, Transport, TransportError};
+
+/// Upstream's default `file.path`.
+pub const DEFAULT_PATH: &str = "./export.out";
+
+/// Writes to a file that is replaced at start.
+#[derive(Debug)]
+pub struct FileTransport {
+    path: PathBuf,
+    writer: Option<BufWriter<File>>,
+}
+
+impl FileTransport {
+    /// Deletes `path` if it exists (as upstream does: a symlink is replaced, not followed)
+    /// and creates it anew with mode 0644.
+    pub fn create(path: impl AsRef<Path>) -> Result<FileTransport, TransportError> {
+        let path = path.as_ref().to_path_buf();
+        let context = |action: &str, e: std::io::Error| TransportError(format!("{action} '{}': {e}", path.display()));
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(context("cannot remove old export file", e)),
+        }
+        let mut options = OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o644);
+        }
+        let file = options.open(&path).map_err(|e| context("cannot create export file", e))?;
+        Ok(FileTransport { path, writer: Some(BufWriter::with_capacity(1 << 20, file)) })
+    }
+
+    /// The target path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writer(&mut self) -> Result<&mut BufWriter<File>, TransportError> {
+        let path = &self.path;
+        self.writer
+            .as_mut()
+            .ok_or_else(|| TransportError(format!("export file '{}' is already closed", path.display())))
+    }
+
+    fn error(&self, action: &str, e: std::io::Error) -> TransportError {
+        TransportError(format!("{action} export file '{}': {e}", self.path.display()))
+    }
+}
+
+impl Transport for FileTransport {
+    fn name(&self) -> &'static str {
+        "file"
+    }
+
+    fn export(&mut self, batch: &EncodedBatch) -> Result<(), TransportError> {
+        let result = self.writer()?.write_all(batch.as_lines());
+        result.map_err(|e| self.error("writing to", e))
+    }
+
+    fn flush(&mut self) -> Result<(), TransportError> {
+        let result = self.writer()?.flush();
+        result.map_err(|e| self.error("flushing", e))
+    }
+
+    fn close(&mut self) -> Result<(), TransportError> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        match writer.into_inner() {
+            Ok(file) => file.sync_data().or_else(|e| {
+                // Pipes and character devices (e.g. /dev/stdout) cannot be synced.
+                if e.kind() == ErrorKind::InvalidInput { Ok(()) } else { Err(e) }
+            }),
+            Err(e) => Err(e.into_error()),
+        }
+        .map_err(|e| self.error("closing", e))
+    }
+}
+
+impl Drop for FileTransport {
+    fn drop(&mut self) {
+        if let Some(mut w) = self.writer.take() {
+            let _ = w.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_the_file_and_writes_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("out.json");
+        std::fs::write(&path, "old content that must go\n").expect("seed file");
+        let mut t = FileTransport::create(&path).expect("create");
+        let mut batch = EncodedBatch::new();
+        batch.push_with(|o| o.extend_from_slice(b"{\"x\":1}"));
+        t.export(&batch).expect("export");
+        t.flush().expect("flush");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"x\":1}\n");
+        t.export(&batch).expect("export");
+        t.close().expect("close");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"x\":1}\n{\"x\":1}\n");
+        assert!(t.export(&batch).is_err(), "export after close must fail");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode & !0o644, 0, "mode {mode:o} exceeds 0644");
+            assert_eq!(mode & 0o600, 0o600);
+        }
+    }
+
+    #[test]
+    fn missing_directory_error_names_the_path() {
+        let err = FileTransport::create("/nonexistent-dir-xyz/out.json").expect_err("must fail");
+        assert!(err.0.contains("/nonexistent-dir-xyz/out.json"), "{err}");
+    }
+}

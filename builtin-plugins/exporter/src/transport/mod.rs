@@ -1,0 +1,130 @@
+//! Transports: where encoded records go (`export` key).
+//!
+//! A transport receives whole [`EncodedBatch`]es, so line-oriented sinks write a batch
+//! with one system call while message-oriented ones (syslog, Kafka) can iterate its
+//! records. Adding a transport = a module implementing [`Transport`] plus an arm in
+//! [`open`].
+
+mod file;
+mod null;
+mod terminal;
+
+pub use file::FileTransport;
+pub use null::NullTransport;
+pub use terminal::TerminalTransport;
+
+use sysflow_plugin_api::PluginConfig;
+
+/// An error delivering records, with the transport's context (path, peer …).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TransportError(pub String);
+
+/// Encoded records, each followed by `\n`, in one contiguous buffer.
+#[derive(Debug, Default)]
+pub struct EncodedBatch {
+    data: Vec<u8>,
+    records: usize,
+}
+
+impl EncodedBatch {
+    /// An empty batch.
+    pub fn new() -> EncodedBatch {
+        EncodedBatch::default()
+    }
+
+    /// Appends one record: `encode` writes its bytes (without newline) into the buffer.
+    #[inline]
+    pub fn push_with(&mut self, encode: impl FnOnce(&mut Vec<u8>)) {
+        encode(&mut self.data);
+        self.data.push(b'\n');
+        self.records += 1;
+    }
+
+    /// The records as newline-terminated lines.
+    pub fn as_lines(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Each record's bytes, without its newline.
+    pub fn records(&self) -> impl Iterator<Item = &[u8]> {
+        let body = self.data.strip_suffix(b"\n").unwrap_or(&self.data);
+        body.split(|b| *b == b'\n').take(self.records)
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records
+    }
+
+    /// True when the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Size in bytes, newlines included.
+    pub fn byte_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Empties the batch, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.records = 0;
+        // Keep the buffer from staying at the size of one exceptional batch forever.
+        if self.data.capacity() > 64 << 20 {
+            self.data.shrink_to(8 << 20);
+        }
+    }
+}
+
+/// A destination for encoded records.
+pub trait Transport: Send {
+    /// The `export` name of this transport.
+    fn name(&self) -> &'static str;
+
+    /// Delivers (or buffers) every record of `batch`.
+    fn export(&mut self, batch: &EncodedBatch) -> Result<(), TransportError>;
+
+    /// Pushes buffered data to the destination.
+    fn flush(&mut self) -> Result<(), TransportError>;
+
+    /// Flushes and releases the destination; later calls are errors or no-ops.
+    fn close(&mut self) -> Result<(), TransportError>;
+}
+
+/// Transport names upstream knows but this build does not implement yet.
+pub const UNAVAILABLE: [&str; 3] = ["syslog", "es", "kafka"];
+
+/// Opens the transport named by `export` (already validated by the caller).
+pub fn open(export: &str, config: &PluginConfig) -> Result<Box<dyn Transport>, TransportError> {
+    match export {
+        "file" => {
+            let path = config
+                .str_or("file.path", file::DEFAULT_PATH)
+                .map_err(|e| TransportError(e.to_string()))?;
+            Ok(Box::new(FileTransport::create(path)?))
+        }
+        "null" => Ok(Box::new(NullTransport)),
+        "terminal" => Ok(Box::new(TerminalTransport::new())),
+        other => Err(TransportError(format!("transport '{other}' is not available in this build yet"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_lines_and_records() {
+        let mut b = EncodedBatch::new();
+        b.push_with(|o| o.extend_from_slice(b"{\"a\":1}"));
+        b.push_with(|o| o.extend_from_slice(b"{}"));
+        assert_eq!(b.as_lines(), b"{\"a\":1}\n{}\n");
+        assert_eq!(b.records().collect::<Vec<_>>(), vec![&b"{\"a\":1}"[..], &b"{}"[..]]);
+        assert_eq!((b.len(), b.byte_len()), (2, 11));
+        b.clear();
+        assert!(b.is_empty());
+        assert_eq!(b.records().count(), 0);
+    }
+}
