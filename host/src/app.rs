@@ -1,0 +1,137 @@
+//! The start-up sequence: flags → logging → signals → config (+ environment, injected keys)
+//! → registry → graph validation → plugin construction → run → summary.
+
+use std::path::Path;
+
+use crate::{
+    cli::{self, Cli, CliOutcome},
+    diagnostics::Diagnostics,
+    env_overrides,
+    graph::{self, DriverChoice},
+    logging::{self, Threshold},
+    pipeline_config,
+    registry::Registry,
+    runtime,
+    signals::{self, StopFlag},
+};
+
+/// Runs `sfprocessor` with `args` (program name first) and the builtin plugins; returns the exit status.
+pub fn main_with_args<I, S>(args: I) -> i32
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString>,
+{
+    let cli = match cli::parse(args) {
+        CliOutcome::Run(c) => c,
+        CliOutcome::Exit(text, code) => {
+            print!("{text}");
+            return code;
+        }
+        CliOutcome::Usage(text) => {
+            eprint!("{text}");
+            return 1;
+        }
+    };
+    if cli.version {
+        println!("{}", cli::version_line());
+        return 0;
+    }
+    let threshold = logging::parse_threshold(&cli.log);
+    logging::init(threshold.unwrap_or(Threshold::Info), cli.perflog);
+    if threshold.is_none() {
+        tracing::warn!("unknown log level '{}' (use trace, info, warn, error, health or quiet): using info", cli.log);
+    }
+    let registry = match Registry::with_builtins() {
+        Ok(r) => r,
+        Err(errors) => {
+            for e in errors {
+                tracing::error!("{e}");
+            }
+            return 1;
+        }
+    };
+    let stop = StopFlag::new();
+    if !cli.test {
+        if let Err(e) = signals::install(stop.clone()) {
+            tracing::error!("cannot install the SIGINT/SIGTERM handler: {e}");
+            return 1;
+        }
+    }
+    run(&cli, &registry, env_overrides::process_env(), &stop)
+}
+
+/// Runs with parsed flags, a registry and an environment (the testable core).
+pub fn run<E>(cli: &Cli, registry: &Registry, env: E, stop: &StopFlag) -> i32
+where
+    E: IntoIterator<Item = (String, String)>,
+{
+    for (flag, value) in [("cpuprofile", &cli.cpuprofile), ("memprofile", &cli.memprofile), ("traceprofile", &cli.traceprofile)] {
+        if value.is_some() {
+            tracing::warn!("-{flag} is accepted for compatibility but ignored: Go profiles do not apply to this implementation");
+        }
+    }
+    let mut diag = Diagnostics::default();
+    let mut raw = match pipeline_config::read_file(Path::new(&cli.config)) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("Unable to load pipeline error: {e}");
+            return 1;
+        }
+    };
+    for a in env_overrides::apply(&mut raw, env) {
+        tracing::info!(
+            "pipeline[{}] ({}): key '{}' set from environment variable {}",
+            a.index,
+            a.processor,
+            a.key,
+            a.variable
+        );
+    }
+    let cluster_id = std::env::var("CLUSTER_ID").unwrap_or_default();
+    let cfg = pipeline_config::interpret(&raw, &cluster_id, &mut diag);
+    let choice = DriverChoice { driver: cli.driver.clone(), path: cli.path.clone() };
+    let graph = graph::build(&cfg, registry, &choice, &mut diag);
+    if !report(&diag) {
+        return 1;
+    }
+    if !cli.test && !graph.drivers_without_path.is_empty() {
+        eprintln!(
+            "[Error] missing input path: {} needs a trace file/directory or socket path (positional argument, or 'path' in its drivers entry)\n{}",
+            graph.drivers_without_path.join(", "),
+            cli::usage()
+        );
+        return 1;
+    }
+    // Drivers open files and sockets when built, so `-test` (like upstream) stops before them.
+    let mut diag = Diagnostics::default();
+    let instances = runtime::construct(&graph, !cli.test, &mut diag);
+    let Some(instances) = instances.filter(|_| report(&diag)) else {
+        return 1;
+    };
+    tracing::info!(target: "health", "Health checks: passed");
+    tracing::info!("Successfully loaded pipeline configuration");
+    if cli.test {
+        return 0;
+    }
+    tracing::info!("Starting the processing pipeline");
+    tracing::info!("Initializing {} drivers", graph.drivers.len());
+    runtime::run(&graph, instances, stop, cli.perflog)
+}
+
+/// Logs warnings and errors; true when there is no error.
+fn report(diag: &Diagnostics) -> bool {
+    for w in &diag.warnings {
+        tracing::warn!("{w}");
+    }
+    for e in &diag.errors {
+        tracing::error!("{e}");
+    }
+    if !diag.ok() {
+        tracing::error!(
+            "Unable to load pipeline: {} error{} in the configuration (listed above)",
+            diag.errors.len(),
+            if diag.errors.len() == 1 { "" } else { "s" }
+        );
+    }
+    diag.ok()
+}

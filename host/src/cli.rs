@@ -1,0 +1,234 @@
+//! Command line: upstream's Go-style flags (`-config x`, `-config=x`, `--config x`) parsed with clap.
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+/// Host version (the `-version` output and the injected `version` key).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Build number, set at compile time through `SFPROCESSOR_BUILD_NUMBER` (upstream injects `1`).
+pub const BUILD_NUMBER: &str = match option_env!("SFPROCESSOR_BUILD_NUMBER") {
+    Some(b) => b,
+    None => "1",
+};
+
+/// Avro schema version the socket/file drivers decode natively.
+pub const AVRO_SCHEMA_VERSION: &str = "5";
+/// JSON export schema version.
+pub const JSON_SCHEMA_VERSION: &str = "5";
+/// ECS export version.
+pub const ECS_VERSION: &str = "8.2";
+
+/// The `-version` line.
+pub fn version_line() -> String {
+    format!(
+        "Version: {VERSION}+{BUILD_NUMBER}, Avro Schema Version: {AVRO_SCHEMA_VERSION}, \
+         Export Schema Version: {JSON_SCHEMA_VERSION} (JSON), {ECS_VERSION} (ECS)"
+    )
+}
+
+/// Flags of `sfprocessor`, upstream's names and defaults.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "sfprocessor",
+    about = "SysFlow processor: reads SysFlow telemetry, applies policies, exports records",
+    disable_version_flag = true,
+    override_usage = "sfprocessor [flags] <path>\n       (flags may be written -flag value, -flag=value or --flag value)"
+)]
+pub struct Cli {
+    /// Pipeline configuration file.
+    #[arg(long, default_value = "pipeline.json", value_name = "FILE", allow_hyphen_values = true)]
+    pub config: String,
+
+    /// Driver name (file, socket, or a plugin driver); default: the file's `drivers`, else `file`.
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub driver: Option<String>,
+
+    /// Log level: trace, info, warn, error, health, quiet.
+    #[arg(long, default_value = "info", value_name = "LEVEL", allow_hyphen_values = true)]
+    pub log: String,
+
+    /// Directory of dynamic driver plugins.
+    #[arg(long, default_value = "/usr/local/sysflow/resources/drivers", value_name = "DIR", allow_hyphen_values = true)]
+    pub driverdir: String,
+
+    /// Directory of dynamic processor plugins.
+    #[arg(long, default_value = "/usr/local/sysflow/resources/plugins", value_name = "DIR", allow_hyphen_values = true)]
+    pub plugdir: String,
+
+    /// Load and initialise the pipeline, then exit.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
+    pub test: bool,
+
+    /// Print the version and exit.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
+    pub version: bool,
+
+    /// Log per-node rates and queue depths every 15 s and at exit.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
+    pub perflog: bool,
+
+    /// Accepted for compatibility with upstream; Go profiles are not produced.
+    #[arg(long, value_name = "FILE", hide = true, allow_hyphen_values = true)]
+    pub cpuprofile: Option<String>,
+
+    /// Accepted for compatibility with upstream; Go profiles are not produced.
+    #[arg(long, value_name = "FILE", hide = true, allow_hyphen_values = true)]
+    pub memprofile: Option<String>,
+
+    /// Accepted for compatibility with upstream; Go profiles are not produced.
+    #[arg(long, value_name = "FILE", hide = true, allow_hyphen_values = true)]
+    pub traceprofile: Option<String>,
+
+    /// Input: trace file or directory (file driver) or socket path (socket driver).
+    #[arg(value_name = "PATH")]
+    pub path: Option<String>,
+}
+
+/// Flags that take a value (so the next word is their value, never a flag).
+const VALUE_FLAGS: &[&str] =
+    &["config", "driver", "log", "driverdir", "plugdir", "cpuprofile", "memprofile", "traceprofile"];
+
+/// Go's boolean literals (`strconv.ParseBool`).
+fn parse_go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("invalid boolean value '{s}'")),
+    }
+}
+
+/// Rewrites Go-style single-dash long flags (`-config`) into clap's `--config`, leaving
+/// flag values, `-h`, `-` and everything after `--` untouched.
+pub fn rewrite_go_flags<I, S>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let mut out = Vec::new();
+    let mut iter = args.into_iter().map(Into::into);
+    if let Some(prog) = iter.next() {
+        out.push(prog);
+    }
+    let mut value_expected = false;
+    let mut rest_positional = false;
+    for arg in iter {
+        if rest_positional || value_expected {
+            value_expected = false;
+            out.push(arg);
+            continue;
+        }
+        let Some(s) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if s == "--" {
+            rest_positional = true;
+            out.push(arg);
+            continue;
+        }
+        let (dashless, single) = if let Some(r) = s.strip_prefix("--") {
+            (r, false)
+        } else if let Some(r) = s.strip_prefix('-') {
+            (r, true)
+        } else {
+            out.push(arg);
+            continue;
+        };
+        let name = dashless.split('=').next().unwrap_or("");
+        if VALUE_FLAGS.contains(&name) && !dashless.contains('=') {
+            value_expected = true;
+        }
+        if single && dashless.chars().count() > 1 {
+            out.push(OsString::from(format!("--{dashless}")));
+        } else {
+            out.push(arg);
+        }
+    }
+    out
+}
+
+/// Outcome of parsing the command line.
+#[derive(Debug)]
+pub enum CliOutcome {
+    /// Run with these flags.
+    Run(Cli),
+    /// Print this text to stdout and exit with this status (help).
+    Exit(String, i32),
+    /// Usage error: print to stderr, exit 1.
+    Usage(String),
+}
+
+/// Parses `argv` (including the program name).
+pub fn parse<I, S>(args: I) -> CliOutcome
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    match Cli::try_parse_from(rewrite_go_flags(args)) {
+        Ok(cli) => CliOutcome::Run(cli),
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                CliOutcome::Exit(e.render().to_string(), 0)
+            }
+            _ => CliOutcome::Usage(e.render().to_string()),
+        },
+    }
+}
+
+/// Usage text, for usage errors detected after parsing (e.g. a missing input path).
+pub fn usage() -> String {
+    use clap::CommandFactory;
+    Cli::command().render_usage().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Cli {
+        let mut v = vec!["sfprocessor"];
+        v.extend_from_slice(args);
+        match parse(v) {
+            CliOutcome::Run(c) => c,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn go_style_forms() {
+        let c = run(&["-config", "a.json", "-log=trace", "--driver", "socket", "-test", "x.sf"]);
+        assert_eq!(c.config, "a.json");
+        assert_eq!(c.log, "trace");
+        assert_eq!(c.driver.as_deref(), Some("socket"));
+        assert!(c.test);
+        assert_eq!(c.path.as_deref(), Some("x.sf"));
+    }
+
+    #[test]
+    fn bool_with_value_and_dash_value() {
+        let c = run(&["-perflog=false", "-test=true", "-config", "-odd.json"]);
+        assert!(!c.perflog);
+        assert!(c.test);
+        assert_eq!(c.config, "-odd.json");
+    }
+
+    #[test]
+    fn defaults() {
+        let c = run(&[]);
+        assert_eq!(c.config, "pipeline.json");
+        assert_eq!(c.driverdir, "/usr/local/sysflow/resources/drivers");
+        assert_eq!(c.plugdir, "/usr/local/sysflow/resources/plugins");
+        assert!(c.path.is_none());
+    }
+
+    #[test]
+    fn unknown_flag_is_usage_error() {
+        assert!(matches!(parse(["sfprocessor", "-bogus"]), CliOutcome::Usage(_)));
+        assert!(matches!(parse(["sfprocessor", "-help"]), CliOutcome::Exit(_, 0)));
+    }
+}

@@ -1,0 +1,442 @@
+//! The pipeline graph: which plugin runs each block, which channels join them, and the
+//! checks that must all pass before anything starts.
+//!
+//! The graph is a forest of trees rooted at drivers: every processor reads exactly one
+//! channel, every channel has exactly one consumer, and a channel may have several
+//! producers (fan-in by sharing a channel; upstream only allowed that between drivers).
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value};
+use sysflow_plugin_api::ChannelType;
+
+use crate::{
+    diagnostics::Diagnostics,
+    pipeline_config::{Block, PipelineConfig, HOST_BLOCK_KEYS, HOST_DRIVER_KEYS, INJECTED_KEYS},
+    registry::{Kind, Registered, Registry},
+};
+
+/// Who writes or reads a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A driver (index into [`Graph::drivers`]).
+    Driver(usize),
+    /// A processor (index into [`Graph::processors`]).
+    Processor(usize),
+}
+
+/// A channel of the graph.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    /// Name from the pipeline file.
+    pub name: String,
+    /// Type from the pipeline file.
+    pub kind: ChannelType,
+    /// Where it is first mentioned, for messages.
+    pub first_mention: String,
+    /// Writers.
+    pub producers: Vec<Endpoint>,
+    /// Readers (exactly one after validation).
+    pub consumers: Vec<usize>,
+}
+
+/// A processor node.
+#[derive(Clone)]
+pub struct ProcessorNode {
+    /// The block it comes from.
+    pub block: Block,
+    /// Its plugin.
+    pub plugin: Registered,
+    /// Its handler's plugin, chained after it on the same thread.
+    pub handler: Option<Registered>,
+    /// Input channel index.
+    pub input: usize,
+    /// Output channel indexes.
+    pub outputs: Vec<usize>,
+}
+
+impl ProcessorNode {
+    /// Label for messages and logs.
+    pub fn label(&self) -> String {
+        self.block.label()
+    }
+}
+
+/// A driver node.
+#[derive(Clone)]
+pub struct DriverNode {
+    /// Label for messages: `drivers[0] (file)` or `driver (socket)` when chosen on the command line.
+    pub label: String,
+    /// Its plugin.
+    pub plugin: Registered,
+    /// Its configuration (the `drivers` entry, if any, plus `path`).
+    pub config: Map<String, Value>,
+    /// Output channel index.
+    pub output: usize,
+}
+
+/// A validated pipeline.
+#[derive(Clone, Default)]
+pub struct Graph {
+    /// Channels.
+    pub channels: Vec<Channel>,
+    /// Processors, in file order.
+    pub processors: Vec<ProcessorNode>,
+    /// Drivers.
+    pub drivers: Vec<DriverNode>,
+    /// Labels of drivers that have no input path (neither positional nor `path` key).
+    pub drivers_without_path: Vec<String>,
+}
+
+/// Driver selection from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct DriverChoice {
+    /// `-driver` value.
+    pub driver: Option<String>,
+    /// Positional input path.
+    pub path: Option<String>,
+}
+
+/// Builds and validates the graph; every problem is recorded in `diag`.
+pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, diag: &mut Diagnostics) -> Graph {
+    let mut g = Graph::default();
+    let mut by_name: HashMap<String, usize> = HashMap::new();
+
+    let mut channel = |g: &mut Graph, name: &str, kind: ChannelType, at: String, diag: &mut Diagnostics| -> Option<usize> {
+        if let Some(&i) = by_name.get(name) {
+            let c = &g.channels[i];
+            if c.kind != kind {
+                diag.error(format!(
+                    "{at}: channel '{name}' is declared here as {} but as {} at {}",
+                    kind.name(),
+                    c.kind.name(),
+                    c.first_mention
+                ));
+                return None;
+            }
+            return Some(i);
+        }
+        g.channels.push(Channel {
+            name: name.to_string(),
+            kind,
+            first_mention: at,
+            producers: Vec::new(),
+            consumers: Vec::new(),
+        });
+        by_name.insert(name.to_string(), g.channels.len() - 1);
+        Some(g.channels.len() - 1)
+    };
+
+    for block in &cfg.blocks {
+        let label = block.label();
+        let Some(plugin) = registry.get(Kind::Processor, &block.processor) else {
+            diag.error(format!(
+                "{label}: key 'processor': unknown processor '{}' {}",
+                block.processor,
+                registry.known_hint(Kind::Processor)
+            ));
+            continue;
+        };
+        let mut output_type = plugin.output();
+        let mut handler = None;
+        if let Some(h) = &block.handler {
+            match registry.get(Kind::Handler, h) {
+                Some(reg) => {
+                    match output_type {
+                        Some(t) if t.payload() == sysflow_plugin_api::Payload::Flat => {
+                            output_type = Some(ChannelType::Flat);
+                        }
+                        _ => diag.error(format!(
+                            "{label}: key 'handler': processor '{}' does not produce flat records, so it cannot feed handler '{h}'",
+                            block.processor
+                        )),
+                    }
+                    handler = Some(reg.clone());
+                }
+                None => {
+                    let how = if block.map.contains_key("handlerlibpath") {
+                        " (loading handlers from 'handlerlibpath' is not supported yet)"
+                    } else {
+                        ""
+                    };
+                    diag.error(format!(
+                        "{label}: key 'handler': unknown handler '{h}' {}{how}",
+                        registry.known_hint(Kind::Handler)
+                    ));
+                }
+            }
+        }
+        // Inputs.
+        let input = match block.inputs.as_slice() {
+            [] => {
+                if block.map.contains_key("in") {
+                    diag.error(format!("{label}: key 'in': a processor needs exactly one input channel"));
+                }
+                None
+            }
+            [one] => {
+                if !plugin.inputs().contains(&one.kind) {
+                    let accepted: Vec<&str> = plugin.inputs().iter().map(|t| t.name()).collect();
+                    diag.error(format!(
+                        "{label}: key 'in': processor '{}' reads {} channels, but channel '{}' is a {}",
+                        block.processor,
+                        if accepted.is_empty() { "no".to_string() } else { accepted.join(" or ") },
+                        one.name,
+                        one.kind.name()
+                    ));
+                }
+                channel(&mut g, &one.name, one.kind, format!("{label} key 'in'"), diag)
+            }
+            many => {
+                diag.error(format!(
+                    "{label}: key 'in': only a single input channel is supported (found {}); to merge streams, let several blocks write the same channel",
+                    many.len()
+                ));
+                None
+            }
+        };
+        // Outputs.
+        let mut outputs = Vec::new();
+        for out in &block.outputs {
+            match output_type {
+                None => diag.error(format!(
+                    "{label}: key 'out': processor '{}' produces no output, but 'out' names channel '{}'",
+                    block.processor, out.name
+                )),
+                Some(t) if t != out.kind => diag.error(format!(
+                    "{label}: key 'out': {} writes {} channels, but channel '{}' is a {}",
+                    if handler.is_some() { "the handler" } else { "the processor" },
+                    t.name(),
+                    out.name,
+                    out.kind.name()
+                )),
+                Some(_) => {}
+            }
+            if let Some(i) = channel(&mut g, &out.name, out.kind, format!("{label} key 'out'"), diag) {
+                if outputs.contains(&i) {
+                    diag.error(format!("{label}: key 'out': channel '{}' is listed twice", out.name));
+                } else {
+                    outputs.push(i);
+                }
+            }
+        }
+        if block.outputs.is_empty() && output_type.is_some() {
+            diag.warn(format!("{label}: no 'out' channel: this block's output records are discarded"));
+        }
+        warn_unknown_keys(&label, &block.map, HOST_BLOCK_KEYS, INJECTED_KEYS, plugin, handler.as_ref(), diag);
+        let Some(input) = input else { continue };
+        let index = g.processors.len();
+        g.channels[input].consumers.push(index);
+        for &o in &outputs {
+            g.channels[o].producers.push(Endpoint::Processor(index));
+        }
+        g.processors.push(ProcessorNode { block: block.clone(), plugin: plugin.clone(), handler, input, outputs });
+    }
+
+    // The root channel: the first channel created while loading (upstream's definition).
+    let root = cfg.blocks.first().and_then(|b| b.inputs.first()).map(|c| c.name.clone());
+
+    // Driver selection.
+    let mut selected: Vec<(String, Option<usize>)> = Vec::new(); // (driver name, drivers entry index)
+    match &choice.driver {
+        Some(name) => {
+            let entry = cfg.drivers.iter().position(|d| &d.driver == name);
+            selected.push((name.clone(), entry));
+        }
+        None if !cfg.drivers.is_empty() => {
+            for (i, d) in cfg.drivers.iter().enumerate() {
+                selected.push((d.driver.clone(), Some(i)));
+            }
+        }
+        None => selected.push(("file".to_string(), None)),
+    }
+    for (name, entry) in selected {
+        let entry = entry.map(|i| &cfg.drivers[i]);
+        let label = match entry {
+            Some(e) => e.label(),
+            None => format!("driver ({name})"),
+        };
+        let Some(plugin) = registry.get(Kind::Driver, &name) else {
+            diag.error(format!("{label}: unknown driver '{name}' {}", registry.known_hint(Kind::Driver)));
+            continue;
+        };
+        let mut config = entry.map(|e| e.map.clone()).unwrap_or_default();
+        let has_path = matches!(config.get("path"), Some(Value::String(_)));
+        if !has_path {
+            match &choice.path {
+                Some(p) => {
+                    config.insert("path".to_string(), Value::String(p.clone()));
+                }
+                None => g.drivers_without_path.push(label.clone()),
+            }
+        }
+        let out_type = plugin.output().unwrap_or(ChannelType::SysFlow);
+        let output = match entry.and_then(|e| e.output.as_ref()) {
+            Some(c) => {
+                if c.kind != out_type {
+                    diag.error(format!(
+                        "{label}: key 'out': driver '{name}' writes {} channels, but channel '{}' is a {}",
+                        out_type.name(),
+                        c.name,
+                        c.kind.name()
+                    ));
+                }
+                channel(&mut g, &c.name, c.kind, format!("{label} key 'out'"), diag)
+            }
+            None => match &root {
+                Some(r) => match by_name_lookup(&g, r) {
+                    Some(i) => {
+                        if g.channels[i].kind != out_type {
+                            diag.error(format!(
+                                "{label}: driver '{name}' writes {} records to the root channel '{r}' (the first block's 'in'), which is a {}",
+                                out_type.name(),
+                                g.channels[i].kind.name()
+                            ));
+                        }
+                        Some(i)
+                    }
+                    None => None, // the first block failed; its error is already reported
+                },
+                None => {
+                    diag.error(format!("{label}: no output channel: the pipeline has no first block 'in' to write to"));
+                    None
+                }
+            },
+        };
+        if let Some(entry) = entry {
+            warn_driver_keys(&label, &entry.map, plugin, diag);
+        }
+        let Some(output) = output else { continue };
+        let index = g.drivers.len();
+        g.channels[output].producers.push(Endpoint::Driver(index));
+        g.drivers.push(DriverNode { label, plugin: plugin.clone(), config, output });
+    }
+
+    check_channels(&g, diag);
+    check_cycles(&g, diag);
+    g
+}
+
+fn by_name_lookup(g: &Graph, name: &str) -> Option<usize> {
+    g.channels.iter().position(|c| c.name == name)
+}
+
+fn endpoint_label(g: &Graph, e: Endpoint) -> String {
+    match e {
+        Endpoint::Driver(i) => g.drivers[i].label.clone(),
+        Endpoint::Processor(i) => g.processors[i].label(),
+    }
+}
+
+fn check_channels(g: &Graph, diag: &mut Diagnostics) {
+    for c in &g.channels {
+        let readers: Vec<String> = c.consumers.iter().map(|&i| g.processors[i].label()).collect();
+        if c.producers.is_empty() && !c.consumers.is_empty() {
+            diag.error(format!(
+                "{}: channel '{} {}' is dangling: it is read by {} but no driver or block writes it",
+                readers[0],
+                c.name,
+                c.kind.name(),
+                readers.join(", ")
+            ));
+        }
+        if c.consumers.is_empty() && !c.producers.is_empty() {
+            let writers: Vec<String> = c.producers.iter().map(|&e| endpoint_label(g, e)).collect();
+            diag.error(format!(
+                "{}: key 'out': channel '{} {}' is dangling: nothing reads it (add a block with \"in\": \"{} {}\" or remove it)",
+                writers.join(", "),
+                c.name,
+                c.kind.name(),
+                c.name,
+                c.kind.name()
+            ));
+        }
+        if c.consumers.len() > 1 {
+            diag.error(format!(
+                "{}: key 'in': channel '{}' is read by {}: a channel has exactly one reader (upstream made them compete for records); to give every record to each, list one output channel per reader in the producer's 'out'",
+                readers[1],
+                c.name,
+                readers.join(" and ")
+            ));
+        }
+    }
+}
+
+fn check_cycles(g: &Graph, diag: &mut Diagnostics) {
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut state = vec![0u8; g.processors.len()];
+    let mut reported = false;
+    for start in 0..g.processors.len() {
+        if state[start] != 0 || reported {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        state[start] = 1;
+        while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+            let succ: Vec<usize> =
+                g.processors[node].outputs.iter().flat_map(|&c| g.channels[c].consumers.iter().copied()).collect();
+            if *next < succ.len() {
+                let s = succ[*next];
+                *next += 1;
+                match state[s] {
+                    0 => {
+                        state[s] = 1;
+                        stack.push((s, 0));
+                    }
+                    1 => {
+                        let pos = stack.iter().position(|&(n, _)| n == s).unwrap_or(0);
+                        let path: Vec<String> = stack[pos..].iter().map(|&(n, _)| g.processors[n].label()).collect();
+                        diag.error(format!(
+                            "{}: key 'out': the pipeline has a cycle: {} -> {}",
+                            g.processors[node].label(),
+                            path.join(" -> "),
+                            g.processors[s].label()
+                        ));
+                        reported = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            } else {
+                state[node] = 2;
+                stack.pop();
+            }
+        }
+    }
+}
+
+fn warn_unknown_keys(
+    label: &str,
+    map: &Map<String, Value>,
+    host_keys: &[&str],
+    injected: &[&str],
+    plugin: &Registered,
+    handler: Option<&Registered>,
+    diag: &mut Diagnostics,
+) {
+    for key in map.keys() {
+        if key.starts_with('_') || host_keys.contains(&key.as_str()) || injected.contains(&key.as_str()) {
+            continue;
+        }
+        if plugin.declares_key(key) || handler.is_some_and(|h| h.declares_key(key)) {
+            continue;
+        }
+        diag.warn(format!(
+            "{label}: key '{key}' is not a setting of processor '{}'{}: ignored",
+            plugin.descriptor.name.as_str(),
+            handler.map(|h| format!(" or handler '{}'", h.descriptor.name.as_str())).unwrap_or_default()
+        ));
+    }
+}
+
+fn warn_driver_keys(label: &str, map: &Map<String, Value>, plugin: &Registered, diag: &mut Diagnostics) {
+    for key in map.keys() {
+        if key.starts_with('_') || HOST_DRIVER_KEYS.contains(&key.as_str()) || plugin.declares_key(key) {
+            continue;
+        }
+        diag.warn(format!(
+            "{label}: key '{key}' is not a setting of driver '{}': ignored",
+            plugin.descriptor.name.as_str()
+        ));
+    }
+}

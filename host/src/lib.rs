@@ -1,0 +1,17 @@
+//! `sfprocessor`, the SysFlow processor host: reads upstream's `pipeline.json`, validates the
+//! whole plugin graph, then runs every node on its own thread with bounded batch channels
+//! between them, draining in order at end of input or on SIGINT/SIGTERM.
+//!
+//! The binary is a thin wrapper around [`app::main_with_args`].
+
+pub mod app;
+pub mod cli;
+pub mod diagnostics;
+pub mod env_overrides;
+pub mod graph;
+pub mod logging;
+pub mod metrics;
+pub mod pipeline_config;
+pub mod registry;
+pub mod runtime;
+pub mod signals;

@@ -1,0 +1,407 @@
+//! Running a validated graph: one thread per node, bounded channels of batches between
+//! them, fan-out by sharing batches, and an orderly drain at the end.
+
+use std::{
+    panic::{catch_unwind, AssertUnwindSafe},
+    sync::{atomic::Ordering, Arc},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use abi_stable::std_types::{RArc, RResult, RStr, RVec};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use sysflow_plugin_api::{
+    ffi::{DriverBox, HandlerBox, ProcessorBox},
+    Batch, Counter, DriverPoll, FlatRecord, PluginError, PluginFactory,
+};
+
+use crate::{
+    diagnostics::Diagnostics,
+    graph::{DriverNode, Graph, ProcessorNode},
+    logging,
+    metrics::{self, NodeMetrics, PerfReporter},
+    signals::StopFlag,
+};
+
+/// Batches an edge holds before its producer blocks (backpressure).
+pub const CHANNEL_CAPACITY: usize = 32;
+/// Most records a driver is asked for per poll.
+pub const MAX_DRIVER_BATCH: usize = 1024;
+/// Idle time after which a processor is asked to flush.
+pub const IDLE_FLUSH: Duration = Duration::from_secs(1);
+/// Consecutive driver errors after which the driver is given up.
+const MAX_CONSECUTIVE_DRIVER_ERRORS: u32 = 100;
+/// Interval of `-perflog` reports.
+pub const PERF_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Plugin instances built from a graph.
+pub struct Instances {
+    processors: Vec<(ProcessorBox, Option<HandlerBox>)>,
+    drivers: Vec<DriverBox>,
+}
+
+/// Builds every processor and handler (and, if `with_drivers`, every driver), in file
+/// order; constructor errors are recorded in `diag`, naming the block.
+pub fn construct(graph: &Graph, with_drivers: bool, diag: &mut Diagnostics) -> Option<Instances> {
+    let mut processors = Vec::new();
+    for node in &graph.processors {
+        let label = node.label();
+        let json = serde_json::Value::Object(node.block.map.clone()).to_string();
+        let proc = match node.plugin.descriptor.factory {
+            PluginFactory::Processor { new, .. } => new(RStr::from_str(&json), logging::host_for(&label)),
+            _ => RResult::RErr(PluginError::new("registered as a processor but has no processor constructor")),
+        };
+        let proc = match proc {
+            RResult::ROk(p) => Some(p),
+            RResult::RErr(e) => {
+                diag.error(format!("{label}: cannot initialise processor '{}': {e}", node.block.processor));
+                None
+            }
+        };
+        let handler = match &node.handler {
+            None => None,
+            Some(h) => {
+                let name = h.descriptor.name.as_str();
+                let hlabel = format!("pipeline[{}] ({}/{name})", node.block.index, node.block.processor);
+                let built = match h.descriptor.factory {
+                    PluginFactory::Handler { new } => new(RStr::from_str(&json), logging::host_for(&hlabel)),
+                    _ => RResult::RErr(PluginError::new("registered as a handler but has no handler constructor")),
+                };
+                match built {
+                    RResult::ROk(h) => Some(h),
+                    RResult::RErr(e) => {
+                        diag.error(format!("{label}: key 'handler': cannot initialise handler '{name}': {e}"));
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(p) = proc {
+            if node.handler.is_none() || handler.is_some() {
+                processors.push((p, handler));
+            }
+        }
+    }
+    let mut drivers = Vec::new();
+    if with_drivers {
+        for node in &graph.drivers {
+            let json = serde_json::Value::Object(node.config.clone()).to_string();
+            let built = match node.plugin.descriptor.factory {
+                PluginFactory::Driver { new, .. } => new(RStr::from_str(&json), logging::host_for(&node.label)),
+                _ => RResult::RErr(PluginError::new("registered as a driver but has no driver constructor")),
+            };
+            match built {
+                RResult::ROk(d) => drivers.push(d),
+                RResult::RErr(e) => diag.error(format!(
+                    "{}: cannot initialise driver '{}': {e}",
+                    node.label,
+                    node.plugin.descriptor.name.as_str()
+                )),
+            }
+        }
+    }
+    if diag.ok() {
+        Some(Instances { processors, drivers })
+    } else {
+        None
+    }
+}
+
+/// What a finished node hands back for the summary.
+struct NodeReport {
+    counters: Vec<(String, Vec<Counter>)>,
+}
+
+/// Runs the pipeline until every driver ended (input exhausted or stop requested) and
+/// every node drained; returns the process exit status (0: everything accepted was processed).
+pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, perflog: bool) -> i32 {
+    // One channel per graph channel; fan-out happens in the producer.
+    let mut senders: Vec<Option<Sender<Batch>>> = Vec::new();
+    let mut receivers: Vec<Option<Receiver<Batch>>> = Vec::new();
+    for _ in &graph.channels {
+        let (tx, rx) = bounded::<Batch>(CHANNEL_CAPACITY);
+        senders.push(Some(tx));
+        receivers.push(Some(rx));
+    }
+    let mut all_metrics: Vec<Arc<NodeMetrics>> = Vec::new();
+    let mut threads: Vec<(Arc<NodeMetrics>, JoinHandle<NodeReport>)> = Vec::new();
+    let mut spawn_failed = false;
+
+    // Consumers first, so that every channel has its reader before data flows.
+    for ((node, (proc, handler)), idx) in graph.processors.iter().zip(instances.processors).zip(0..) {
+        let _ = idx;
+        let Some(rx) = receivers[node.input].take() else {
+            tracing::error!("{}: input channel already taken (validation should have refused two readers)", node.label());
+            spawn_failed = true;
+            continue;
+        };
+        let outputs: Vec<Sender<Batch>> = node.outputs.iter().filter_map(|&c| senders[c].clone()).collect();
+        let m = NodeMetrics::new(node.label(), Some((rx.clone(), CHANNEL_CAPACITY)));
+        all_metrics.push(m.clone());
+        let worker = ProcessorWorker { node: node.clone(), proc, handler, input: rx, outputs, metrics: m.clone() };
+        match std::thread::Builder::new().name(format!("node-{}", node.block.index)).spawn(move || worker.run()) {
+            Ok(h) => threads.push((m, h)),
+            Err(e) => {
+                tracing::error!("{}: cannot start its thread: {e}", node.label());
+                spawn_failed = true;
+            }
+        }
+    }
+    let mut driver_threads = Vec::new();
+    for (node, driver) in graph.drivers.iter().zip(instances.drivers) {
+        let outputs: Vec<Sender<Batch>> = senders[node.output].clone().into_iter().collect();
+        let m = NodeMetrics::new(node.label.clone(), None);
+        all_metrics.push(m.clone());
+        let worker = DriverWorker { node: node.clone(), driver, outputs, metrics: m.clone(), stop: stop.clone() };
+        match std::thread::Builder::new().name("driver".into()).spawn(move || worker.run()) {
+            Ok(h) => driver_threads.push((m, h)),
+            Err(e) => {
+                tracing::error!("{}: cannot start its thread: {e}", node.label);
+                spawn_failed = true;
+            }
+        }
+    }
+    // The host keeps no sender: a channel closes when its last producer finishes.
+    drop(senders);
+    drop(receivers);
+
+    let perf = if perflog {
+        match PerfReporter::start(all_metrics.clone(), PERF_INTERVAL) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!("cannot start the performance reporter: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut reports: Vec<(Arc<NodeMetrics>, NodeReport)> = Vec::new();
+    for (m, h) in driver_threads.into_iter().chain(threads) {
+        match h.join() {
+            Ok(r) => reports.push((m, r)),
+            Err(_) => {
+                m.failed.store(true, Ordering::Relaxed);
+                tracing::error!("{}: its thread panicked", m.label);
+                reports.push((m, NodeReport { counters: Vec::new() }));
+            }
+        }
+    }
+    if let Some(p) = perf {
+        p.finish();
+    }
+
+    let mut status = if spawn_failed { 1 } else { 0 };
+    for (m, r) in &reports {
+        metrics::log_summary(m, &r.counters);
+        if m.had_trouble() {
+            status = 1;
+        }
+    }
+    let failed: Vec<&str> =
+        reports.iter().filter(|(m, _)| m.failed.load(Ordering::Relaxed)).map(|(m, _)| m.label.as_str()).collect();
+    if !failed.is_empty() {
+        tracing::error!("pipeline finished with failed branches: {}", failed.join(", "));
+    } else if status != 0 {
+        tracing::error!("pipeline finished, but some records were lost or not delivered (see the warnings above)");
+    } else {
+        tracing::info!("pipeline finished: all records processed");
+    }
+    status
+}
+
+/// Sends a batch to every output: shared copies to all but the last, which gets it by move.
+fn emit(batch: Batch, outputs: &[Sender<Batch>], metrics: &NodeMetrics) {
+    if batch.is_empty() || outputs.is_empty() {
+        if !batch.is_empty() {
+            NodeMetrics::add(&metrics.records_out, batch.len());
+        }
+        return;
+    }
+    let n = batch.len();
+    let Some((last, rest)) = outputs.split_last() else { return };
+    for tx in rest {
+        if tx.send(batch.clone()).is_err() {
+            NodeMetrics::add(&metrics.dropped, n);
+        }
+    }
+    if last.send(batch).is_err() {
+        NodeMetrics::add(&metrics.dropped, n);
+    }
+    NodeMetrics::add(&metrics.records_out, n);
+}
+
+struct DriverWorker {
+    node: DriverNode,
+    driver: DriverBox,
+    outputs: Vec<Sender<Batch>>,
+    metrics: Arc<NodeMetrics>,
+    stop: StopFlag,
+}
+
+impl DriverWorker {
+    fn run(mut self) -> NodeReport {
+        let label = self.node.label.clone();
+        let mut consecutive_errors = 0u32;
+        let mut clean = true;
+        loop {
+            if self.stop.requested() {
+                tracing::info!("{label}: stop requested: closing the input");
+                if let RResult::RErr(e) = self.driver.stop() {
+                    tracing::error!("{label}: error while stopping: {e}");
+                    NodeMetrics::add(&self.metrics.errors, 1);
+                }
+                break;
+            }
+            match self.driver.poll(MAX_DRIVER_BATCH) {
+                RResult::ROk(DriverPoll::Batch(batch)) => {
+                    consecutive_errors = 0;
+                    NodeMetrics::add(&self.metrics.records_in, batch.len());
+                    emit(batch, &self.outputs, &self.metrics);
+                }
+                RResult::ROk(DriverPoll::Idle) => {}
+                RResult::ROk(DriverPoll::End) => break,
+                RResult::RErr(e) => {
+                    NodeMetrics::add(&self.metrics.errors, 1);
+                    tracing::error!("{label}: {e}");
+                    if e.panicked {
+                        self.metrics.failed.store(true, Ordering::Relaxed);
+                        clean = false;
+                        break;
+                    }
+                    consecutive_errors += 1;
+                    if consecutive_errors >= MAX_CONSECUTIVE_DRIVER_ERRORS {
+                        tracing::error!("{label}: {consecutive_errors} consecutive errors: giving this driver up");
+                        self.metrics.failed.store(true, Ordering::Relaxed);
+                        clean = false;
+                        break;
+                    }
+                }
+            }
+        }
+        let counters = if clean { self.driver.counters().into_iter().collect() } else { Vec::new() };
+        // Dropping the senders (with `self`) closes the channel once every producer is done.
+        NodeReport { counters: vec![(String::new(), counters)] }
+    }
+}
+
+struct ProcessorWorker {
+    node: ProcessorNode,
+    proc: ProcessorBox,
+    handler: Option<HandlerBox>,
+    input: Receiver<Batch>,
+    outputs: Vec<Sender<Batch>>,
+    metrics: Arc<NodeMetrics>,
+}
+
+impl ProcessorWorker {
+    fn run(mut self) -> NodeReport {
+        let label = self.node.label();
+        let mut failed = false;
+        loop {
+            match self.input.recv_timeout(IDLE_FLUSH) {
+                Ok(batch) => {
+                    let n = batch.len();
+                    NodeMetrics::add(&self.metrics.records_in, n);
+                    if failed {
+                        NodeMetrics::add(&self.metrics.dropped, n);
+                        continue;
+                    }
+                    let result = catch_unwind(AssertUnwindSafe(|| self.step(batch)));
+                    failed = self.settle(&label, result, n);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if !failed {
+                        let result = catch_unwind(AssertUnwindSafe(|| self.flush_chain()));
+                        failed = self.settle(&label, result, 0);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if failed && !self.outputs.is_empty() {
+                // Downstream nodes finish now instead of waiting for our input to end.
+                self.outputs.clear();
+            }
+        }
+        if failed {
+            self.metrics.failed.store(true, Ordering::Relaxed);
+            return NodeReport { counters: Vec::new() };
+        }
+        let result = catch_unwind(AssertUnwindSafe(|| self.flush_chain()));
+        if self.settle(&label, result, 0) {
+            self.metrics.failed.store(true, Ordering::Relaxed);
+            return NodeReport { counters: Vec::new() };
+        }
+        if let RResult::RErr(e) = self.proc.finish() {
+            tracing::error!("{label}: finishing failed: {e}");
+            self.metrics.finish_failed.store(true, Ordering::Relaxed);
+        }
+        // Closing our outputs lets downstream nodes finish.
+        self.outputs.clear();
+        let mut counters = vec![(String::new(), self.proc.counters().into_iter().collect())];
+        if let Some(h) = &self.handler {
+            counters.push((format!("{}.", h_name(&self.node)), h.counters().into_iter().collect()));
+        }
+        NodeReport { counters }
+    }
+
+    /// Logs an error of a step; returns true when the branch must stop (a panic).
+    fn settle(
+        &self,
+        label: &str,
+        result: std::thread::Result<Result<(), PluginError>>,
+        records: usize,
+    ) -> bool {
+        let err = match result {
+            Ok(Ok(())) => return false,
+            Ok(Err(e)) => e,
+            Err(_) => PluginError::panic("the host panicked while running this node"),
+        };
+        NodeMetrics::add(&self.metrics.errors, 1);
+        NodeMetrics::add(&self.metrics.dropped, records);
+        if err.panicked {
+            tracing::error!("{label}: {err}; this branch is stopped, its input is discarded from now on");
+            self.metrics.failed.store(true, Ordering::Relaxed);
+            true
+        } else {
+            tracing::error!("{label}: {err} ({records} records lost)");
+            false
+        }
+    }
+
+    fn step(&mut self, batch: Batch) -> Result<(), PluginError> {
+        let out = self.proc.process(batch).into_result()?.into_option();
+        let out = self.through_handler(out)?;
+        if let Some(b) = out {
+            emit(b, &self.outputs, &self.metrics);
+        }
+        Ok(())
+    }
+
+    fn flush_chain(&mut self) -> Result<(), PluginError> {
+        let out = self.proc.flush().into_result()?.into_option();
+        if let Some(b) = self.through_handler(out)? {
+            emit(b, &self.outputs, &self.metrics);
+        }
+        if let Some(h) = &mut self.handler {
+            if let Some(records) = h.flush().into_result()?.into_option() {
+                emit(Batch::Flat(RArc::new(records)), &self.outputs, &self.metrics);
+            }
+        }
+        Ok(())
+    }
+
+    fn through_handler(&mut self, out: Option<Batch>) -> Result<Option<Batch>, PluginError> {
+        let Some(h) = &mut self.handler else { return Ok(out) };
+        let Some(batch) = out else { return Ok(None) };
+        let records: RVec<FlatRecord> = batch.into_flat_records().ok_or_else(|| {
+            PluginError::new("the processor produced SysFlow records, but its handler takes flat records")
+        })?;
+        Ok(h.handle(records).into_result()?.into_option().map(|r| Batch::Flat(RArc::new(r))))
+    }
+}
+
+fn h_name(node: &ProcessorNode) -> String {
+    node.handler.as_ref().map(|h| h.descriptor.name.as_str().to_string()).unwrap_or_default()
+}
