@@ -1,0 +1,650 @@
+//! The attribute table: every `sf.*` name and Falco alias (flat-record.md §4, §9) mapped to
+//! an accessor over [`FlatRecord`], resolved once at compile time.
+//!
+//! Value forms follow flat-record.md §5. Differences from upstream (documented in
+//! docs/compatibility.md): attributes that do not belong to a record type yield zero
+//! values instead of reading an overlaid slot; flow counters are the recorded values (not
+//! doubled); the parent's uid/gid have real integer forms and its tty/entry read `false`
+//! when there is no parent; `sf.container.type` is `""` without a container;
+//! `sf.ke.kind`/`sf.ke.action` are `""` on non-KE records; `sf.file.fd` is 0 on FE; pod IP
+//! lists are valid JSON arrays; `proc.tty`/`proc.createtime` read the process itself.
+
+use std::fmt::Write;
+
+use sysflow_plugin_api::{
+    enums,
+    flat::{foid_hex, go_base, go_dir, oid_hash, parse_file_path, trim_bounding_quotes},
+    openflags, opflags, Event, FlatRecord, Oid, Process, RecordType,
+};
+
+/// How an attribute's value is typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// 64-bit integer.
+    Int,
+    /// String.
+    Str,
+    /// Boolean.
+    Bool,
+    /// List (comma-joined in string form).
+    List,
+}
+
+macro_rules! attrs {
+    ($( $var:ident => $name:literal, $kind:ident; )*) => {
+        /// An attribute accessor.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Attr { $( #[doc = $name] $var, )* }
+
+        impl Attr {
+            /// Every attribute.
+            pub const ALL: &'static [Attr] = &[$(Attr::$var,)*];
+
+            /// Canonical name.
+            pub fn name(self) -> &'static str {
+                match self { $( Attr::$var => $name, )* }
+            }
+
+            /// Value kind.
+            pub fn kind(self) -> Kind {
+                match self { $( Attr::$var => Kind::$kind, )* }
+            }
+        }
+    };
+}
+
+attrs! {
+    Type => "sf.type", Str;
+    OpFlags => "sf.opflags", List;
+    Ret => "sf.ret", Int;
+    Ts => "sf.ts", Int;
+    EndTs => "sf.endts", Int;
+    ProcOid => "sf.proc.oid", Str;
+    ProcPid => "sf.proc.pid", Int;
+    ProcTid => "sf.proc.tid", Int;
+    ProcName => "sf.proc.name", Str;
+    ProcExe => "sf.proc.exe", Str;
+    ProcArgs => "sf.proc.args", Str;
+    ProcCmdline => "sf.proc.cmdline", Str;
+    ProcUid => "sf.proc.uid", Int;
+    ProcGid => "sf.proc.gid", Int;
+    ProcUser => "sf.proc.user", Str;
+    ProcGroup => "sf.proc.group", Str;
+    ProcCreateTs => "sf.proc.createts", Int;
+    ProcTty => "sf.proc.tty", Bool;
+    ProcEntry => "sf.proc.entry", Bool;
+    ProcAName => "sf.proc.aname", List;
+    ProcAExe => "sf.proc.aexe", List;
+    ProcACmdline => "sf.proc.acmdline", List;
+    ProcAPid => "sf.proc.apid", List;
+    PprocOid => "sf.pproc.oid", Str;
+    PprocPid => "sf.pproc.pid", Int;
+    PprocCreateTs => "sf.pproc.createts", Int;
+    PprocName => "sf.pproc.name", Str;
+    PprocExe => "sf.pproc.exe", Str;
+    PprocArgs => "sf.pproc.args", Str;
+    PprocUser => "sf.pproc.user", Str;
+    PprocGroup => "sf.pproc.group", Str;
+    PprocCmdline => "sf.pproc.cmdline", Str;
+    PprocUid => "sf.pproc.uid", Int;
+    PprocGid => "sf.pproc.gid", Int;
+    PprocTty => "sf.pproc.tty", Bool;
+    PprocEntry => "sf.pproc.entry", Bool;
+    ContId => "sf.container.id", Str;
+    ContName => "sf.container.name", Str;
+    ContImage => "sf.container.image", Str;
+    ContImageId => "sf.container.imageid", Str;
+    ContType => "sf.container.type", Str;
+    ContPrivileged => "sf.container.privileged", Int;
+    PodTs => "sf.pod.ts", Int;
+    PodRestartCnt => "sf.pod.restartcnt", Int;
+    PodId => "sf.pod.id", Str;
+    PodName => "sf.pod.name", Str;
+    PodNodeName => "sf.pod.nodename", Str;
+    PodNamespace => "sf.pod.namespace", Str;
+    PodHostIp => "sf.pod.hostip", Str;
+    PodInternalIp => "sf.pod.internalip", Str;
+    PodServices => "sf.pod.services", Str;
+    PodHostIpArr => "sf.pod.hostip+", Str;
+    PodInternalIpArr => "sf.pod.internalip+", Str;
+    PodServicesArr => "sf.pod.services+", Str;
+    FileOid => "sf.file.oid", Str;
+    FilePath => "sf.file.path", Str;
+    FileSymlink => "sf.file.symlink", Str;
+    FileName => "sf.file.name", Str;
+    FileDirectory => "sf.file.directory", Str;
+    FileType => "sf.file.type", Str;
+    FileFd => "sf.file.fd", Int;
+    FileOpenFlags => "sf.file.openflags", List;
+    FileIsOpenRead => "sf.file.is_open_read", Bool;
+    FileIsOpenWrite => "sf.file.is_open_write", Bool;
+    FileNewOid => "sf.file.newoid", Str;
+    FileNewPath => "sf.file.newpath", Str;
+    FileNewSymlink => "sf.file.newsymlink", Str;
+    FileNewName => "sf.file.newname", Str;
+    FileNewDirectory => "sf.file.newdirectory", Str;
+    FlowRBytes => "sf.flow.rbytes", Int;
+    FlowROps => "sf.flow.rops", Int;
+    FlowWBytes => "sf.flow.wbytes", Int;
+    FlowWOps => "sf.flow.wops", Int;
+    NetProto => "sf.net.proto", Int;
+    NetSport => "sf.net.sport", Int;
+    NetDport => "sf.net.dport", Int;
+    NetSip => "sf.net.sip", Str;
+    NetDip => "sf.net.dip", Str;
+    NetIp => "sf.net.ip", List;
+    NetPort => "sf.net.port", List;
+    KeAction => "sf.ke.action", Str;
+    KeKind => "sf.ke.kind", Str;
+    KeMessage => "sf.ke.message", Str;
+    NodeId => "sf.node.id", Str;
+    NodeIp => "sf.node.ip", Str;
+    MetaSchema => "sf.meta.schema", Int;
+    MetaTracename => "sf.meta.tracename", Str;
+    EvtDir => "evt.dir", List;
+}
+
+/// Field classes whose dotted names are taken as attribute references: an unknown name of
+/// one of these classes is an unknown attribute, not a literal.
+const FIELD_CLASSES: &[&str] = &[
+    "sf", "ext", "evt", "proc", "thread", "fd", "fdlist", "user", "group", "container", "k8s", "ka", "fs", "syslog",
+    "span", "mesos", "marathon", "jevt", "evtin", "k8smeta", "json", "gcp", "aws", "okta", "github", "cloudtrail",
+];
+
+/// True when `name` is written like an attribute (`class.field…`) of a known field class.
+pub fn looks_like_attribute(name: &str) -> bool {
+    match name.split_once('.') {
+        Some((class, rest)) => !rest.is_empty() && FIELD_CLASSES.contains(&class),
+        None => false,
+    }
+}
+
+/// Looks up an attribute by `sf.*` name or Falco alias.
+pub fn lookup(name: &str) -> Option<Attr> {
+    use Attr::*;
+    Some(match name {
+        "evt.type" => OpFlags,
+        "evt.rawres" => Type,
+        "evt.rawtime" => Ts,
+        "evt.dir" => EvtDir,
+        "evt.is_open_read" => FileIsOpenRead,
+        "evt.is_open_write" => FileIsOpenWrite,
+        "evt.arg.uid" => ProcUid,
+        "fd.typechar" => FileType,
+        "fd.directory" => FileDirectory,
+        "fd.name" | "fd.filename" => FileName,
+        "fd.proto" | "fd.lproto" | "fd.l4proto" | "fd.rproto" | "fd.sproto" | "fd.cproto" => NetProto,
+        "fd.sport" => NetSport,
+        "fd.dport" => NetDport,
+        "fd.sip" => NetSip,
+        "fd.dip" => NetDip,
+        "fd.ip" => NetIp,
+        "fd.port" => NetPort,
+        "fd.num" => FileFd,
+        "user.name" | "proc.user" => ProcUser,
+        "proc.pid" => ProcPid,
+        "proc.tid" => ProcTid,
+        "proc.gid" => ProcGid,
+        "proc.uid" => ProcUid,
+        "proc.group" => ProcGroup,
+        "proc.exe" => ProcExe,
+        "proc.name" => ProcName,
+        "proc.args" => ProcArgs,
+        "proc.cmdline" => ProcCmdline,
+        // Upstream maps these two to the parent's values (a bug); they read the process.
+        "proc.tty" => ProcTty,
+        "proc.createtime" => ProcCreateTs,
+        "proc.aname" => ProcAName,
+        "proc.apid" => ProcAPid,
+        "proc.ppid" => PprocPid,
+        "proc.pcreatetime" => PprocCreateTs,
+        "proc.pgid" => PprocGid,
+        "proc.puid" => PprocUid,
+        "proc.pgroup" => PprocGroup,
+        "proc.ptty" => PprocTty,
+        "proc.puser" => PprocUser,
+        "proc.pexe" => PprocExe,
+        "proc.pargs" => PprocArgs,
+        "proc.pname" => PprocName,
+        "proc.pcmdline" => PprocCmdline,
+        "container.id" => ContId,
+        "container.image.id" => ContImageId,
+        "container.image" => ContImage,
+        "container.name" => ContName,
+        "container.type" => ContType,
+        "container.privileged" => ContPrivileged,
+        _ => return Attr::ALL.iter().copied().find(|a| a.name() == name && *a != EvtDir),
+    })
+}
+
+fn bool_str(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+fn proc_of(r: &FlatRecord) -> Option<&Process> {
+    r.process()
+}
+
+fn cmdline_into(p: &Process, buf: &mut String, always_space: bool) {
+    buf.push_str(&p.exe);
+    if always_space || !p.exe_args.is_empty() {
+        buf.push(' ');
+        buf.push_str(&p.exe_args);
+    }
+}
+
+fn push_ip(buf: &mut String, ip: i64) {
+    let b = (ip as u32).to_le_bytes();
+    let _ = write!(buf, "{}.{}.{}.{}", b[0], b[1], b[2], b[3]);
+}
+
+fn push_oid_hash(buf: &mut String, oid: Oid) {
+    buf.push_str(&oid_hash(oid));
+}
+
+/// Go's `filepath.Dir` without allocating when the path is already clean.
+pub fn dir_of<'a>(path: &'a str, buf: &'a mut String) -> &'a str {
+    let d = match path.rfind('/') {
+        None => return ".",
+        Some(0) => return "/",
+        Some(i) => &path[..i],
+    };
+    let rooted = d.starts_with('/');
+    let body = if rooted { &d[1..] } else { d };
+    if body.split('/').all(|s| !s.is_empty() && s != "." && s != "..") {
+        return d;
+    }
+    buf.clear();
+    buf.push_str(&go_dir(path));
+    buf
+}
+
+fn net_flow(r: &FlatRecord) -> Option<(i32, i32, i32, i32, i32)> {
+    match &r.event {
+        Event::NetworkFlow(n) => Some((n.sip, n.sport, n.dip, n.dport, n.proto)),
+        _ => None,
+    }
+}
+
+fn is_network(t: RecordType) -> bool {
+    matches!(t, RecordType::NetworkFlow | RecordType::NetworkEvent)
+}
+
+fn pod_ips_into(buf: &mut String, ips: &[i64]) {
+    // A JSON array (upstream omits the commas, which makes the text invalid JSON).
+    buf.push('[');
+    for (i, ip) in ips.iter().enumerate() {
+        if i > 0 {
+            buf.push(',');
+        }
+        buf.push('"');
+        push_ip(buf, *ip);
+        buf.push('"');
+    }
+    buf.push(']');
+}
+
+fn services_into(buf: &mut String, r: &FlatRecord) {
+    let Some(pod) = r.pod() else {
+        buf.push_str("[]");
+        return;
+    };
+    let v: Vec<serde_json::Value> = pod
+        .services
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.name.as_str(),
+                "id": s.id.as_str(),
+                "namespace": s.namespace.as_str(),
+                "portList": s.port_list.iter().map(|p| serde_json::json!({
+                    "port": p.port, "targetPort": p.target_port, "nodePort": p.node_port, "proto": p.proto.as_str(),
+                })).collect::<Vec<_>>(),
+                "clusterIP": s.cluster_ip.iter().copied().collect::<Vec<i64>>(),
+            })
+        })
+        .collect();
+    buf.push_str(&serde_json::Value::Array(v).to_string());
+}
+
+impl Attr {
+    /// The string form (flat-record.md §5): borrowed from the record, or written into `buf`.
+    pub fn str_form<'a>(self, r: &'a FlatRecord, buf: &'a mut String) -> &'a str {
+        use Attr::*;
+        buf.clear();
+        let p = proc_of(r);
+        let trimmed = |s: &'a str| trim_bounding_quotes(s);
+        match self {
+            Type => r.record_type().short_name(),
+            OpFlags => {
+                let net = is_network(r.record_type());
+                opflags::for_each_name(r.event.op_flags(), net, |n| {
+                    if !buf.is_empty() {
+                        buf.push(',');
+                    }
+                    buf.push_str(n);
+                });
+                buf
+            }
+            ProcName => go_base(p.map(|p| p.exe.as_str()).unwrap_or("")),
+            ProcExe => trimmed(p.map(|p| p.exe.as_str()).unwrap_or("")),
+            ProcArgs => trimmed(p.map(|p| p.exe_args.as_str()).unwrap_or("")),
+            ProcCmdline => {
+                match p {
+                    Some(p) => cmdline_into(p, buf, true),
+                    None => buf.push(' '),
+                }
+                trim_bounding_quotes(buf)
+            }
+            ProcUser => trimmed(p.map(|p| p.user_name.as_str()).unwrap_or("")),
+            ProcGroup => trimmed(p.map(|p| p.group_name.as_str()).unwrap_or("")),
+            ProcTty => bool_str(p.is_some_and(|p| p.tty)),
+            ProcEntry => bool_str(p.is_some_and(|p| p.entry)),
+            ProcAName | ProcAExe | ProcACmdline | ProcAPid => {
+                for (i, a) in r.ancestry.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(',');
+                    }
+                    match self {
+                        ProcAName => buf.push_str(go_base(&a.exe)),
+                        ProcAExe => buf.push_str(&a.exe),
+                        ProcACmdline => cmdline_into(a, buf, false),
+                        _ => {
+                            let _ = write!(buf, "{}", a.oid.hpid);
+                        }
+                    }
+                }
+                buf
+            }
+            ProcOid => {
+                push_oid_hash(buf, p.map(|p| p.oid).unwrap_or_default());
+                buf
+            }
+            PprocOid => {
+                push_oid_hash(buf, r.parent_oid().unwrap_or_default());
+                buf
+            }
+            PprocName => r.parent().map(|pp| go_base(&pp.exe)).unwrap_or(""),
+            PprocExe => trimmed(r.parent().map(|pp| pp.exe.as_str()).unwrap_or("")),
+            PprocArgs => trimmed(r.parent().map(|pp| pp.exe_args.as_str()).unwrap_or("")),
+            PprocUser => trimmed(r.parent().map(|pp| pp.user_name.as_str()).unwrap_or("")),
+            PprocGroup => trimmed(r.parent().map(|pp| pp.group_name.as_str()).unwrap_or("")),
+            PprocCmdline => {
+                if let Some(pp) = r.parent() {
+                    cmdline_into(pp, buf, false);
+                }
+                trim_bounding_quotes(buf)
+            }
+            PprocTty => bool_str(r.parent().is_some_and(|pp| pp.tty)),
+            PprocEntry => bool_str(r.parent().is_some_and(|pp| pp.entry)),
+            ContId => trimmed(r.container().map(|c| c.id.as_str()).unwrap_or("")),
+            ContName => trimmed(r.container().map(|c| c.name.as_str()).unwrap_or("")),
+            ContImage => trimmed(r.container().map(|c| c.image.as_str()).unwrap_or("")),
+            ContImageId => trimmed(r.container().map(|c| c.imageid.as_str()).unwrap_or("")),
+            ContType => r.container().map(|c| enums::container_type_name(c.container_type)).unwrap_or(""),
+            PodId => trimmed(r.pod().map(|x| x.id.as_str()).unwrap_or("")),
+            PodName => trimmed(r.pod().map(|x| x.name.as_str()).unwrap_or("")),
+            PodNodeName => trimmed(r.pod().map(|x| x.node_name.as_str()).unwrap_or("")),
+            PodNamespace => trimmed(r.pod().map(|x| x.namespace.as_str()).unwrap_or("")),
+            PodHostIp => {
+                pod_ips_into(buf, r.pod().map(|x| x.host_ip.as_slice()).unwrap_or(&[]));
+                buf
+            }
+            PodInternalIp => {
+                pod_ips_into(buf, r.pod().map(|x| x.internal_ip.as_slice()).unwrap_or(&[]));
+                buf
+            }
+            PodServices => {
+                services_into(buf, r);
+                buf
+            }
+            PodHostIpArr | PodInternalIpArr | PodServicesArr => "",
+            FileOid => {
+                if let Some(f) = r.file() {
+                    buf.push_str(&foid_hex(&f.oid));
+                }
+                buf
+            }
+            FileNewOid => {
+                if let Some(f) = r.new_file() {
+                    buf.push_str(&foid_hex(&f.oid));
+                }
+                buf
+            }
+            FilePath => trimmed(r.file().map(|f| parse_file_path(&f.path).path).unwrap_or("")),
+            FileNewPath => trimmed(r.new_file().map(|f| parse_file_path(&f.path).path).unwrap_or("")),
+            FileSymlink => {
+                if let Some(f) = r.file() {
+                    buf.push_str(&parse_file_path(&f.path).symlink());
+                }
+                buf
+            }
+            FileNewSymlink => {
+                if let Some(f) = r.new_file() {
+                    buf.push_str(&parse_file_path(&f.path).symlink());
+                }
+                buf
+            }
+            FileName => trimmed(go_base(r.file().map(|f| f.path.as_str()).unwrap_or(""))),
+            FileNewName => trimmed(go_base(r.new_file().map(|f| f.path.as_str()).unwrap_or(""))),
+            FileDirectory => trimmed(dir_of(r.file().map(|f| parse_file_path(&f.path).path).unwrap_or(""), buf)),
+            FileNewDirectory => {
+                trimmed(dir_of(r.new_file().map(|f| parse_file_path(&f.path).path).unwrap_or(""), buf))
+            }
+            FileType => {
+                if let Some(f) = r.file() {
+                    if let Some(c) = u32::try_from(f.restype).ok().and_then(char::from_u32) {
+                        buf.push(c);
+                    }
+                }
+                buf
+            }
+            FileOpenFlags => {
+                openflags::for_each_name(r.open_flags(), |n| {
+                    if !buf.is_empty() {
+                        buf.push(',');
+                    }
+                    buf.push_str(n);
+                });
+                buf
+            }
+            FileIsOpenRead => bool_str(openflags::is_open_read(r.open_flags())),
+            FileIsOpenWrite => bool_str(openflags::is_open_write(r.open_flags())),
+            NetSip | NetDip => {
+                let (sip, _, dip, _, _) = net_flow(r).unwrap_or_default();
+                push_ip(buf, if self == NetSip { sip } else { dip } as i64);
+                buf
+            }
+            NetIp => {
+                let (sip, _, dip, _, _) = net_flow(r).unwrap_or_default();
+                push_ip(buf, sip as i64);
+                buf.push(',');
+                push_ip(buf, dip as i64);
+                buf
+            }
+            NetPort => {
+                let (_, sport, _, dport, _) = net_flow(r).unwrap_or_default();
+                let _ = write!(buf, "{sport},{dport}");
+                buf
+            }
+            KeAction => match &r.event {
+                Event::K8s(k) => enums::k8s_action_name(k.action),
+                _ => "",
+            },
+            KeKind => match &r.event {
+                Event::K8s(k) => enums::k8s_component_name(k.kind),
+                _ => "",
+            },
+            KeMessage => match &r.event {
+                Event::K8s(k) => trimmed(k.message.as_str()),
+                _ => "",
+            },
+            NodeId => trimmed(r.header.exporter.as_str()),
+            NodeIp => trimmed(r.header.ip.as_str()),
+            MetaTracename => trimmed(go_base(r.header.filename.as_str())),
+            EvtDir => ">,<",
+            ContPrivileged => {
+                if r.container().is_some_and(|c| c.privileged) {
+                    "1"
+                } else {
+                    "0"
+                }
+            }
+            Ret | Ts | EndTs | ProcPid | ProcTid | ProcUid | ProcGid | ProcCreateTs | PprocPid | PprocCreateTs
+            | PprocUid | PprocGid | PodTs | PodRestartCnt | FileFd | FlowRBytes | FlowROps | FlowWBytes | FlowWOps
+            | NetProto | NetSport | NetDport | MetaSchema => {
+                let _ = write!(buf, "{}", self.int_form(r));
+                buf
+            }
+        }
+    }
+
+    /// The integer form used by `<`, `<=`, `>`, `>=`: the value of integer attributes
+    /// (booleans `sf.proc.tty`/`entry` and the parent's as 0/1), 0 for everything else.
+    pub fn int_form(self, r: &FlatRecord) -> i64 {
+        use Attr::*;
+        let p = proc_of(r);
+        match self {
+            Ret => r.ret(),
+            Ts => r.event.ts(),
+            EndTs => r.end_ts(),
+            ProcPid => p.map(|p| p.oid.hpid).unwrap_or(0),
+            ProcTid => r.tid(),
+            ProcUid => p.map(|p| p.uid as i64).unwrap_or(0),
+            ProcGid => p.map(|p| p.gid as i64).unwrap_or(0),
+            ProcCreateTs => p.map(|p| p.oid.create_ts).unwrap_or(0),
+            ProcTty => p.is_some_and(|p| p.tty) as i64,
+            ProcEntry => p.is_some_and(|p| p.entry) as i64,
+            PprocPid => r.parent_oid().map(|o| o.hpid).unwrap_or(0),
+            PprocCreateTs => r.parent_oid().map(|o| o.create_ts).unwrap_or(0),
+            PprocUid => r.parent().map(|pp| pp.uid as i64).unwrap_or(0),
+            PprocGid => r.parent().map(|pp| pp.gid as i64).unwrap_or(0),
+            PprocTty => r.parent().is_some_and(|pp| pp.tty) as i64,
+            PprocEntry => r.parent().is_some_and(|pp| pp.entry) as i64,
+            ContPrivileged => r.container().is_some_and(|c| c.privileged) as i64,
+            PodTs => r.pod().map(|x| x.ts).unwrap_or(0),
+            PodRestartCnt => r.pod().map(|x| x.restart_count).unwrap_or(0),
+            FileFd => match &r.event {
+                Event::FileFlow(f) => f.fd as i64,
+                Event::NetworkFlow(n) => n.fd as i64,
+                _ => 0,
+            },
+            FlowROps => r.flow_counters().0,
+            FlowWOps => r.flow_counters().1,
+            FlowRBytes => r.flow_counters().2,
+            FlowWBytes => r.flow_counters().3,
+            NetProto => net_flow(r).map(|n| n.4 as i64).unwrap_or(0),
+            NetSport => net_flow(r).map(|n| n.1 as i64).unwrap_or(0),
+            NetDport => net_flow(r).map(|n| n.3 as i64).unwrap_or(0),
+            MetaSchema => r.header.version,
+            _ => 0,
+        }
+    }
+
+    /// `exists`: the raw value is not a zero value (`""`, 0, false, empty list).
+    pub fn exists(self, r: &FlatRecord, buf: &mut String) -> bool {
+        use Attr::*;
+        match self.kind() {
+            Kind::Int => self.int_form(r) != 0,
+            Kind::Bool => match self {
+                FileIsOpenRead => openflags::is_open_read(r.open_flags()),
+                FileIsOpenWrite => openflags::is_open_write(r.open_flags()),
+                _ => self.int_form(r) != 0,
+            },
+            Kind::List => match self {
+                OpFlags => r.event.op_flags() != 0,
+                ProcAName | ProcAExe | ProcACmdline | ProcAPid => !r.ancestry.is_empty(),
+                FileOpenFlags => r.record_type() == RecordType::FileFlow,
+                NetIp | NetPort => net_flow(r).is_some(),
+                _ => true,
+            },
+            Kind::Str => match self {
+                ProcName => p_exists(r),
+                FileName | FileDirectory => r.file().is_some(),
+                FileNewName | FileNewDirectory => r.new_file().is_some(),
+                MetaTracename => !r.header.filename.is_empty(),
+                _ => !self.str_form(r, buf).is_empty(),
+            },
+        }
+    }
+
+    /// The `index`-th element of a list attribute (Falco's `proc.aname[2]`), `""` if none.
+    pub fn element<'a>(self, r: &'a FlatRecord, index: usize, buf: &'a mut String) -> &'a str {
+        buf.clear();
+        let Some(a) = r.ancestry.get(index) else { return "" };
+        match self {
+            Attr::ProcAName => go_base(&a.exe),
+            Attr::ProcAExe => &a.exe,
+            Attr::ProcACmdline => {
+                cmdline_into(a, buf, false);
+                buf
+            }
+            Attr::ProcAPid => {
+                let _ = write!(buf, "{}", a.oid.hpid);
+                buf
+            }
+            _ => "",
+        }
+    }
+
+    /// True for list attributes that support an element index.
+    pub fn is_indexable(self) -> bool {
+        matches!(self, Attr::ProcAName | Attr::ProcAExe | Attr::ProcACmdline | Attr::ProcAPid)
+    }
+
+    /// Record types on which the attribute can be non-zero (for rule descriptions).
+    pub fn record_types(self) -> &'static [RecordType] {
+        use Attr::*;
+        use RecordType as T;
+        match self {
+            FileOid | FilePath | FileSymlink | FileName | FileDirectory | FileType => &[T::FileFlow, T::FileEvent],
+            FileNewOid | FileNewPath | FileNewSymlink | FileNewName | FileNewDirectory => &[T::FileEvent],
+            FileOpenFlags | FileIsOpenRead | FileIsOpenWrite => &[T::FileFlow],
+            FlowRBytes | FlowROps | FlowWBytes | FlowWOps => &[T::FileFlow, T::NetworkFlow],
+            NetProto | NetSport | NetDport | NetSip | NetDip | NetIp | NetPort => &[T::NetworkFlow],
+            KeAction | KeKind | KeMessage => &[T::K8sEvent],
+            _ => &[],
+        }
+    }
+}
+
+fn p_exists(r: &FlatRecord) -> bool {
+    r.process().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_aliases_resolve() {
+        assert_eq!(lookup("sf.proc.exe"), Some(Attr::ProcExe));
+        assert_eq!(lookup("proc.pname"), Some(Attr::PprocName));
+        assert_eq!(lookup("evt.dir"), Some(Attr::EvtDir));
+        assert_eq!(lookup("fd.name"), Some(Attr::FileName));
+        assert_eq!(lookup("sf.proc.username"), None);
+        assert_eq!(lookup("sf.pod.services+"), Some(Attr::PodServicesArr));
+        for a in Attr::ALL {
+            if *a != Attr::EvtDir {
+                assert_eq!(lookup(a.name()), Some(*a), "{}", a.name());
+            }
+        }
+        assert!(looks_like_attribute("proc.vpid"));
+        assert!(looks_like_attribute("sf.state"));
+        assert!(!looks_like_attribute("cos-write.py"));
+        assert!(!looks_like_attribute("node"));
+    }
+
+    #[test]
+    fn dir_fast_path_matches_go() {
+        let mut b = String::new();
+        for p in ["/etc/passwd", "/x", "a", "", "/a//b/c", "/a/./b", "a/b", "/a/../b/c", "pipe:[1]"] {
+            let expect = if p.is_empty() { ".".to_string() } else { go_dir(p) };
+            assert_eq!(dir_of(p, &mut b), expect, "{p}");
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! The compiled evaluator: a tree of typed predicates over attribute accessors.
+//!
+//! String operators use upstream's multi-value matching (policy-language.md §5): both
+//! sides' string forms are split on `,` and the operator holds if it holds for any pair.
+//! Literal right sides are split at compile time into hash sets (`=`, `in`) or
+//! Aho-Corasick automata (`contains`, `pmatch`).
+
+use aho_corasick::AhoCorasick;
+use rustc_hash::FxHashSet;
+use sysflow_plugin_api::{flat::trim_bounding_quotes, FlatRecord, RecordType};
+
+use crate::{attributes::Attr, ir::Op, jsonpath::JsonPath};
+
+/// Reusable string buffers for one evaluating thread (no per-record allocation).
+#[derive(Default, Debug)]
+pub struct Scratch {
+    lhs: String,
+    rhs: String,
+    tmp: String,
+    low: String,
+}
+
+/// A string-valued operand.
+#[derive(Debug, Clone)]
+pub enum Val {
+    /// An attribute's string form.
+    Attr(Attr),
+    /// A JSON path applied to an attribute's string form.
+    Json(Attr, JsonPath),
+    /// The n-th element of a list attribute.
+    Index(Attr, usize),
+    /// A literal (bounding quotes already trimmed).
+    Lit(String),
+}
+
+impl Val {
+    fn get<'a>(&self, r: &'a FlatRecord, out: &'a mut String, tmp: &mut String) -> &'a str
+    where
+        Self: 'a,
+    {
+        match self {
+            Val::Attr(a) => a.str_form(r, out),
+            Val::Json(a, path) => {
+                let src = a.str_form(r, tmp).to_string();
+                path.apply(&src, out);
+                out
+            }
+            Val::Index(a, i) => a.element(r, *i, out),
+            Val::Lit(s) => {
+                out.clear();
+                out.push_str(s);
+                out
+            }
+        }
+    }
+}
+
+/// An integer-valued operand.
+#[derive(Debug, Clone)]
+pub enum IntVal {
+    /// An attribute's integer form.
+    Attr(Attr),
+    /// A literal's integer form.
+    Lit(i64),
+}
+
+impl IntVal {
+    fn get(&self, r: &FlatRecord) -> i64 {
+        match self {
+            IntVal::Attr(a) => a.int_form(r),
+            IntVal::Lit(v) => *v,
+        }
+    }
+}
+
+/// A shell-style glob (`*`, `?`, `[...]`), as Falco's `glob` operator.
+#[derive(Debug, Clone)]
+pub struct Glob(Vec<char>);
+
+impl Glob {
+    /// Compiles a pattern.
+    pub fn new(p: &str) -> Glob {
+        Glob(p.chars().collect())
+    }
+
+    /// True when `s` matches the whole pattern.
+    pub fn matches(&self, s: &str) -> bool {
+        let s: Vec<char> = s.chars().collect();
+        glob_match(&self.0, &s)
+    }
+}
+
+fn glob_match(p: &[char], s: &[char]) -> bool {
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        if pi < p.len() {
+            match p[pi] {
+                '*' => {
+                    star = Some((pi, si));
+                    pi += 1;
+                    continue;
+                }
+                '?' => {
+                    pi += 1;
+                    si += 1;
+                    continue;
+                }
+                '[' => {
+                    if let Some((ok, next)) = class_match(&p[pi..], s[si]) {
+                        if ok {
+                            pi += next;
+                            si += 1;
+                            continue;
+                        }
+                    } else if s[si] == '[' {
+                        pi += 1;
+                        si += 1;
+                        continue;
+                    }
+                }
+                '\\' if pi + 1 < p.len() => {
+                    if p[pi + 1] == s[si] {
+                        pi += 2;
+                        si += 1;
+                        continue;
+                    }
+                }
+                c if c == s[si] => {
+                    pi += 1;
+                    si += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, ss)) => {
+                pi = sp + 1;
+                si = ss + 1;
+                star = Some((sp, ss + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Matches a `[...]` class at the start of `p`; returns (matched, pattern length).
+fn class_match(p: &[char], c: char) -> Option<(bool, usize)> {
+    let mut i = 1;
+    let negate = matches!(p.get(1), Some('!') | Some('^'));
+    if negate {
+        i += 1;
+    }
+    let mut ok = false;
+    let mut first = true;
+    while i < p.len() {
+        if p[i] == ']' && !first {
+            return Some((ok != negate, i + 1));
+        }
+        first = false;
+        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
+            if p[i] <= c && c <= p[i + 2] {
+                ok = true;
+            }
+            i += 3;
+        } else {
+            if p[i] == c {
+                ok = true;
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
+/// A string predicate against literal pieces.
+#[derive(Debug, Clone)]
+pub enum Matcher {
+    /// Equal to one of a few pieces.
+    EqSmall(Vec<Box<str>>),
+    /// Equal to one of many pieces.
+    EqSet(FxHashSet<Box<str>>),
+    /// Contains one of a few pieces.
+    ContainsSmall(Vec<Box<str>>),
+    /// Contains one of many pieces.
+    ContainsAc(AhoCorasick),
+    /// Contains one of the pieces, case-insensitively (pieces lower-cased).
+    IContains(Vec<Box<str>>),
+    /// Starts with one of the pieces.
+    StartsWith(Vec<Box<str>>),
+    /// Ends with one of the pieces.
+    EndsWith(Vec<Box<str>>),
+    /// Matches one of the globs.
+    Glob(Vec<Glob>),
+}
+
+const SMALL: usize = 6;
+
+impl Matcher {
+    /// Builds the matcher for `op` over the literal `pieces` (already split on `,`).
+    pub fn new(op: Op, pieces: Vec<String>) -> Matcher {
+        let boxed = |v: Vec<String>| v.into_iter().map(String::into_boxed_str).collect::<Vec<_>>();
+        match op {
+            Op::Eq | Op::Ne | Op::In => {
+                if pieces.len() <= SMALL {
+                    Matcher::EqSmall(boxed(pieces))
+                } else {
+                    Matcher::EqSet(pieces.into_iter().map(String::into_boxed_str).collect())
+                }
+            }
+            Op::Contains | Op::Pmatch => {
+                if pieces.len() <= SMALL || pieces.iter().any(|p| p.is_empty()) {
+                    Matcher::ContainsSmall(boxed(pieces))
+                } else {
+                    match AhoCorasick::new(&pieces) {
+                        Ok(ac) => Matcher::ContainsAc(ac),
+                        Err(_) => Matcher::ContainsSmall(boxed(pieces)),
+                    }
+                }
+            }
+            Op::IContains => Matcher::IContains(pieces.into_iter().map(|p| p.to_lowercase().into_boxed_str()).collect()),
+            Op::StartsWith => Matcher::StartsWith(boxed(pieces)),
+            Op::EndsWith => Matcher::EndsWith(boxed(pieces)),
+            Op::Glob => Matcher::Glob(pieces.iter().map(|p| Glob::new(p)).collect()),
+            Op::Lt | Op::Le | Op::Gt | Op::Ge => Matcher::EqSmall(Vec::new()),
+        }
+    }
+
+    fn matches(&self, piece: &str, low: &mut String) -> bool {
+        match self {
+            Matcher::EqSmall(v) => v.iter().any(|x| &**x == piece),
+            Matcher::EqSet(s) => s.contains(piece),
+            Matcher::ContainsSmall(v) => v.iter().any(|x| piece.contains(&**x)),
+            Matcher::ContainsAc(ac) => ac.is_match(piece),
+            Matcher::IContains(v) => {
+                low.clear();
+                low.extend(piece.chars().flat_map(char::to_lowercase));
+                v.iter().any(|x| low.contains(&**x))
+            }
+            Matcher::StartsWith(v) => v.iter().any(|x| piece.starts_with(&**x)),
+            Matcher::EndsWith(v) => v.iter().any(|x| piece.ends_with(&**x)),
+            Matcher::Glob(v) => v.iter().any(|g| g.matches(piece)),
+        }
+    }
+}
+
+/// Applies a string operator to one pair of pieces.
+fn pair(op: Op, l: &str, r: &str) -> bool {
+    match op {
+        Op::Eq | Op::Ne | Op::In => l == r,
+        Op::Contains | Op::Pmatch => l.contains(r),
+        Op::IContains => l.to_lowercase().contains(&r.to_lowercase()),
+        Op::StartsWith => l.starts_with(r),
+        Op::EndsWith => l.ends_with(r),
+        Op::Glob => Glob::new(r).matches(l),
+        Op::Lt | Op::Le | Op::Gt | Op::Ge => false,
+    }
+}
+
+/// Set of record types as a bit mask over [`RecordType`] ordinals.
+pub type TypeMask = u16;
+
+/// The bit of a record type.
+pub fn type_bit(t: RecordType) -> TypeMask {
+    1 << (t as u8)
+}
+
+/// A compiled predicate.
+#[derive(Debug, Clone)]
+pub enum Pred {
+    /// A constant.
+    Const(bool),
+    /// All hold.
+    And(Box<[Pred]>),
+    /// Any holds.
+    Or(Box<[Pred]>),
+    /// Negation.
+    Not(Box<Pred>),
+    /// `sf.type` is one of the types in the mask.
+    TypeIn(TypeMask),
+    /// `sf.opflags` `=`/`in` literal op names: a bit test (masks for non-network and
+    /// network records, which render bits 8/9 as READ/WRITE resp. RECV/SEND).
+    OpFlags {
+        /// Bits whose name matches, for non-network records.
+        other: i32,
+        /// Bits whose name matches, for network records.
+        net: i32,
+        /// True when the literal set contains `""` (matches records with no op flag).
+        empty: bool,
+    },
+    /// String operand against literal pieces.
+    Str {
+        /// Left side.
+        lhs: Val,
+        /// Literal matcher.
+        m: Matcher,
+    },
+    /// String operand against another non-literal operand.
+    StrDyn {
+        /// Left side.
+        lhs: Val,
+        /// Operator.
+        op: Op,
+        /// Right side.
+        rhs: Val,
+    },
+    /// Integer comparison.
+    Int {
+        /// Left side.
+        lhs: IntVal,
+        /// Operator (`<`, `<=`, `>`, `>=`).
+        op: Op,
+        /// Right side.
+        rhs: IntVal,
+    },
+    /// `attr exists`.
+    Exists(Attr),
+}
+
+impl Pred {
+    /// Evaluates the predicate on a record.
+    pub fn eval(&self, r: &FlatRecord, s: &mut Scratch) -> bool {
+        match self {
+            Pred::Const(b) => *b,
+            Pred::And(v) => v.iter().all(|p| p.eval(r, s)),
+            Pred::Or(v) => v.iter().any(|p| p.eval(r, s)),
+            Pred::Not(p) => !p.eval(r, s),
+            Pred::TypeIn(mask) => mask & type_bit(r.record_type()) != 0,
+            Pred::OpFlags { other, net, empty } => {
+                let flags = r.event.op_flags();
+                if flags == 0 {
+                    return *empty;
+                }
+                let mask = if matches!(r.record_type(), RecordType::NetworkFlow | RecordType::NetworkEvent) {
+                    net
+                } else {
+                    other
+                };
+                flags & mask != 0
+            }
+            Pred::Str { lhs, m } => {
+                let Scratch { lhs: lb, tmp, low, .. } = s;
+                let v = lhs.get(r, lb, tmp);
+                v.split(',').any(|piece| m.matches(piece, low))
+            }
+            Pred::StrDyn { lhs, op, rhs } => {
+                let Scratch { lhs: lb, rhs: rb, tmp, .. } = s;
+                let l = lhs.get(r, lb, tmp);
+                let rv = rhs.get(r, rb, tmp);
+                l.split(',').any(|a| rv.split(',').any(|b| pair(*op, a, b)))
+            }
+            Pred::Int { lhs, op, rhs } => {
+                let (a, b) = (lhs.get(r), rhs.get(r));
+                match op {
+                    Op::Lt => a < b,
+                    Op::Le => a <= b,
+                    Op::Gt => a > b,
+                    Op::Ge => a >= b,
+                    _ => false,
+                }
+            }
+            Pred::Exists(a) => a.exists(r, &mut s.tmp),
+        }
+    }
+
+    /// Specialises the predicate for one record type: `sf.type` tests become constants
+    /// and constant sub-trees fold away.
+    pub fn specialize(&self, t: RecordType) -> Pred {
+        match self {
+            Pred::TypeIn(mask) => Pred::Const(mask & type_bit(t) != 0),
+            Pred::OpFlags { other, net, empty } => {
+                let m = if matches!(t, RecordType::NetworkFlow | RecordType::NetworkEvent) { *net } else { *other };
+                if m == 0 && !*empty {
+                    Pred::Const(false)
+                } else {
+                    Pred::OpFlags { other: m, net: m, empty: *empty }
+                }
+            }
+            Pred::Not(p) => match p.specialize(t) {
+                Pred::Const(b) => Pred::Const(!b),
+                q => Pred::Not(Box::new(q)),
+            },
+            Pred::And(v) => {
+                let mut out = Vec::with_capacity(v.len());
+                for p in v.iter() {
+                    match p.specialize(t) {
+                        Pred::Const(true) => {}
+                        Pred::Const(false) => return Pred::Const(false),
+                        Pred::And(inner) => out.extend(inner.into_vec()),
+                        q => out.push(q),
+                    }
+                }
+                match out.len() {
+                    0 => Pred::Const(true),
+                    1 => out.pop().unwrap_or(Pred::Const(true)),
+                    _ => Pred::And(out.into_boxed_slice()),
+                }
+            }
+            Pred::Or(v) => {
+                let mut out = Vec::with_capacity(v.len());
+                for p in v.iter() {
+                    match p.specialize(t) {
+                        Pred::Const(false) => {}
+                        Pred::Const(true) => return Pred::Const(true),
+                        Pred::Or(inner) => out.extend(inner.into_vec()),
+                        q => out.push(q),
+                    }
+                }
+                match out.len() {
+                    0 => Pred::Const(false),
+                    1 => out.pop().unwrap_or(Pred::Const(false)),
+                    _ => Pred::Or(out.into_boxed_slice()),
+                }
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+/// Splits a literal's string form (bounding quotes trimmed) into its `,` pieces.
+pub fn literal_pieces(raw: &str, out: &mut Vec<String>) {
+    for p in trim_bounding_quotes(raw).split(',') {
+        out.push(p.to_string());
+    }
+}
+
+/// A literal's integer form: base-10 parse of the raw text (quotes included), else 0.
+pub fn literal_int(raw: &str) -> i64 {
+    raw.parse::<i64>().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(Glob::new("/home/*/.ssh/*").matches("/home/u/.ssh/id_rsa"));
+        assert!(!Glob::new("/home/*/.ssh/*").matches("/home/u/ssh/id"));
+        assert!(Glob::new("a?c").matches("abc"));
+        assert!(Glob::new("[a-c]x").matches("bx"));
+        assert!(!Glob::new("[!a-c]x").matches("bx"));
+        assert!(Glob::new("*").matches(""));
+    }
+
+    #[test]
+    fn matchers() {
+        let mut low = String::new();
+        let m = Matcher::new(Op::Pmatch, (0..10).map(|i| format!("tool{i}")).collect());
+        assert!(m.matches("/opt/tool7/bin", &mut low));
+        assert!(!m.matches("/opt/tool/bin", &mut low));
+        let m = Matcher::new(Op::In, (0..10).map(|i| format!("b{i}")).collect());
+        assert!(m.matches("b3", &mut low));
+        assert!(!m.matches("b33", &mut low));
+        let m = Matcher::new(Op::IContains, vec!["HeArT".into()]);
+        assert!(m.matches("xxheartbeat", &mut low));
+    }
+}

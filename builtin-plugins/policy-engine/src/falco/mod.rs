@@ -1,0 +1,444 @@
+//! The Falco-syntax front end: upstream's policy language, read with a hand-written lexer
+//! and parser (the files are not YAML), lowered to the language-neutral [`crate::ir`].
+//!
+//! Lists and macros share one namespace across files; a rule sees the definitions of
+//! earlier files and of its own file (each file is pre-scanned), never of later files.
+
+pub mod ast;
+pub mod lexer;
+pub mod parser;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use crate::{
+    error::{PolicyError, PolicyErrors, PolicyWarning},
+    ir::{Cond, FilterDef, Op, Operand, PolicySet, RuleDef, SourcePos},
+};
+
+use ast::{Atom, Exception, Expr, Item, RuleItem};
+use lexer::Tok;
+
+/// Collects the policy files under `path`: the file itself, or every `.yaml`/`.yml`
+/// file below the directory, recursively, in sorted path order.
+pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let io_err = |p: &Path, e: std::io::Error| PolicyError {
+        pos: SourcePos { file: Arc::new(p.to_path_buf()), line: 0, col: 0 },
+        message: format!("cannot read policies: {e}"),
+        text: String::new(),
+    };
+    let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| io_err(&dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        // Depth-first in sorted order: push subdirectories reversed after handling files.
+        let mut subdirs = Vec::new();
+        for p in entries {
+            if p.is_dir() {
+                subdirs.push(p);
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml") | Some("yml")) {
+                out.push(p);
+            }
+        }
+        for d in subdirs.into_iter().rev() {
+            stack.push(d);
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(PolicyError {
+            pos: SourcePos { file: Arc::new(path.to_path_buf()), line: 0, col: 0 },
+            message: format!("no policy files with extension .yaml or .yml found in path: {}", path.display()),
+            text: String::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// Loads the policy file or directory `path` into one policy set.
+pub fn load(path: &Path) -> Result<PolicySet, PolicyErrors> {
+    let files = collect_files(path).map_err(|e| PolicyErrors(vec![e]))?;
+    let mut sources = Vec::with_capacity(files.len());
+    for f in &files {
+        match std::fs::read(f) {
+            Ok(bytes) => sources.push((f.clone(), String::from_utf8_lossy(&bytes).into_owned())),
+            Err(e) => {
+                return Err(PolicyErrors(vec![PolicyError {
+                    pos: SourcePos { file: Arc::new(f.clone()), line: 0, col: 0 },
+                    message: format!("cannot read policy file: {e}"),
+                    text: String::new(),
+                }]))
+            }
+        }
+    }
+    load_sources(&sources)
+}
+
+/// Loads policies from in-memory `(file name, text)` pairs, in order.
+pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyErrors> {
+    let mut lw = Lowering::default();
+    for (file, src) in sources {
+        let file = Arc::new(file.clone());
+        match parser::parse_file(src, file.clone()) {
+            Ok(items) => lw.file(items),
+            Err(errs) => lw.errors.extend(errs),
+        }
+        lw.set.files.push((*file).clone());
+    }
+    if lw.errors.is_empty() {
+        Ok(lw.set)
+    } else {
+        Err(PolicyErrors(lw.errors))
+    }
+}
+
+#[derive(Default)]
+struct Lowering {
+    lists: HashMap<String, Vec<String>>,
+    macros: HashMap<String, Expr>,
+    set: PolicySet,
+    errors: Vec<PolicyError>,
+}
+
+/// Priority ordinal of a severity word (policy-language.md §7).
+pub fn priority_of(word: &str) -> Option<i32> {
+    match word {
+        "low" | "debug" | "info" | "informational" | "notice" => Some(1),
+        "medium" | "warning" => Some(2),
+        "high" | "error" | "critical" | "emergency" => Some(3),
+        _ => None,
+    }
+}
+
+fn combine(old: Cond, new: Cond, or: bool) -> Cond {
+    if or {
+        Cond::Or(vec![old, new])
+    } else {
+        Cond::And(vec![old, new])
+    }
+}
+
+impl Lowering {
+    fn warn(&mut self, pos: &SourcePos, message: String) {
+        self.set.warnings.push(PolicyWarning { pos: pos.clone(), message });
+    }
+
+    fn file(&mut self, items: Vec<Item>) {
+        // Pre-scan: this file's definitions are visible to all of its rules.
+        for item in &items {
+            match item {
+                Item::List { name, items, append, .. } => {
+                    if *append {
+                        self.lists.entry(name.clone()).or_default().extend(items.iter().cloned());
+                    } else {
+                        self.lists.insert(name.clone(), items.clone());
+                    }
+                }
+                Item::Macro { name, condition, append, continuation, .. } => {
+                    let new = match (append, self.macros.remove(name)) {
+                        (true, Some(old)) => {
+                            if continuation.unwrap_or(true) {
+                                Expr::Or(vec![old, condition.clone()])
+                            } else {
+                                Expr::And(vec![old, condition.clone()])
+                            }
+                        }
+                        _ => condition.clone(),
+                    };
+                    self.macros.insert(name.clone(), new);
+                }
+                _ => {}
+            }
+        }
+        for item in items {
+            match item {
+                Item::Rule(r) => self.rule(r),
+                Item::Filter { name, condition, enabled, pos } => {
+                    let enabled = self.enabled_flag(enabled.as_ref());
+                    match self.lower(&condition, &mut Vec::new()) {
+                        Ok(condition) => self.set.filters.push(FilterDef { name, enabled, condition, pos }),
+                        Err(e) => self.errors.push(e),
+                    }
+                }
+                Item::List { .. } | Item::Macro { .. } => {}
+            }
+        }
+    }
+
+    fn enabled_flag(&mut self, raw: Option<&(String, SourcePos)>) -> bool {
+        match raw {
+            None => true,
+            Some((text, pos)) => match parser::parse_bool(text) {
+                Some(b) => b,
+                None => {
+                    self.warn(pos, format!("Unrecognized enabled flag: {text}"));
+                    true
+                }
+            },
+        }
+    }
+
+    fn find_rule(&self, name: &str) -> Option<usize> {
+        self.set.rules.iter().rposition(|r| r.name == name)
+    }
+
+    fn rule(&mut self, r: RuleItem) {
+        if let Some(src) = &r.source {
+            let s = sysflow_plugin_api::flat::trim_bounding_quotes(src);
+            if !matches!(s, "syscall" | "sysflow") {
+                let msg = format!("rule '{}' skipped: source '{s}' is not evaluated by this engine", r.name);
+                self.warn(&r.pos, msg);
+                return;
+            }
+        }
+        let append = r.append.as_deref().is_some_and(|a| parser::parse_bool(a) == Some(true));
+        let exceptions = match self.exceptions(&r.exceptions) {
+            Ok(e) => e,
+            Err(e) => {
+                self.errors.push(e);
+                return;
+            }
+        };
+        let cond = match &r.condition {
+            Some(c) => match self.lower(c, &mut Vec::new()) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    self.errors.push(e);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let overrides: HashMap<&str, &str> = r.overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        if append || !overrides.is_empty() {
+            let Some(idx) = self.find_rule(&r.name) else {
+                self.errors.push(PolicyError {
+                    pos: r.pos.clone(),
+                    message: format!("rule '{}' appends to or overrides a rule that is not defined", r.name),
+                    text: r.name.clone(),
+                });
+                return;
+            };
+            let mode = |key: &str| if append { Some("append") } else { overrides.get(key).copied() };
+            let mut rule = self.set.rules[idx].clone();
+            if let Some(c) = cond {
+                rule.condition = match mode("condition") {
+                    Some("replace") => c,
+                    _ => combine(rule.condition, c, r.continuation.unwrap_or(false)),
+                };
+            }
+            if let Some(ex) = exceptions {
+                rule.condition = Cond::And(vec![rule.condition, Cond::Not(Box::new(ex))]);
+            }
+            if let Some(t) = r.tags {
+                match mode("tags") {
+                    Some("replace") => rule.tags = t,
+                    _ => rule.tags.extend(t),
+                }
+            }
+            if let Some(d) = r.desc {
+                match mode("desc") {
+                    Some("replace") => rule.desc = d,
+                    _ => {
+                        rule.desc.push(' ');
+                        rule.desc.push_str(&d);
+                    }
+                }
+            }
+            if let Some((p, pos)) = &r.priority {
+                rule.priority = self.priority(p, pos);
+            }
+            if r.enabled.is_some() {
+                rule.enabled = self.enabled_flag(r.enabled.as_ref());
+            }
+            self.set.rules[idx] = rule;
+            return;
+        }
+        let Some(cond) = cond else {
+            // Falco idiom: `- rule: X` with only `enabled:` toggles an existing rule.
+            if let (Some(idx), Some(_)) = (self.find_rule(&r.name), &r.enabled) {
+                let en = self.enabled_flag(r.enabled.as_ref());
+                self.set.rules[idx].enabled = en;
+                return;
+            }
+            self.errors.push(PolicyError {
+                pos: r.pos.clone(),
+                message: format!("rule '{}' has no condition", r.name),
+                text: r.name.clone(),
+            });
+            return;
+        };
+        let Some(desc) = r.desc else {
+            self.errors.push(PolicyError {
+                pos: r.pos.clone(),
+                message: format!("rule '{}' has no desc", r.name),
+                text: r.name.clone(),
+            });
+            return;
+        };
+        let priority = match &r.priority {
+            Some((p, pos)) => self.priority(p, pos),
+            None => 1,
+        };
+        let enabled = self.enabled_flag(r.enabled.as_ref());
+        let condition = match exceptions {
+            Some(ex) => Cond::And(vec![cond, Cond::Not(Box::new(ex))]),
+            None => cond,
+        };
+        self.set.rules.push(RuleDef {
+            name: r.name,
+            desc,
+            priority,
+            tags: r.tags.unwrap_or_default(),
+            actions: r.actions.unwrap_or_default(),
+            prefilter: r.prefilter.unwrap_or_default(),
+            enabled,
+            condition,
+            pos: r.pos,
+        });
+    }
+
+    fn priority(&mut self, word: &str, pos: &SourcePos) -> i32 {
+        match priority_of(word) {
+            Some(p) => p,
+            None => {
+                // Upstream maps `alert` to low with this warning (kept for compatibility).
+                self.warn(pos, format!("Unrecognized priority value {word}. Deferring to low"));
+                1
+            }
+        }
+    }
+
+    fn operand(a: &Atom) -> Operand {
+        if a.kind == Tok::Id {
+            Operand::Name { text: a.text.clone(), pos: a.pos.clone() }
+        } else {
+            Operand::Literal(a.text.clone())
+        }
+    }
+
+    /// Expands list names (recursively) into literal operands.
+    fn expand_elem(&self, text: &str, out: &mut Vec<Operand>, depth: usize) {
+        match self.lists.get(text) {
+            Some(items) if depth < 32 => {
+                for it in items {
+                    self.expand_elem(it, out, depth + 1);
+                }
+            }
+            _ => out.push(Operand::Literal(text.to_string())),
+        }
+    }
+
+    fn lower(&self, e: &Expr, stack: &mut Vec<String>) -> Result<Cond, PolicyError> {
+        Ok(match e {
+            Expr::And(v) => Cond::And(v.iter().map(|x| self.lower(x, stack)).collect::<Result<_, _>>()?),
+            Expr::Or(v) => Cond::Or(v.iter().map(|x| self.lower(x, stack)).collect::<Result<_, _>>()?),
+            Expr::Not(x) => Cond::Not(Box::new(self.lower(x, stack)?)),
+            Expr::Ref { name, pos } => {
+                let Some(m) = self.macros.get(name) else {
+                    return Err(PolicyError {
+                        pos: pos.clone(),
+                        message: format!("undefined macro '{name}'"),
+                        text: name.clone(),
+                    });
+                };
+                if stack.iter().any(|s| s == name) {
+                    return Err(PolicyError {
+                        pos: pos.clone(),
+                        message: format!("macro '{name}' refers to itself ({} -> {name})", stack.join(" -> ")),
+                        text: name.clone(),
+                    });
+                }
+                stack.push(name.clone());
+                let c = self.lower(m, stack);
+                stack.pop();
+                c?
+            }
+            Expr::Exists(a) => Cond::Exists(Self::operand(a)),
+            Expr::Cmp { lhs, op, rhs } => Cond::Cmp { lhs: Self::operand(lhs), op: *op, rhs: vec![Self::operand(rhs)] },
+            Expr::List { lhs, op, elems } => {
+                let mut rhs = Vec::new();
+                for el in elems {
+                    self.expand_elem(&el.text, &mut rhs, 0);
+                }
+                Cond::Cmp { lhs: Self::operand(lhs), op: *op, rhs }
+            }
+        })
+    }
+
+    /// Falco exceptions: the rule holds unless one exception's value tuple matches.
+    fn exceptions(&self, exs: &[Exception]) -> Result<Option<Cond>, PolicyError> {
+        let mut alts = Vec::new();
+        for ex in exs {
+            if ex.fields.is_empty() {
+                continue;
+            }
+            let comp_op = |c: &str| -> Result<Op, PolicyError> {
+                Ok(match c {
+                    "=" => Op::Eq,
+                    "!=" => Op::Ne,
+                    "<" => Op::Lt,
+                    "<=" => Op::Le,
+                    ">" => Op::Gt,
+                    ">=" => Op::Ge,
+                    "contains" => Op::Contains,
+                    "icontains" => Op::IContains,
+                    "startswith" => Op::StartsWith,
+                    "endswith" => Op::EndsWith,
+                    "in" | "intersects" => Op::In,
+                    "pmatch" => Op::Pmatch,
+                    "glob" => Op::Glob,
+                    other => {
+                        return Err(PolicyError {
+                            pos: ex.pos.clone(),
+                            message: format!("exception '{}': unknown comparison '{other}'", ex.name),
+                            text: other.to_string(),
+                        })
+                    }
+                })
+            };
+            if !ex.fields_is_list {
+                let op = comp_op(ex.comps.first().map(String::as_str).unwrap_or("in"))?;
+                let mut rhs = Vec::new();
+                for tuple in &ex.values {
+                    for v in tuple {
+                        self.expand_elem(&v.text, &mut rhs, 0);
+                    }
+                }
+                if !rhs.is_empty() {
+                    alts.push(Cond::Cmp { lhs: Self::operand(&ex.fields[0]), op, rhs });
+                }
+                continue;
+            }
+            for tuple in &ex.values {
+                let mut conj = Vec::new();
+                for (i, field) in ex.fields.iter().enumerate() {
+                    let Some(v) = tuple.get(i) else { break };
+                    let op = comp_op(ex.comps.get(i).map(String::as_str).unwrap_or("="))?;
+                    let mut rhs = Vec::new();
+                    if matches!(op, Op::In | Op::Pmatch) {
+                        self.expand_elem(&v.text, &mut rhs, 0);
+                    } else {
+                        rhs.push(Operand::Literal(v.text.clone()));
+                    }
+                    conj.push(Cond::Cmp { lhs: Self::operand(field), op, rhs });
+                }
+                if !conj.is_empty() {
+                    alts.push(Cond::And(conj));
+                }
+            }
+        }
+        Ok(if alts.is_empty() { None } else { Some(Cond::Or(alts)) })
+    }
+}

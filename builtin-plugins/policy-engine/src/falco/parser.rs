@@ -1,0 +1,722 @@
+//! Recursive-descent parser for upstream's policy grammar (policy-language.md §3),
+//! plus current Falco rule-file keys (`append`, `exceptions`, `source`, `override`,
+//! `required_plugin_versions`, block scalar indicators).
+
+use std::{path::PathBuf, sync::Arc};
+
+use crate::{
+    error::PolicyError,
+    ir::{Op, SourcePos},
+};
+
+use super::{
+    ast::{Atom, Exception, Expr, Item, RuleItem},
+    lexer::{tokenize, Tok, Token},
+};
+
+/// Words that end free text (rule names, descriptions, outputs).
+const TEXT_STOP: &[&str] = &[
+    "desc",
+    "condition",
+    "actions",
+    "output",
+    "priority",
+    "tags",
+    "prefilter",
+    "enabled",
+    "warn_evttypes",
+    "skip-if-unknown-filter",
+    "append",
+];
+
+/// Item kinds after `-`.
+const ITEM_KEYWORDS: &[&str] = &["rule", "filter", "drop", "macro", "list", "required_engine_version"];
+
+/// Current Falco keys that upstream's grammar lacks; recognised when followed by `:`.
+const EXT_KEYS: &[&str] = &["source", "exceptions", "override", "required_plugin_versions"];
+
+/// Parses one file into items. All syntax errors found are returned (parsing resumes at
+/// the next item after an error).
+pub fn parse_file(src: &str, file: Arc<PathBuf>) -> Result<Vec<Item>, Vec<PolicyError>> {
+    let toks = tokenize(src);
+    let mut p = Parser { src, toks, i: 0, file, errors: Vec::new() };
+    let items = p.file();
+    if p.errors.is_empty() {
+        Ok(items)
+    } else {
+        Err(p.errors)
+    }
+}
+
+struct Parser<'s> {
+    src: &'s str,
+    toks: Vec<Token>,
+    i: usize,
+    file: Arc<PathBuf>,
+    errors: Vec<PolicyError>,
+}
+
+type PResult<T> = Result<T, PolicyError>;
+
+impl<'s> Parser<'s> {
+    fn peek(&self) -> Token {
+        self.toks[self.i.min(self.toks.len() - 1)]
+    }
+
+    fn peek_at(&self, k: usize) -> Token {
+        self.toks[(self.i + k).min(self.toks.len() - 1)]
+    }
+
+    fn text(&self, t: Token) -> &'s str {
+        t.text(self.src)
+    }
+
+    fn bump(&mut self) -> Token {
+        let t = self.peek();
+        if t.kind != Tok::Eof {
+            self.i += 1;
+        }
+        t
+    }
+
+    fn pos(&self, t: Token) -> SourcePos {
+        SourcePos { file: self.file.clone(), line: t.line, col: t.col }
+    }
+
+    fn err(&self, t: Token, message: impl Into<String>) -> PolicyError {
+        let text = if t.kind == Tok::Eof { "end of file".to_string() } else { self.text(t).to_string() };
+        PolicyError { pos: self.pos(t), message: message.into(), text }
+    }
+
+    fn is_kw(&self, t: Token, kw: &str) -> bool {
+        t.kind == Tok::Keyword && self.text(t) == kw
+    }
+
+    fn is_punct(&self, t: Token, p: &str) -> bool {
+        t.kind == Tok::Punct && self.text(t) == p
+    }
+
+    /// `-` followed by an item word and `:`.
+    fn at_item_start(&self) -> bool {
+        let (a, b, c) = (self.peek(), self.peek_at(1), self.peek_at(2));
+        self.is_punct(a, "-")
+            && c.kind == Tok::KeySep
+            && ((b.kind == Tok::Keyword && ITEM_KEYWORDS.contains(&self.text(b)))
+                || (b.kind == Tok::Id && self.text(b) == "required_plugin_versions"))
+    }
+
+    /// An extension key (`source:` …) at the cursor.
+    fn at_ext_key(&self) -> bool {
+        let (a, b) = (self.peek(), self.peek_at(1));
+        a.kind == Tok::Id && EXT_KEYS.contains(&self.text(a)) && b.kind == Tok::KeySep
+    }
+
+    fn at_text_stop(&self) -> bool {
+        let t = self.peek();
+        t.kind == Tok::Eof
+            || (t.kind == Tok::Keyword && TEXT_STOP.contains(&self.text(t)))
+            || self.at_ext_key()
+            || self.at_item_start()
+    }
+
+    fn expect_keysep(&mut self) -> PResult<Token> {
+        let t = self.peek();
+        if t.kind != Tok::KeySep {
+            return Err(self.err(t, "expected ':'"));
+        }
+        self.bump();
+        // YAML block scalar indicators (`|`, `|-`, `>-`, `>+`): beyond upstream, skipped.
+        let sep_has_gt = self.text(t).ends_with('>');
+        let mut last = t;
+        let n = self.peek();
+        if n.kind == Tok::Error && self.text(n) == "|" {
+            self.bump();
+            last = n;
+        }
+        if sep_has_gt || last.end != t.end {
+            let c = self.peek();
+            if c.start == last.end && (self.is_punct(c, "-") || self.text(c) == "+") {
+                self.bump();
+            }
+        }
+        Ok(t)
+    }
+
+    /// Skips to the next item start after an error.
+    fn recover(&mut self) {
+        while self.peek().kind != Tok::Eof && !self.at_item_start() {
+            self.bump();
+        }
+    }
+
+    fn file(&mut self) -> Vec<Item> {
+        let mut items = Vec::new();
+        while self.peek().kind != Tok::Eof {
+            match self.item() {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => {}
+                Err(e) => {
+                    self.errors.push(e);
+                    self.bump();
+                    self.recover();
+                }
+            }
+        }
+        items
+    }
+
+    fn item(&mut self) -> PResult<Option<Item>> {
+        let dash = self.peek();
+        if !self.is_punct(dash, "-") {
+            return Err(self.err(dash, "expected '-' starting an item (rule, macro, list, filter)"));
+        }
+        self.bump();
+        let kw = self.peek();
+        let word = self.text(kw);
+        if kw.kind == Tok::Id && word == "required_plugin_versions" {
+            // Beyond upstream: accepted and ignored (plugins do not apply to SysFlow).
+            self.bump();
+            self.expect_keysep()?;
+            self.recover();
+            return Ok(None);
+        }
+        if kw.kind != Tok::Keyword || !ITEM_KEYWORDS.contains(&word) {
+            return Err(self.err(kw, "expected rule, macro, list, filter, drop or required_engine_version"));
+        }
+        self.bump();
+        self.expect_keysep()?;
+        let pos = self.pos(dash);
+        match word {
+            "rule" => self.rule(pos).map(|r| Some(Item::Rule(r))),
+            "macro" => self.macro_item(pos).map(Some),
+            "list" => self.list_item(pos).map(Some),
+            "filter" | "drop" => self.filter_item(pos).map(Some),
+            _ => {
+                self.atom()?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn text_value(&mut self) -> PResult<String> {
+        let first = self.peek();
+        if self.at_text_stop() {
+            return Err(self.err(first, "expected text"));
+        }
+        let mut last = first;
+        while !self.at_text_stop() {
+            last = self.bump();
+        }
+        Ok(self.src[first.start..last.end].to_string())
+    }
+
+    fn name_id(&mut self) -> PResult<String> {
+        let t = self.peek();
+        if t.kind != Tok::Id {
+            return Err(self.err(t, "expected a name"));
+        }
+        self.bump();
+        Ok(self.text(t).to_string())
+    }
+
+    fn rule(&mut self, pos: SourcePos) -> PResult<RuleItem> {
+        let name = self.text_value()?;
+        let mut r = RuleItem { name, pos, ..Default::default() };
+        loop {
+            let t = self.peek();
+            if t.kind == Tok::Eof || self.at_item_start() {
+                break;
+            }
+            if self.at_ext_key() {
+                let key = self.text(t);
+                self.bump();
+                self.expect_keysep()?;
+                match key {
+                    "source" => {
+                        let v = self.atom()?.text;
+                        r.source.get_or_insert(v);
+                    }
+                    "exceptions" => r.exceptions = self.exceptions()?,
+                    "override" => r.overrides = self.overrides()?,
+                    _ => return Err(self.err(t, "unexpected key in rule")),
+                }
+                continue;
+            }
+            if t.kind != Tok::Keyword {
+                return Err(self.err(t, "unexpected text in rule (expected a key such as condition, priority, tags)"));
+            }
+            let key = self.text(t);
+            self.bump();
+            self.expect_keysep()?;
+            match key {
+                "desc" => {
+                    let v = self.text_value()?;
+                    r.desc.get_or_insert(v);
+                }
+                "condition" => {
+                    let (cont, e) = self.condition()?;
+                    if r.condition.is_none() {
+                        r.condition = Some(e);
+                        r.continuation = cont;
+                    }
+                }
+                "output" => {
+                    self.text_value()?;
+                }
+                "priority" => {
+                    let s = self.peek();
+                    if s.kind != Tok::Severity {
+                        return Err(self.err(s, "expected a priority (low, medium, high, …)"));
+                    }
+                    self.bump();
+                    let p = self.pos(s);
+                    r.priority.get_or_insert((self.text(s).to_ascii_lowercase(), p));
+                }
+                "tags" => {
+                    let v = self.blist()?;
+                    r.tags.get_or_insert(v);
+                }
+                "actions" => {
+                    let v = self.blist()?;
+                    r.actions.get_or_insert(v);
+                }
+                "prefilter" => {
+                    let v = self.blist()?;
+                    r.prefilter.get_or_insert(v);
+                }
+                "enabled" => {
+                    let a = self.atom()?;
+                    r.enabled.get_or_insert((a.text, a.pos));
+                }
+                "append" => {
+                    let a = self.atom()?;
+                    r.append.get_or_insert(a.text);
+                }
+                "warn_evttypes" | "skip-if-unknown-filter" => {
+                    self.atom()?;
+                }
+                _ => return Err(self.err(t, format!("'{key}' is not a rule key"))),
+            }
+        }
+        Ok(r)
+    }
+
+    /// Parses a condition; a leading `and`/`or` (Falco append continuation) is reported.
+    fn condition(&mut self) -> PResult<(Option<bool>, Expr)> {
+        let lead = self.peek();
+        let mut cont = None;
+        if self.is_kw(lead, "and") || self.is_kw(lead, "or") {
+            self.bump();
+            cont = Some(self.text(lead) == "or");
+        }
+        Ok((cont, self.expr()?))
+    }
+
+    fn macro_item(&mut self, pos: SourcePos) -> PResult<Item> {
+        let name = self.name_id()?;
+        let mut condition = None;
+        let mut continuation = None;
+        let mut append = None;
+        loop {
+            let t = self.peek();
+            if t.kind == Tok::Eof || self.at_item_start() {
+                break;
+            }
+            if self.is_kw(t, "condition") {
+                self.bump();
+                self.expect_keysep()?;
+                let (cont, e) = self.condition()?;
+                continuation = cont;
+                condition = Some(e);
+            } else if self.is_kw(t, "append") {
+                self.bump();
+                self.expect_keysep()?;
+                append = Some(self.atom()?.text);
+            } else {
+                return Err(self.err(t, "unexpected text in macro (expected condition or append)"));
+            }
+        }
+        let Some(condition) = condition else {
+            return Err(PolicyError { pos, message: format!("macro '{name}' has no condition"), text: name });
+        };
+        let append = append.as_deref().is_some_and(|a| parse_bool(a) == Some(true));
+        Ok(Item::Macro { name, condition, append, continuation, pos })
+    }
+
+    fn list_item(&mut self, pos: SourcePos) -> PResult<Item> {
+        let name = self.name_id()?;
+        let mut items = None;
+        let mut append = None;
+        loop {
+            let t = self.peek();
+            if t.kind == Tok::Eof || self.at_item_start() {
+                break;
+            }
+            if self.is_kw(t, "items") {
+                self.bump();
+                self.expect_keysep()?;
+                items = Some(self.blist()?);
+            } else if self.is_kw(t, "append") {
+                self.bump();
+                self.expect_keysep()?;
+                append = Some(self.atom()?.text);
+            } else {
+                return Err(self.err(t, "unexpected text in list (expected items)"));
+            }
+        }
+        let Some(items) = items else {
+            return Err(PolicyError { pos, message: format!("list '{name}' has no items"), text: name });
+        };
+        let append = append.as_deref().is_some_and(|a| parse_bool(a) == Some(true));
+        Ok(Item::List { name, items, append, pos })
+    }
+
+    fn filter_item(&mut self, pos: SourcePos) -> PResult<Item> {
+        let name = self.name_id()?;
+        let mut condition = None;
+        let mut enabled = None;
+        loop {
+            let t = self.peek();
+            if t.kind == Tok::Eof || self.at_item_start() {
+                break;
+            }
+            if self.is_kw(t, "condition") {
+                self.bump();
+                self.expect_keysep()?;
+                let e = self.expr()?;
+                condition.get_or_insert(e);
+            } else if self.is_kw(t, "enabled") {
+                self.bump();
+                self.expect_keysep()?;
+                let a = self.atom()?;
+                enabled.get_or_insert((a.text, a.pos));
+            } else {
+                return Err(self.err(t, "unexpected text in filter (expected condition or enabled)"));
+            }
+        }
+        let Some(condition) = condition else {
+            return Err(PolicyError { pos, message: format!("filter '{name}' has no condition"), text: name });
+        };
+        Ok(Item::Filter { name, condition, enabled, pos })
+    }
+
+    /// `[ a, b, … ]`: elements are the tokens between commas, concatenated, each with
+    /// bounding quotes trimmed once. `[]` and a trailing comma add no element.
+    fn blist(&mut self) -> PResult<Vec<String>> {
+        let open = self.peek();
+        if !self.is_punct(open, "[") {
+            return Err(self.err(open, "expected '['"));
+        }
+        self.bump();
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        let mut have = false;
+        loop {
+            let t = self.peek();
+            if t.kind == Tok::Eof {
+                return Err(self.err(open, "unclosed '['"));
+            }
+            if self.is_punct(t, "]") {
+                self.bump();
+                break;
+            }
+            if self.is_punct(t, "[") {
+                return Err(self.err(t, "nested list not allowed here"));
+            }
+            self.bump();
+            if self.is_punct(t, ",") {
+                if !have {
+                    return Err(self.err(t, "empty list element"));
+                }
+                out.push(sysflow_plugin_api::flat::trim_bounding_quotes(&cur).to_string());
+                cur.clear();
+                have = false;
+            } else {
+                cur.push_str(self.text(t));
+                have = true;
+            }
+        }
+        if have {
+            out.push(sysflow_plugin_api::flat::trim_bounding_quotes(&cur).to_string());
+        }
+        Ok(out)
+    }
+
+    fn atom(&mut self) -> PResult<Atom> {
+        let t = self.peek();
+        let ok = matches!(t.kind, Tok::Id | Tok::Path | Tok::Str | Tok::Tag)
+            || self.is_punct(t, "<")
+            || self.is_punct(t, ">");
+        if !ok {
+            return Err(self.err(t, "expected a value"));
+        }
+        self.bump();
+        Ok(Atom { text: self.text(t).to_string(), kind: t.kind, pos: self.pos(t) })
+    }
+
+    fn expr(&mut self) -> PResult<Expr> {
+        let mut terms = vec![self.and_expr()?];
+        while self.is_kw(self.peek(), "or") {
+            self.bump();
+            terms.push(self.and_expr()?);
+        }
+        Ok(if terms.len() == 1 { terms.pop().unwrap_or(Expr::Or(Vec::new())) } else { Expr::Or(terms) })
+    }
+
+    fn and_expr(&mut self) -> PResult<Expr> {
+        let mut terms = vec![self.term()?];
+        while self.is_kw(self.peek(), "and") {
+            self.bump();
+            terms.push(self.term()?);
+        }
+        Ok(if terms.len() == 1 { terms.pop().unwrap_or(Expr::And(Vec::new())) } else { Expr::And(terms) })
+    }
+
+    fn binop(&self, t: Token) -> Option<Op> {
+        let s = self.text(t);
+        match t.kind {
+            Tok::Punct => match s {
+                "=" => Some(Op::Eq),
+                "!=" => Some(Op::Ne),
+                "<" => Some(Op::Lt),
+                "<=" => Some(Op::Le),
+                ">" => Some(Op::Gt),
+                ">=" => Some(Op::Ge),
+                _ => None,
+            },
+            Tok::Keyword => match s {
+                "contains" => Some(Op::Contains),
+                "icontains" => Some(Op::IContains),
+                "startswith" => Some(Op::StartsWith),
+                "endswith" => Some(Op::EndsWith),
+                _ => None,
+            },
+            // Beyond upstream: Falco's `glob` operator.
+            Tok::Id if s == "glob" => Some(Op::Glob),
+            _ => None,
+        }
+    }
+
+    fn term(&mut self) -> PResult<Expr> {
+        let t = self.peek();
+        if self.is_kw(t, "not") {
+            self.bump();
+            return Ok(Expr::Not(Box::new(self.term()?)));
+        }
+        if self.is_punct(t, "(") {
+            self.bump();
+            let e = self.expr()?;
+            let c = self.peek();
+            if !self.is_punct(c, ")") {
+                return Err(self.err(c, "expected ')' or an operator"));
+            }
+            self.bump();
+            return Ok(e);
+        }
+        let lhs = self.atom()?;
+        let n = self.peek();
+        if self.is_kw(n, "exists") {
+            self.bump();
+            return Ok(Expr::Exists(lhs));
+        }
+        if self.is_kw(n, "in") || self.is_kw(n, "pmatch") {
+            self.bump();
+            let op = if self.text(n) == "in" { Op::In } else { Op::Pmatch };
+            let open = self.peek();
+            if !self.is_punct(open, "(") {
+                return Err(self.err(open, format!("expected '(' after {}", self.text(n))));
+            }
+            self.bump();
+            let mut elems = Vec::new();
+            loop {
+                let e = self.peek();
+                if self.is_punct(e, "[") {
+                    // Upstream ignores bracket-list elements (BUG); they are skipped here too.
+                    self.blist()?;
+                } else {
+                    elems.push(self.atom()?);
+                }
+                let sep = self.peek();
+                if self.is_punct(sep, ",") {
+                    self.bump();
+                    continue;
+                }
+                if self.is_punct(sep, ")") {
+                    self.bump();
+                    break;
+                }
+                return Err(self.err(sep, "expected ',' or ')' in value list"));
+            }
+            return Ok(Expr::List { lhs, op, elems });
+        }
+        if let Some(op) = self.binop(n) {
+            self.bump();
+            let rhs = self.atom()?;
+            return Ok(Expr::Cmp { lhs, op, rhs });
+        }
+        if lhs.kind == Tok::Id {
+            return Ok(Expr::Ref { name: lhs.text, pos: lhs.pos });
+        }
+        Err(self.err(n, format!("expected an operator after '{}'", lhs.text)))
+    }
+
+    /// `exceptions:` — a YAML-ish list of `- name: … fields: … comps: … values: …` maps.
+    fn exceptions(&mut self) -> PResult<Vec<Exception>> {
+        let mut out = Vec::new();
+        while self.is_punct(self.peek(), "-") && !self.at_item_start() {
+            let dash = self.bump();
+            let mut ex = Exception { pos: self.pos(dash), ..Default::default() };
+            loop {
+                let k = self.peek();
+                let key = self.text(k);
+                let is_key = matches!(k.kind, Tok::Keyword | Tok::Id) && self.peek_at(1).kind == Tok::KeySep;
+                if !is_key || !matches!(key, "name" | "fields" | "comps" | "values") {
+                    break;
+                }
+                self.bump();
+                self.expect_keysep()?;
+                match key {
+                    "name" => ex.name = self.atom()?.text,
+                    "fields" => {
+                        if self.is_punct(self.peek(), "[") {
+                            ex.fields = self.atom_list()?;
+                            ex.fields_is_list = true;
+                        } else {
+                            ex.fields = vec![self.atom()?];
+                        }
+                    }
+                    "comps" => {
+                        if self.is_punct(self.peek(), "[") {
+                            ex.comps = self.comp_list()?;
+                        } else {
+                            ex.comps = vec![self.comp_word()?];
+                        }
+                    }
+                    _ => ex.values = self.values_list()?,
+                }
+            }
+            out.push(ex);
+        }
+        Ok(out)
+    }
+
+    fn comp_word(&mut self) -> PResult<String> {
+        let t = self.bump();
+        let s = self.text(t);
+        match t.kind {
+            Tok::Punct | Tok::Keyword | Tok::Id => Ok(s.to_string()),
+            _ => Err(self.err(t, "expected a comparison operator")),
+        }
+    }
+
+    fn comp_list(&mut self) -> PResult<Vec<String>> {
+        self.bump();
+        let mut out = Vec::new();
+        loop {
+            let t = self.peek();
+            if self.is_punct(t, "]") {
+                self.bump();
+                return Ok(out);
+            }
+            if self.is_punct(t, ",") {
+                self.bump();
+                continue;
+            }
+            if t.kind == Tok::Eof {
+                return Err(self.err(t, "unclosed '['"));
+            }
+            out.push(self.comp_word()?);
+        }
+    }
+
+    fn atom_list(&mut self) -> PResult<Vec<Atom>> {
+        let open = self.bump();
+        let mut out = Vec::new();
+        loop {
+            let t = self.peek();
+            if self.is_punct(t, "]") {
+                self.bump();
+                return Ok(out);
+            }
+            if self.is_punct(t, ",") {
+                self.bump();
+                continue;
+            }
+            if t.kind == Tok::Eof {
+                return Err(self.err(open, "unclosed '['"));
+            }
+            out.push(self.atom()?);
+        }
+    }
+
+    /// `values:` — `[[a, b], [c, d]]`, `[a, b]`, or a YAML block list of `- [a, b]`.
+    fn values_list(&mut self) -> PResult<Vec<Vec<Atom>>> {
+        let mut out = Vec::new();
+        if self.is_punct(self.peek(), "[") {
+            let open = self.bump();
+            loop {
+                let t = self.peek();
+                if self.is_punct(t, "]") {
+                    self.bump();
+                    break;
+                }
+                if self.is_punct(t, ",") {
+                    self.bump();
+                    continue;
+                }
+                if t.kind == Tok::Eof {
+                    return Err(self.err(open, "unclosed '['"));
+                }
+                if self.is_punct(t, "[") {
+                    out.push(self.atom_list()?);
+                } else {
+                    out.push(vec![self.atom()?]);
+                }
+            }
+        } else {
+            while self.is_punct(self.peek(), "-") && !self.at_item_start() {
+                // Only `- [..]` / `- value` entries; a `- name:` starts the next exception.
+                if self.peek_at(2).kind == Tok::KeySep {
+                    break;
+                }
+                self.bump();
+                if self.is_punct(self.peek(), "[") {
+                    out.push(self.atom_list()?);
+                } else {
+                    out.push(vec![self.atom()?]);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `override:` — `key: append|replace` pairs.
+    fn overrides(&mut self) -> PResult<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        loop {
+            let k = self.peek();
+            if !matches!(k.kind, Tok::Keyword | Tok::Id) || self.peek_at(1).kind != Tok::KeySep || self.at_ext_key() {
+                break;
+            }
+            let v = self.peek_at(2);
+            let vt = self.text(v);
+            if !(vt == "append" || vt == "replace") {
+                break;
+            }
+            self.bump();
+            self.bump();
+            self.bump();
+            out.push((self.text(k).to_string(), vt.to_string()));
+        }
+        Ok(out)
+    }
+}
+
+/// Go's `strconv.ParseBool` after trimming bounding quotes.
+pub fn parse_bool(raw: &str) -> Option<bool> {
+    match sysflow_plugin_api::flat::trim_bounding_quotes(raw) {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}

@@ -1,0 +1,1 @@
+//! Policy hot reload (placeholder).

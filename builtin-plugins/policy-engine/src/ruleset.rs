@@ -1,0 +1,498 @@
+//! Compiling a [`PolicySet`] into a [`RuleSet`] and evaluating it on flat records.
+//!
+//! Rules are bucketed by record type: a rule's bucket set comes from its `prefilter` and
+//! from `sf.type` tests in its condition (each bucket holds the condition specialised for
+//! that type, with type tests folded to constants), so a record only meets rules that
+//! can match it.
+
+use std::{path::PathBuf, sync::Arc};
+
+use abi_stable::std_types::{RArc, RString, RVec};
+use sysflow_plugin_api::{opflags, FlatRecord, RecordType, RuleMatch};
+
+use crate::{
+    actions::{ActionRegistry, RuleAction},
+    attributes::{self, Attr},
+    error::PolicyWarning,
+    eval::{literal_int, literal_pieces, type_bit, IntVal, Matcher, Pred, Scratch, TypeMask, Val},
+    ir::{Cond, Op, Operand, PolicySet, SourcePos},
+    jsonpath::JsonPath,
+};
+
+/// The record types a flat record can have.
+pub const EVENT_TYPES: [RecordType; 7] = [
+    RecordType::ProcessEvent,
+    RecordType::NetworkFlow,
+    RecordType::FileFlow,
+    RecordType::FileEvent,
+    RecordType::NetworkEvent,
+    RecordType::ProcessFlow,
+    RecordType::K8sEvent,
+];
+
+/// What to do with names written like attributes that the attribute table does not know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownAttributes {
+    /// Disable the rule (or filter) with one warning (default).
+    #[default]
+    Disable,
+    /// Compare the name as a string literal, as upstream does.
+    Literal,
+}
+
+/// Compiler settings.
+#[derive(Debug, Clone, Default)]
+pub struct CompileOptions {
+    /// Handling of unknown attributes.
+    pub unknown_attributes: UnknownAttributes,
+    /// Actions rules may name.
+    pub actions: ActionRegistry,
+    /// Benchmarking: replicate the rule at `bench_rule_index` this many times (0: off).
+    pub bench_ruleset_size: usize,
+    /// Benchmarking: index of the rule to replicate.
+    pub bench_rule_index: usize,
+}
+
+/// A compiled rule.
+pub struct CompiledRule {
+    /// The match record attached to records (name, desc, priority, tags).
+    pub matched: RArc<RuleMatch>,
+    /// Enabled (by the policy, and not disabled by the compiler).
+    pub enabled: bool,
+    /// Why the compiler disabled the rule.
+    pub disabled_reason: Option<String>,
+    /// Record types the rule applies to.
+    pub types: TypeMask,
+    /// Where it was written.
+    pub pos: SourcePos,
+    actions: Vec<Arc<dyn RuleAction>>,
+}
+
+struct CompiledFilter {
+    name: String,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    types: TypeMask,
+    pos: SourcePos,
+}
+
+#[derive(Default)]
+struct Bucket {
+    filters: Vec<Pred>,
+    rules: Vec<(u32, Pred)>,
+}
+
+/// A compiled, immutable rule set: share it between threads with `Arc`.
+pub struct RuleSet {
+    rules: Vec<CompiledRule>,
+    filters: Vec<CompiledFilter>,
+    buckets: Vec<Bucket>,
+    warnings: Vec<PolicyWarning>,
+    files: Vec<PathBuf>,
+}
+
+/// One rule as listed by [`RuleSet::describe`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleInfo {
+    /// `rule` or `filter`.
+    pub kind: &'static str,
+    /// Name.
+    pub name: String,
+    /// Priority ordinal (filters: 0).
+    pub priority: i32,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Whether it runs.
+    pub enabled: bool,
+    /// Why it is disabled, when it is.
+    pub disabled_reason: Option<String>,
+    /// Record types it is evaluated on (short names).
+    pub record_types: Vec<&'static str>,
+    /// file:line:column.
+    pub position: String,
+}
+
+impl std::fmt::Display for RuleInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\t{}\t[{}]\t", self.kind, self.name, self.record_types.join(","))?;
+        if self.kind == "rule" {
+            write!(f, "priority={}\ttags={}\t", self.priority, self.tags.join(","))?;
+        }
+        match (&self.disabled_reason, self.enabled) {
+            (Some(r), _) => write!(f, "disabled ({r})")?,
+            (None, false) => write!(f, "disabled")?,
+            (None, true) => write!(f, "enabled")?,
+        }
+        write!(f, "\t{}", self.position)
+    }
+}
+
+/// The outcome of evaluating one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A drop filter held: discard the record.
+    Drop,
+    /// The record passes; `matched` rules were appended to its context.
+    Pass {
+        /// Number of rules that matched.
+        matched: u32,
+    },
+}
+
+/// Per-thread evaluation state.
+#[derive(Default, Debug)]
+pub struct EvalState {
+    scratch: Scratch,
+    /// Action errors since the last drain: (action index in rule, message).
+    pub action_errors: Vec<String>,
+}
+
+fn mask_names(mask: TypeMask) -> Vec<&'static str> {
+    EVENT_TYPES.iter().filter(|t| mask & type_bit(**t) != 0).map(|t| t.short_name()).collect()
+}
+
+/// An operand resolved against the attribute table.
+enum Resolved {
+    Attr(Attr),
+    Json(Attr, JsonPath),
+    Index(Attr, usize),
+    /// A literal: raw text (quotes kept).
+    Lit(String),
+}
+
+struct Compiler<'o> {
+    opts: &'o CompileOptions,
+    unknown: Vec<String>,
+}
+
+impl Compiler<'_> {
+    fn resolve(&mut self, o: &Operand, string_op: bool) -> Resolved {
+        let (text, _pos) = match o {
+            Operand::Literal(t) => return Resolved::Lit(t.clone()),
+            Operand::Name { text, pos } => (text, pos),
+        };
+        if let Some(a) = attributes::lookup(text) {
+            return Resolved::Attr(a);
+        }
+        if let Some((base, rest)) = text.split_once('[') {
+            if let (Some(a), Some(path)) = (attributes::lookup(base), rest.strip_suffix(']')) {
+                if !string_op {
+                    // Upstream: with integer operators and `exists` the text is a literal.
+                    return Resolved::Lit(text.clone());
+                }
+                if a.is_indexable() && !path.is_empty() && path.bytes().all(|b| b.is_ascii_digit()) {
+                    return Resolved::Index(a, path.parse().unwrap_or(usize::MAX));
+                }
+                return Resolved::Json(a, JsonPath::parse(path));
+            }
+        }
+        let base = text.split_once('[').map(|(b, _)| b).unwrap_or(text);
+        if self.opts.unknown_attributes == UnknownAttributes::Disable && attributes::looks_like_attribute(base) {
+            if !self.unknown.contains(text) {
+                self.unknown.push(text.clone());
+            }
+        }
+        Resolved::Lit(text.clone())
+    }
+
+    fn val(r: Resolved) -> Val {
+        match r {
+            Resolved::Attr(a) => Val::Attr(a),
+            Resolved::Json(a, p) => Val::Json(a, p),
+            Resolved::Index(a, i) => Val::Index(a, i),
+            Resolved::Lit(t) => Val::Lit(sysflow_plugin_api::flat::trim_bounding_quotes(&t).to_string()),
+        }
+    }
+
+    fn cond(&mut self, c: &Cond) -> Pred {
+        match c {
+            Cond::And(v) => Pred::And(v.iter().map(|x| self.cond(x)).collect()),
+            Cond::Or(v) => Pred::Or(v.iter().map(|x| self.cond(x)).collect()),
+            Cond::Not(x) => Pred::Not(Box::new(self.cond(x))),
+            Cond::Const(b) => Pred::Const(*b),
+            Cond::Exists(o) => match self.resolve(o, false) {
+                Resolved::Attr(a) => Pred::Exists(a),
+                _ => Pred::Const(true),
+            },
+            Cond::Cmp { lhs, op, rhs } => self.cmp(lhs, *op, rhs),
+        }
+    }
+
+    fn cmp(&mut self, lhs: &Operand, op: Op, rhs: &[Operand]) -> Pred {
+        if op.is_integer() {
+            let int_val = |r: Resolved| match r {
+                Resolved::Attr(a) => IntVal::Attr(a),
+                Resolved::Lit(t) => IntVal::Lit(literal_int(&t)),
+                Resolved::Json(..) | Resolved::Index(..) => IntVal::Lit(0),
+            };
+            let l = int_val(self.resolve(lhs, false));
+            let Some(r0) = rhs.first() else { return Pred::Const(false) };
+            let r = int_val(self.resolve(r0, false));
+            if let (IntVal::Lit(a), IntVal::Lit(b)) = (&l, &r) {
+                return Pred::Const(match op {
+                    Op::Lt => a < b,
+                    Op::Le => a <= b,
+                    Op::Gt => a > b,
+                    _ => a >= b,
+                });
+            }
+            return Pred::Int { lhs: l, op, rhs: r };
+        }
+        let negate = op == Op::Ne;
+        let base_op = if negate { Op::Eq } else { op };
+        let l = self.resolve(lhs, true);
+        let rs: Vec<Resolved> = rhs.iter().map(|o| self.resolve(o, true)).collect();
+        let pred = if rs.iter().all(|r| matches!(r, Resolved::Lit(_))) {
+            let mut pieces = Vec::new();
+            for r in &rs {
+                if let Resolved::Lit(t) = r {
+                    literal_pieces(t, &mut pieces);
+                }
+            }
+            self.literal_cmp(l, base_op, pieces)
+        } else {
+            // A non-literal right side (e.g. `sf.proc.exe = sf.pproc.exe`): one per element.
+            let lv = Self::val(l);
+            let alts: Vec<Pred> = rs
+                .into_iter()
+                .map(|r| Pred::StrDyn { lhs: lv.clone(), op: base_op, rhs: Self::val(r) })
+                .collect();
+            if alts.len() == 1 {
+                alts.into_iter().next().unwrap_or(Pred::Const(false))
+            } else {
+                Pred::Or(alts.into_boxed_slice())
+            }
+        };
+        if negate {
+            match pred {
+                Pred::Const(b) => Pred::Const(!b),
+                p => Pred::Not(Box::new(p)),
+            }
+        } else {
+            pred
+        }
+    }
+
+    fn literal_cmp(&mut self, l: Resolved, op: Op, pieces: Vec<String>) -> Pred {
+        match (&l, op) {
+            (Resolved::Attr(Attr::Type), Op::Eq | Op::In) => {
+                let mask = pieces
+                    .iter()
+                    .filter_map(|p| RecordType::from_short_name(p))
+                    .fold(0, |m, t| m | type_bit(t));
+                return Pred::TypeIn(mask);
+            }
+            (Resolved::Attr(Attr::OpFlags), Op::Eq | Op::In) => {
+                let (mut other, mut net) = (0i32, 0i32);
+                for bit in 0..31 {
+                    let flag = 1i32 << bit;
+                    opflags::for_each_name(flag, false, |n| {
+                        if pieces.iter().any(|p| p == n) {
+                            other |= flag;
+                        }
+                    });
+                    opflags::for_each_name(flag, true, |n| {
+                        if pieces.iter().any(|p| p == n) {
+                            net |= flag;
+                        }
+                    });
+                }
+                let empty = pieces.iter().any(|p| p.is_empty());
+                return Pred::OpFlags { other, net, empty };
+            }
+            _ => {}
+        }
+        match l {
+            Resolved::Lit(t) => {
+                // Both sides literal: decide now.
+                let lhs = sysflow_plugin_api::flat::trim_bounding_quotes(&t).to_string();
+                let folded = Pred::Str { lhs: Val::Lit(lhs), m: Matcher::new(op, pieces) };
+                Pred::Const(folded.eval_literal(&mut Scratch::default()))
+            }
+            other => Pred::Str { lhs: Self::val(other), m: Matcher::new(op, pieces) },
+        }
+    }
+}
+
+impl Pred {
+    /// Evaluates a predicate whose operands are all literals (no record needed).
+    fn eval_literal(&self, s: &mut Scratch) -> bool {
+        let header = RArc::new(sysflow_plugin_api::Header::default());
+        let rec = FlatRecord::new(header, sysflow_plugin_api::Event::K8s(Default::default()));
+        self.eval(&rec, s)
+    }
+}
+
+impl RuleSet {
+    /// Compiles a front end's policy set.
+    pub fn compile(set: PolicySet, opts: &CompileOptions) -> RuleSet {
+        let PolicySet { mut rules, filters, mut warnings, files } = set;
+        if opts.bench_ruleset_size > 0 {
+            if let Some(r) = rules.get(opts.bench_rule_index).cloned() {
+                rules = vec![r; opts.bench_ruleset_size];
+            }
+        }
+        let mut buckets: Vec<Bucket> = (0..RecordType::ALL.len()).map(|_| Bucket::default()).collect();
+        let mut out_filters = Vec::new();
+        for f in filters {
+            let mut c = Compiler { opts, unknown: Vec::new() };
+            let pred = c.cond(&f.condition);
+            let mut disabled_reason = None;
+            if !c.unknown.is_empty() {
+                let reason = format!("unknown attribute(s) {}", c.unknown.join(", "));
+                warnings.push(PolicyWarning {
+                    pos: f.pos.clone(),
+                    message: format!("filter '{}' disabled: {reason}", f.name),
+                });
+                disabled_reason = Some(reason);
+            }
+            let mut types = 0;
+            if f.enabled && disabled_reason.is_none() {
+                for t in EVENT_TYPES {
+                    let sp = pred.specialize(t);
+                    if !matches!(sp, Pred::Const(false)) {
+                        types |= type_bit(t);
+                        buckets[t as usize].filters.push(sp);
+                    }
+                }
+            }
+            out_filters.push(CompiledFilter { name: f.name, enabled: f.enabled, disabled_reason, types, pos: f.pos });
+        }
+        let mut out_rules = Vec::with_capacity(rules.len());
+        for (idx, r) in rules.into_iter().enumerate() {
+            let mut c = Compiler { opts, unknown: Vec::new() };
+            let pred = c.cond(&r.condition);
+            let mut disabled_reason = None;
+            if !c.unknown.is_empty() {
+                let reason = format!("unknown attribute(s) {}", c.unknown.join(", "));
+                warnings.push(PolicyWarning {
+                    pos: r.pos.clone(),
+                    message: format!("rule '{}' disabled: {reason}", r.name),
+                });
+                disabled_reason = Some(reason);
+            }
+            let mut actions = Vec::new();
+            for a in &r.actions {
+                match opts.actions.get(a) {
+                    Some(act) => actions.push(act),
+                    None => warnings.push(PolicyWarning {
+                        pos: r.pos.clone(),
+                        message: format!("Unknown action identifier '{a}' found in rule '{}'", r.name),
+                    }),
+                }
+            }
+            let prefilter: TypeMask = if r.prefilter.is_empty() {
+                TypeMask::MAX
+            } else {
+                r.prefilter
+                    .iter()
+                    .filter_map(|p| RecordType::from_short_name(p))
+                    .fold(0, |m, t| m | type_bit(t))
+            };
+            let mut types = 0;
+            let enabled = r.enabled && disabled_reason.is_none();
+            if enabled {
+                for t in EVENT_TYPES {
+                    if prefilter & type_bit(t) == 0 {
+                        continue;
+                    }
+                    let sp = pred.specialize(t);
+                    if !matches!(sp, Pred::Const(false)) {
+                        types |= type_bit(t);
+                        buckets[t as usize].rules.push((idx as u32, sp));
+                    }
+                }
+            }
+            let matched = RArc::new(RuleMatch {
+                name: RString::from(r.name.as_str()),
+                desc: RString::from(r.desc.as_str()),
+                priority: r.priority,
+                tags: r.tags.iter().map(|t| RString::from(t.as_str())).collect::<RVec<_>>(),
+            });
+            out_rules.push(CompiledRule { matched, enabled, disabled_reason, types, pos: r.pos, actions });
+        }
+        RuleSet { rules: out_rules, filters: out_filters, buckets, warnings, files }
+    }
+
+    /// Evaluates one record: drop filters first, then every applicable rule in order;
+    /// matches are appended to `record.context.matched` and their actions run.
+    pub fn evaluate(&self, record: &mut FlatRecord, st: &mut EvalState) -> Verdict {
+        let Some(bucket) = self.buckets.get(record.record_type() as usize) else {
+            return Verdict::Pass { matched: 0 };
+        };
+        for f in &bucket.filters {
+            if f.eval(record, &mut st.scratch) {
+                return Verdict::Drop;
+            }
+        }
+        let mut matched = 0;
+        for (idx, pred) in &bucket.rules {
+            if pred.eval(record, &mut st.scratch) {
+                matched += 1;
+                let rule = &self.rules[*idx as usize];
+                record.context.matched.push(rule.matched.clone());
+                for a in &rule.actions {
+                    if let Err(e) = a.apply(record) {
+                        st.action_errors.push(format!("Error in action of rule '{}': {e}", rule.matched.name));
+                    }
+                }
+            }
+        }
+        Verdict::Pass { matched }
+    }
+
+    /// Rules and filters with their record-type buckets, in evaluation order.
+    pub fn describe(&self) -> Vec<RuleInfo> {
+        let filters = self.filters.iter().map(|f| RuleInfo {
+            kind: "filter",
+            name: f.name.clone(),
+            priority: 0,
+            tags: Vec::new(),
+            enabled: f.enabled && f.disabled_reason.is_none(),
+            disabled_reason: f.disabled_reason.clone(),
+            record_types: mask_names(f.types),
+            position: f.pos.to_string(),
+        });
+        let rules = self.rules.iter().map(|r| RuleInfo {
+            kind: "rule",
+            name: r.matched.name.to_string(),
+            priority: r.matched.priority,
+            tags: r.matched.tags.iter().map(|t| t.to_string()).collect(),
+            enabled: r.enabled,
+            disabled_reason: r.disabled_reason.clone(),
+            record_types: mask_names(r.types),
+            position: r.pos.to_string(),
+        });
+        filters.chain(rules).collect()
+    }
+
+    /// Number of rules (enabled or not).
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Number of rules that will run.
+    pub fn enabled_rule_count(&self) -> usize {
+        self.rules.iter().filter(|r| r.enabled).count()
+    }
+
+    /// Number of drop filters.
+    pub fn filter_count(&self) -> usize {
+        self.filters.len()
+    }
+
+    /// The compiled rules.
+    pub fn rules(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+
+    /// Warnings from loading and compiling.
+    pub fn warnings(&self) -> &[PolicyWarning] {
+        &self.warnings
+    }
+
+    /// The policy files the set was compiled from.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
