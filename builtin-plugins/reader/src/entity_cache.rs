@@ -10,16 +10,16 @@
 //!
 //! Process context (ancestry, container, pod) is memoised per OID. Upstream memoises the
 //! ancestry until the next header, so a later MODIFIED record or a late parent leaves it
-//! stale, and a `poid` cycle hangs it. Here every process, container or pod record bumps
-//! a generation number that invalidates all memos lazily (entity records are rare next to
-//! events, and each memo is rebuilt at most once, on its next use), and the ancestry walk
-//! stops at a cycle or at [`MAX_ANCESTRY_DEPTH`].
+//! stale, and a `poid` cycle hangs it. Here each memo records what it was built from
+//! (every process of its ancestry, the missing parent that ended it, its container id and
+//! pod id); a process, container or pod record drops exactly the memos that depend on it,
+//! so the next event rebuilds them. The ancestry walk stops at a cycle or at
+//! [`MAX_ANCESTRY_DEPTH`].
 
 use abi_stable::std_types::{RArc, ROption, RString, RVec};
-use std::collections::hash_map::Entry;
 use sysflow_plugin_api::{Container, File, Foid, ObjectState, Oid, Pod, Process};
 
-use crate::fx_hasher::FxHashMap;
+use crate::fx_hasher::{hash_str, FxHashMap, FxHashSet};
 
 /// Longest ancestry list built; deeper chains are cut (and counted).
 pub const MAX_ANCESTRY_DEPTH: usize = 256;
@@ -58,10 +58,13 @@ pub struct ProcessContext {
     pub missing_pod: Option<RString>,
 }
 
-#[derive(Clone)]
-struct MemoEntry {
-    generation: u64,
-    context: ProcessContext,
+/// An entity a memoised context was built from. Container and pod ids are kept as
+/// fingerprints: a collision only drops a memo that did not need dropping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Dependency {
+    Process(Oid),
+    Container(u64),
+    Pod(u64),
 }
 
 /// Anomalies met while walking ancestries.
@@ -80,8 +83,8 @@ pub struct EntityCache {
     pods: FxHashMap<RString, RArc<Pod>>,
     processes: FxHashMap<Oid, ProcessSlots>,
     files: FxHashMap<Foid, RArc<File>>,
-    memo: FxHashMap<Oid, MemoEntry>,
-    generation: u64,
+    memo: FxHashMap<Oid, ProcessContext>,
+    dependents: FxHashMap<Dependency, FxHashSet<Oid>>,
     stats: AncestryStats,
 }
 
@@ -106,7 +109,7 @@ impl EntityCache {
         self.processes.clear();
         self.files.clear();
         self.memo.clear();
-        self.generation = self.generation.wrapping_add(1);
+        self.dependents.clear();
     }
 
     /// Stores a container (last record wins). Name and image are trimmed as upstream's
@@ -114,8 +117,8 @@ impl EntityCache {
     pub fn insert_container(&mut self, mut c: Container) {
         trim_in_place(&mut c.name);
         trim_in_place(&mut c.image);
+        self.invalidate(Dependency::Container(hash_str(&c.id)));
         self.containers.insert(c.id.clone(), RArc::new(c));
-        self.invalidate_memos();
     }
 
     /// Stores a pod (last record wins). Name, node name and namespace are trimmed as
@@ -124,8 +127,8 @@ impl EntityCache {
         trim_in_place(&mut p.name);
         trim_in_place(&mut p.node_name);
         trim_in_place(&mut p.namespace);
+        self.invalidate(Dependency::Pod(hash_str(&p.id)));
         self.pods.insert(p.id.clone(), RArc::new(p));
-        self.invalidate_memos();
     }
 
     /// Stores a process in the slot of its state; `exe` and `exe_args` are trimmed.
@@ -134,8 +137,16 @@ impl EntityCache {
         trim_in_place(&mut p.exe_args);
         let slot = p.state as usize;
         let oid = p.oid;
-        self.processes.entry(oid).or_default().slots[slot] = Some(RArc::new(p));
-        self.invalidate_memos();
+        let slots = self.processes.entry(oid).or_default();
+        slots.slots[slot] = Some(RArc::new(p));
+        // A lower-priority state (e.g. REUP after CREATED) changes nothing a lookup sees.
+        let changed = match (slots.best(), &slots.slots[slot]) {
+            (Some(best), Some(new)) => std::ptr::eq(&**best, &**new),
+            _ => true,
+        };
+        if changed {
+            self.invalidate(Dependency::Process(oid));
+        }
     }
 
     /// Stores a file (last record wins); the path is trimmed as upstream's flattener does.
@@ -144,8 +155,12 @@ impl EntityCache {
         self.files.insert(f.oid, RArc::new(f));
     }
 
-    fn invalidate_memos(&mut self) {
-        self.generation = self.generation.wrapping_add(1);
+    fn invalidate(&mut self, dependency: Dependency) {
+        if let Some(oids) = self.dependents.remove(&dependency) {
+            for oid in oids {
+                self.memo.remove(&oid);
+            }
+        }
     }
 
     /// The cached process for `oid` (MODIFIED > CREATED > REUP).
@@ -185,80 +200,84 @@ impl EntityCache {
 
     /// The ancestry of `oid`, or `None` if the process is not cached.
     pub fn ancestry(&mut self, oid: &Oid) -> Option<Ancestry> {
-        self.resolve(oid).map(|c| c.ancestry.clone())
+        self.resolve(oid).map(|c| c.ancestry)
     }
 
-    /// Resolves a process OID to its ancestry, container and pod (memoised until the
-    /// next entity record). `None` when the process itself is not cached.
-    pub fn resolve(&mut self, oid: &Oid) -> Option<&ProcessContext> {
-        let generation = self.generation;
-        match self.memo.entry(*oid) {
-            Entry::Occupied(e) if e.get().generation == generation => Some(&e.into_mut().context),
-            entry => {
-                let context = build_context(&self.processes, &self.containers, &self.pods, &mut self.stats, oid)?;
-                let memo = MemoEntry { generation, context };
-                let slot = match entry {
-                    Entry::Occupied(mut e) => {
-                        e.insert(memo);
-                        e.into_mut()
-                    }
-                    Entry::Vacant(e) => e.insert(memo),
-                };
-                Some(&slot.context)
+    /// Resolves a process OID to its ancestry, container and pod (memoised until an
+    /// entity it depends on changes). `None` when the process itself is not cached.
+    /// The result holds `RArc` handles only (plus ids when something is missing).
+    pub fn resolve(&mut self, oid: &Oid) -> Option<ProcessContext> {
+        if let Some(context) = self.memo.get(oid) {
+            return Some(context.clone());
+        }
+        let context = self.build_context(oid)?;
+        self.memo.insert(*oid, context.clone());
+        Some(context)
+    }
+
+    fn depend(&mut self, dependency: Dependency, oid: Oid) {
+        self.dependents.entry(dependency).or_default().insert(oid);
+    }
+
+    fn build_context(&mut self, oid: &Oid) -> Option<ProcessContext> {
+        let first = self.processes.get(oid).and_then(ProcessSlots::best)?.clone();
+        let mut ancestry: RVec<RArc<Process>> = RVec::new();
+        let mut current = first.clone();
+        let mut missing_parent = None;
+        loop {
+            let next = current.poid.into_option();
+            ancestry.push(current);
+            let Some(poid) = next else { break };
+            if ancestry.iter().any(|p| p.oid == poid) {
+                self.stats.cycles += 1;
+                break;
             }
-        }
-    }
-}
-
-fn build_context(
-    processes: &FxHashMap<Oid, ProcessSlots>,
-    containers: &FxHashMap<RString, RArc<Container>>,
-    pods: &FxHashMap<RString, RArc<Pod>>,
-    stats: &mut AncestryStats,
-    oid: &Oid,
-) -> Option<ProcessContext> {
-    let first = processes.get(oid).and_then(ProcessSlots::best)?;
-    let mut ancestry: RVec<RArc<Process>> = RVec::new();
-    let mut current = first;
-    loop {
-        ancestry.push(current.clone());
-        let Some(poid) = current.poid.into_option() else { break };
-        if ancestry.iter().any(|p| p.oid == poid) {
-            stats.cycles += 1;
-            break;
-        }
-        if ancestry.len() >= MAX_ANCESTRY_DEPTH {
-            stats.depth_capped += 1;
-            break;
-        }
-        match processes.get(&poid).and_then(ProcessSlots::best) {
-            Some(parent) => current = parent,
-            None => break,
-        }
-    }
-
-    let mut context = ProcessContext {
-        ancestry: RArc::new(ancestry),
-        container: ROption::RNone,
-        pod: ROption::RNone,
-        missing_container: None,
-        missing_pod: None,
-    };
-    if let ROption::RSome(cid) = &first.container_id {
-        match containers.get(cid.as_str()) {
-            Some(c) => {
-                if let ROption::RSome(pid) = &c.pod_id {
-                    match pods.get(pid.as_str()) {
-                        Some(p) => context.pod = ROption::RSome(p.clone()),
-                        None => context.missing_pod = Some(pid.clone()),
-                    }
+            if ancestry.len() >= MAX_ANCESTRY_DEPTH {
+                self.stats.depth_capped += 1;
+                break;
+            }
+            match self.processes.get(&poid).and_then(ProcessSlots::best) {
+                Some(parent) => current = parent.clone(),
+                None => {
+                    missing_parent = Some(poid);
+                    break;
                 }
-                context.container = ROption::RSome(c.clone());
             }
-            None => context.missing_container = Some(cid.clone()),
         }
+
+        let mut context = ProcessContext {
+            ancestry: RArc::new(RVec::new()),
+            container: ROption::RNone,
+            pod: ROption::RNone,
+            missing_container: None,
+            missing_pod: None,
+        };
+        for p in ancestry.iter() {
+            self.depend(Dependency::Process(p.oid), *oid);
+        }
+        if let Some(poid) = missing_parent {
+            self.depend(Dependency::Process(poid), *oid);
+        }
+        context.ancestry = RArc::new(ancestry);
+
+        if let ROption::RSome(cid) = &first.container_id {
+            self.depend(Dependency::Container(hash_str(cid)), *oid);
+            match self.containers.get(cid.as_str()).cloned() {
+                Some(c) => {
+                    if let ROption::RSome(pid) = &c.pod_id {
+                        self.depend(Dependency::Pod(hash_str(pid)), *oid);
+                        match self.pods.get(pid.as_str()) {
+                            Some(p) => context.pod = ROption::RSome(p.clone()),
+                            None => context.missing_pod = Some(pid.clone()),
+                        }
+                    }
+                    context.container = ROption::RSome(c);
+                }
+                None => context.missing_container = Some(cid.clone()),
+            }
+        }
+        Some(context)
     }
-    Some(context)
 }
 
 #[cfg(test)]
@@ -343,8 +362,15 @@ mod tests {
         let b = c.ancestry(&oid(1)).unwrap();
         assert!(std::ptr::eq(&*a, &*b), "a memo hit must share the ancestry list");
         c.insert_file(File::default());
+        c.insert_process(proc_rec(5, Some(9), ObjectState::Created, "unrelated"));
+        c.insert_process(proc_rec(1, None, ObjectState::Reup, "re-export"));
         let d = c.ancestry(&oid(1)).unwrap();
-        assert!(std::ptr::eq(&*a, &*d), "file records do not invalidate process memos");
+        assert!(
+            std::ptr::eq(&*a, &*d),
+            "unrelated or lower-priority records keep the memo"
+        );
+        c.insert_process(proc_rec(1, None, ObjectState::Modified, "exec"));
+        assert_eq!(exes(&c.ancestry(&oid(1)).unwrap()), ["exec"]);
     }
 
     #[test]
@@ -397,7 +423,7 @@ mod tests {
         let mut p = proc_rec(1, None, ObjectState::Created, "nginx");
         p.container_id = ROption::RSome("c1".into());
         c.insert_process(p);
-        let ctx = c.resolve(&oid(1)).unwrap().clone();
+        let ctx = c.resolve(&oid(1)).unwrap();
         assert_eq!(ctx.missing_container.as_deref(), Some("c1"));
         assert!(ctx.container.is_none());
 
@@ -407,7 +433,7 @@ mod tests {
             pod_id: ROption::RSome("p1".into()),
             ..Container::default()
         });
-        let ctx = c.resolve(&oid(1)).unwrap().clone();
+        let ctx = c.resolve(&oid(1)).unwrap();
         assert_eq!(
             ctx.container.as_ref().map(|c| c.name.as_str()).into_option(),
             Some("web")
@@ -419,7 +445,7 @@ mod tests {
             namespace: "ns ".into(),
             ..Pod::default()
         });
-        let ctx = c.resolve(&oid(1)).unwrap().clone();
+        let ctx = c.resolve(&oid(1)).unwrap();
         assert_eq!(ctx.pod.as_ref().map(|p| p.namespace.as_str()).into_option(), Some("ns"));
         assert!(ctx.missing_pod.is_none() && ctx.missing_container.is_none());
     }

@@ -5,12 +5,22 @@
 //! flood a table, so SipHash's DoS resistance buys nothing here while costing ~5× per lookup.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     hash::{BuildHasherDefault, Hasher},
 };
 
 /// A `HashMap` using [`FxHasher`].
 pub type FxHashMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// A `HashSet` using [`FxHasher`].
+pub type FxHashSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+
+/// The Fx hash of a string (used where a string key is only needed as a fingerprint).
+pub fn hash_str(s: &str) -> u64 {
+    let mut h = FxHasher::default();
+    h.write(s.as_bytes());
+    h.finish()
+}
 
 const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 

@@ -13,7 +13,7 @@ use sysflow_plugin_api::{
 
 use crate::{
     entity_cache::{Ancestry, EntityCache},
-    fx_hasher::FxHashMap,
+    fx_hasher::{hash_str, FxHashMap},
 };
 
 /// Keys of the reader's pipeline block. The host hands `handler`/`handlerlibpath` to
@@ -92,13 +92,6 @@ fn key_of_foid(oid: &Foid) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&oid[..8]);
     u64::from_le_bytes(w)
-}
-
-fn key_of_str(s: &str) -> u64 {
-    use std::hash::Hasher;
-    let mut h = crate::fx_hasher::FxHasher::default();
-    h.write(s.as_bytes());
-    h.finish()
 }
 
 /// Counters the reader reports.
@@ -241,19 +234,19 @@ impl SysFlowReader {
         if let Some(oid) = proc_oid {
             match self.cache.resolve(&oid) {
                 Some(ctx) => {
-                    flat.ancestry = ctx.ancestry.clone();
-                    flat.container = ctx.container.clone();
-                    flat.pod = ctx.pod.clone();
+                    flat.ancestry = ctx.ancestry;
+                    flat.container = ctx.container;
+                    flat.pod = ctx.pod;
                     if let Some(id) = &ctx.missing_container {
                         self.counters.missing_container += 1;
                         self.missing
-                            .report(&self.host, MissingKind::Container, key_of_str(id), || {
+                            .report(&self.host, MissingKind::Container, hash_str(id), || {
                                 format!("No container object for ID: {id}")
                             });
                     }
                     if let Some(id) = &ctx.missing_pod {
                         self.counters.missing_pod += 1;
-                        self.missing.report(&self.host, MissingKind::Pod, key_of_str(id), || {
+                        self.missing.report(&self.host, MissingKind::Pod, hash_str(id), || {
                             format!("No pod object for ID: {id}")
                         });
                     }
