@@ -86,8 +86,10 @@ impl Source {
     /// Makes at least `n` bytes available unless the input ends first.
     fn fill(&mut self, n: usize) -> io::Result<()> {
         while self.end - self.start < n && !self.eof {
-            let target = n.max(READ_CHUNK);
-            if self.start + target > self.buf.len() {
+            // Compact only when the request does not fit or little room is left, so a
+            // block is copied at most once per buffer's worth of input.
+            if self.start + n > self.buf.len() || self.buf.len() - self.end < READ_CHUNK / 4 {
+                let target = n.max(READ_CHUNK);
                 if self.start > 0 {
                     self.buf.copy_within(self.start..self.end, 0);
                     self.base += self.start as u64;
