@@ -1,6 +1,20 @@
-//! The `policyengine` processor: configuration, modes, batch evaluation.
+//! The `policyengine` processor: configuration, modes, parallel batch evaluation, reload.
 
-use sysflow_plugin_api::{ffi::ConfigKey, Batch, Counter, Host, PluginConfig, PluginError, Processor};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use abi_stable::std_types::{RArc, RVec};
+use sysflow_plugin_api::{ffi::ConfigKey, Batch, Counter, FlatRecord, Host, PluginConfig, PluginError, Processor};
+
+use crate::{
+    actions::ActionRegistry,
+    falco,
+    monitor::{policy_hash, Monitor},
+    ruleset::{CompileOptions, EvalState, RuleSet, UnknownAttributes, Verdict},
+};
 
 /// Configuration keys the processor understands.
 pub const CONFIG_KEYS: &[ConfigKey] = &[
@@ -10,11 +24,15 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("config", "sigma backend configuration file (field mappings)"),
     ConfigKey::new("monitor", "policy hot reload: none (default) or local"),
     ConfigKey::new("monitor.interval", "seconds between checks for a reloaded rule set (default 30)"),
-    ConfigKey::new("concurrency", "worker threads evaluating a batch (default 5)"),
-    ConfigKey::new("actiondir", "directory of action plugins (.so)"),
-    ConfigKey::new("bench.rulesetsize", "benchmarking: number of rules to keep"),
-    ConfigKey::new("bench.ruleindex", "benchmarking: index of the first rule to keep"),
+    ConfigKey::new("concurrency", "worker threads evaluating a batch (default 5, capped at the CPU count)"),
+    ConfigKey::new("actiondir", "directory of action plugins (.so), default ../resources/actions"),
+    ConfigKey::new("bench.rulesetsize", "benchmarking: replicate one rule this many times"),
+    ConfigKey::new("bench.ruleindex", "benchmarking: index of the rule to replicate (default 0)"),
+    ConfigKey::new("unknown.attributes", "unknown attribute names: disable (default: disable the rule) or literal (upstream)"),
 ];
+
+/// Below this many records per worker a batch is evaluated on the calling thread only.
+const MIN_RECORDS_PER_WORKER: usize = 256;
 
 /// Whether unmatched records are forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,13 +43,84 @@ pub enum Mode {
     Enrich,
 }
 
+struct Engine {
+    rules: Arc<RuleSet>,
+    monitor: Option<Monitor>,
+    interval: Duration,
+    last_check: Instant,
+    states: Vec<EvalState>,
+    verdicts: Vec<Verdict>,
+}
+
 /// The policy engine processor.
 pub struct PolicyEngine {
     host: Host,
     mode: Mode,
-    bypass: bool,
+    engine: Option<Engine>,
+    workers: usize,
     records_in: u64,
     records_out: u64,
+    dropped_by_filter: u64,
+    dropped_unmatched: u64,
+    matches: u64,
+    action_errors: u64,
+}
+
+fn load_action_plugins(dir: &Path, registry: &mut ActionRegistry, host: Host) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("so"))
+        .collect();
+    files.sort();
+    for f in files {
+        let lib = abi_stable::library::lib_header_from_path(&f)
+            .and_then(|h| h.init_root_module::<sysflow_plugin_api::PluginLibraryRef>());
+        let lib = match lib {
+            Ok(l) => l,
+            Err(e) => {
+                host.error(&format!("cannot load action plugin {}: {e}", f.display()));
+                continue;
+            }
+        };
+        for d in (lib.plugins())() {
+            if let sysflow_plugin_api::PluginFactory::Action { new } = d.factory {
+                match new(host).into_result() {
+                    Ok(a) => {
+                        if registry.register_plugin(d.name.as_str(), a) {
+                            host.warn(&format!("Re-declaration of action '{}' ({})", d.name, f.display()));
+                        }
+                    }
+                    Err(e) => host.error(&format!("action '{}' from {} failed to start: {e}", d.name, f.display())),
+                }
+            }
+        }
+    }
+}
+
+impl PolicyEngine {
+    /// The rule set currently running (`None` in bypass mode).
+    pub fn rules(&self) -> Option<Arc<RuleSet>> {
+        self.engine.as_ref().map(|e| e.rules.clone())
+    }
+
+    /// The last reload error, if a reload failed.
+    pub fn last_reload_error(&self) -> Option<String> {
+        self.engine.as_ref().and_then(|e| e.monitor.as_ref()).and_then(|m| m.last_error())
+    }
+
+    fn maybe_swap(&mut self) {
+        let Some(e) = self.engine.as_mut() else { return };
+        let Some(m) = e.monitor.as_ref() else { return };
+        if e.last_check.elapsed() < e.interval {
+            return;
+        }
+        e.last_check = Instant::now();
+        if let Some(rs) = m.take_pending() {
+            e.rules = rs;
+            self.host.info("switched to the reloaded rule set");
+        }
+    }
 }
 
 impl Processor for PolicyEngine {
@@ -44,33 +133,202 @@ impl Processor for PolicyEngine {
                 Mode::Enrich
             }
         };
-        let policies = config.str("policies")?;
-        if policies.is_none() && mode == Mode::Alert {
-            return Err(PluginError::new(
-                "configuration attribute 'policies' missing from policy engine plugin settings",
-            ));
-        }
         let concurrency: usize = config.parse_or("concurrency", 5)?;
-        let _ = concurrency;
-        let bypass = policies.is_none();
-        if !bypass {
-            return Err(PluginError::new("key 'policies': policy compilation is not available yet in this build"));
+        if concurrency == 0 {
+            return Err(PluginError::new("key 'concurrency': must be at least 1"));
         }
-        Ok(PolicyEngine { host, mode, bypass, records_in: 0, records_out: 0 })
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let workers = concurrency.min(cores);
+        let mut engine = PolicyEngine {
+            host,
+            mode,
+            engine: None,
+            workers,
+            records_in: 0,
+            records_out: 0,
+            dropped_by_filter: 0,
+            dropped_unmatched: 0,
+            matches: 0,
+            action_errors: 0,
+        };
+        let Some(policies) = config.str("policies")? else {
+            if mode == Mode::Alert {
+                return Err(PluginError::new(
+                    "configuration attribute 'policies' missing from policy engine plugin settings",
+                ));
+            }
+            host.info("no policies configured in enrich mode: forwarding records unchanged");
+            return Ok(engine);
+        };
+        match config.str("language")? {
+            None | Some("falco") => {}
+            Some("sigma") => {
+                return Err(PluginError::new(
+                    "key 'language': sigma policies are not yet supported by this policy engine (use falco)",
+                ))
+            }
+            Some(other) => host.warn(&format!("key 'language': unknown language '{other}', using falco (as upstream)")),
+        }
+        let unknown_attributes = match config.str("unknown.attributes")? {
+            None | Some("disable") => UnknownAttributes::Disable,
+            Some("literal") => UnknownAttributes::Literal,
+            Some(other) => {
+                return Err(PluginError::new(format!(
+                    "key 'unknown.attributes': invalid value '{other}' (expected disable or literal)"
+                )))
+            }
+        };
+        let mut actions = ActionRegistry::with_builtins();
+        let actiondir = config.str("actiondir")?;
+        let dir = PathBuf::from(actiondir.unwrap_or("../resources/actions"));
+        if actiondir.is_some() && !dir.is_dir() {
+            host.warn(&format!("key 'actiondir': {} is not a directory; no action plugins loaded", dir.display()));
+        }
+        load_action_plugins(&dir, &mut actions, host);
+        let opts = CompileOptions {
+            unknown_attributes,
+            actions,
+            bench_ruleset_size: config.parse_or("bench.rulesetsize", 0)?,
+            bench_rule_index: config.parse_or("bench.ruleindex", 0)?,
+        };
+        let path = PathBuf::from(policies);
+        let hash = policy_hash(&path);
+        let set = falco::load(&path).map_err(|e| PluginError::new(format!("key 'policies': {e}")))?;
+        let rules = RuleSet::compile(set, &opts);
+        for w in rules.warnings() {
+            host.warn(&w.to_string());
+        }
+        host.info(&format!(
+            "loaded {} rules ({} enabled) and {} filters from {}",
+            rules.rule_count(),
+            rules.enabled_rule_count(),
+            rules.filter_count(),
+            path.display()
+        ));
+        let interval_secs: u64 = config.parse_or("monitor.interval", 30)?;
+        let monitor = match config.str("monitor")? {
+            None | Some("none") => None,
+            Some("local") => Some(Monitor::start(path, opts, host, hash).map_err(PluginError::new)?),
+            Some(other) => {
+                host.warn(&format!("key 'monitor': unknown value '{other}', monitoring disabled"));
+                None
+            }
+        };
+        engine.engine = Some(Engine {
+            rules: Arc::new(rules),
+            monitor,
+            interval: Duration::from_secs(interval_secs),
+            last_check: Instant::now(),
+            states: (0..workers).map(|_| EvalState::default()).collect(),
+            verdicts: Vec::new(),
+        });
+        Ok(engine)
     }
 
     fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
-        let n = batch.len() as u64;
-        self.records_in += n;
-        if self.bypass {
-            self.records_out += n;
+        let n = batch.len();
+        self.records_in += n as u64;
+        if self.engine.is_none() {
+            self.records_out += n as u64;
             return Ok(Some(batch));
         }
-        let _ = (&self.host, self.mode);
-        Ok(Some(batch))
+        self.maybe_swap();
+        let Some(e) = self.engine.as_mut() else { return Ok(Some(batch)) };
+        let mut recs: RVec<FlatRecord> = batch
+            .into_flat_records()
+            .ok_or_else(|| PluginError::new("policyengine expects flat records (flattenerchan)"))?;
+        e.verdicts.clear();
+        e.verdicts.resize(n, Verdict::Pass { matched: 0 });
+        let rules = &*e.rules;
+        let workers = self.workers.min(n / MIN_RECORDS_PER_WORKER).max(1);
+        if workers <= 1 {
+            let st = &mut e.states[0];
+            for (r, v) in recs.as_mut_slice().iter_mut().zip(e.verdicts.iter_mut()) {
+                *v = rules.evaluate(r, st);
+            }
+        } else {
+            let chunk = n.div_ceil(workers);
+            std::thread::scope(|s| {
+                let mut jobs = recs
+                    .as_mut_slice()
+                    .chunks_mut(chunk)
+                    .zip(e.verdicts.chunks_mut(chunk))
+                    .zip(e.states.iter_mut());
+                let first = jobs.next();
+                for ((rc, vc), st) in jobs {
+                    s.spawn(move || {
+                        for (r, v) in rc.iter_mut().zip(vc.iter_mut()) {
+                            *v = rules.evaluate(r, st);
+                        }
+                    });
+                }
+                if let Some(((rc, vc), st)) = first {
+                    for (r, v) in rc.iter_mut().zip(vc.iter_mut()) {
+                        *v = rules.evaluate(r, st);
+                    }
+                }
+            });
+        }
+        for st in e.states.iter_mut() {
+            for msg in st.action_errors.drain(..) {
+                self.action_errors += 1;
+                self.host.error(&msg);
+            }
+        }
+        let mode = self.mode;
+        let mut keep_all = true;
+        for v in &e.verdicts {
+            match *v {
+                Verdict::Drop => {
+                    self.dropped_by_filter += 1;
+                    keep_all = false;
+                }
+                Verdict::Pass { matched } => {
+                    self.matches += matched as u64;
+                    if matched == 0 && mode == Mode::Alert {
+                        self.dropped_unmatched += 1;
+                        keep_all = false;
+                    }
+                }
+            }
+        }
+        if !keep_all {
+            let mut i = 0;
+            let verdicts = &e.verdicts;
+            recs.retain(|_| {
+                let keep = match verdicts[i] {
+                    Verdict::Drop => false,
+                    Verdict::Pass { matched } => matched > 0 || mode == Mode::Enrich,
+                };
+                i += 1;
+                keep
+            });
+        }
+        self.records_out += recs.len() as u64;
+        if recs.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Batch::Flat(RArc::new(recs))))
+    }
+
+    fn flush(&mut self) -> Result<Option<Batch>, PluginError> {
+        self.maybe_swap();
+        Ok(None)
     }
 
     fn counters(&self) -> Vec<Counter> {
-        vec![Counter::new("records_in", self.records_in), Counter::new("records_out", self.records_out)]
+        let mut v = vec![
+            Counter::new("records_in", self.records_in),
+            Counter::new("records_out", self.records_out),
+            Counter::new("dropped_by_filter", self.dropped_by_filter),
+            Counter::new("dropped_unmatched", self.dropped_unmatched),
+            Counter::new("rule_matches", self.matches),
+            Counter::new("action_errors", self.action_errors),
+        ];
+        if let Some(m) = self.engine.as_ref().and_then(|e| e.monitor.as_ref()) {
+            v.push(Counter::new("policy_reloads", m.reloads()));
+            v.push(Counter::new("policy_reload_failures", m.failures()));
+        }
+        v
     }
 }

@@ -243,7 +243,7 @@ impl<'s> Parser<'s> {
                 continue;
             }
             if t.kind != Tok::Keyword {
-                return Err(self.err(t, "unexpected text in rule (expected a key such as condition, priority, tags)"));
+                return Err(self.err(t, "unexpected text in rule (expected 'and', 'or', or a key such as priority, tags)"));
             }
             let key = self.text(t);
             self.bump();
