@@ -193,6 +193,8 @@ pub struct Generator {
     kubelet: usize,
     shells: Vec<usize>,
     cron: usize,
+    /// Number of processes of the initial world (stable indices, never recycled).
+    world_len: usize,
 }
 
 const CLIENTS: [[u8; 4]; 6] = [
@@ -369,8 +371,10 @@ impl Generator {
             kubelet: 0,
             shells: Vec::new(),
             cron: 0,
+            world_len: 0,
         };
         g.build_world();
+        g.world_len = g.procs.len();
         g
     }
 
@@ -1040,7 +1044,7 @@ impl Generator {
             }
             Role::Kubelet => {
                 if roll < 45 {
-                    let target = self.rng.below(self.procs.len() as u64) as usize;
+                    let target = self.rng.below(self.world_len as u64) as usize;
                     let hpid = self.procs[target].p.oid.hpid;
                     let path = format!("/proc/{}/stat", hpid % 100_000);
                     self.ff(pi, &path, b'f', OP_OPEN | OP_READ_RECV | OP_CLOSE, O_RDONLY | O_CLOEXEC, 1, 0, 320);
@@ -1139,7 +1143,7 @@ impl Generator {
                 let sh = self.shells[0];
                 let t = self.spawn(sh, "/usr/bin/ps", "aux", Role::Tool);
                 for _ in 0..4 {
-                    let target = self.rng.below(self.procs.len() as u64) as usize;
+                    let target = self.rng.below(self.world_len as u64) as usize;
                     let path = format!("/proc/{}/cmdline", self.procs[target].p.oid.hpid % 100_000);
                     self.read_file(t, &path, 120);
                 }
