@@ -105,7 +105,8 @@ where
     // Drivers open files and sockets when built, so `-test` (like upstream) stops before them.
     let mut diag = Diagnostics::default();
     let instances = runtime::construct(&graph, !cli.test, &mut diag);
-    let Some(instances) = instances.filter(|_| report(&diag)) else {
+    let reported_ok = report(&diag);
+    let Some(instances) = instances.filter(|_| reported_ok) else {
         return 1;
     };
     tracing::info!(target: "health", "Health checks: passed");
@@ -128,7 +129,7 @@ fn report(diag: &Diagnostics) -> bool {
     }
     if !diag.ok() {
         tracing::error!(
-            "Unable to load pipeline: {} error{} in the configuration (listed above)",
+            "Unable to load pipeline: {} error{} (listed above)",
             diag.errors.len(),
             if diag.errors.len() == 1 { "" } else { "s" }
         );

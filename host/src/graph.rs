@@ -5,7 +5,7 @@
 //! channel, every channel has exactly one consumer, and a channel may have several
 //! producers (fan-in by sharing a channel; upstream only allowed that between drivers).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 use sysflow_plugin_api::ChannelType;
@@ -101,8 +101,17 @@ pub struct DriverChoice {
 pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, diag: &mut Diagnostics) -> Graph {
     let mut g = Graph::default();
     let mut by_name: HashMap<String, usize> = HashMap::new();
+    // Channels next to a block or driver that already failed: their dangling-channel
+    // errors would only repeat that failure.
+    let mut tainted: HashSet<String> = HashSet::new();
 
-    let mut channel = |g: &mut Graph, name: &str, kind: ChannelType, at: String, diag: &mut Diagnostics| -> Option<usize> {
+    let mut channel = |g: &mut Graph,
+                       tainted: &mut HashSet<String>,
+                       name: &str,
+                       kind: ChannelType,
+                       at: String,
+                       diag: &mut Diagnostics|
+     -> Option<usize> {
         if let Some(&i) = by_name.get(name) {
             let c = &g.channels[i];
             if c.kind != kind {
@@ -112,6 +121,7 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
                     c.kind.name(),
                     c.first_mention
                 ));
+                tainted.insert(name.to_string());
                 return None;
             }
             return Some(i);
@@ -135,6 +145,7 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
                 block.processor,
                 registry.known_hint(Kind::Processor)
             ));
+            tainted.extend(block.inputs.iter().chain(&block.outputs).map(|c| c.name.clone()));
             continue;
         };
         let mut output_type = plugin.output();
@@ -185,7 +196,7 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
                         one.kind.name()
                     ));
                 }
-                channel(&mut g, &one.name, one.kind, format!("{label} key 'in'"), diag)
+                channel(&mut g, &mut tainted, &one.name, one.kind, format!("{label} key 'in'"), diag)
             }
             many => {
                 diag.error(format!(
@@ -212,7 +223,7 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
                 )),
                 Some(_) => {}
             }
-            if let Some(i) = channel(&mut g, &out.name, out.kind, format!("{label} key 'out'"), diag) {
+            if let Some(i) = channel(&mut g, &mut tainted, &out.name, out.kind, format!("{label} key 'out'"), diag) {
                 if outputs.contains(&i) {
                     diag.error(format!("{label}: key 'out': channel '{}' is listed twice", out.name));
                 } else {
@@ -258,6 +269,10 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
         };
         let Some(plugin) = registry.get(Kind::Driver, &name) else {
             diag.error(format!("{label}: unknown driver '{name}' {}", registry.known_hint(Kind::Driver)));
+            match entry.and_then(|e| e.output.as_ref()) {
+                Some(c) => tainted.insert(c.name.clone()),
+                None => root.as_ref().is_some_and(|r| tainted.insert(r.clone())),
+            };
             continue;
         };
         let mut config = entry.map(|e| e.map.clone()).unwrap_or_default();
@@ -281,7 +296,7 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
                         c.kind.name()
                     ));
                 }
-                channel(&mut g, &c.name, c.kind, format!("{label} key 'out'"), diag)
+                channel(&mut g, &mut tainted, &c.name, c.kind, format!("{label} key 'out'"), diag)
             }
             None => match &root {
                 Some(r) => match by_name_lookup(&g, r) {
@@ -312,7 +327,7 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
         g.drivers.push(DriverNode { label, plugin: plugin.clone(), config, output });
     }
 
-    check_channels(&g, diag);
+    check_channels(&g, &tainted, diag);
     check_cycles(&g, diag);
     g
 }
@@ -328,8 +343,8 @@ fn endpoint_label(g: &Graph, e: Endpoint) -> String {
     }
 }
 
-fn check_channels(g: &Graph, diag: &mut Diagnostics) {
-    for c in &g.channels {
+fn check_channels(g: &Graph, tainted: &HashSet<String>, diag: &mut Diagnostics) {
+    for c in g.channels.iter().filter(|c| !tainted.contains(&c.name)) {
         let readers: Vec<String> = c.consumers.iter().map(|&i| g.processors[i].label()).collect();
         if c.producers.is_empty() && !c.consumers.is_empty() {
             diag.error(format!(

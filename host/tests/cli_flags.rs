@@ -1,0 +1,130 @@
+//! Command-line behaviour of the built binary: Go-style flag forms, `-version`, help,
+//! usage errors, log levels, `-test`.
+
+mod common;
+
+use common::{run_in, text, write_pipeline};
+
+const VERSION_LINE: &str =
+    "Version: 0.1.0+1, Avro Schema Version: 5, Export Schema Version: 5 (JSON), 8.2 (ECS)";
+
+const READER_EXPORTER: &str = r#"{
+  "pipeline": [
+    {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+    {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": "out.json"}
+  ]
+}"#;
+
+#[test]
+fn version_in_every_flag_form() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for form in [&["-version"][..], &["--version"], &["-version=true"], &["-log", "quiet", "-version"]] {
+        let out = run_in(dir.path(), form, &[]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{form:?}: {stderr}");
+        if option_env!("SFPROCESSOR_BUILD_NUMBER").is_none() {
+            assert_eq!(stdout.trim_end(), VERSION_LINE, "{form:?}");
+        } else {
+            assert!(stdout.starts_with("Version: 0.1.0+"), "{form:?}: {stdout}");
+        }
+    }
+}
+
+#[test]
+fn help_lists_upstream_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for form in ["--help", "-h", "-help"] {
+        let out = run_in(dir.path(), &[form], &[]);
+        let (stdout, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{form}");
+        for flag in ["--config", "--driver", "--log", "--driverdir", "--plugdir", "--test", "--perflog", "--version"] {
+            assert!(stdout.contains(flag), "{form}: help lacks {flag}:\n{stdout}");
+        }
+    }
+}
+
+#[test]
+fn config_flag_forms_and_test_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_pipeline(dir.path(), "p.json", READER_EXPORTER);
+    let eq = format!("-config={cfg}");
+    let forms: Vec<Vec<&str>> = vec![
+        vec!["-config", &cfg, "-test"],
+        vec![&eq, "-test=true"],
+        vec!["--config", &cfg, "--test"],
+        vec!["-test", "-log=INFO", "-config", &cfg],
+    ];
+    for form in forms {
+        let out = run_in(dir.path(), &form, &[]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{form:?}\nstdout: {stdout}\nstderr: {stderr}");
+        assert!(stdout.contains("Successfully loaded pipeline configuration"), "{form:?}: {stdout}");
+        assert!(stdout.contains("[Info] "), "{form:?}: {stdout}");
+    }
+}
+
+#[test]
+fn default_config_is_pipeline_json_in_working_dir() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_in(dir.path(), &["-test"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("pipeline.json"), "{stderr}");
+    write_pipeline(dir.path(), "pipeline.json", READER_EXPORTER);
+    let out = run_in(dir.path(), &["-test"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_in(dir.path(), &["-bogus", "x"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("bogus") && stderr.contains("Usage"), "{stderr}");
+}
+
+#[test]
+fn missing_input_path_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_pipeline(dir.path(), "p.json", READER_EXPORTER);
+    let out = run_in(dir.path(), &["-config", &cfg], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("missing input path") && stderr.contains("driver (file)"), "{stderr}");
+    assert!(stderr.contains("Usage"), "{stderr}");
+}
+
+#[test]
+fn log_levels_filter_and_unknown_level_falls_back_to_info() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_pipeline(dir.path(), "p.json", READER_EXPORTER);
+    let out = run_in(dir.path(), &["-config", &cfg, "-test", "-log", "Verbose"], &[]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("[Warn]") && stdout.contains("unknown log level 'Verbose'"), "{stdout}");
+    assert!(stdout.contains("Successfully loaded pipeline configuration"), "{stdout}");
+
+    let out = run_in(dir.path(), &["-config", &cfg, "-test", "-log", "HEALTH"], &[]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("[Health]") && !stdout.contains("[Info]"), "{stdout}");
+
+    let out = run_in(dir.path(), &["-config", &cfg, "-test", "-log=quiet"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.is_empty() && stderr.is_empty(), "{stdout}{stderr}");
+}
+
+#[test]
+fn errors_go_to_stderr_with_upstream_line_shape() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_in(dir.path(), &["-config", "absent.json", "x.sf"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stdout.contains("[Error]"), "{stdout}");
+    let line = stderr.lines().find(|l| l.starts_with("[Error] ")).expect("an error line");
+    // `[Error] YYYY-MM-DD HH:MM:SS message`
+    let ts = &line["[Error] ".len().."[Error] ".len() + 19];
+    assert!(ts.as_bytes()[4] == b'-' && ts.as_bytes()[10] == b' ' && ts.as_bytes()[13] == b':', "{line}");
+    assert!(line.contains("absent.json"), "{line}");
+}

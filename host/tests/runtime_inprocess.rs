@@ -1,0 +1,371 @@
+//! The runtime, run in-process with small test plugins written against the plugin API:
+//! handler chaining, fan-out, fan-in, flush at end, a panicking branch, stop requests,
+//! cycles, constructor errors and duplicate registrations.
+
+use std::{
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+use sfprocessor::{
+    app,
+    cli::{self, CliOutcome},
+    diagnostics::Diagnostics,
+    graph::{self, DriverChoice},
+    pipeline_config,
+    registry::{Origin, Registry},
+    signals::StopFlag,
+};
+use sysflow_plugin_api::{
+    abi_stable::std_types::{RArc, RVec},
+    Batch, ChannelType, ConfigKey, Driver, DriverPoll, Event, FlatRecord, Handler, Header, Host, PluginConfig,
+    PluginDescriptor, PluginError, Processor, ProcessEvent, SysFlowRecord,
+};
+
+/// Emits `count` header records, then ends; with `forever` it emits until stopped.
+struct CountDriver {
+    left: u64,
+    forever: bool,
+    stopped: bool,
+}
+
+static FOREVER_PRODUCED: AtomicU64 = AtomicU64::new(0);
+
+impl Driver for CountDriver {
+    fn new(config: &PluginConfig, _host: Host) -> Result<Self, PluginError> {
+        Ok(CountDriver {
+            left: config.parse_or("count", 0u64)?,
+            forever: config.str_or("forever", "no")? == "yes",
+            stopped: false,
+        })
+    }
+    fn poll(&mut self, max_records: usize) -> Result<DriverPoll, PluginError> {
+        if self.stopped || (!self.forever && self.left == 0) {
+            return Ok(DriverPoll::End);
+        }
+        let n = if self.forever { 100.min(max_records as u64) } else { self.left.min(max_records as u64) };
+        self.left = self.left.saturating_sub(n);
+        if self.forever {
+            FOREVER_PRODUCED.fetch_add(n, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(DriverPoll::Batch(Batch::sysflow((0..n).map(|_| SysFlowRecord::Header(Header::default())).collect())))
+    }
+    fn stop(&mut self) {
+        self.stopped = true;
+    }
+}
+
+/// SysFlow → flat, one flat record per input record.
+struct ToFlat;
+impl Processor for ToFlat {
+    fn new(config: &PluginConfig, _host: Host) -> Result<Self, PluginError> {
+        if config.str("fail")?.is_some() {
+            return Err(PluginError::new("key 'fail': asked to fail"));
+        }
+        Ok(ToFlat)
+    }
+    fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
+        let header = RArc::new(Header::default());
+        let out: Vec<FlatRecord> = (0..batch.len())
+            .map(|_| FlatRecord::new(header.clone(), Event::Process(ProcessEvent::default())))
+            .collect();
+        Ok(Some(Batch::flat(out)))
+    }
+}
+
+/// Flat → flat unchanged.
+struct Pass;
+impl Processor for Pass {
+    fn new(_: &PluginConfig, _: Host) -> Result<Self, PluginError> {
+        Ok(Pass)
+    }
+    fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
+        Ok(Some(batch))
+    }
+}
+
+/// Holds every record until flushed.
+struct Hold(Vec<FlatRecord>);
+impl Processor for Hold {
+    fn new(_: &PluginConfig, _: Host) -> Result<Self, PluginError> {
+        Ok(Hold(Vec::new()))
+    }
+    fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
+        self.0.extend(batch.into_flat_records().unwrap_or_default());
+        Ok(None)
+    }
+    fn flush(&mut self) -> Result<Option<Batch>, PluginError> {
+        Ok(Some(Batch::flat(std::mem::take(&mut self.0))))
+    }
+}
+
+/// Panics on its first batch.
+struct Panicker;
+impl Processor for Panicker {
+    fn new(_: &PluginConfig, _: Host) -> Result<Self, PluginError> {
+        Ok(Panicker)
+    }
+    fn process(&mut self, _: Batch) -> Result<Option<Batch>, PluginError> {
+        panic!("test plugin panics on purpose")
+    }
+}
+
+/// Counts records and writes the count to `file` at finish.
+struct Sink {
+    file: String,
+    seen: u64,
+}
+impl Processor for Sink {
+    fn new(config: &PluginConfig, _: Host) -> Result<Self, PluginError> {
+        Ok(Sink { file: config.str_or("file", "")?.to_string(), seen: 0 })
+    }
+    fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
+        self.seen += batch.len() as u64;
+        Ok(None)
+    }
+    fn finish(&mut self) -> Result<(), PluginError> {
+        std::fs::write(&self.file, self.seen.to_string()).map_err(|e| PluginError::new(format!("{}: {e}", self.file)))
+    }
+}
+
+/// Handler that duplicates every record.
+struct Dup;
+impl Handler for Dup {
+    fn new(_: &PluginConfig, _: Host) -> Result<Self, PluginError> {
+        Ok(Dup)
+    }
+    fn handle(&mut self, records: RVec<FlatRecord>) -> Result<Option<RVec<FlatRecord>>, PluginError> {
+        let mut out = RVec::with_capacity(records.len() * 2);
+        for r in records {
+            out.push(r.clone());
+            out.push(r);
+        }
+        Ok(Some(out))
+    }
+}
+
+const FLAT: &[ChannelType] = &[ChannelType::Flat];
+const SYSFLOW: &[ChannelType] = &[ChannelType::SysFlow];
+const DRIVER_KEYS: &[ConfigKey] = &[ConfigKey::new("count", "records"), ConfigKey::new("forever", "yes: until stopped")];
+const SINK_KEYS: &[ConfigKey] = &[ConfigKey::new("file", "where the count goes")];
+
+fn test_registry() -> Registry {
+    let mut r = Registry::new();
+    let o = || Origin::Builtin("test");
+    let ds = vec![
+        PluginDescriptor::driver::<CountDriver>("count", "test", "0", DRIVER_KEYS),
+        PluginDescriptor::processor::<ToFlat>("toflat", "test", "0", &[], SYSFLOW, Some(ChannelType::Flat)),
+        PluginDescriptor::processor::<Pass>("pass", "test", "0", &[], FLAT, Some(ChannelType::Flat)),
+        PluginDescriptor::processor::<Hold>("hold", "test", "0", &[], FLAT, Some(ChannelType::Flat)),
+        PluginDescriptor::processor::<Panicker>("panicker", "test", "0", &[], FLAT, Some(ChannelType::Flat)),
+        PluginDescriptor::processor::<Sink>("sink", "test", "0", SINK_KEYS, FLAT, None),
+        PluginDescriptor::handler::<Dup>("dup", "test", "0", &[]),
+    ];
+    for d in ds {
+        r.register(d, o()).expect("register");
+    }
+    r
+}
+
+fn run_pipeline(dir: &Path, pipeline: &str, extra: &[&str], stop: &StopFlag) -> i32 {
+    let cfg = dir.join("p.json");
+    std::fs::write(&cfg, pipeline).expect("write");
+    let cfg = cfg.to_string_lossy().into_owned();
+    let mut args = vec!["sfprocessor", "-config", cfg.as_str(), "-driver", "count", "unused-path"];
+    args.extend_from_slice(extra);
+    let CliOutcome::Run(c) = cli::parse(args) else { panic!("flags") };
+    app::run(&c, &test_registry(), Vec::new(), stop)
+}
+
+fn count_in(path: &Path) -> u64 {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .parse()
+        .expect("count")
+}
+
+#[test]
+fn handler_chain_and_fan_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let code = run_pipeline(
+        dir.path(),
+        &format!(
+            r#"{{"drivers": [{{"driver": "count", "count": "5000"}}],
+                "pipeline": [
+                {{"processor": "toflat", "handler": "dup", "in": "s sysflowchan", "out": ["a flattenerchan", "b flattenerchan"]}},
+                {{"processor": "sink", "in": "a flattenerchan", "file": "{d}/a"}},
+                {{"processor": "sink", "in": "b flattenerchan", "file": "{d}/b"}}]}}"#
+        ),
+        &[],
+        &StopFlag::new(),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(count_in(&dir.path().join("a")), 10_000);
+    assert_eq!(count_in(&dir.path().join("b")), 10_000);
+}
+
+#[test]
+fn fan_in_through_a_shared_channel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let code = run_pipeline(
+        dir.path(),
+        &format!(
+            r#"{{"drivers": [{{"driver": "count", "count": "3000"}}],
+                "pipeline": [
+                {{"processor": "toflat", "in": "s sysflowchan", "out": ["a flattenerchan", "b flattenerchan"]}},
+                {{"processor": "pass", "in": "a flattenerchan", "out": "m flattenerchan"}},
+                {{"processor": "pass", "in": "b flattenerchan", "out": "m flattenerchan"}},
+                {{"processor": "sink", "in": "m flattenerchan", "file": "{d}/m"}}]}}"#
+        ),
+        &[],
+        &StopFlag::new(),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(count_in(&dir.path().join("m")), 6000);
+}
+
+#[test]
+fn buffered_records_are_flushed_at_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let code = run_pipeline(
+        dir.path(),
+        &format!(
+            r#"{{"drivers": [{{"driver": "count", "count": "2500"}}],
+                "pipeline": [
+                {{"processor": "toflat", "in": "s sysflowchan", "out": "f flattenerchan"}},
+                {{"processor": "hold", "in": "f flattenerchan", "out": "h flattenerchan"}},
+                {{"processor": "sink", "in": "h flattenerchan", "file": "{d}/h"}}]}}"#
+        ),
+        &[],
+        &StopFlag::new(),
+    );
+    assert_eq!(code, 0);
+    assert_eq!(count_in(&dir.path().join("h")), 2500);
+}
+
+#[test]
+fn panicking_branch_stops_alone_and_fails_the_exit_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let code = run_pipeline(
+        dir.path(),
+        &format!(
+            r#"{{"drivers": [{{"driver": "count", "count": "4000"}}],
+                "pipeline": [
+                {{"processor": "toflat", "in": "s sysflowchan", "out": ["a flattenerchan", "b flattenerchan"]}},
+                {{"processor": "panicker", "in": "a flattenerchan", "out": "c flattenerchan"}},
+                {{"processor": "sink", "in": "c flattenerchan", "file": "{d}/c"}},
+                {{"processor": "sink", "in": "b flattenerchan", "file": "{d}/b"}}]}}"#
+        ),
+        &[],
+        &StopFlag::new(),
+    );
+    assert_eq!(code, 1, "a failed branch must make the exit status non-zero");
+    assert_eq!(count_in(&dir.path().join("b")), 4000, "the healthy branch gets every record");
+    assert_eq!(count_in(&dir.path().join("c")), 0, "downstream of the failed node finishes empty");
+}
+
+#[test]
+fn stop_request_drains_everything_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let stop = StopFlag::new();
+    let stopper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.request();
+        })
+    };
+    let code = run_pipeline(
+        dir.path(),
+        &format!(
+            r#"{{"drivers": [{{"driver": "count", "forever": "yes"}}],
+                "pipeline": [
+                {{"processor": "toflat", "in": "s sysflowchan", "out": "f flattenerchan"}},
+                {{"processor": "sink", "in": "f flattenerchan", "file": "{d}/f"}}]}}"#
+        ),
+        &[],
+        &stop,
+    );
+    stopper.join().expect("stopper");
+    assert_eq!(code, 0);
+    let produced = FOREVER_PRODUCED.load(Ordering::SeqCst);
+    assert!(produced > 0);
+    assert_eq!(count_in(&dir.path().join("f")), produced);
+}
+
+#[test]
+fn constructor_error_fails_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let pipeline = format!(
+        r#"{{"drivers": [{{"driver": "count", "count": "10"}}],
+            "pipeline": [
+            {{"processor": "toflat", "in": "s sysflowchan", "out": "f flattenerchan", "fail": "yes"}},
+            {{"processor": "sink", "in": "f flattenerchan", "file": "{d}/f"}}]}}"#
+    );
+    assert_eq!(run_pipeline(dir.path(), &pipeline, &[], &StopFlag::new()), 1);
+    assert!(!dir.path().join("f").exists(), "nothing ran");
+    // `-test` builds the plugins too, so it reports the same failure.
+    assert_eq!(run_pipeline(dir.path(), &pipeline, &["-test"], &StopFlag::new()), 1);
+}
+
+fn validate(pipeline: &str) -> Diagnostics {
+    let raw = pipeline_config::parse_str(pipeline).expect("json");
+    let mut diag = Diagnostics::default();
+    let cfg = pipeline_config::interpret(&raw, "", &mut diag);
+    let choice = DriverChoice { driver: Some("count".into()), path: Some("x".into()) };
+    graph::build(&cfg, &test_registry(), &choice, &mut diag);
+    diag
+}
+
+#[test]
+fn cycle_is_refused() {
+    let diag = validate(
+        r#"{"pipeline": [
+            {"processor": "toflat", "in": "s sysflowchan", "out": "a flattenerchan"},
+            {"processor": "pass", "in": "a flattenerchan", "out": "b flattenerchan"},
+            {"processor": "pass", "in": "b flattenerchan", "out": "a flattenerchan"}]}"#,
+    );
+    assert_eq!(diag.errors.len(), 1, "{:?}", diag.errors);
+    assert!(
+        diag.errors[0].contains("the pipeline has a cycle: pipeline[1] (pass) -> pipeline[2] (pass) -> pipeline[1] (pass)"),
+        "{}",
+        diag.errors[0]
+    );
+}
+
+#[test]
+fn handler_needs_a_flat_producer_and_outputs_need_an_output_type() {
+    let diag = validate(
+        r#"{"pipeline": [
+            {"processor": "toflat", "in": "s sysflowchan", "out": "a flattenerchan"},
+            {"processor": "sink", "handler": "dup", "in": "a flattenerchan", "out": "z flattenerchan"},
+            {"processor": "sink", "in": "z flattenerchan"}]}"#,
+    );
+    let all = diag.errors.join("\n");
+    assert!(all.contains("pipeline[1] (sink): key 'handler': processor 'sink' does not produce flat records"), "{all}");
+    assert!(all.contains("pipeline[1] (sink): key 'out': processor 'sink' produces no output"), "{all}");
+}
+
+#[test]
+fn duplicate_plugin_names_name_both_origins() {
+    let mut r = test_registry();
+    let err = r
+        .register(
+            PluginDescriptor::processor::<Pass>("pass", "again", "0", &[], FLAT, Some(ChannelType::Flat)),
+            Origin::Library("/plugins/libpass.so".into()),
+        )
+        .expect_err("duplicate must be refused");
+    assert!(err.contains("built-in (test)") && err.contains("/plugins/libpass.so") && err.contains("'pass'"), "{err}");
+    // Same name, other kind: separate namespace.
+    r.register(PluginDescriptor::driver::<CountDriver>("pass", "d", "0", &[]), Origin::Builtin("test"))
+        .expect("a driver may share a processor's name");
+}

@@ -1,0 +1,67 @@
+//! SIGTERM/SIGINT: the socket driver stops, the pipeline drains, the process exits 0.
+
+mod common;
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{bin, write_pipeline};
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn signal_drains_socket_pipeline(signal: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        r#"{"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": "out.json"}]}"#,
+    );
+    let sock = dir.path().join("sysflow.sock");
+    let mut child = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["-config", &cfg, "-driver", "socket", &sock.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    wait_for("the socket to be bound", Duration::from_secs(20), || sock.exists());
+    let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("sfprocessor did not exit within 15 s of SIG{signal}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains(&format!("received SIG{signal}")), "{stdout}");
+    assert!(stdout.contains("pipeline finished"), "{stdout}");
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    signal_drains_socket_pipeline("TERM");
+}
+
+#[test]
+fn sigint_drains_and_exits_zero() {
+    signal_drains_socket_pipeline("INT");
+}
