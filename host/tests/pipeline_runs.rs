@@ -64,7 +64,7 @@ fn fan_out_gives_every_record_to_both_exporters() {
     assert_eq!(a.len(), expected);
     assert_eq!(a, b, "both branches must see the same records in the same order");
     // The exit summary names each node with its counters.
-    assert!(stdout.contains(&format!("pipeline[0] (sysflowreader): records in")), "{stdout}");
+    assert!(stdout.contains("pipeline[0] (sysflowreader): records in"), "{stdout}");
     assert!(stdout.contains(&format!("pipeline[1] (exporter): records in {expected}")), "{stdout}");
     assert!(stdout.contains(&format!("pipeline[2] (exporter): records in {expected}")), "{stdout}");
 }

@@ -65,3 +65,67 @@ fn sigterm_drains_and_exits_zero() {
 fn sigint_drains_and_exits_zero() {
     signal_drains_socket_pipeline("INT");
 }
+
+/// A collector sends datums over the socket; after SIGTERM every record the driver took in
+/// is exported before the process exits 0.
+#[test]
+fn sigterm_after_socket_data_exports_every_record() {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+    use sysflow_plugin_api::{Event, SysFlowRecord};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        r#"{"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": "out.json"}]}"#,
+    );
+    let sock = dir.path().join("sysflow.sock");
+    let mut child = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["-config", &cfg, "-driver", "socket", &sock.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    wait_for("the socket to be bound", Duration::from_secs(20), || sock.exists());
+
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    let addr = UnixAddr::new(&sock).expect("address");
+    connect(fd.as_raw_fd(), &addr).expect("connect");
+    let config = sysflow_tracegen::GenConfig { records: 5000, ..Default::default() };
+    let mut events = 0usize;
+    let mut buf = Vec::new();
+    sysflow_tracegen::generate(&config, |rec| {
+        // The reader drops process flows, as upstream's does (its handler is never called).
+        if matches!(rec, SysFlowRecord::Event(ref e) if !matches!(e, Event::ProcessFlow(_))) {
+            events += 1;
+        }
+        buf.clear();
+        sysflow_tracegen::encode_datum(&rec, &mut buf);
+        send(fd.as_raw_fd(), &buf, MsgFlags::empty()).expect("send datum");
+    });
+    // Give the driver time to take in what was sent; the connection stays open.
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("sfprocessor did not exit within 15 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    let exported = common::lines_of(&dir.path().join("out.json")).len();
+    assert!(stdout.contains("driver (socket): records in 5000,"), "the driver took in every datum\n{stdout}");
+    assert_eq!(exported, events, "every event sent must be exported\nstdout: {stdout}");
+    drop(fd);
+}
