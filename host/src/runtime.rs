@@ -31,6 +31,8 @@ pub const MAX_DRIVER_BATCH: usize = 1024;
 pub const IDLE_FLUSH: Duration = Duration::from_secs(1);
 /// Consecutive driver errors after which the driver is given up.
 const MAX_CONSECUTIVE_DRIVER_ERRORS: u32 = 100;
+/// Errors of one node logged individually before only every 1000th is.
+const LOGGED_ERRORS: u64 = 10;
 /// Interval of `-perflog` reports.
 pub const PERF_INTERVAL: Duration = Duration::from_secs(15);
 
@@ -264,7 +266,10 @@ impl DriverWorker {
                 RResult::ROk(DriverPoll::End) => break,
                 RResult::RErr(e) => {
                     NodeMetrics::add(&self.metrics.errors, 1);
-                    tracing::error!("{label}: {e}");
+                    let count = NodeMetrics::get(&self.metrics.errors);
+                    if e.panicked || count <= LOGGED_ERRORS || count.is_multiple_of(1000) {
+                        tracing::error!("{label}: {e} (error #{count})");
+                    }
                     if e.panicked {
                         self.metrics.failed.store(true, Ordering::Relaxed);
                         clean = false;
@@ -360,12 +365,18 @@ impl ProcessorWorker {
         };
         NodeMetrics::add(&self.metrics.errors, 1);
         NodeMetrics::add(&self.metrics.dropped, records);
+        let count = NodeMetrics::get(&self.metrics.errors);
         if err.panicked {
             tracing::error!("{label}: {err}; this branch is stopped, its input is discarded from now on");
             self.metrics.failed.store(true, Ordering::Relaxed);
             true
         } else {
-            tracing::error!("{label}: {err} ({records} records lost)");
+            // A plugin failing on every batch must not flood the log: the first few errors,
+            // then every 1000th; the exit summary has the totals.
+            if count <= LOGGED_ERRORS || count.is_multiple_of(1000) {
+                let more = if count == LOGGED_ERRORS { " (further errors are logged every 1000th)" } else { "" };
+                tracing::error!("{label}: {err} ({records} records lost; error #{count}){more}");
+            }
             false
         }
     }

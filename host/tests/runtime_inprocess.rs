@@ -4,8 +4,11 @@
 
 use std::{
     path::Path,
-    sync::atomic::{AtomicU64, Ordering},
-    time::Duration,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
+    time::{Duration, Instant},
 };
 
 use sfprocessor::{
@@ -112,6 +115,65 @@ impl Processor for Panicker {
     }
 }
 
+/// Returns an error (not a panic) on every second batch.
+struct Flaky(u64);
+impl Processor for Flaky {
+    fn new(_: &PluginConfig, _: Host) -> Result<Self, PluginError> {
+        Ok(Flaky(0))
+    }
+    fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
+        self.0 += 1;
+        if self.0 % 2 == 0 {
+            return Err(PluginError::new("record 7: invalid on purpose"));
+        }
+        Ok(Some(batch))
+    }
+}
+
+/// Emits 10 records, stays idle for 1.5 s, then ends; records when it ended.
+struct PauseDriver {
+    started: Option<Instant>,
+    sent: bool,
+}
+static PAUSE_ENDED: Mutex<Option<Instant>> = Mutex::new(None);
+static HOLD_FLUSHED_NONEMPTY: Mutex<Option<Instant>> = Mutex::new(None);
+impl Driver for PauseDriver {
+    fn new(_: &PluginConfig, _: Host) -> Result<Self, PluginError> {
+        Ok(PauseDriver { started: None, sent: false })
+    }
+    fn poll(&mut self, _: usize) -> Result<DriverPoll, PluginError> {
+        if !self.sent {
+            self.sent = true;
+            self.started = Some(Instant::now());
+            return Ok(DriverPoll::Batch(Batch::sysflow(vec![SysFlowRecord::Header(Header::default()); 10])));
+        }
+        if self.started.is_some_and(|t| t.elapsed() < Duration::from_millis(1500)) {
+            std::thread::sleep(Duration::from_millis(50));
+            return Ok(DriverPoll::Idle);
+        }
+        *PAUSE_ENDED.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        Ok(DriverPoll::End)
+    }
+}
+
+/// Like [`Hold`], and notes when a flush first released records.
+struct TimedHold(Vec<FlatRecord>);
+impl Processor for TimedHold {
+    fn new(_: &PluginConfig, _: Host) -> Result<Self, PluginError> {
+        Ok(TimedHold(Vec::new()))
+    }
+    fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
+        self.0.extend(batch.into_flat_records().unwrap_or_default());
+        Ok(None)
+    }
+    fn flush(&mut self) -> Result<Option<Batch>, PluginError> {
+        if !self.0.is_empty() {
+            HOLD_FLUSHED_NONEMPTY.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(Instant::now());
+        }
+        Ok(Some(Batch::flat(std::mem::take(&mut self.0))))
+    }
+}
+
 /// Counts records and writes the count to `file` at finish.
 struct Sink {
     file: String,
@@ -162,6 +224,9 @@ fn test_registry() -> Registry {
         PluginDescriptor::processor::<Panicker>("panicker", "test", "0", &[], FLAT, Some(ChannelType::Flat)),
         PluginDescriptor::processor::<Sink>("sink", "test", "0", SINK_KEYS, FLAT, None),
         PluginDescriptor::handler::<Dup>("dup", "test", "0", &[]),
+        PluginDescriptor::processor::<Flaky>("flaky", "test", "0", &[], FLAT, Some(ChannelType::Flat)),
+        PluginDescriptor::processor::<TimedHold>("timedhold", "test", "0", &[], FLAT, Some(ChannelType::Flat)),
+        PluginDescriptor::driver::<PauseDriver>("pause", "test", "0", &[]),
     ];
     for d in ds {
         r.register(d, o()).expect("register");
@@ -368,4 +433,51 @@ fn duplicate_plugin_names_name_both_origins() {
     // Same name, other kind: separate namespace.
     r.register(PluginDescriptor::driver::<CountDriver>("pass", "d", "0", &[]), Origin::Builtin("test"))
         .expect("a driver may share a processor's name");
+}
+
+#[test]
+fn plugin_errors_lose_only_their_batch_and_fail_the_exit_status() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    // 4096 records arrive as 4 batches of 1024; batches 2 and 4 fail.
+    let code = run_pipeline(
+        dir.path(),
+        &format!(
+            r#"{{"drivers": [{{"driver": "count", "count": "4096"}}],
+                "pipeline": [
+                {{"processor": "toflat", "in": "s sysflowchan", "out": "f flattenerchan"}},
+                {{"processor": "flaky", "in": "f flattenerchan", "out": "g flattenerchan"}},
+                {{"processor": "sink", "in": "g flattenerchan", "file": "{d}/g"}}]}}"#
+        ),
+        &[],
+        &StopFlag::new(),
+    );
+    assert_eq!(code, 1, "lost records make the exit status non-zero");
+    assert_eq!(count_in(&dir.path().join("g")), 2048, "the node keeps going after an ordinary error");
+}
+
+#[test]
+fn idle_processor_is_flushed_before_end_of_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let cfg = dir.path().join("p.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"pipeline": [
+                {{"processor": "toflat", "in": "s sysflowchan", "out": "f flattenerchan"}},
+                {{"processor": "timedhold", "in": "f flattenerchan", "out": "h flattenerchan"}},
+                {{"processor": "sink", "in": "h flattenerchan", "file": "{d}/h"}}]}}"#
+        ),
+    )
+    .expect("write");
+    let cfg = cfg.to_string_lossy().into_owned();
+    let CliOutcome::Run(c) = cli::parse(["sfprocessor", "-config", cfg.as_str(), "-driver", "pause", "x"]) else {
+        panic!("flags")
+    };
+    assert_eq!(app::run(&c, &test_registry(), Vec::new(), &StopFlag::new()), 0);
+    assert_eq!(count_in(&dir.path().join("h")), 10);
+    let flushed = HOLD_FLUSHED_NONEMPTY.lock().unwrap_or_else(|e| e.into_inner()).expect("flushed");
+    let ended = PAUSE_ENDED.lock().unwrap_or_else(|e| e.into_inner()).expect("ended");
+    assert!(flushed < ended, "the idle flush came before the input ended");
 }
