@@ -174,6 +174,9 @@ impl Driver for SocketDriver {
         let mut out = Vec::new();
         while out.len() < max {
             let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() && !out.is_empty() {
+                break;
+            }
             let Some(conn) = self.conn.as_ref().map(AsRawFd::as_raw_fd) else {
                 match accept4(listener, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) {
                     Ok(fd) => {
