@@ -57,13 +57,38 @@ pub use records::*;
 #[macro_export]
 macro_rules! export_plugins {
     ($($descriptor:expr),* $(,)?) => {
-        #[$crate::abi_stable::export_root_module]
-        pub fn sysflow_plugin_root_module() -> $crate::PluginLibraryRef {
-            use $crate::abi_stable::prefix_type::PrefixTypeTrait;
-            extern "C" fn plugins() -> $crate::abi_stable::std_types::RVec<$crate::PluginDescriptor> {
-                ::std::vec![$($descriptor),*].into()
+        // What `#[abi_stable::export_root_module]` generates, spelled with `$crate` paths so
+        // a plugin needs no direct `abi_stable` dependency (the attribute names `::abi_stable`).
+        // The symbol is abi_stable's ROOT_MODULE_LOADER_NAME (checked by a plugin-api test).
+        #[doc(hidden)]
+        #[export_name = "_1as_0lib_1header_0root_bmodule_bloader"]
+        pub static SYSFLOW_PLUGIN_LIB_HEADER: $crate::abi_stable::library::LibHeader = {
+            fn root_module() -> $crate::PluginLibraryRef {
+                use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+                extern "C" fn plugins() -> $crate::abi_stable::std_types::RVec<$crate::PluginDescriptor> {
+                    ::std::vec![$($descriptor),*].into()
+                }
+                $crate::PluginLibrary { plugins }.leak_into_prefix()
             }
-            $crate::PluginLibrary { plugins }.leak_into_prefix()
-        }
+            extern "C" fn erased_root_module() -> $crate::abi_stable::library::RootModuleResult {
+                $crate::abi_stable::library::__call_root_module_loader(root_module)
+            }
+            // SAFETY: the constructor returns a `PluginLibraryRef`, the module type named here.
+            unsafe {
+                $crate::abi_stable::library::LibHeader::from_constructor::<$crate::PluginLibraryRef>(
+                    erased_root_module,
+                    $crate::abi_stable::library::CheckTypeLayout::Yes,
+                )
+            }
+        };
     };
+}
+
+#[cfg(test)]
+mod export_symbol_tests {
+    #[test]
+    fn export_plugins_uses_abi_stables_root_module_symbol() {
+        // Keep in sync with the `export_name` in `export_plugins!`.
+        assert_eq!(abi_stable::library::ROOT_MODULE_LOADER_NAME, "_1as_0lib_1header_0root_bmodule_bloader");
+    }
 }

@@ -1,0 +1,194 @@
+//! Watches plugin directories and reports libraries whose content changed.
+//!
+//! Installing a build produces a burst of events (create, several writes, close, or a
+//! rename into place); the watcher waits until a file has been quiet for the debounce
+//! interval, hashes it, and reports it only if its content differs from what was last
+//! seen (a `touch`, a `chmod` or re-copying the same build reports nothing).
+
+use std::{
+    collections::HashMap,
+    fmt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use notify::{event::AccessKind, event::AccessMode, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+use crate::{image::sha256_file, is_plugin_file_name};
+
+/// Default quiet time before a changed file is reported.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// Something the watcher reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginEvent {
+    /// A plugin library appeared or its content changed.
+    Changed {
+        /// The library (inside a watched directory).
+        path: PathBuf,
+        /// Hex SHA-256 of its new content.
+        sha256: String,
+    },
+    /// The watch itself failed (events may have been missed).
+    Error(String),
+}
+
+/// The watcher could not be started.
+#[derive(Debug)]
+pub struct WatchError(pub String);
+
+impl fmt::Display for WatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WatchError {}
+
+type KnownHashes = Arc<Mutex<HashMap<PathBuf, String>>>;
+
+/// A watch over plugin directories; dropping it stops the watch.
+pub struct PluginWatcher {
+    watcher: Option<RecommendedWatcher>,
+    thread: Option<JoinHandle<()>>,
+    events: Receiver<PluginEvent>,
+    known: KnownHashes,
+    unwatched: Vec<PathBuf>,
+}
+
+impl PluginWatcher {
+    /// Watches `dirs` (not recursively). Directories that do not exist are skipped and
+    /// listed by [`PluginWatcher::unwatched`]. The `*.so` files present now are hashed, so
+    /// only later changes are reported.
+    pub fn new(dirs: &[PathBuf], debounce: Duration) -> Result<PluginWatcher, WatchError> {
+        let (raw_tx, raw_rx) = crossbeam_channel::unbounded::<notify::Result<notify::Event>>();
+        let mut watcher = notify::recommended_watcher(move |res| {
+            let _ = raw_tx.send(res);
+        })
+        .map_err(|e| WatchError(format!("cannot start the plugin directory watcher: {e}")))?;
+
+        let mut known = HashMap::new();
+        let mut unwatched = Vec::new();
+        for dir in dirs {
+            let Ok(dir) = dir.canonicalize() else {
+                unwatched.push(dir.clone());
+                continue;
+            };
+            watcher
+                .watch(&dir, RecursiveMode::NonRecursive)
+                .map_err(|e| WatchError(format!("cannot watch plugin directory {}: {e}", dir.display())))?;
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for path in entries.flatten().map(|e| e.path()).filter(|p| is_plugin_file_name(p)) {
+                    if let Ok(sha) = sha256_file(&path) {
+                        known.insert(path, sha);
+                    }
+                }
+            }
+        }
+        let known: KnownHashes = Arc::new(Mutex::new(known));
+        let (tx, events) = crossbeam_channel::unbounded();
+        let thread_known = Arc::clone(&known);
+        let thread = std::thread::Builder::new()
+            .name("plugin-watch".into())
+            .spawn(move || debounce_loop(raw_rx, tx, thread_known, debounce))
+            .map_err(|e| WatchError(format!("cannot start the plugin watcher thread: {e}")))?;
+        Ok(PluginWatcher { watcher: Some(watcher), thread: Some(thread), events, known, unwatched })
+    }
+
+    /// The reported events; select on it beside other channels.
+    pub fn events(&self) -> &Receiver<PluginEvent> {
+        &self.events
+    }
+
+    /// Records the content the host actually loaded for `path`, so only a different
+    /// content is reported next.
+    pub fn set_known(&self, path: &Path, sha256: &str) {
+        let key = normalize(path);
+        lock(&self.known).insert(key, sha256.to_string());
+    }
+
+    /// Directories that did not exist when the watch started.
+    pub fn unwatched(&self) -> &[PathBuf] {
+        &self.unwatched
+    }
+}
+
+impl Drop for PluginWatcher {
+    fn drop(&mut self) {
+        // Dropping the notify watcher drops its sender, which ends the debounce thread.
+        drop(self.watcher.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock(known: &KnownHashes) -> std::sync::MutexGuard<'_, HashMap<PathBuf, String>> {
+    known.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Events name files under the canonical directory that is watched; keys follow suit.
+fn normalize(path: &Path) -> PathBuf {
+    match (path.parent().and_then(|d| d.canonicalize().ok()), path.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+fn is_content_event(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        _ => false,
+    }
+}
+
+fn debounce_loop(
+    raw: Receiver<notify::Result<notify::Event>>,
+    out: Sender<PluginEvent>,
+    known: KnownHashes,
+    debounce: Duration,
+) {
+    let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
+    loop {
+        let wait = pending
+            .values()
+            .min()
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_secs(3600));
+        match raw.recv_timeout(wait) {
+            Ok(Ok(event)) if is_content_event(&event.kind) => {
+                for path in event.paths.into_iter().filter(|p| is_plugin_file_name(p)) {
+                    pending.insert(path, Instant::now() + debounce);
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                if out.send(PluginEvent::Error(format!("plugin directory watch: {e}"))).is_err() {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        let due: Vec<PathBuf> = pending.iter().filter(|(_, d)| **d <= now).map(|(p, _)| p.clone()).collect();
+        for path in due {
+            pending.remove(&path);
+            // Gone again (an installer's intermediate name, or a removal): nothing to load.
+            let Ok(sha) = sha256_file(&path) else { continue };
+            let mut map = lock(&known);
+            if map.get(&path) == Some(&sha) {
+                continue;
+            }
+            map.insert(path.clone(), sha.clone());
+            drop(map);
+            if out.send(PluginEvent::Changed { path, sha256: sha }).is_err() {
+                return;
+            }
+        }
+    }
+}
