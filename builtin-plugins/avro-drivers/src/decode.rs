@@ -268,6 +268,8 @@ pub struct DatumDecoder {
     after: Vec<Read>,
     warnings: Vec<String>,
     unknown_symbols: AtomicU64,
+    /// Accept Process datums that end before `cwd` (v4 collectors on the socket).
+    v4_process_tail: bool,
 }
 
 impl DatumDecoder {
@@ -307,13 +309,19 @@ impl DatumDecoder {
         for b in &union {
             branches.push(compile_branch(b, &mut warnings)?);
         }
-        Ok(DatumDecoder { before, branches, after, warnings, unknown_symbols: AtomicU64::new(0) })
+        Ok(DatumDecoder { before, branches, after, warnings, unknown_symbols: AtomicU64::new(0), v4_process_tail: false })
     }
 
     /// A decoder for schema v5 (what live collectors send over the socket).
+    ///
+    /// It also accepts datums of v4 collectors: their Process records end before the
+    /// v5 fields `cwd`/`env` (the only v4→v5 difference), which then stay empty.
     pub fn v5() -> Self {
         match DatumDecoder::new(SCHEMA_V5) {
-            Ok(d) => d,
+            Ok(mut d) => {
+                d.v4_process_tail = true;
+                d
+            }
             // The embedded schema is a compile-time constant covered by tests.
             Err(e) => unreachable!("embedded v5 schema does not compile: {e}"),
         }
@@ -463,6 +471,7 @@ impl DatumDecoder {
                 10 => r.tty = c.boolean_of(rd)?,
                 11 => r.container_id = c.opt_string(rd)?,
                 12 => r.entry = c.boolean_of(rd)?,
+                13 if self.v4_process_tail && c.remaining() == 0 => break,
                 13 => r.cwd = c.string(rd)?,
                 14 => r.env = c.string_list(rd)?,
                 _ => c.skip(rd)?,

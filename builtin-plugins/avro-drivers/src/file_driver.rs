@@ -94,6 +94,10 @@ impl FileDriver {
                     s.records_skipped
                 ));
             }
+            let unknown = s.warnings.saturating_sub(reader.schema_warnings().len() as u64);
+            if unknown > 0 {
+                self.host.warn(&format!("{}: {unknown} enum values with unknown symbols decoded as ordinal 0", reader.name()));
+            }
             add_stats(&mut self.totals, s);
             self.files_read += 1;
         }
