@@ -38,7 +38,7 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("kafka.encoding", "Kafka payload encoding: proto (default) or json"),
 ];
 
-/// How many transport errors are logged individually before logging only every 1000th.
+/// How many transport errors are logged individually; after that only the 16th, 32nd, 64th …
 const LOGGED_ERRORS: u64 = 10;
 
 /// Encodes flat records (JSON) and delivers them with the configured transport.
@@ -135,7 +135,7 @@ impl Exporter {
             Err(e) => {
                 self.transport_errors += 1;
                 self.records_dropped += records;
-                if self.transport_errors <= LOGGED_ERRORS || self.transport_errors % 1000 == 0 {
+                if self.transport_errors <= LOGGED_ERRORS || self.transport_errors.is_power_of_two() {
                     self.host.error(&format!(
                         "{records} records dropped ({} transport errors so far): {e}",
                         self.transport_errors

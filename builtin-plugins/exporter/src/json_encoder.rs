@@ -48,10 +48,10 @@ impl JsonEncoder {
     /// A new encoder with empty fragment caches.
     pub fn new() -> JsonEncoder {
         JsonEncoder {
-            headers: FragmentCache::new(2),
+            headers: FragmentCache::new(1),
             containers: FragmentCache::new(6),
             pods: FragmentCache::new(6),
-            ancestries: FragmentCache::new(9),
+            ancestries: FragmentCache::new(10),
         }
     }
 
