@@ -7,6 +7,8 @@
 //!   damaged blocks.
 //! - [`FileDriver`] / [`SocketDriver`]: the data sources registered by [`descriptors`].
 
+#![warn(missing_docs)]
+
 mod cursor;
 mod decode;
 pub mod error;
