@@ -400,6 +400,11 @@ impl Generator {
         role: Role,
     ) -> usize {
         let poid = parent.map(|i| self.procs[i].p.oid);
+        // A child never predates its parent (world processes get random past start times).
+        let create_ts = match poid {
+            Some(po) if create_ts <= po.create_ts => po.create_ts + self.rng.range(1_000_000, 900_000_000),
+            _ => create_ts,
+        };
         let container_id = ctr.map(|c| self.ctrs[c].c.id.clone());
         let mut env: RVec<RString> = RVec::new();
         env.push(BASE_ENV.into());
@@ -550,7 +555,8 @@ impl Generator {
     // ---- emission ----------------------------------------------------------------
 
     fn tick(&mut self) -> i64 {
-        self.now += self.rng.range(2_000, 300_000);
+        // ~250 records/s on average: a few thousand records span seconds, as in real traces.
+        self.now += self.rng.range(10_000, 8_000_000);
         self.now
     }
 
