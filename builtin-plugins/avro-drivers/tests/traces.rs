@@ -51,6 +51,8 @@ fn every_trace_matches_expected_counts() {
         let trace = cells[col("trace")];
         let path = dir.join("traces").join(trace);
         let mut reader = TraceReader::open(&path).unwrap_or_else(|e| panic!("open {trace}: {e}"));
+        // Every layout resolves with only the expected defaults (ip, entry, podId, fd, ...).
+        assert!(reader.schema_warnings().is_empty(), "{trace}: {:?}", reader.schema_warnings());
         let mut counts: HashMap<&str, u64> = HashMap::new();
         let mut version = None;
         for item in reader.by_ref() {
