@@ -24,6 +24,6 @@ export_plugins![PluginDescriptor::processor::<Passthrough>(
     "passes batches through unchanged",
     env!("CARGO_PKG_VERSION"),
     &[],
-    &[ChannelType::SysFlow, ChannelType::Flat, ChannelType::Event],
+    &[ChannelType::Flat, ChannelType::Event],
     Some(ChannelType::Flat),
 )];

@@ -7,6 +7,7 @@
 
 use std::{
     collections::HashMap,
+    os::unix::fs::MetadataExt,
     fmt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -146,6 +147,16 @@ fn is_content_event(kind: &EventKind) -> bool {
     }
 }
 
+/// The file's hash, or `None` if it vanished or changed while being read (hashing a large
+/// library takes long enough for a slow copy to resume).
+fn stable_hash(path: &Path) -> Option<String> {
+    let stamp = |m: std::fs::Metadata| (m.len(), m.modified().ok(), m.ino(), m.ctime_nsec(), m.ctime());
+    let before = std::fs::metadata(path).ok().map(stamp)?;
+    let sha = sha256_file(path).ok()?;
+    let after = std::fs::metadata(path).ok().map(stamp)?;
+    (before == after).then_some(sha)
+}
+
 fn debounce_loop(
     raw: Receiver<notify::Result<notify::Event>>,
     out: Sender<PluginEvent>,
@@ -179,7 +190,13 @@ fn debounce_loop(
         for path in due {
             pending.remove(&path);
             // Gone again (an installer's intermediate name, or a removal): nothing to load.
-            let Ok(sha) = sha256_file(&path) else { continue };
+            let Some(sha) = stable_hash(&path) else {
+                if path.exists() {
+                    // Written to while being hashed: wait for it to settle again.
+                    pending.insert(path, Instant::now() + debounce);
+                }
+                continue;
+            };
             let mut map = lock(&known);
             if map.get(&path) == Some(&sha) {
                 continue;

@@ -1,0 +1,180 @@
+//! Building plugin libraries for the loader tests.
+//!
+//! Plugins are built by a nested `cargo build` into one target directory shared by every
+//! test and kept between runs (`$TMPDIR/sfprocessor-plugin-test-target`), so dependencies
+//! compile once. It is separate from the outer build's target directory, whose lock the
+//! running `cargo test` holds.
+
+#![allow(dead_code)] // each test file uses part of this
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Mutex, OnceLock},
+};
+
+/// The example plugins: (package, plugin file name to install as).
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("example-processor", "example.so"),
+    ("printer-handler", "printer.so"),
+    ("now-action", "now.so"),
+    ("ndjson-driver", "ndjson.so"),
+    ("passthrough", "passthrough.so"),
+    ("panicking-processor", "panicky.so"),
+];
+
+static CARGO_LOCK: Mutex<()> = Mutex::new(());
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// The shared target directory for nested builds.
+pub fn plugin_target_dir() -> PathBuf {
+    std::env::var_os("SFPROCESSOR_PLUGIN_TEST_TARGET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("sfprocessor-plugin-test-target"))
+}
+
+/// Runs `cargo build` for `manifest` with the shared target dir; panics with cargo's output on failure.
+pub fn cargo_build(manifest: &Path, packages: &[&str]) {
+    let _guard = CARGO_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build").arg("--manifest-path").arg(manifest);
+    for p in packages {
+        cmd.arg("-p").arg(p);
+    }
+    cmd.env("CARGO_TARGET_DIR", plugin_target_dir());
+    let out = cmd.output().expect("running cargo");
+    assert!(
+        out.status.success(),
+        "cargo build of {} failed:\n{}",
+        manifest.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds the example plugins once per test process; returns the directory holding the `.so` files.
+pub fn example_build_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let pkgs: Vec<&str> = EXAMPLES.iter().map(|(p, _)| *p).collect();
+        cargo_build(&workspace_root().join("Cargo.toml"), &pkgs);
+        plugin_target_dir().join("debug")
+    })
+}
+
+/// The built library of an example package.
+pub fn example_so(package: &str) -> PathBuf {
+    example_build_dir().join(format!("lib{}.so", package.replace('-', "_")))
+}
+
+/// Copies an example plugin into `dir` as `name`, mode 0644.
+pub fn install_example(package: &str, dir: &Path, name: &str) -> PathBuf {
+    let dest = dir.join(name);
+    fs::copy(example_so(package), &dest).expect("copy plugin");
+    fs::set_permissions(&dest, fs::Permissions::from_mode(0o644)).expect("chmod plugin");
+    dest
+}
+
+/// A fresh private directory (mode 0700).
+pub fn private_dir() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700)).expect("chmod dir");
+    d
+}
+
+/// Load options with a runtime dir inside `dir`.
+pub fn options_in(dir: &Path) -> sfprocessor_plugin_loader::LoadOptions {
+    sfprocessor_plugin_loader::LoadOptions { runtime_dir: Some(dir.join("run")), ..Default::default() }
+}
+
+/// Writes a standalone plugin crate (outside the workspace) depending on the plugin-api at
+/// `api_dir`; pins dependency versions with the workspace's lock file so the build reuses
+/// the shared target dir's artifacts and needs no registry access.
+pub fn write_standalone_plugin(root: &Path, package: &str, plugin_name: &str, api_dir: &Path) -> PathBuf {
+    let dir = root.join(package);
+    fs::create_dir_all(dir.join("src")).expect("mkdir");
+    fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{package}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [lib]\ncrate-type = [\"cdylib\"]\n\n\
+             [dependencies]\nsysflow-plugin-api = {{ path = \"{}\" }}\n\n[workspace]\n",
+            api_dir.display()
+        ),
+    )
+    .expect("write Cargo.toml");
+    fs::write(
+        dir.join("src/lib.rs"),
+        format!(
+            r#"use sysflow_plugin_api::{{export_plugins, Batch, ChannelType, Host, PluginConfig, PluginDescriptor, PluginError, Processor}};
+
+pub struct P;
+
+impl Processor for P {{
+    fn new(_: &PluginConfig, _: Host) -> Result<Self, PluginError> {{
+        Ok(P)
+    }}
+    fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {{
+        Ok(Some(batch))
+    }}
+}}
+
+export_plugins![PluginDescriptor::processor::<P>("{plugin_name}", "standalone test plugin", "0.1.0", &[], &[ChannelType::Flat], Some(ChannelType::Flat))];
+"#
+        ),
+    )
+    .expect("write lib.rs");
+    fs::copy(workspace_root().join("Cargo.lock"), dir.join("Cargo.lock")).expect("copy Cargo.lock");
+    dir
+}
+
+/// A copy of `plugin-api/` at `dest` with its version set to `version` and the keys it
+/// inherits from the workspace written out, so it builds on its own.
+pub fn copy_plugin_api(dest: &Path, version: &str) -> PathBuf {
+    let src = workspace_root().join("plugin-api");
+    copy_tree(&src.join("src"), &dest.join("src"));
+    let root_manifest = fs::read_to_string(workspace_root().join("Cargo.toml")).expect("root Cargo.toml");
+    let inherited = |key: &str| -> String {
+        root_manifest
+            .lines()
+            .find(|l| l.split('=').next().map(str::trim) == Some(key))
+            .unwrap_or_else(|| panic!("workspace defines no '{key}'"))
+            .to_string()
+    };
+    let manifest = fs::read_to_string(src.join("Cargo.toml")).expect("plugin-api Cargo.toml");
+    let mut out = String::new();
+    for line in manifest.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("version") && trimmed.contains('=') && !out.contains("\nversion") {
+            out.push_str(&format!("version = \"{version}\"\n"));
+        } else if let Some(key) = trimmed.strip_suffix(".workspace = true") {
+            let def = inherited(key);
+            out.push_str(&def);
+            out.push('\n');
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    fs::write(dest.join("Cargo.toml"), out).expect("write Cargo.toml");
+    dest.to_path_buf()
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for entry in fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
