@@ -243,3 +243,23 @@ fn socket_driver_drops_oversized_messages_and_keeps_the_connection() {
     assert_eq!(got.len(), 1);
     assert_eq!(counter(&d.counters(), "truncated_messages"), 1);
 }
+
+#[test]
+fn socket_driver_stops_promptly_with_an_idle_collector_connected() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sock = tmp.path().join("new-dir/idle.sock");
+    let mut d = SocketDriver::new(&config(&sock), host()).expect("driver creates the parent directory");
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    connect(fd.as_raw_fd(), &UnixAddr::new(&sock).expect("addr")).expect("connect");
+    for _ in 0..3 {
+        let t = Instant::now();
+        assert!(matches!(d.poll(1000), Ok(DriverPoll::Idle)));
+        assert!(t.elapsed() < Duration::from_millis(600), "{:?}", t.elapsed());
+    }
+    assert_eq!(counter(&d.counters(), "connections"), 1);
+    d.stop();
+    assert!(!sock.exists());
+    assert!(matches!(d.poll(1000), Ok(DriverPoll::End)));
+    // The collector sees the connection closed.
+    assert!(matches!(send(fd.as_raw_fd(), &[0], MsgFlags::MSG_NOSIGNAL), Err(_)));
+}
