@@ -20,6 +20,14 @@
 //! cargo run --release -p sysflow-tracegen --bin sftracegen -- \
 //!     --records 3000 --seed 7 --scenario mixed --out config/demo.sf
 //! ```
+//!
+//! The record stream is a pure function of [`GenConfig`]. File bytes are identical for
+//! equal configs within one build; across builds the compressed bytes can differ when
+//! cargo feature unification selects another deflate backend for `flate2` (e.g.
+//! `zlib-rs` in whole-workspace builds), while the inflated datums stay identical.
+//!
+//! Speed (2-core VM, release): ~4.5M records/s generated, ~2.7M/s generated+encoded,
+//! ~0.6M/s written at deflate level 6 (`--level 1`: ~1.1M/s); 5M records ≈ 121 MB.
 
 mod encode;
 mod generator;

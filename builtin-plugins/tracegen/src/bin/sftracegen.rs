@@ -42,6 +42,12 @@ fn main() -> anyhow::Result<()> {
     if args.block_size == 0 {
         anyhow::bail!("--block-size must be positive");
     }
+    if args.level > 9 {
+        anyhow::bail!("--level must be 0-9, got {}", args.level);
+    }
+    if args.ip.parse::<std::net::Ipv4Addr>().is_err() {
+        anyhow::bail!("--ip must be a dotted IPv4 address, got {:?}", args.ip);
+    }
     let config = GenConfig {
         records: args.records,
         seed: args.seed,
@@ -50,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         ip: args.ip,
         ..GenConfig::default()
     };
-    let options = WriterOptions { block_size: args.block_size, level: args.level.min(9), ..WriterOptions::default() };
+    let options = WriterOptions { block_size: args.block_size, level: args.level, ..WriterOptions::default() };
     let started = Instant::now();
     let n = write_trace(&config, &args.out, options)
         .with_context(|| format!("writing {}", args.out.display()))?;
