@@ -2,9 +2,11 @@
 
 use std::{fmt, io, path::PathBuf};
 
-/// Longest abi_stable layout report kept in a message; the report lists every differing
-/// type, and the first ones are enough to tell which part of the contract changed.
+/// Longest raw abi_stable report kept in a message when it could not be summarised.
 const MAX_LAYOUT_REPORT_LINES: usize = 40;
+
+/// Differing types named in a message; the first few tell which part of the contract changed.
+const MAX_LAYOUT_DIFFERENCES: usize = 6;
 
 /// A plugin library that could not be loaded. Every variant names the file.
 #[derive(Debug)]
@@ -60,7 +62,8 @@ pub enum LoadError {
         plugin_api: String,
         /// plugin-api version this host speaks.
         host_api: String,
-        /// abi_stable's report (which type differed), if it had one.
+        /// abi_stable's full report (thousands of lines: every type, both layouts);
+        /// Display shows a summary of the differing types.
         detail: String,
     },
     /// The library's root module failed to initialise (returned an error or panicked).
@@ -131,12 +134,22 @@ impl fmt::Display for LoadError {
                 write!(
                     f,
                     "plugin library {} is incompatible with this sfprocessor: it was built for plugin-api {plugin_api}, \
-                     this host speaks plugin-api {host_api} (rebuild the plugin against sysflow-plugin-api {host_api})",
+                     this host speaks plugin-api {host_api}",
                     path.display()
                 )?;
-                let report = trimmed_report(detail);
-                if !report.is_empty() {
-                    write!(f, "\nlayout check:\n{report}")?;
+                if plugin_api == host_api {
+                    f.write_str(", but its types differ (was plugin-api modified?)")?;
+                }
+                write!(f, " (rebuild the plugin against the released sysflow-plugin-api {host_api})")?;
+                let differences = layout_differences(detail);
+                if !differences.is_empty() {
+                    let shown = differences.len().min(MAX_LAYOUT_DIFFERENCES);
+                    write!(f, "; layout check: {}", differences[..shown].join("; "))?;
+                    if differences.len() > shown {
+                        write!(f, "; … and {} more", differences.len() - shown)?;
+                    }
+                } else if !detail.trim().is_empty() {
+                    write!(f, "; layout check: {}", one_line(&trimmed_report(detail)))?;
                 }
                 Ok(())
             }
@@ -180,4 +193,34 @@ fn trimmed_report(text: &str) -> String {
         lines[..MAX_LAYOUT_REPORT_LINES].join("\n"),
         lines.len() - MAX_LAYOUT_REPORT_LINES
     )
+}
+
+/// Summarises abi_stable's layout report as "`Type`: what differs (expected X, found Y)",
+/// one entry per differing type, in report order. The report prints, for each difference,
+/// "Layout of expected type:" followed by the type, then "Error:<what>", "Expected:", "Found:".
+pub fn layout_differences(report: &str) -> Vec<String> {
+    let lines: Vec<&str> = report.lines().map(str::trim).collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut current_type: Option<&str> = None;
+    let mut awaiting_type = false;
+    for (i, line) in lines.iter().enumerate() {
+        if *line == "Layout of expected type:" {
+            awaiting_type = true;
+        } else if let Some(ty) = line.strip_prefix("type:").filter(|_| awaiting_type) {
+            current_type = Some(ty);
+            awaiting_type = false;
+        } else if let Some(what) = line.strip_prefix("Error:") {
+            let value_after = |label: &str, at: usize| {
+                (lines.get(at) == Some(&label)).then(|| lines.get(at + 1).copied()).flatten()
+            };
+            let mut entry = format!("`{}`: {what}", current_type.unwrap_or("?"));
+            if let (Some(e), Some(f)) = (value_after("Expected:", i + 1), value_after("Found:", i + 3)) {
+                entry.push_str(&format!(" (expected {e}, found {f})"));
+            }
+            if !out.contains(&entry) {
+                out.push(entry);
+            }
+        }
+    }
+    out
 }

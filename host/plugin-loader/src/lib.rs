@@ -30,7 +30,7 @@ use abi_stable::{
 };
 use sysflow_plugin_api::{PluginDescriptor, PluginFactory, PluginLibraryRef};
 
-pub use error::LoadError;
+pub use error::{layout_differences, LoadError};
 pub use image::{loaded_image_count, sha256_file};
 pub use watcher::{PluginEvent, PluginWatcher, WatchError, DEFAULT_DEBOUNCE};
 
