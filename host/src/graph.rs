@@ -180,7 +180,8 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
         // Inputs.
         let input = match block.inputs.as_slice() {
             [] => {
-                if block.map.contains_key("in") {
+                // A missing or malformed `in` was reported already; only an empty list is new.
+                if matches!(block.map.get("in"), Some(Value::Array(a)) if a.is_empty()) {
                     diag.error(format!("{label}: key 'in': a processor needs exactly one input channel"));
                 }
                 None

@@ -143,3 +143,40 @@ fn missing_trace_fails_at_start_naming_the_driver() {
     assert_ne!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("driver (file)"), "{stderr}");
 }
+
+/// Upstream's shipped pipeline file, unchanged, redirected by environment variables as an
+/// operator would: the policy engine's alerts all reach the export file.
+#[test]
+fn upstream_distribution_pipeline_with_env_overrides() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let alerts = dir.path().join("alerts.json");
+    let policies = data.join("policies/distribution/filter.yaml");
+    let cfg = data.join("pipelines-upstream/pipeline.distribution.json");
+    let trace = data.join("traces/k8s_small.sf");
+    let out = run_in(
+        dir.path(),
+        &["-config", &cfg.to_string_lossy(), &trace.to_string_lossy()],
+        &[
+            ("POLICYENGINE_POLICIES", &policies.to_string_lossy()),
+            ("EXPORTER_EXPORT", "file"),
+            ("EXPORTER_FILE_PATH", &alerts.to_string_lossy()),
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    let engine_line = stdout
+        .lines()
+        .find(|l| l.contains("pipeline[1] (policyengine): records in"))
+        .unwrap_or_else(|| panic!("no policy engine summary in\n{stdout}"));
+    let out_count: usize = engine_line
+        .split(", out ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("cannot read the out count of {engine_line}"));
+    let lines = lines_of(&alerts);
+    assert!(!lines.is_empty(), "the distribution policy raises alerts on k8s_small.sf");
+    assert_eq!(lines.len(), out_count, "every alert the engine emitted was exported");
+    assert!(stdout.contains(&format!("pipeline[2] (exporter): records in {out_count},")), "{stdout}");
+}
