@@ -456,3 +456,73 @@ fn warn_driver_keys(label: &str, map: &Map<String, Value>, plugin: &Registered, 
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline_config::{interpret, parse_str};
+
+    const PIPE: &str = r#"{"pipeline": [
+        {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+        {"processor": "exporter", "in": "flat flattenerchan", "export": "null"}]}"#;
+
+    fn plan(text: &str, driver: Option<&str>, path: Option<&str>) -> (Graph, Diagnostics) {
+        let registry = Registry::with_builtins().unwrap_or_else(|e| panic!("{e:?}"));
+        let mut diag = Diagnostics::default();
+        let cfg = interpret(&parse_str(text).expect("json"), "", &mut diag);
+        let choice = DriverChoice { driver: driver.map(str::to_string), path: path.map(str::to_string) };
+        let g = build(&cfg, &registry, &choice, &mut diag);
+        (g, diag)
+    }
+
+    fn with_drivers(drivers: &str) -> String {
+        PIPE.replacen('{', &format!("{{\"drivers\": {drivers}, "), 1)
+    }
+
+    #[test]
+    fn default_driver_is_file_on_the_root_channel() {
+        let (g, d) = plan(PIPE, None, Some("/t.sf"));
+        assert!(d.ok(), "{:?}", d.errors);
+        assert_eq!(g.drivers.len(), 1);
+        assert_eq!(g.drivers[0].label, "driver (file)");
+        assert_eq!(g.channels[g.drivers[0].output].name, "sysflow");
+        assert_eq!(g.drivers[0].config["path"], "/t.sf");
+    }
+
+    #[test]
+    fn socket_flag_selects_socket_even_with_a_drivers_section() {
+        let text = with_drivers(r#"[{"driver": "file", "out": "sysflow sysflowchan", "path": "/own.sf"}]"#);
+        let (g, d) = plan(&text, Some("socket"), Some("/s.sock"));
+        assert!(d.ok(), "{:?}", d.errors);
+        assert_eq!(g.drivers.len(), 1);
+        assert_eq!(g.drivers[0].label, "driver (socket)");
+        assert_eq!(g.drivers[0].config["path"], "/s.sock");
+    }
+
+    #[test]
+    fn drivers_section_entries_keep_their_own_path() {
+        let text = with_drivers(r#"[{"driver": "file", "out": "sysflow sysflowchan", "path": "/own.sf"}]"#);
+        let (g, d) = plan(&text, None, Some("/cli.sf"));
+        assert!(d.ok(), "{:?}", d.errors);
+        assert_eq!(g.drivers[0].label, "drivers[0] (file)");
+        assert_eq!(g.drivers[0].config["path"], "/own.sf");
+        assert!(g.drivers_without_path.is_empty());
+        let (g, _) = plan(&text, Some("file"), None);
+        assert_eq!(g.drivers[0].config["path"], "/own.sf", "-driver file uses its entry");
+    }
+
+    #[test]
+    fn missing_path_is_reported_per_driver() {
+        let (g, d) = plan(PIPE, Some("socket"), None);
+        assert!(d.ok());
+        assert_eq!(g.drivers_without_path, vec!["driver (socket)".to_string()]);
+    }
+
+    #[test]
+    fn unknown_plugin_does_not_cascade_into_dangling_errors() {
+        let text = PIPE.replace("\"exporter\"", "\"exprter\"");
+        let (_, d) = plan(&text, None, Some("/t"));
+        assert_eq!(d.errors.len(), 1, "{:?}", d.errors);
+        assert!(d.errors[0].starts_with("pipeline[1] (exprter): key 'processor': unknown processor 'exprter'"));
+    }
+}

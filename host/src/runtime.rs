@@ -267,7 +267,7 @@ impl DriverWorker {
                 RResult::RErr(e) => {
                     NodeMetrics::add(&self.metrics.errors, 1);
                     let count = NodeMetrics::get(&self.metrics.errors);
-                    if e.panicked || count <= LOGGED_ERRORS || count.is_multiple_of(1000) {
+                    if e.panicked || count <= LOGGED_ERRORS || count % 1000 == 0 {
                         tracing::error!("{label}: {e} (error #{count})");
                     }
                     if e.panicked {
@@ -373,7 +373,7 @@ impl ProcessorWorker {
         } else {
             // A plugin failing on every batch must not flood the log: the first few errors,
             // then every 1000th; the exit summary has the totals.
-            if count <= LOGGED_ERRORS || count.is_multiple_of(1000) {
+            if count <= LOGGED_ERRORS || count % 1000 == 0 {
                 let more = if count == LOGGED_ERRORS { " (further errors are logged every 1000th)" } else { "" };
                 tracing::error!("{label}: {err} ({records} records lost; error #{count}){more}");
             }
