@@ -69,6 +69,10 @@ pub struct GenConfig {
     pub filename: String,
     /// Time of the first record, ns since the epoch.
     pub start_ts: i64,
+    /// Start a new segment every this many records (0 = never), as the collector does
+    /// on file rotation or socket reconnect: a fresh header, then every entity still in
+    /// use re-sent (processes and files as `REUP`) before it is referenced again.
+    pub rotate_every: u64,
 }
 
 impl Default for GenConfig {
@@ -81,6 +85,7 @@ impl Default for GenConfig {
             ip: "10.0.1.17".into(),
             filename: "/mnt/data/1732528800".into(),
             start_ts: 1_732_528_800_000_000_000,
+            rotate_every: 0,
         }
     }
 }
@@ -147,6 +152,8 @@ struct ProcEntry {
     /// Container index (`None` on the host).
     ctr: Option<usize>,
     emitted: bool,
+    /// Written in an earlier segment: a re-send is a `REUP`.
+    resend: bool,
     alive: bool,
     next_fd: i32,
 }
@@ -154,6 +161,7 @@ struct ProcEntry {
 struct FileEntry {
     f: File,
     emitted: bool,
+    resend: bool,
 }
 
 struct Ctr {
@@ -161,6 +169,7 @@ struct Ctr {
     pod: Pod,
     ip: i32,
     emitted: bool,
+    resend: bool,
     /// Index of the containerd-shim serving it, then of its entry process.
     shim: usize,
     entry: usize,
@@ -186,6 +195,7 @@ pub struct Generator {
     node_ip: i32,
     next_pid: i64,
     next_attack: u64,
+    next_rotation: u64,
     attack_round: u64,
     counter: u64,
     systemd: usize,
@@ -347,8 +357,8 @@ impl Generator {
             Scenario::Mixed => (cfg.records / 3).clamp(50, 1000),
             Scenario::Attack => 60,
         };
+        let next_rotation = if cfg.rotate_every == 0 { u64::MAX } else { cfg.rotate_every };
         let mut g = Generator {
-            cfg,
             rng,
             now,
             produced: 0,
@@ -364,6 +374,7 @@ impl Generator {
             node_ip,
             next_pid: 20_000,
             next_attack,
+            next_rotation,
             attack_round: 0,
             counter: 0,
             systemd: 0,
@@ -372,6 +383,7 @@ impl Generator {
             shells: Vec::new(),
             cron: 0,
             world_len: 0,
+            cfg,
         };
         g.build_world();
         g.world_len = g.procs.len();
@@ -429,7 +441,7 @@ impl Generator {
             cwd: cwd.into(),
             env,
         };
-        let entry = ProcEntry { p, role, ctr, emitted: false, alive: true, next_fd: 3 };
+        let entry = ProcEntry { p, role, ctr, emitted: false, resend: false, alive: true, next_fd: 3 };
         if let Some(i) = self.free_procs.pop() {
             self.procs[i] = entry;
             i
@@ -526,7 +538,7 @@ impl Generator {
                 privileged: false,
                 pod_id: ROption::RSome(pod_uid.into()),
             };
-            self.ctrs.push(Ctr { c, pod, ip: pod_ip, emitted: false, shim: 0, entry: 0 });
+            self.ctrs.push(Ctr { c, pod, ip: pod_ip, emitted: false, resend: false, shim: 0, entry: 0 });
             self.file_index.push(HashMap::new());
             let t = self.old_ts();
             let shim_args = format!(
@@ -578,9 +590,11 @@ impl Generator {
         let mut pod = self.ctrs[ci].pod.clone();
         pod.ts = ts;
         self.push(SysFlowRecord::Pod(pod));
-        let msg = self.pod_json(ci, "ADDED");
-        let ts = self.tick();
-        self.push_event(Event::K8s(K8sEvent { kind: 2, action: 0, ts, message: msg.into() }));
+        if !self.ctrs[ci].resend {
+            let msg = self.pod_json(ci, "ADDED");
+            let ts = self.tick();
+            self.push_event(Event::K8s(K8sEvent { kind: 2, action: 0, ts, message: msg.into() }));
+        }
         let c = self.ctrs[ci].c.clone();
         self.push(SysFlowRecord::Container(c));
     }
@@ -643,14 +657,18 @@ impl Generator {
             let ts = self.tick();
             let mut p = self.procs[i].p.clone();
             p.ts = ts;
+            if self.procs[i].resend {
+                p.state = ObjectState::Reup;
+            }
             self.push(SysFlowRecord::Process(p));
         }
     }
 
     fn parent_of(&self, pi: usize) -> Option<usize> {
         let poid = self.procs[pi].p.poid.into_option()?;
-        // Parents are few and long-lived; a linear scan only runs on first emission.
-        self.procs.iter().position(|e| e.alive && e.p.oid == poid)
+        // Parents are few and long-lived; a linear scan only runs on (re-)emission.
+        // Dead parents of live processes are kept (see `exit`), so re-sends stay complete.
+        self.procs.iter().position(|e| e.p.oid == poid)
     }
 
     /// Index of the file entity for `path` in the scope of container `ctr`, creating it.
@@ -668,7 +686,7 @@ impl Generator {
             path: path.into(),
             container_id: cid.into(),
         };
-        self.files.push(FileEntry { f, emitted: false });
+        self.files.push(FileEntry { f, emitted: false, resend: false });
         let i = self.files.len() - 1;
         self.file_index[scope].insert(path.to_string(), i);
         i
@@ -680,6 +698,9 @@ impl Generator {
             let ts = self.tick();
             let mut f = self.files[fi].f.clone();
             f.ts = ts;
+            if self.files[fi].resend {
+                f.state = ObjectState::Reup;
+            }
             self.push(SysFlowRecord::File(f));
         }
         self.files[fi].f.oid
@@ -875,7 +896,12 @@ impl Generator {
     fn exit(&mut self, pi: usize, code: i32) {
         self.proc_event(pi, OP_EXIT, code, &[]);
         self.procs[pi].alive = false;
-        self.free_procs.push(pi);
+        // A slot whose process still has live children stays, so that re-sends after a
+        // rotation can include it as their ancestor.
+        let oid = self.procs[pi].p.oid;
+        if !self.procs.iter().any(|e| e.alive && e.p.poid.into_option() == Some(oid)) {
+            self.free_procs.push(pi);
+        }
         self.actors.retain(|&(i, _)| i != pi);
         self.actor_weight = self.actors.iter().map(|&(_, w)| w).sum();
     }
@@ -910,6 +936,11 @@ impl Generator {
             self.push(SysFlowRecord::Header(h));
             return;
         }
+        if self.produced >= self.next_rotation {
+            self.rotate();
+            self.next_rotation = self.produced + self.cfg.rotate_every;
+            return;
+        }
         if self.produced >= self.next_attack {
             self.attack();
             self.attack_round += 1;
@@ -941,6 +972,30 @@ impl Generator {
             990..=993 => self.sudo(),
             994..=996 => self.process_flow(),
             _ => self.network_event(),
+        }
+    }
+
+    /// New segment: header, and every entity becomes due for a `REUP` re-send.
+    fn rotate(&mut self) {
+        let dir = self.cfg.filename.rsplit_once('/').map_or("", |(d, _)| d);
+        let h = Header {
+            version: 5,
+            exporter: self.cfg.exporter.as_str().into(),
+            ip: self.cfg.ip.as_str().into(),
+            filename: format!("{dir}/{}", self.now / 1_000_000_000).into(),
+        };
+        self.push(SysFlowRecord::Header(h));
+        for c in &mut self.ctrs {
+            c.resend |= c.emitted;
+            c.emitted = false;
+        }
+        for p in &mut self.procs {
+            p.resend |= p.emitted;
+            p.emitted = false;
+        }
+        for f in &mut self.files {
+            f.resend |= f.emitted;
+            f.emitted = false;
         }
     }
 

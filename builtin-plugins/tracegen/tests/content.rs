@@ -16,24 +16,37 @@ fn records(records: u64, seed: u64, scenario: Scenario) -> Vec<SysFlowRecord> {
     Generator::new(config(records, seed, scenario)).collect()
 }
 
-/// Everything the consumer needs to resolve a record exists before the record.
+/// Everything the consumer needs to resolve a record exists before the record, within
+/// its segment (a header starts a segment and resets the consumer's cache).
 fn check_integrity(recs: &[SysFlowRecord]) {
+    let starts: Vec<usize> = recs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r, SysFlowRecord::Header(_)))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(starts.first(), Some(&0), "header first");
+    let mut last_ts = i64::MIN;
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(recs.len());
+        last_ts = check_segment(&recs[start + 1..end], start + 1, last_ts);
+    }
+}
+
+fn check_segment(recs: &[SysFlowRecord], offset: usize, mut last_ts: i64) -> i64 {
     let mut pods = HashSet::new();
     let mut containers = HashSet::new();
     let mut procs: HashSet<Oid> = HashSet::new();
     let mut files: HashSet<Foid> = HashSet::new();
-    let mut last_ts = i64::MIN;
     let need_ctr = |c: &ROptionStr, containers: &HashSet<String>, i: usize| {
         if let Some(id) = c {
             assert!(containers.contains(id), "record {i}: container {id} not yet written");
         }
     };
     for (i, r) in recs.iter().enumerate() {
+        let i = i + offset;
         let ts = match r {
-            SysFlowRecord::Header(_) => {
-                assert_eq!(i, 0, "header only first");
-                continue;
-            }
+            SysFlowRecord::Header(_) => unreachable!("segments exclude headers"),
             SysFlowRecord::Pod(p) => {
                 pods.insert(p.id.to_string());
                 p.ts
@@ -86,6 +99,7 @@ fn check_integrity(recs: &[SysFlowRecord]) {
         assert!(ts > last_ts, "record {i}: time goes backwards ({ts} after {last_ts})");
         last_ts = ts;
     }
+    last_ts
 }
 type ROptionStr = Option<String>;
 
@@ -116,6 +130,36 @@ fn entities_precede_their_use_in_every_scenario() {
             check_integrity(&records(60_000, seed, scenario));
         }
     }
+}
+
+#[test]
+fn rotation_starts_self_contained_segments() {
+    for scenario in [Scenario::Mixed, Scenario::Attack, Scenario::Benign] {
+        let cfg = GenConfig { rotate_every: 4_000, ..config(40_000, 12, scenario) };
+        let recs: Vec<SysFlowRecord> = Generator::new(cfg).collect();
+        check_integrity(&recs);
+        let headers: Vec<&Header> = recs
+            .iter()
+            .filter_map(|r| match r {
+                SysFlowRecord::Header(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        assert!(headers.len() >= 9, "{scenario:?}: {} segments", headers.len());
+        assert!(headers.windows(2).all(|w| w[0].filename < w[1].filename), "segment file names advance");
+        let reups = recs
+            .iter()
+            .filter(|r| match r {
+                SysFlowRecord::Process(p) => p.state == ObjectState::Reup,
+                SysFlowRecord::File(f) => f.state == ObjectState::Reup,
+                _ => false,
+            })
+            .count();
+        assert!(reups > 50, "{scenario:?}: only {reups} REUP re-sends");
+    }
+    // without rotation nothing is re-sent
+    let plain = records(40_000, 12, Scenario::Mixed);
+    assert!(!plain.iter().any(|r| matches!(r, SysFlowRecord::Process(p) if p.state == ObjectState::Reup)));
 }
 
 #[test]

@@ -26,6 +26,9 @@ struct Args {
     /// Uncompressed bytes per Avro block.
     #[arg(long, default_value_t = DEFAULT_BLOCK_SIZE)]
     block_size: usize,
+    /// Start a new segment (header + REUP re-sends) every N records; 0 = never.
+    #[arg(long, default_value_t = 0)]
+    rotate_every: u64,
     /// Deflate level (0-9).
     #[arg(long, default_value_t = 6)]
     level: u32,
@@ -54,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         scenario: args.scenario,
         exporter: args.exporter,
         ip: args.ip,
+        rotate_every: args.rotate_every,
         ..GenConfig::default()
     };
     let options = WriterOptions { block_size: args.block_size, level: args.level, ..WriterOptions::default() };
