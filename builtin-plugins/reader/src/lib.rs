@@ -5,6 +5,17 @@
 //! event and flow into a [`sysflow_plugin_api::FlatRecord`] that shares the cached
 //! entities by reference. The flattener forwards those records, optionally through
 //! upstream's time-decay rate limiter.
+//!
+//! Where this differs from upstream sfprocessor 0.7 (each a deliberate fix):
+//! * the memoised ancestry/container/pod of a process is dropped when a process, container
+//!   or pod record it was built from arrives (upstream keeps it until the next header, so
+//!   ancestry attributes go stale after an exec and miss late parents);
+//! * a `poid` cycle ends the ancestry (upstream loops forever), and ancestries are capped
+//!   at [`MAX_ANCESTRY_DEPTH`]; both are counted;
+//! * network events (`NE`) are flattened like network flows (upstream ignores them);
+//!   process flows (`PF`) are still ignored, and counted;
+//! * missing entities are logged once per distinct id (capped), not once per record;
+//! * the rate limiter measures its TTL on the monotonic clock, not on the wall clock.
 
 pub mod entity_cache;
 pub mod flattener;

@@ -9,6 +9,7 @@ use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use abi_stable::std_types::RStr;
@@ -37,26 +38,40 @@ fn data_dir() -> Option<PathBuf> {
     None
 }
 
-/// Runs a trace through the reader in batches of 1000 records, as the pipeline would.
-fn read_trace(path: &Path) -> (Vec<FlatRecord>, sysflow_reader::ReaderCounters) {
+/// What reading one trace produced.
+struct TraceRun {
+    records: Vec<FlatRecord>,
+    stats: sysflow_reader::ReaderCounters,
+    reader_time: Duration,
+}
+
+/// Decodes a trace, then runs it through the reader in batches of 1000 records, as the
+/// pipeline would (only the reader's time is measured).
+fn read_trace(path: &Path) -> TraceRun {
     let trace = TraceReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let decoded: Vec<SysFlowRecord> = trace
+        .map(|rec| rec.unwrap_or_else(|e| panic!("{}: decode error: {e}", path.display())))
+        .collect();
+    let mut batches = Vec::new();
+    let mut it = decoded.into_iter().peekable();
+    while it.peek().is_some() {
+        batches.push(Batch::sysflow(it.by_ref().take(1000).collect()));
+    }
     let mut reader = SysFlowReader::with_host(Host::new(quiet, "sysprint-compare"));
-    let mut out = Vec::new();
-    let mut batch: Vec<SysFlowRecord> = Vec::with_capacity(1000);
-    let mut flush = |batch: &mut Vec<SysFlowRecord>, reader: &mut SysFlowReader| {
-        if let Some(Batch::Flat(b)) = reader.process(Batch::sysflow(std::mem::take(batch))).expect("reader") {
-            out.extend(b.iter().cloned());
-        }
-    };
-    for rec in trace {
-        let rec = rec.unwrap_or_else(|e| panic!("{}: decode error: {e}", path.display()));
-        batch.push(rec);
-        if batch.len() == 1000 {
-            flush(&mut batch, &mut reader);
+    let mut outputs = Vec::with_capacity(batches.len());
+    let start = Instant::now();
+    for b in batches {
+        outputs.push(reader.process(b).expect("reader"));
+    }
+    let reader_time = start.elapsed();
+    let mut records = Vec::new();
+    for out in outputs.into_iter().flatten() {
+        match out {
+            Batch::Flat(b) => records.extend(b.iter().cloned()),
+            Batch::SysFlow(_) => panic!("reader emitted a SysFlow batch"),
         }
     }
-    flush(&mut batch, &mut reader);
-    (out, reader.stats())
+    TraceRun { records, stats: reader.stats(), reader_time }
 }
 
 fn expected(path: &Path) -> Vec<Map<String, Value>> {
@@ -350,13 +365,31 @@ fn every_trace_matches_the_reference_reader() {
     let mut explained: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
     let mut compared = 0usize;
     let mut count_errors = Vec::new();
+    let mut total_time = Duration::ZERO;
+    let mut totals = [("", 0u64); 6];
     for trace in &traces {
         let name = trace
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        let (ours, stats) = read_trace(trace);
+        let run = read_trace(trace);
+        let (ours, stats) = (run.records, run.stats);
+        total_time += run.reader_time;
+        for (i, (k, v)) in [
+            ("records_in", stats.records_in),
+            ("missing_process", stats.missing_process),
+            ("missing_file", stats.missing_file),
+            ("missing_container", stats.missing_container),
+            ("missing_pod", stats.missing_pod),
+            ("ignored_process_flows", stats.ignored_process_flows),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            totals[i].0 = k;
+            totals[i].1 += v;
+        }
         let theirs = expected(&dir.join("expected").join(format!("{name}.sysprint.json.gz")));
         if ours.len() != theirs.len() {
             count_errors.push(format!(
@@ -398,6 +431,12 @@ fn every_trace_matches_the_reference_reader() {
         }
     }
     eprintln!("compared {compared} records of {} traces", traces.len());
+    eprintln!(
+        "reader: {} records in {:.1} ms ({:.2} M records/s); counters {totals:?}",
+        totals[0].1,
+        total_time.as_secs_f64() * 1e3,
+        totals[0].1 as f64 / total_time.as_secs_f64() / 1e6
+    );
     for ((key, reason), n) in &explained {
         eprintln!("known difference  {key:<22} {n:>6}  {reason}");
     }
@@ -408,6 +447,10 @@ fn every_trace_matches_the_reference_reader() {
         eprintln!("COUNT             {e}");
     }
     assert!(count_errors.is_empty(), "record counts differ: {count_errors:#?}");
+    // Every shared trace is self-contained: each event's entities precede it.
+    for (name, value) in &totals[1..] {
+        assert_eq!(*value, 0, "{name} on the shared traces");
+    }
     assert!(
         unexplained.is_empty(),
         "{} unexplained mismatch classes (see stderr)",
