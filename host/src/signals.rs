@@ -41,8 +41,15 @@ pub fn install(stop: StopFlag) -> std::io::Result<()> {
             seen += 1;
             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
             if seen == 1 {
-                tracing::info!("received {name}: stopping the drivers and draining the pipeline (send it again to exit at once)");
                 stop.request();
+                // Logging may block (a full stdout pipe is exactly when an operator resends
+                // the signal), so it happens on another thread: this one must stay free to
+                // see the second signal.
+                let _ = std::thread::Builder::new().name("signal-log".into()).spawn(move || {
+                    tracing::info!(
+                        "received {name}: stopping the drivers and draining the pipeline (send it again to exit at once)"
+                    );
+                });
             } else {
                 eprintln!("[Error] received {name} again: exiting without draining the pipeline");
                 std::process::exit(1);

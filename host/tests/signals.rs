@@ -129,3 +129,53 @@ fn sigterm_after_socket_data_exports_every_record() {
     assert_eq!(exported, events, "every event sent must be exported\nstdout: {stdout}");
     drop(fd);
 }
+
+/// When the drain cannot finish (here: the terminal exporter blocks on a stdout pipe nobody
+/// reads), a second SIGTERM exits at once with status 1.
+#[test]
+fn second_signal_forces_exit_one() {
+    let Some(data) = common::shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        r#"{"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "exporter", "in": "flat flattenerchan", "export": "terminal"}]}"#,
+    );
+    let trace = data.join("traces/k8s_small.sf");
+    let mut child = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["-config", &cfg, &trace.to_string_lossy()])
+        .stdout(Stdio::piped()) // never read: the exporter blocks once the pipe is full
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    std::thread::sleep(Duration::from_millis(1500));
+    let kill = |child: &std::process::Child| {
+        let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success();
+        assert!(ok);
+    };
+    kill(&child);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().expect("wait").is_none(), "the drain is blocked, so the first signal cannot finish it");
+    kill(&child);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("second SIGTERM did not end the process");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(stderr.contains("received SIGTERM again: exiting without draining"), "{stderr}");
+}
