@@ -70,6 +70,17 @@ where
             tracing::warn!("-{flag} is accepted for compatibility but ignored: Go profiles do not apply to this implementation");
         }
     }
+    for (flag, dir) in [("driverdir", &cli.driverdir), ("plugdir", &cli.plugdir)] {
+        let libraries = shared_libraries(Path::new(dir));
+        if !libraries.is_empty() {
+            tracing::warn!(
+                "-{flag} {dir}: {} plugin librar{} found but not loaded: this build has only its built-in plugins ({})",
+                libraries.len(),
+                if libraries.len() == 1 { "y" } else { "ies" },
+                libraries.join(", ")
+            );
+        }
+    }
     let mut diag = Diagnostics::default();
     let mut raw = match pipeline_config::read_file(Path::new(&cli.config)) {
         Ok(r) => r,
@@ -117,6 +128,18 @@ where
     tracing::info!("Starting the processing pipeline");
     tracing::info!("Initializing {} drivers", graph.drivers.len());
     runtime::run(&graph, instances, stop, cli.perflog)
+}
+
+/// Names of the `*.so` files in `dir` (none when it does not exist, as upstream ignores it).
+fn shared_libraries(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".so"))
+        .collect();
+    names.sort();
+    names
 }
 
 /// Logs warnings and errors; true when there is no error.

@@ -4,6 +4,8 @@
 //!
 //! The binary is a thin wrapper around [`app::main_with_args`].
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod cli;
 pub mod diagnostics;

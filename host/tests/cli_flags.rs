@@ -128,3 +128,16 @@ fn errors_go_to_stderr_with_upstream_line_shape() {
     assert!(ts.as_bytes()[4] == b'-' && ts.as_bytes()[10] == b' ' && ts.as_bytes()[13] == b':', "{line}");
     assert!(line.contains("absent.json"), "{line}");
 }
+
+#[test]
+fn plugin_directories_with_libraries_are_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_pipeline(dir.path(), "p.json", READER_EXPORTER);
+    std::fs::create_dir(dir.path().join("plugins")).expect("mkdir");
+    std::fs::write(dir.path().join("plugins/libcustom.so"), b"").expect("write");
+    let out = run_in(dir.path(), &["-config", &cfg, "-test", "-plugdir", "plugins", "-driverdir=absent"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("-plugdir plugins: 1 plugin library found but not loaded") && stdout.contains("libcustom.so"), "{stdout}");
+    assert!(!stdout.contains("-driverdir"), "a missing directory is ignored, as upstream does: {stdout}");
+}

@@ -118,7 +118,15 @@ pub fn load_library(path: &Path, opts: &LoadOptions) -> Result<LoadedLibrary, Lo
     let io_err = |action: &'static str| move |source: io::Error| LoadError::Io { path: path.to_path_buf(), action, source };
     let resolved = fs::canonicalize(path).map_err(io_err("resolving the path"))?;
     if !opts.allow_insecure_permissions {
-        permissions::check_parent(path, &resolved)?;
+        // The file's own directory, and the directory of the name given when that is a
+        // symlink: whoever can write there can point the link elsewhere.
+        let file_dir = resolved.parent().map(Path::to_path_buf);
+        if let Some(dir) = &file_dir {
+            permissions::check_dir(path, dir)?;
+        }
+        if let Some(link_dir) = permissions::resolved_parent(path).filter(|d| file_dir.as_ref() != Some(d)) {
+            permissions::check_dir(path, &link_dir)?;
+        }
     }
     let mut file = File::open(&resolved).map_err(io_err("opening"))?;
     // Checked on the opened file, so the bytes read are those of the file that passed.

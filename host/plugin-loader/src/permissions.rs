@@ -43,16 +43,21 @@ pub fn check(library: &Path, offender: &Path, meta: &Metadata) -> Result<(), Loa
     Ok(())
 }
 
-/// Checks the directory that holds `resolved` (the library after following symlinks).
-pub fn check_parent(library: &Path, resolved: &Path) -> Result<(), LoadError> {
-    let dir: PathBuf = match resolved.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let meta = std::fs::metadata(&dir).map_err(|source| LoadError::Io {
-        path: dir.clone(),
+/// Checks a directory holding the library (or a symlink to it).
+pub fn check_dir(library: &Path, dir: &Path) -> Result<(), LoadError> {
+    let meta = std::fs::metadata(dir).map_err(|source| LoadError::Io {
+        path: dir.to_path_buf(),
         action: "reading the directory's permissions",
         source,
     })?;
-    check(library, &dir, &meta)
+    check(library, dir, &meta)
+}
+
+/// The directory holding `path`, resolved (`.` for a bare file name).
+pub fn resolved_parent(path: &Path) -> Option<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    dir.canonicalize().ok()
 }

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
+
 use common::*;
 use sfprocessor_plugin_loader::{load_library, loaded_image_count, LoadError, LoadOptions};
 
@@ -16,6 +18,9 @@ fn new_images_beyond_the_cap_are_refused_but_known_content_still_loads() {
     assert_eq!(loaded_image_count(), 0);
     let lib = load_library(&first, &capped).unwrap();
     assert!(lib.new_image);
+    assert_eq!(lib.image_path, work.path().join("run").join(format!("{}.so", lib.sha256)));
+    let mode = std::fs::metadata(&lib.image_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o500, "the mapped copy must be read-only");
     assert_eq!(loaded_image_count(), 1);
 
     let err = load_library(&second, &capped).unwrap_err();

@@ -70,8 +70,6 @@ fn example_plugins_load_with_their_names_and_kinds() {
         assert_eq!(lib.sha256, sha256_file(&lib.path).unwrap());
         // Another test of this process may have mapped the same content from its own runtime dir.
         assert_eq!(lib.image_path.file_name().unwrap().to_str().unwrap(), format!("{}.so", lib.sha256));
-        let mode = fs::metadata(&lib.image_path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o500, "the mapped copy must be read-only");
     }
 }
 
@@ -281,4 +279,20 @@ fn the_watcher_reports_content_changes_once_and_ignores_same_content() {
     watcher.set_known(&target, &sha256_file(&staging).unwrap());
     fs::rename(&staging, &target).unwrap();
     assert_eq!(next_change(&watcher, Duration::from_millis(1200)), None);
+}
+
+#[test]
+fn a_symlink_in_a_writable_directory_is_refused() {
+    let plugins = private_dir();
+    let links = private_dir();
+    let work = private_dir();
+    let real = install_example("passthrough", plugins.path(), "passthrough.so");
+    let link = links.path().join("passthrough.so");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    assert!(load_library(&link, &options_in(work.path())).is_ok(), "a symlink in a safe directory loads");
+
+    fs::set_permissions(links.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let err = load_library(&link, &options_in(work.path())).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains(&links.path().display().to_string()) && msg.contains("0777"), "{msg}");
 }
