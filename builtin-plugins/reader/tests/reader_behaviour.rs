@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use abi_stable::std_types::{ROption, RStr, RVec};
+use abi_stable::std_types::{RArc, ROption, RStr, RVec};
 use sysflow_plugin_api::{
     Batch, Container, Event, File, FileEvent, FileFlow, FlatRecord, Handler, Header, Host, K8sEvent, LogLevel,
     NetworkEvent, NetworkFlow, ObjectState, Oid, PluginConfig, Pod, Process, ProcessEvent, ProcessFlow, Processor,
@@ -549,4 +549,67 @@ fn reference_xxh64_matches_known_vectors() {
     assert_eq!(xxhash_rust_reference(b""), 0xEF46_DB37_51D8_E999);
     assert_eq!(xxhash_rust_reference(b"a"), 0xD24E_C4F1_A98C_6E5B);
     assert_eq!(xxhash_rust_reference(b"abc"), 0x44BC_2CF5_AD77_0999);
+}
+
+// ---------------------------------------------------------------- through the plugin ABI
+
+#[test]
+fn descriptors_build_working_abi_objects() {
+    use abi_stable::std_types::RResult;
+    use sysflow_plugin_api::PluginFactory;
+
+    let d = sysflow_reader::descriptors();
+    let PluginFactory::Processor { inputs, output, new } = d[0].factory else {
+        panic!("sysflowreader is a processor")
+    };
+    assert_eq!(inputs.as_slice(), &[sysflow_plugin_api::ChannelType::SysFlow]);
+    assert_eq!(output.into_option(), Some(sysflow_plugin_api::ChannelType::Flat));
+    let mut reader = match new(
+        RStr::from_str(r#"{"handler":"flattener","filter.enabled":"on"}"#),
+        host(),
+    ) {
+        RResult::ROk(r) => r,
+        RResult::RErr(e) => panic!("reader constructor: {e}"),
+    };
+    let flat = match reader.process(Batch::sysflow(vec![
+        header("n"),
+        process(1, None, ObjectState::Created, "/a", None),
+        pe(1, 1),
+        pe(1, 2),
+    ])) {
+        RResult::ROk(ROption::RSome(Batch::Flat(b))) => b,
+        other => panic!("expected a flat batch, got {other:?}"),
+    };
+    assert_eq!(flat.len(), 2);
+    assert!(reader
+        .counters()
+        .iter()
+        .any(|c| c.name.as_str() == "flat_records_out" && c.value == 2));
+
+    let PluginFactory::Handler { new } = d[1].factory else {
+        panic!("flattener is a handler")
+    };
+    match new(
+        RStr::from_str(r#"{"filter.enabled":"on","filter.maxage":"-5"}"#),
+        host(),
+    ) {
+        RResult::RErr(e) => assert!(e.message.contains("filter.maxage") && e.message.contains("-5"), "{e}"),
+        RResult::ROk(_) => panic!("negative maxage must be rejected"),
+    }
+    let mut flattener = match new(
+        RStr::from_str(r#"{"filter.enabled":"on","filter.maxage":"60"}"#),
+        host(),
+    ) {
+        RResult::ROk(h) => h,
+        RResult::RErr(e) => panic!("flattener constructor: {e}"),
+    };
+    let records = RArc::try_unwrap(flat).unwrap_or_else(|shared| (*shared).clone());
+    match flattener.handle(records) {
+        RResult::ROk(ROption::RSome(out)) => assert_eq!(out.len(), 1, "the repeat is rate-limited"),
+        other => panic!("expected records, got {other:?}"),
+    }
+    assert!(flattener
+        .counters()
+        .iter()
+        .any(|c| c.name.as_str() == "rate_limited" && c.value == 1));
 }

@@ -71,7 +71,11 @@ fn read_trace(path: &Path) -> TraceRun {
             Batch::SysFlow(_) => panic!("reader emitted a SysFlow batch"),
         }
     }
-    TraceRun { records, stats: reader.stats(), reader_time }
+    TraceRun {
+        records,
+        stats: reader.stats(),
+        reader_time,
+    }
 }
 
 fn expected(path: &Path) -> Vec<Map<String, Value>> {
