@@ -130,8 +130,7 @@ pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, perflog: bool) 
     let mut spawn_failed = false;
 
     // Consumers first, so that every channel has its reader before data flows.
-    for ((node, (proc, handler)), idx) in graph.processors.iter().zip(instances.processors).zip(0..) {
-        let _ = idx;
+    for (node, (proc, handler)) in graph.processors.iter().zip(instances.processors) {
         let Some(rx) = receivers[node.input].take() else {
             tracing::error!("{}: input channel already taken (validation should have refused two readers)", node.label());
             spawn_failed = true;
