@@ -349,7 +349,7 @@ fn check_channels(g: &Graph, tainted: &HashSet<String>, diag: &mut Diagnostics) 
         let readers: Vec<String> = c.consumers.iter().map(|&i| g.processors[i].label()).collect();
         if c.producers.is_empty() && !c.consumers.is_empty() {
             diag.error(format!(
-                "{}: channel '{} {}' is dangling: it is read by {} but no driver or block writes it",
+                "{}: key 'in': channel '{} {}' is dangling: it is read by {} but no driver or block writes it",
                 readers[0],
                 c.name,
                 c.kind.name(),

@@ -54,7 +54,7 @@ fn dangling_channels() {
         &format!(r#"{{"pipeline": [{READER}, {{"processor": "exporter", "in": "other flattenerchan"}}]}}"#),
         &[],
         &[
-            "pipeline[1] (exporter): channel 'other flattenerchan' is dangling: it is read by pipeline[1] (exporter) but no driver or block writes it",
+            "pipeline[1] (exporter): key 'in': channel 'other flattenerchan' is dangling: it is read by pipeline[1] (exporter) but no driver or block writes it",
             "pipeline[0] (sysflowreader): key 'out': channel 'flat flattenerchan' is dangling: nothing reads it",
         ],
     );
