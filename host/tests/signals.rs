@@ -8,6 +8,16 @@ use std::{
 };
 
 use common::{bin, write_pipeline};
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
+
+/// Sends `signal` to the child.
+fn send_signal(child: &std::process::Child, signal: Signal) {
+    let pid = i32::try_from(child.id()).expect("pid fits i32");
+    kill(Pid::from_raw(pid), signal).expect("kill");
+}
 
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -35,8 +45,7 @@ fn signal_drains_socket_pipeline(signal: &str) {
         .spawn()
         .expect("spawn sfprocessor");
     wait_for("the socket to be bound", Duration::from_secs(20), || sock.exists());
-    let status = Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
+    send_signal(&child, if signal == "TERM" { Signal::SIGTERM } else { Signal::SIGINT });
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
@@ -110,8 +119,7 @@ fn sigterm_after_socket_data_exports_every_record() {
     });
     // Give the driver time to take in what was sent; the connection stays open.
     std::thread::sleep(Duration::from_millis(1500));
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
+    send_signal(&child, Signal::SIGTERM);
     let start = Instant::now();
     while child.try_wait().expect("wait").is_none() {
         if start.elapsed() > Duration::from_secs(15) {
@@ -152,14 +160,10 @@ fn second_signal_forces_exit_one() {
         .spawn()
         .expect("spawn sfprocessor");
     std::thread::sleep(Duration::from_millis(1500));
-    let kill = |child: &std::process::Child| {
-        let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success();
-        assert!(ok);
-    };
-    kill(&child);
+    send_signal(&child, Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
     assert!(child.try_wait().expect("wait").is_none(), "the drain is blocked, so the first signal cannot finish it");
-    kill(&child);
+    send_signal(&child, Signal::SIGTERM);
     let start = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().expect("wait") {
