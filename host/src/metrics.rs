@@ -4,7 +4,7 @@
 use std::{
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -29,8 +29,9 @@ pub struct NodeMetrics {
     pub failed: AtomicBool,
     /// The plugin's `finish` reported an error (e.g. undelivered records).
     pub finish_failed: AtomicBool,
-    /// The node's input queue, for depth reports (receivers never keep a channel open).
-    queue: Option<(Receiver<Batch>, usize)>,
+    /// The node's input queue, for depth reports. Released when the node's thread ends
+    /// (even by unwinding), so this copy never keeps a channel open after its reader is gone.
+    queue: Mutex<Option<(Receiver<Batch>, usize)>>,
 }
 
 impl NodeMetrics {
@@ -44,7 +45,7 @@ impl NodeMetrics {
             dropped: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             finish_failed: AtomicBool::new(false),
-            queue,
+            queue: Mutex::new(queue),
         })
     }
 
@@ -60,7 +61,13 @@ impl NodeMetrics {
 
     /// Batches waiting in the input queue, and its capacity.
     pub fn queue_depth(&self) -> Option<(usize, usize)> {
-        self.queue.as_ref().map(|(rx, cap)| (rx.len(), *cap))
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.as_ref().map(|(rx, cap)| (rx.len(), *cap))
+    }
+
+    /// Drops the depth-report copy of the input queue.
+    pub fn release_queue(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// True when anything went wrong in this node.
@@ -69,6 +76,15 @@ impl NodeMetrics {
             || self.finish_failed.load(Ordering::Relaxed)
             || Self::get(&self.errors) > 0
             || Self::get(&self.dropped) > 0
+    }
+}
+
+/// Releases a node's queue copy when dropped, including while its thread unwinds.
+pub struct QueueRelease(pub Arc<NodeMetrics>);
+
+impl Drop for QueueRelease {
+    fn drop(&mut self) {
+        self.0.release_queue();
     }
 }
 

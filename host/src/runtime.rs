@@ -301,6 +301,7 @@ struct ProcessorWorker {
 
 impl ProcessorWorker {
     fn run(mut self) -> NodeReport {
+        let _release = metrics::QueueRelease(self.metrics.clone());
         let label = self.node.label();
         let mut failed = false;
         loop {
