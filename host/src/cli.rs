@@ -227,6 +227,21 @@ mod tests {
     }
 
     #[test]
+    fn rewrite_keeps_values_short_flags_and_positionals() {
+        let out: Vec<String> = rewrite_go_flags(["sfprocessor", "-h", "-log", "-x", "-", "--", "-config"])
+            .into_iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(out, ["sfprocessor", "-h", "--log", "-x", "-", "--", "-config"]);
+    }
+
+    #[test]
+    fn bad_boolean_is_usage_error() {
+        assert!(matches!(parse(["sfprocessor", "-test=maybe"]), CliOutcome::Usage(m) if m.contains("maybe")));
+        assert!(!run(&["-test=F"]).test);
+    }
+
+    #[test]
     fn unknown_flag_is_usage_error() {
         assert!(matches!(parse(["sfprocessor", "-bogus"]), CliOutcome::Usage(_)));
         assert!(matches!(parse(["sfprocessor", "-help"]), CliOutcome::Exit(_, 0)));
