@@ -1,7 +1,7 @@
 //! Example policy action `now`: tags each record a rule matched with the time the action
 //! ran, as `now_in_nanos:<nanoseconds since the epoch>`.
 //!
-//! In a policy: `- rule: ... action: [now]`; install the library in the policy engine's
+//! In a policy rule: `actions: [now]`; install the library in the policy engine's
 //! `actiondir`.
 
 use std::time::{SystemTime, UNIX_EPOCH};

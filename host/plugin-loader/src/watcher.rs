@@ -140,11 +140,10 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 fn is_content_event(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Create(_) | EventKind::Modify(_) => true,
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        _ => false,
-    }
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
 }
 
 /// The file's hash, or `None` if it vanished or changed while being read (hashing a large
