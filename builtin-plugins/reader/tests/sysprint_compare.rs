@@ -5,93 +5,16 @@
 //! [`known_difference`] with the reason; anything else fails the test, with a summary of
 //! every mismatch class (key, count, first example).
 
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    time::{Duration, Instant},
-};
+mod common;
 
-use abi_stable::std_types::RStr;
+use std::{collections::BTreeMap, time::Duration};
+
 use serde_json::{json, Map, Value};
-use sysflow_avro_drivers::TraceReader;
 use sysflow_plugin_api::{
     enums::{container_type_name, k8s_action_name, k8s_component_name},
     flat::ipv4_string,
-    Batch, Event, FlatRecord, Host, LogLevel, Processor, SysFlowRecord,
+    Event, FlatRecord,
 };
-use sysflow_reader::SysFlowReader;
-
-extern "C" fn quiet(_: LogLevel, _: RStr<'_>, _: RStr<'_>) {}
-
-fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SYSFLOW_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    if dir.join("traces").is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("test data not found at {}", dir.display());
-    }
-    eprintln!("skipping: test data not found at {}", dir.display());
-    None
-}
-
-/// What reading one trace produced.
-struct TraceRun {
-    records: Vec<FlatRecord>,
-    stats: sysflow_reader::ReaderCounters,
-    reader_time: Duration,
-}
-
-/// Decodes a trace, then runs it through the reader in batches of 1000 records, as the
-/// pipeline would (only the reader's time is measured).
-fn read_trace(path: &Path) -> TraceRun {
-    let trace = TraceReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let decoded: Vec<SysFlowRecord> = trace
-        .map(|rec| rec.unwrap_or_else(|e| panic!("{}: decode error: {e}", path.display())))
-        .collect();
-    let mut batches = Vec::new();
-    let mut it = decoded.into_iter().peekable();
-    while it.peek().is_some() {
-        batches.push(Batch::sysflow(it.by_ref().take(1000).collect()));
-    }
-    let mut reader = SysFlowReader::with_host(Host::new(quiet, "sysprint-compare"));
-    let mut outputs = Vec::with_capacity(batches.len());
-    let start = Instant::now();
-    for b in batches {
-        outputs.push(reader.process(b).expect("reader"));
-    }
-    let reader_time = start.elapsed();
-    let mut records = Vec::new();
-    for out in outputs.into_iter().flatten() {
-        match out {
-            Batch::Flat(b) => records.extend(b.iter().cloned()),
-            Batch::SysFlow(_) => panic!("reader emitted a SysFlow batch"),
-        }
-    }
-    TraceRun {
-        records,
-        stats: reader.stats(),
-        reader_time,
-    }
-}
-
-fn expected(path: &Path) -> Vec<Map<String, Value>> {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    BufReader::new(flate2::read::GzDecoder::new(f))
-        .lines()
-        .enumerate()
-        .map(|(i, line)| {
-            let line = line.unwrap_or_else(|e| panic!("{}:{}: {e}", path.display(), i + 1));
-            match serde_json::from_str(&line) {
-                Ok(Value::Object(m)) => m,
-                other => panic!("{}:{}: not a JSON object: {other:?}", path.display(), i + 1),
-            }
-        })
-        .collect()
-}
 
 /// Our record in sysprint's conventions ("" or null for fields that do not apply).
 fn sysprint_view(r: &FlatRecord) -> Map<String, Value> {
@@ -352,13 +275,8 @@ struct MismatchClass {
 
 #[test]
 fn every_trace_matches_the_reference_reader() {
-    let Some(dir) = data_dir() else { return };
-    let mut traces: Vec<PathBuf> = std::fs::read_dir(dir.join("traces"))
-        .expect("traces dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "sf"))
-        .collect();
-    traces.sort();
+    let Some(dir) = common::data_dir() else { return };
+    let traces = common::traces(&dir);
     assert!(
         traces.len() >= 30,
         "expected the 34 shared traces, found {}",
@@ -377,7 +295,7 @@ fn every_trace_matches_the_reference_reader() {
             .and_then(|n| n.to_str())
             .unwrap_or_default()
             .to_string();
-        let run = read_trace(trace);
+        let run = common::read_trace(trace);
         let (ours, stats) = (run.records, run.stats);
         total_time += run.reader_time;
         for (i, (k, v)) in [
@@ -394,7 +312,7 @@ fn every_trace_matches_the_reference_reader() {
             totals[i].0 = k;
             totals[i].1 += v;
         }
-        let theirs = expected(&dir.join("expected").join(format!("{name}.sysprint.json.gz")));
+        let theirs = common::json_lines(&dir.join("expected").join(format!("{name}.sysprint.json.gz")));
         if ours.len() != theirs.len() {
             count_errors.push(format!(
                 "{name}: {} records, reference has {} ({stats:?})",
