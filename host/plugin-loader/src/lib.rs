@@ -273,6 +273,21 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> (Vec<LoadedLibrary>, Vec<Load
     (loaded, errors)
 }
 
+/// Loads `<dir>/<name>.so`, how upstream finds a processor named in a pipeline file in
+/// `-plugdir` (and a handler in `handlerlibpath`). `Ok(None)` when there is no such file,
+/// so the caller can say the plugin is unknown.
+pub fn load_named(dir: &Path, name: &str, opts: &LoadOptions) -> Result<Option<LoadedLibrary>, LoadError> {
+    // A name with a path separator would escape the plugin directory.
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Ok(None);
+    }
+    let path = dir.join(format!("{name}.so"));
+    match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        _ => load_library(&path, opts).map(Some),
+    }
+}
+
 /// True for `name.so` (hidden files, such as editors' and installers' temporaries, excluded).
 pub fn is_plugin_file_name(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
@@ -326,4 +341,26 @@ pub fn duplicate_plugins(libraries: &[LoadedLibrary]) -> Vec<DuplicatePlugin> {
         }
     }
     dups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_file_names() {
+        assert!(is_plugin_file_name(Path::new("/x/example.so")));
+        assert!(!is_plugin_file_name(Path::new("/x/.example.so")));
+        assert!(!is_plugin_file_name(Path::new("/x/.so")));
+        assert!(!is_plugin_file_name(Path::new("/x/example.so.tmp")));
+        assert!(!is_plugin_file_name(Path::new("/x/libfoo.so.1")));
+    }
+
+    #[test]
+    fn named_lookups_stay_inside_the_directory() {
+        let opts = LoadOptions::default();
+        let dir = Path::new("/nonexistent-plugin-dir");
+        assert!(load_named(dir, "../../etc/x", &opts).unwrap().is_none());
+        assert!(load_named(dir, "missing", &opts).unwrap().is_none());
+    }
 }

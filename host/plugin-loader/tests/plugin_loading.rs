@@ -296,3 +296,15 @@ fn a_symlink_in_a_writable_directory_is_refused() {
     let msg = err.to_string();
     assert!(msg.contains(&links.path().display().to_string()) && msg.contains("0777"), "{msg}");
 }
+
+#[test]
+fn processors_are_found_by_name_in_the_plugin_directory() {
+    let plugins = private_dir();
+    let work = private_dir();
+    install_example("example-processor", plugins.path(), "example.so");
+    let lib = sfprocessor_plugin_loader::load_named(plugins.path(), "example", &options_in(work.path()))
+        .unwrap()
+        .expect("example.so is there");
+    assert_eq!(lib.descriptors[0].name.as_str(), "example");
+    assert!(sfprocessor_plugin_loader::load_named(plugins.path(), "absent", &options_in(work.path())).unwrap().is_none());
+}

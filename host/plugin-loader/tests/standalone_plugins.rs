@@ -13,11 +13,10 @@ fn built_so(package: &str) -> std::path::PathBuf {
 
 #[test]
 fn a_plugin_crate_outside_the_workspace_builds_and_loads() {
-    let src = tempfile::tempdir().unwrap();
     let plugins = private_dir();
     let work = private_dir();
     let api = workspace_root().join("plugin-api");
-    let krate = write_standalone_plugin(src.path(), "sdk-proof-plugin", "sdkproof", &api);
+    let krate = write_standalone_plugin(&standalone_root(), "sdk-proof-plugin", "sdkproof", &api);
     cargo_build(&krate.join("Cargo.toml"), &[]);
     let installed = plugins.path().join("sdkproof.so");
     std::fs::copy(built_so("sdk-proof-plugin"), &installed).unwrap();
@@ -30,11 +29,10 @@ fn a_plugin_crate_outside_the_workspace_builds_and_loads() {
 
 #[test]
 fn a_plugin_built_against_another_plugin_api_version_is_refused() {
-    let src = tempfile::tempdir().unwrap();
     let plugins = private_dir();
     let work = private_dir();
-    let api = copy_plugin_api(&src.path().join("plugin-api-0.2"), "0.2.0");
-    let krate = write_standalone_plugin(src.path(), "incompatible-plugin", "incompatible", &api);
+    let api = copy_plugin_api(&standalone_root().join("plugin-api-0.2"), "0.2.0", &[]);
+    let krate = write_standalone_plugin(&standalone_root(), "incompatible-plugin", "incompatible", &api);
     cargo_build(&krate.join("Cargo.toml"), &[]);
     let installed = plugins.path().join("incompatible.so");
     std::fs::copy(built_so("incompatible-plugin"), &installed).unwrap();
@@ -69,17 +67,16 @@ fn a_plugin_built_against_another_plugin_api_version_is_refused() {
 
 #[test]
 fn a_plugin_whose_types_differ_under_the_same_version_is_refused_naming_the_type() {
-    let src = tempfile::tempdir().unwrap();
     let plugins = private_dir();
     let work = private_dir();
     // An edited plugin-api that kept its version: a log level added, so `LogLevel` (and
     // `Host`, whose log function takes it) no longer match the host's.
-    let api = copy_plugin_api(&src.path().join("plugin-api-edited"), &host_api_version());
-    let plugin_rs = api.join("src/plugin.rs");
-    let text = std::fs::read_to_string(&plugin_rs).unwrap();
-    assert!(text.contains("    Health,\n}"), "plugin.rs changed; update this test's edit");
-    std::fs::write(&plugin_rs, text.replace("    Health,\n}", "    Health,\n    /// Added by the test.\n    Debug,\n}")).unwrap();
-    let krate = write_standalone_plugin(src.path(), "edited-api-plugin", "edited", &api);
+    let api = copy_plugin_api(
+        &standalone_root().join("plugin-api-edited"),
+        &host_api_version(),
+        &[("plugin.rs", "    Health,\n}", "    Health,\n    /// Added by the test.\n    Debug,\n}")],
+    );
+    let krate = write_standalone_plugin(&standalone_root(), "edited-api-plugin", "edited", &api);
     cargo_build(&krate.join("Cargo.toml"), &[]);
     let installed = plugins.path().join("edited.so");
     std::fs::copy(built_so("edited-api-plugin"), &installed).unwrap();

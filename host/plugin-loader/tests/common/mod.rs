@@ -95,24 +95,40 @@ pub fn options_in(dir: &Path) -> sfprocessor_plugin_loader::LoadOptions {
     sfprocessor_plugin_loader::LoadOptions { runtime_dir: Some(dir.join("run")), ..Default::default() }
 }
 
+/// Where standalone crates are written: a fixed place beside the shared target dir, so a
+/// re-run finds them unchanged and cargo rebuilds nothing.
+pub fn standalone_root() -> PathBuf {
+    plugin_target_dir().join("standalone-crates")
+}
+
+/// Writes a file unless it already has this content (keeps its mtime, so cargo sees no change).
+pub fn write_if_changed(path: &Path, contents: &[u8]) {
+    if fs::read(path).map(|old| old == contents).unwrap_or(false) {
+        return;
+    }
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).expect("mkdir");
+    }
+    fs::write(path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
 /// Writes a standalone plugin crate (outside the workspace) depending on the plugin-api at
 /// `api_dir`; pins dependency versions with the workspace's lock file so the build reuses
 /// the shared target dir's artifacts and needs no registry access.
 pub fn write_standalone_plugin(root: &Path, package: &str, plugin_name: &str, api_dir: &Path) -> PathBuf {
     let dir = root.join(package);
-    fs::create_dir_all(dir.join("src")).expect("mkdir");
-    fs::write(
-        dir.join("Cargo.toml"),
+    write_if_changed(
+        &dir.join("Cargo.toml"),
         format!(
             "[package]\nname = \"{package}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
              [lib]\ncrate-type = [\"cdylib\"]\n\n\
              [dependencies]\nsysflow-plugin-api = {{ path = \"{}\" }}\n\n[workspace]\n",
             api_dir.display()
-        ),
-    )
-    .expect("write Cargo.toml");
-    fs::write(
-        dir.join("src/lib.rs"),
+        )
+        .as_bytes(),
+    );
+    write_if_changed(
+        &dir.join("src/lib.rs"),
         format!(
             r#"use sysflow_plugin_api::{{export_plugins, Batch, ChannelType, Host, PluginConfig, PluginDescriptor, PluginError, Processor}};
 
@@ -129,18 +145,20 @@ impl Processor for P {{
 
 export_plugins![PluginDescriptor::processor::<P>("{plugin_name}", "standalone test plugin", "0.1.0", &[], &[ChannelType::Flat], Some(ChannelType::Flat))];
 "#
-        ),
-    )
-    .expect("write lib.rs");
-    fs::copy(workspace_root().join("Cargo.lock"), dir.join("Cargo.lock")).expect("copy Cargo.lock");
+        )
+        .as_bytes(),
+    );
+    let lock = fs::read(workspace_root().join("Cargo.lock")).expect("read Cargo.lock");
+    write_if_changed(&dir.join("Cargo.lock"), &lock);
     dir
 }
 
 /// A copy of `plugin-api/` at `dest` with its version set to `version` and the keys it
 /// inherits from the workspace written out, so it builds on its own.
-pub fn copy_plugin_api(dest: &Path, version: &str) -> PathBuf {
+/// `edits` are (file under `src/`, text, replacement); a missing text fails the test.
+pub fn copy_plugin_api(dest: &Path, version: &str, edits: &[(&str, &str, &str)]) -> PathBuf {
     let src = workspace_root().join("plugin-api");
-    copy_tree(&src.join("src"), &dest.join("src"));
+    copy_tree(&src.join("src"), &dest.join("src"), Path::new(""), edits);
     let root_manifest = fs::read_to_string(workspace_root().join("Cargo.toml")).expect("root Cargo.toml");
     let inherited = |key: &str| -> String {
         root_manifest
@@ -164,19 +182,25 @@ pub fn copy_plugin_api(dest: &Path, version: &str) -> PathBuf {
             out.push('\n');
         }
     }
-    fs::write(dest.join("Cargo.toml"), out).expect("write Cargo.toml");
+    write_if_changed(&dest.join("Cargo.toml"), out.as_bytes());
     dest.to_path_buf()
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
+fn copy_tree(from: &Path, to: &Path, rel: &Path, edits: &[(&str, &str, &str)]) {
     for entry in fs::read_dir(from).expect("read_dir") {
         let entry = entry.expect("entry");
         let target = to.join(entry.file_name());
+        let rel = rel.join(entry.file_name());
         if entry.file_type().expect("file type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy");
+            copy_tree(&entry.path(), &target, &rel, edits);
+            continue;
         }
+        let mut bytes = fs::read(entry.path()).expect("read");
+        for (file, text, replacement) in edits.iter().filter(|(f, _, _)| Path::new(f) == rel) {
+            let content = String::from_utf8(bytes).expect("utf-8 source");
+            assert!(content.contains(text), "{file} no longer contains {text:?}; update the test's edit");
+            bytes = content.replace(text, replacement).into_bytes();
+        }
+        write_if_changed(&target, &bytes);
     }
 }
