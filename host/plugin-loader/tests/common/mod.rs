@@ -1,8 +1,8 @@
 //! Building plugin libraries for the loader tests.
 //!
 //! Plugins are built by a nested `cargo build` into one target directory shared by every
-//! test and kept between runs (`$TMPDIR/sfprocessor-plugin-test-target`), so dependencies
-//! compile once. It is separate from the outer build's target directory, whose lock the
+//! test and kept between runs (`$TMPDIR/sfprocessor-plugin-test-target-<checkout key>`, or
+//! `$SFPROCESSOR_PLUGIN_TEST_TARGET`), so dependencies compile once. It is separate from the outer build's target directory, whose lock the
 //! running `cargo test` holds.
 
 #![allow(dead_code)] // each test file uses part of this
@@ -32,11 +32,18 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
-/// The shared target directory for nested builds.
+/// The shared target directory for nested builds, one per checkout (keyed by the workspace
+/// path) so two checkouts never read each other's libraries.
 pub fn plugin_target_dir() -> PathBuf {
-    std::env::var_os("SFPROCESSOR_PLUGIN_TEST_TARGET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("sfprocessor-plugin-test-target"))
+    if let Some(dir) = std::env::var_os("SFPROCESSOR_PLUGIN_TEST_TARGET") {
+        return PathBuf::from(dir);
+    }
+    // FNV-1a: stable across runs and Rust versions, unlike std's hasher.
+    let key = workspace_root()
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    std::env::temp_dir().join(format!("sfprocessor-plugin-test-target-{key:016x}"))
 }
 
 /// Runs `cargo build` for `manifest` with the shared target dir; panics with cargo's output on failure.
