@@ -6,7 +6,8 @@
 //!    someone other than root or the current user (unless explicitly allowed);
 //! 2. copy it to `<runtime dir>/<sha256>.so`, hashing the bytes on the way, and map that copy,
 //!    so an operator copying a new build over the original cannot corrupt the running image;
-//! 3. check the plugin-api version and abi_stable's type layouts before any plugin code runs;
+//! 3. check the plugin-api version and abi_stable's type layouts before any of the plugin's
+//!    entry points runs (ELF initialisers run at mapping time, as for any shared library);
 //! 4. read the library's [`PluginDescriptor`]s.
 //!
 //! Libraries are never unloaded (abi_stable leaks them), so each distinct content maps one
