@@ -13,7 +13,7 @@ use sysflow_plugin_api::{
 
 use crate::{
     entity_cache::{Ancestry, EntityCache},
-    fx_hasher::{hash_str, FxHashMap},
+    fx_hasher::{hash_str, FxHashSet},
 };
 
 /// Keys of the reader's pipeline block. The host hands `handler`/`handlerlibpath` to
@@ -53,7 +53,7 @@ impl MissingKind {
 /// messages per kind for the life of the reader, so a broken stream cannot flood the log.
 #[derive(Default)]
 struct MissingLog {
-    seen: [FxHashMap<u64, ()>; 4],
+    seen: [FxHashSet<u64>; 4],
     logged: [u64; 4],
 }
 
@@ -70,7 +70,7 @@ impl MissingLog {
         if self.logged[i] > MAX_MISSING_LOGS {
             return;
         }
-        if self.seen[i].insert(key, ()).is_some() {
+        if !self.seen[i].insert(key) {
             return;
         }
         self.logged[i] += 1;
