@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use sysflow_plugin_api::{Batch, ConfigKey, Counter, Host, PluginConfig, PluginError, Processor};
 
 use crate::{
+    ecs_encoder::EcsEncoder,
     json_encoder::JsonEncoder,
     transport::{self, EncodedBatch, Transport},
 };
@@ -15,7 +16,7 @@ const MAX_PENDING_AGE: Duration = Duration::from_secs(1);
 /// The configuration keys of the exporter (pipeline-config.md §3.3).
 pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("export", "transport: terminal (default), file, null; syslog, es, kafka are not available yet"),
-    ConfigKey::new("format", "encoding: json (default); ecs and otel are not available yet"),
+    ConfigKey::new("format", "encoding: json (default) or ecs; otel is not available yet"),
     ConfigKey::new("buffer", "records per delivery (integer, default 0 = deliver every batch)"),
     ConfigKey::new("file.path", "file transport target, replaced at start (default ./export.out)"),
     ConfigKey::new("vault.secrets", "\"true\" reads Elasticsearch credentials from secret files (es transport)"),
@@ -41,10 +42,29 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
 /// How many transport errors are logged individually; after that only the 16th, 32nd, 64th …
 const LOGGED_ERRORS: u64 = 10;
 
-/// Encodes flat records (JSON) and delivers them with the configured transport.
+/// The configured encoder.
+#[derive(Debug)]
+pub enum Encoder {
+    /// `format: json`.
+    Json(Box<JsonEncoder>),
+    /// `format: ecs`.
+    Ecs(EcsEncoder),
+}
+
+impl Encoder {
+    #[inline]
+    fn encode(&mut self, record: &sysflow_plugin_api::FlatRecord, out: &mut Vec<u8>) {
+        match self {
+            Encoder::Json(e) => e.encode(record, out),
+            Encoder::Ecs(e) => e.encode(record, out),
+        }
+    }
+}
+
+/// Encodes flat records (JSON or ECS) and delivers them with the configured transport.
 pub struct Exporter {
     host: Host,
-    encoder: JsonEncoder,
+    encoder: Encoder,
     transport: Box<dyn Transport>,
     pending: EncodedBatch,
     /// Records per delivery; 0 delivers every batch.
@@ -72,15 +92,19 @@ impl Exporter {
     /// Validates the configuration and opens the transport.
     pub fn from_config(config: &PluginConfig, host: Host) -> Result<Exporter, PluginError> {
         let format = config.str_or("format", "json")?;
-        match format {
-            "json" => {}
-            "ecs" | "otel" => {
-                return Err(PluginError::new(format!(
-                    "key 'format': encoder '{format}' is not available in this build yet (available: json)"
-                )))
+        let encoder = match format {
+            "json" => Encoder::Json(Box::default()),
+            "ecs" => Encoder::Ecs(EcsEncoder::new()),
+            "otel" => {
+                return Err(PluginError::new(
+                    "key 'format': encoder 'otel' is not available in this build yet (available: json, ecs)",
+                ))
             }
-            other => host.warn(&format!("key 'format': unknown encoder '{other}', using json")),
-        }
+            other => {
+                host.warn(&format!("key 'format': unknown encoder '{other}', using json"));
+                Encoder::Json(Box::default())
+            }
+        };
         let export = match config.str_or("export", "terminal")? {
             name @ ("terminal" | "file" | "null") => name,
             name if transport::UNAVAILABLE.contains(&name) => {
@@ -97,14 +121,16 @@ impl Exporter {
         let buffer = config.parse::<i64>("buffer")?.unwrap_or(0).max(0);
         let buffer = usize::try_from(buffer).unwrap_or(usize::MAX);
         let transport = transport::open(export, config).map_err(|e| PluginError::new(e.0))?;
-        Ok(Exporter::with_transport(host, transport, buffer))
+        let mut exporter = Exporter::with_transport(host, transport, buffer);
+        exporter.encoder = encoder;
+        Ok(exporter)
     }
 
-    /// An exporter writing to an already opened transport.
+    /// A JSON exporter writing to an already opened transport.
     pub fn with_transport(host: Host, transport: Box<dyn Transport>, buffer: usize) -> Exporter {
         Exporter {
             host,
-            encoder: JsonEncoder::new(),
+            encoder: Encoder::Json(Box::default()),
             transport,
             pending: EncodedBatch::new(),
             buffer,
@@ -181,7 +207,9 @@ impl Processor for Exporter {
 
     fn finish(&mut self) -> Result<(), PluginError> {
         self.deliver();
-        self.encoder.clear_caches();
+        if let Encoder::Json(json) = &mut self.encoder {
+            json.clear_caches();
+        }
         let closed = self.transport.close();
         if let Err(e) = closed {
             self.transport_errors += 1;

@@ -88,6 +88,17 @@ impl<T> FragmentCache<T> {
     }
 }
 
+/// Spreads an address over 64 bits (murmur3's finaliser: non-linear, so addresses in
+/// arithmetic progressions do not map to colliding sets).
+#[inline(always)]
+fn mix(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,14 +143,4 @@ mod tests {
         // 200 cold misses; a linear address hash made nearly every access a conflict miss.
         assert!(misses < 400, "too many conflict misses: {misses}");
     }
-}
-/// Spreads an address over 64 bits (murmur3's finaliser: non-linear, so addresses in
-/// arithmetic progressions do not map to colliding sets).
-#[inline(always)]
-fn mix(mut k: u64) -> u64 {
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    k ^= k >> 33;
-    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    k ^ (k >> 33)
 }

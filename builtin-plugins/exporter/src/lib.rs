@@ -1,8 +1,10 @@
 //! The SysFlow exporter (`exporter` processor): encodes flat records as upstream's JSON
-//! lines and delivers them to the terminal, a file, or nowhere (`null`).
+//! lines (`format: json`) or ECS documents (`format: ecs`) and delivers them to the
+//! terminal, a file, or nowhere (`null`).
 //!
 //! Output is byte-for-byte upstream's (sf-processor 0.7) wherever upstream's output is
-//! valid and correct, including its HTML-safe string escaping. Deliberate differences:
+//! valid and correct, including its HTML-safe string escaping. Deliberate differences
+//! of the JSON format:
 //!
 //! * flow counters (`flow.rbytes/rops/wbytes/wops`) are the recorded values; upstream
 //!   doubles them;
@@ -17,11 +19,16 @@
 //! * op flag names are computed per record (`SEND`/`RECV` only for network flows);
 //!   upstream memoises them per numeric value across record types.
 //!
+//! The ECS format shares the counter, quoting and unknown-process fixes above (ECS flow
+//! values `sf_file_action.*`, `network.bytes`, `source`/`destination` `bytes`/`packets`
+//! are the recorded counters); a KE message that is not JSON gives no `orchestrator`.
+//!
 //! Kept quirks: `proc.cmdline` is `exe + " " + args` even when args are empty;
 //! `meta.tracename`, `file.newname`, `file.newdirectory` are `"."` when empty; on FE
 //! records `file.fd` is the new file's state ordinal and `openflags` is `["NONE"]`;
 //! `endts` equals `ts` for KE records.
 
+pub mod ecs_encoder;
 pub mod exporter;
 mod fragment_cache;
 pub mod json_encoder;
@@ -30,6 +37,7 @@ pub mod transport;
 
 use sysflow_plugin_api::{ChannelType, PluginDescriptor};
 
+pub use ecs_encoder::EcsEncoder;
 pub use exporter::Exporter;
 pub use json_encoder::JsonEncoder;
 

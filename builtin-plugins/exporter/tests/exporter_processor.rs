@@ -101,8 +101,8 @@ fn configuration_errors_name_the_key() {
         let msg = err(&[("export", transport)]);
         assert!(msg.contains(&format!("transport '{transport}' is not available")), "{msg}");
     }
-    let msg = err(&[("format", "ecs")]);
-    assert!(msg.contains("'format'") && msg.contains("ecs"), "{msg}");
+    let msg = err(&[("format", "otel")]);
+    assert!(msg.contains("'format'") && msg.contains("otel"), "{msg}");
     let msg = err(&[("export", "null"), ("buffer", "ten")]);
     assert!(msg.contains("'buffer'") && msg.contains("ten"), "{msg}");
     let msg = err(&[("export", "file"), ("file.path", "/nonexistent-dir-xyz/out")]);
@@ -171,4 +171,18 @@ fn descriptor_declares_inputs_and_keys() {
     for key in ["export", "format", "buffer", "file.path", "syslog.port", "es.bulk.flushTimeout", "kafka.config"] {
         assert!(keys.contains(&key), "missing key {key}");
     }
+}
+
+#[test]
+fn ecs_format_writes_ecs_documents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("out.json");
+    let cfg = config(&[("export", "file"), ("format", "ecs"), ("file.path", path.to_str().expect("utf8"))]);
+    let mut e = Exporter::new(&cfg, host()).expect("init");
+    e.process(records(1, 1_000_000_000)).expect("process");
+    e.finish().expect("finish");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("valid JSON");
+    assert_eq!(v["@timestamp"], "1970-01-01T00:00:01Z");
+    assert_eq!(v["event"]["category"], "process");
 }

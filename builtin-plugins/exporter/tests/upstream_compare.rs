@@ -14,8 +14,8 @@ use std::{
 
 use serde_json::Value;
 use sysflow_avro_drivers::TraceReader;
-use sysflow_exporter::JsonEncoder;
-use sysflow_plugin_api::{abi_stable::std_types::RStr, Batch, Host, LogLevel, Processor, SysFlowRecord};
+use sysflow_exporter::{EcsEncoder, JsonEncoder};
+use sysflow_plugin_api::{abi_stable::std_types::RStr, Batch, FlatRecord, Host, LogLevel, Processor, SysFlowRecord};
 use sysflow_reader::SysFlowReader;
 
 extern "C" fn quiet(_: LogLevel, _: RStr<'_>, _: RStr<'_>) {}
@@ -36,16 +36,22 @@ fn data_dir() -> Option<PathBuf> {
 
 /// Our JSON lines for a trace: decode, read in batches of 1000 as the pipeline does, encode.
 fn our_lines(path: &Path) -> Vec<String> {
+    let mut json = JsonEncoder::new();
+    encode_trace(path, &mut |r, out| json.encode(r, out))
+}
+
+/// Decodes, reads and encodes a trace with `encode`.
+fn encode_trace(path: &Path, encode: &mut dyn FnMut(&FlatRecord, &mut Vec<u8>)) -> Vec<String> {
     let trace = TraceReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut reader = SysFlowReader::with_host(Host::new(quiet, "upstream-compare"));
-    let mut encoder = JsonEncoder::new();
+    let mut encoder = encode;
     let mut lines = Vec::new();
     let mut buf = Vec::new();
-    let mut emit = |out: Option<Batch>, encoder: &mut JsonEncoder| {
+    let mut emit = |out: Option<Batch>, encoder: &mut &mut dyn FnMut(&FlatRecord, &mut Vec<u8>)| {
         if let Some(Batch::Flat(records)) = out {
             for r in records.iter() {
                 buf.clear();
-                encoder.encode(r, &mut buf);
+                encoder(r, &mut buf);
                 lines.push(String::from_utf8(buf.clone()).expect("encoder output is UTF-8"));
             }
         }
@@ -310,4 +316,116 @@ fn json_output_matches_upstream_bypass() {
     // Lines without value differences are byte-identical (checked above); the rest differ
     // only by the reader's ancestry refresh and the documented encoder fixes.
     assert!(total.identical > 0);
+}
+
+/// Doubles the flow counters of an ECS document, as upstream writes them.
+fn ecs_with_upstream_flow(v: &mut Value) {
+    let double = |x: &mut Value| {
+        if let Some(n) = x.as_i64() {
+            *x = Value::from(n * 2);
+        }
+    };
+    for key in ["bytes_read", "bytes_written", "read_ops", "write_ops"] {
+        if let Some(x) = v.get_mut("sf_file_action").and_then(|o| o.get_mut(key)) {
+            double(x);
+        }
+    }
+    for (section, keys) in [("network", &["bytes"][..]), ("source", &["bytes", "packets"]), ("destination", &["bytes", "packets"])] {
+        for key in keys {
+            if let Some(x) = v.get_mut(section).and_then(|o| o.get_mut(*key)) {
+                double(x);
+            }
+        }
+    }
+}
+
+/// Our ECS output against upstream's `enrich-ecs` runs. Those ran the policy engine in
+/// enrich mode, which drops some records (filters) and adds `event.reason`,
+/// `event.severity` and `tags`: upstream's records are matched to ours in order by
+/// timestamp, type and thread, and the policy keys are not compared.
+#[test]
+fn ecs_output_matches_upstream_enrich_ecs() {
+    let Some(data) = data_dir() else { return };
+    let mut unexplained: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    let mut explained: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let (mut compared, mut identical, mut raw_checked) = (0usize, 0usize, 0usize);
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(data.join("expected-upstream"))
+        .expect("expected-upstream dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".enrich-ecs.json.gz"))
+        .collect();
+    entries.sort();
+    for expected in entries {
+        let file = expected.file_name().and_then(|n| n.to_str()).expect("name").to_string();
+        let trace_name = file.trim_end_matches(".enrich-ecs.json.gz");
+        let mut ecs = EcsEncoder::new();
+        let ours = encode_trace(&data.join("traces").join(trace_name), &mut |r, out| ecs.encode(r, out));
+        let key = |v: &Value| (v["@timestamp"].clone(), v["event"]["sf_type"].clone(), v["process"]["thread"]["id"].clone(), v["event"]["action"].clone());
+        let mut it = ours.iter().enumerate();
+        for (i, u) in upstream_lines(&expected).iter().enumerate() {
+            let mut uv: Value = serde_json::from_str(u).unwrap_or_else(|e| panic!("{file}:{}: {e}", i + 1));
+            let ukey = key(&uv);
+            let (j, o, raw) = loop {
+                match it.next() {
+                    Some((j, o)) => {
+                        let ov: Value = serde_json::from_str(o).expect("our ECS line parses");
+                        if key(&ov) == ukey {
+                            break (j, ov, o);
+                        }
+                    }
+                    None => panic!("{file}:{}: no record of ours matches {ukey:?}", i + 1),
+                }
+            };
+            let mut ov = o;
+            ecs_with_upstream_flow(&mut ov);
+            for v in [&mut ov, &mut uv] {
+                if let Some(ev) = v.get_mut("event").and_then(|e| e.as_object_mut()) {
+                    ev.shift_remove("reason");
+                    ev.shift_remove("severity");
+                }
+                if let Some(obj) = v.as_object_mut() {
+                    obj.shift_remove("tags");
+                }
+            }
+            compared += 1;
+            let mut diffs = Vec::new();
+            diff("", &ov, &uv, &mut diffs);
+            if !same_key_order(&ov, &uv) {
+                diffs.push(("(key order)".into(), None, format!("ours {ov}\nupstream {uv}")));
+            }
+            if diffs.is_empty() {
+                identical += 1;
+                // Byte-level check where no counter doubling or policy keys intervene.
+                let no_flow = !matches!(uv["event"]["sf_type"].as_str(), Some("FF" | "NF"));
+                let no_policy = !u.contains("\"reason\":") && !u.contains("\"tags\":");
+                raw_checked += usize::from(no_flow && no_policy);
+                if no_flow && no_policy && raw != u {
+                    diffs.push(("(raw text)".into(), None, format!("ours {raw}\nupstream {u}")));
+                }
+            }
+            for (path, reason, detail) in diffs {
+                let reason = reason.or_else(|| {
+                    path.starts_with("process.parent.").then_some("parent refreshed by the reader (upstream's memoised ptree is stale)")
+                });
+                match reason {
+                    Some(r) => *explained.entry(r).or_default() += 1,
+                    None => {
+                        let k: String = path.split('[').next().unwrap_or(&path).to_string();
+                        let entry = unexplained.entry(k).or_default();
+                        entry.0 += 1;
+                        if entry.1.is_empty() {
+                            entry.1 = format!("{file}:{} (ours {}): {detail}", i + 1, j + 1);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "ECS: {compared} records compared, {identical} equal ({raw_checked} of them byte-identical), explained {explained:?}"
+    );
+    let report: Vec<String> =
+        unexplained.iter().map(|(k, (n, ex))| format!("  {k}: {n} differences, first: {ex}")).collect();
+    assert!(report.is_empty(), "unexplained ECS differences from upstream:\n{}", report.join("\n"));
+    assert!(compared > 0 && raw_checked > 0);
 }
