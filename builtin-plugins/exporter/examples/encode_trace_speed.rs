@@ -1,12 +1,12 @@
 //! Measures JSON encoding speed on a real trace: decodes and resolves it once, then
 //! encodes all its flat records repeatedly with one encoder (CPU time of this thread).
 //!
-//! `cargo run --release -p sysflow-exporter --example encode_trace_speed -- <trace.sf> [passes]`
+//! `cargo run --release -p sysflow-exporter --example encode_trace_speed -- <trace.sf> [passes] [json|ecs]`
 
 use std::time::Instant;
 
 use sysflow_avro_drivers::TraceReader;
-use sysflow_exporter::JsonEncoder;
+use sysflow_exporter::{EcsEncoder, JsonEncoder};
 use sysflow_plugin_api::{abi_stable::std_types::RStr, Batch, FlatRecord, Host, LogLevel, Processor};
 use sysflow_reader::SysFlowReader;
 
@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: encode_trace_speed <trace.sf> [passes]")?;
     let passes: usize = args.next().map(|p| p.parse()).transpose()?.unwrap_or(20);
+    let ecs = args.next().as_deref() == Some("ecs");
 
     let mut records = Vec::new();
     let mut reader = SysFlowReader::with_host(Host::new(quiet, "bench"));
@@ -28,13 +29,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let records: Vec<FlatRecord> = records;
 
     let mut encoder = JsonEncoder::new();
+    let mut ecs_encoder = EcsEncoder::new();
     let mut out = Vec::with_capacity(1 << 20);
     let (mut bytes, mut count) = (0usize, 0usize);
     let wall = Instant::now();
     let cpu_start = cpu_ns();
     for _ in 0..passes {
         for r in &records {
-            encoder.encode(r, &mut out);
+            if ecs {
+                ecs_encoder.encode(r, &mut out);
+            } else {
+                encoder.encode(r, &mut out);
+            }
             out.push(b'\n');
             count += 1;
             if out.len() > 256 << 10 {

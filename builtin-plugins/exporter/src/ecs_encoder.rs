@@ -4,7 +4,7 @@
 
 use sysflow_plugin_api::{
     enums,
-    flat::{go_base, go_dir, parse_file_path},
+    flat::{go_base, parse_file_path},
     opflags::*,
     Event, FlatRecord, Oid, Pod, Process, RecordType,
 };
@@ -123,7 +123,7 @@ impl EcsEncoder {
         if file_type == "dir" {
             write_str(out, path);
         } else {
-            write_str(out, &go_dir(path));
+            crate::json_encoder::write_dir(out, path);
             out.extend_from_slice(b",\"name\":");
             write_str(out, name);
             if path != name {
@@ -178,28 +178,33 @@ fn write_event(out: &mut Vec<u8>, record: &FlatRecord) {
         0 => start,
         e => e,
     };
-    let (category, event_type, action): (&str, &str, String) = match &record.event {
-        Event::NetworkFlow(_) => ("network", "connection", "network-connection-traffic".into()),
+    let (category, event_type, action): (&str, &str, &str) = match &record.event {
+        Event::NetworkFlow(_) => ("network", "connection", "network-connection-traffic"),
         Event::FileFlow(_) => {
             let (rops, wops, rbytes, wbytes) = record.flow_counters();
             let read = flags & OP_READ_RECV != 0 && (rbytes > 0 || rops > 0);
             let write = flags & OP_WRITE_SEND != 0 && (wbytes > 0 || wops > 0);
-            let action = format!("file-access{}{}", if read { "-read" } else { "" }, if write { "-write" } else { "" });
+            let action = match (read, write) {
+                (false, false) => "file-access",
+                (true, false) => "file-access-read",
+                (false, true) => "file-access-write",
+                (true, true) => "file-access-read-write",
+            };
             ("file", if write { "change" } else { "access" }, action)
         }
         Event::File(_) => {
             if flags & OP_MKDIR != 0 {
-                ("directory", "creation", "directory-create".into())
+                ("directory", "creation", "directory-create")
             } else if flags & OP_RMDIR != 0 {
-                ("directory", "deletion", "directory-delete".into())
+                ("directory", "deletion", "directory-delete")
             } else if flags & OP_UNLINK != 0 {
-                ("file", "deletion", "file-delete".into())
+                ("file", "deletion", "file-delete")
             } else if flags & (OP_SYMLINK | OP_LINK) != 0 {
-                ("file", "change", "file-link".into())
+                ("file", "change", "file-link")
             } else if flags & OP_RENAME != 0 {
-                ("file", "change", "file-rename".into())
+                ("file", "change", "file-rename")
             } else {
-                ("file", "change", "file-change".into())
+                ("file", "change", "file-change")
             }
         }
         Event::K8s(ke) => {
@@ -210,25 +215,33 @@ fn write_event(out: &mut Vec<u8>, record: &FlatRecord) {
                 3 => "error",
                 _ => "info",
             };
-            ("orchestration", t, enums::k8s_action_name(ke.action).into())
+            ("orchestration", t, enums::k8s_action_name(ke.action))
         }
         _ => {
             let pid = process_oid(record).hpid;
             let threaded = pid != record.tid();
-            let t = if flags & OP_EXIT != 0 {
-                if threaded { "thread-exit" } else { "exit" }
+            let (t, action) = if flags & OP_EXIT != 0 {
+                if threaded {
+                    ("thread-exit", "process-thread-exit")
+                } else {
+                    ("exit", "process-exit")
+                }
             } else if flags & (OP_CLONE | OP_EXEC) != 0 {
-                if threaded { "thread-start" } else { "start" }
+                if threaded {
+                    ("thread-start", "process-thread-start")
+                } else {
+                    ("start", "process-start")
+                }
             } else if flags & OP_SETUID != 0 {
-                "change"
+                ("change", "process-change")
             } else {
-                "start"
+                ("start", "process-start")
             };
-            ("process", t, format!("process-{t}"))
+            ("process", t, action)
         }
     };
     out.extend_from_slice(b"{\"action\":");
-    write_str(out, &action);
+    write_str(out, action);
     out.extend_from_slice(b",\"category\":\"");
     out.extend_from_slice(category.as_bytes());
     out.extend_from_slice(b"\",\"duration\":");

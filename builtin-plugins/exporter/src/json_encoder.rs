@@ -450,7 +450,7 @@ fn write_unknown_process_section(out: &mut Vec<u8>, oid: Oid, tid: i64) {
 }
 
 /// Go's `filepath.Dir`, written as a JSON string; allocates only for unclean paths.
-fn write_dir(out: &mut Vec<u8>, path: &str) {
+pub(crate) fn write_dir(out: &mut Vec<u8>, path: &str) {
     let dir = match path.rfind('/') {
         Some(i) => &path[..=i],
         None => "",
