@@ -19,7 +19,14 @@
 use abi_stable::std_types::{RArc, ROption, RString, RVec};
 use sysflow_plugin_api::{Container, File, Foid, ObjectState, Oid, Pod, Process};
 
-use crate::fx_hasher::{hash_str, FxHashMap, FxHashSet};
+use std::hash::BuildHasher;
+
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
+
+/// Fingerprint of a container or pod id, used to track which memos depend on it.
+pub(crate) fn hash_str(s: &str) -> u64 {
+    FxBuildHasher.hash_one(s)
+}
 
 /// Longest ancestry list built; deeper chains are cut (and counted).
 pub const MAX_ANCESTRY_DEPTH: usize = 256;

@@ -15,7 +15,7 @@ use abi_stable::std_types::RVec;
 use sysflow_plugin_api::{ffi::ConfigKey, Counter, Event, FlatRecord, Handler, Host, PluginConfig, PluginError};
 use xxhash_rust::xxh64::Xxh64;
 
-use crate::fx_hasher::FxHashMap;
+use rustc_hash::FxHashMap;
 
 /// Keys of the flattener (they live in the reader's pipeline block).
 pub const CONFIG_KEYS: &[ConfigKey] = &[

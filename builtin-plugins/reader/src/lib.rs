@@ -19,7 +19,6 @@
 
 pub mod entity_cache;
 pub mod flattener;
-pub mod fx_hasher;
 pub mod reader;
 
 use sysflow_plugin_api::{ChannelType, PluginDescriptor};

@@ -6,6 +6,7 @@
 //! still forwarded with what resolved (upstream does the same), and each miss is counted.
 
 use abi_stable::std_types::{RArc, ROption, RVec};
+use rustc_hash::FxHashSet;
 use sysflow_plugin_api::{
     ffi::ConfigKey, flat::foid_hex, Batch, Counter, Event, FlatRecord, Foid, Header, Host, Oid, PluginConfig,
     PluginError, PolicyContext, Processor, SysFlowRecord,
@@ -13,7 +14,7 @@ use sysflow_plugin_api::{
 
 use crate::{
     entity_cache::{Ancestry, EntityCache},
-    fx_hasher::{hash_str, FxHashSet},
+    entity_cache::hash_str,
 };
 
 /// Keys of the reader's pipeline block. The host hands `handler`/`handlerlibpath` to
