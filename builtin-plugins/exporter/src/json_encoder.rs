@@ -7,7 +7,8 @@
 //! [`crate`]'s documentation.
 //!
 //! Fragments that depend only on a shared entity (header, container, pod, process with
-//! its ancestry) are encoded once and copied afterwards; see [`crate::fragment_cache`].
+//! its ancestry) are encoded once and copied afterwards (a small cache keyed by the
+//! entities' shared references).
 
 use sysflow_plugin_api::{
     abi_stable::std_types::{RArc, RVec},
