@@ -1,39 +1,25 @@
-//! A tiny deterministic PRNG (xoshiro256** seeded by SplitMix64).
-//!
-//! Hand-rolled instead of `rand` so that a seed produces the same trace bytes on every
-//! platform and across dependency upgrades.
+//! The generator's deterministic random source: xoshiro256** seeded by SplitMix64
+//! (`rand_xoshiro`), whose output is fixed by the algorithm, so a seed gives the same
+//! trace on every platform and across dependency upgrades.
+
+use rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256StarStar;
 
 /// Deterministic random number generator.
 pub struct Rng {
-    s: [u64; 4],
+    inner: Xoshiro256StarStar,
 }
 
 impl Rng {
     /// Seeds the generator; every seed (including 0) gives a valid state.
     pub fn new(seed: u64) -> Self {
-        let mut x = seed;
-        let mut next = || {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        Rng { s: [next(), next(), next(), next()] }
+        Rng { inner: Xoshiro256StarStar::seed_from_u64(seed) }
     }
 
     /// Next 64 random bits.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
-        let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = self.s[1] << 17;
-        self.s[2] ^= self.s[0];
-        self.s[3] ^= self.s[1];
-        self.s[1] ^= self.s[2];
-        self.s[0] ^= self.s[3];
-        self.s[2] ^= t;
-        self.s[3] = self.s[3].rotate_left(45);
-        result
+        self.inner.next_u64()
     }
 
     /// Uniform in `0..n` (`n` > 0; 0 yields 0).
