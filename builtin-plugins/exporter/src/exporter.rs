@@ -15,14 +15,14 @@ const MAX_PENDING_AGE: Duration = Duration::from_secs(1);
 
 /// The configuration keys of the exporter (pipeline-config.md §3.3).
 pub const CONFIG_KEYS: &[ConfigKey] = &[
-    ConfigKey::new("export", "transport: terminal (default), file, null; syslog, es, kafka are not available yet"),
+    ConfigKey::new("export", "transport: terminal (default), file, syslog, null; es and kafka are not available yet"),
     ConfigKey::new("format", "encoding: json (default) or ecs; otel is not available yet"),
     ConfigKey::new("buffer", "records per delivery (integer, default 0 = deliver every batch)"),
     ConfigKey::new("file.path", "file transport target, replaced at start (default ./export.out)"),
     ConfigKey::new("vault.secrets", "\"true\" reads Elasticsearch credentials from secret files (es transport)"),
     ConfigKey::new("vault.path", "secrets directory (default /run/secrets)"),
     ConfigKey::new("vault.encoding", "secret file encoding: none (default) or base64"),
-    ConfigKey::new("syslog.proto", "syslog protocol: tcp (default), udp, tls"),
+    ConfigKey::new("syslog.proto", "syslog protocol: tcp (default), udp; tls is not available yet"),
     ConfigKey::new("syslog.tag", "syslog tag (default sysflow)"),
     ConfigKey::new("syslog.source", "syslog HOSTNAME field"),
     ConfigKey::new("syslog.host", "syslog server host (default localhost)"),
@@ -106,10 +106,10 @@ impl Exporter {
             }
         };
         let export = match config.str_or("export", "terminal")? {
-            name @ ("terminal" | "file" | "null") => name,
+            name @ ("terminal" | "file" | "null" | "syslog") => name,
             name if transport::UNAVAILABLE.contains(&name) => {
                 return Err(PluginError::new(format!(
-                    "key 'export': transport '{name}' is not available in this build yet (available: terminal, file, null)"
+                    "key 'export': transport '{name}' is not available in this build yet (available: terminal, file, syslog, null)"
                 )))
             }
             other => {

@@ -1,6 +1,6 @@
 //! The SysFlow exporter (`exporter` processor): encodes flat records as upstream's JSON
 //! lines (`format: json`) or ECS documents (`format: ecs`) and delivers them to the
-//! terminal, a file, or nowhere (`null`).
+//! terminal, a file, a syslog server (TCP/UDP), or nowhere (`null`).
 //!
 //! Output is byte-for-byte upstream's (sf-processor 0.7) wherever upstream's output is
 //! valid and correct, including its HTML-safe string escaping. Deliberate differences

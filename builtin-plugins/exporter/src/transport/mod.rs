@@ -7,10 +7,12 @@
 
 mod file;
 mod null;
+mod syslog;
 mod terminal;
 
 pub use file::FileTransport;
 pub use null::NullTransport;
+pub use syslog::SyslogTransport;
 pub use terminal::TerminalTransport;
 
 use sysflow_plugin_api::PluginConfig;
@@ -94,7 +96,7 @@ pub trait Transport: Send {
 }
 
 /// Transport names upstream knows but this build does not implement yet.
-pub const UNAVAILABLE: [&str; 3] = ["syslog", "es", "kafka"];
+pub const UNAVAILABLE: [&str; 2] = ["es", "kafka"];
 
 /// Opens the transport named by `export` (already validated by the caller).
 pub fn open(export: &str, config: &PluginConfig) -> Result<Box<dyn Transport>, TransportError> {
@@ -106,6 +108,7 @@ pub fn open(export: &str, config: &PluginConfig) -> Result<Box<dyn Transport>, T
             Ok(Box::new(FileTransport::create(path)?))
         }
         "null" => Ok(Box::new(NullTransport)),
+        "syslog" => Ok(Box::new(SyslogTransport::from_config(config)?)),
         "terminal" => Ok(Box::new(TerminalTransport::new())),
         other => Err(TransportError(format!("transport '{other}' is not available in this build yet"))),
     }
