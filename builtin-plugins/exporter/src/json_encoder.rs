@@ -535,3 +535,24 @@ fn write_restype(out: &mut Vec<u8>, file: Option<&File>) {
     let mut buf = [0u8; 4];
     write_str(out, c.encode_utf8(&mut buf));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_fast_path_equals_go_dir() {
+        let paths = [
+            "", "/", "//", "a", "a/", "/a", "/a/", "/a/b", "/a//b", "a/b/c", "./a", "../a", "a/../b", "/a/./b",
+            "/a/../../b", "/.hidden/x", "/x/.hidden", "/x/..y/z", "/x/y../z", "pipe:[40140]", "/a/b/", "///a",
+            "/proc/1/task/2/stat", "..", ".", "a/./", "/..", "/a/...", "/a/.../b",
+        ];
+        for p in paths {
+            let mut fast = Vec::new();
+            write_dir(&mut fast, p);
+            let mut slow = Vec::new();
+            write_str(&mut slow, &sysflow_plugin_api::flat::go_dir(p));
+            assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&slow), "path {p:?}");
+        }
+    }
+}
