@@ -1,7 +1,8 @@
 //! Measures JSON encoding speed on a real trace: decodes and resolves it once, then
 //! encodes all its flat records repeatedly with one encoder (CPU time of this thread).
 //!
-//! `cargo run --release -p sysflow-exporter --example encode_trace_speed -- <trace.sf> [passes] [json|ecs]`
+//! `cargo run --release -p sysflow-exporter --example encode_trace_speed -- <trace.sf> [passes] [json|ecs|file]`
+//! (`file`: the whole exporter stage writing to a temporary file)
 
 use std::time::Instant;
 
@@ -16,7 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: encode_trace_speed <trace.sf> [passes]")?;
     let passes: usize = args.next().map(|p| p.parse()).transpose()?.unwrap_or(20);
-    let ecs = args.next().as_deref() == Some("ecs");
+    let mode = args.next().unwrap_or_else(|| "json".into());
+    let ecs = mode == "ecs";
 
     let mut records = Vec::new();
     let mut reader = SysFlowReader::with_host(Host::new(quiet, "bench"));
@@ -27,6 +29,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let records: Vec<FlatRecord> = records;
+
+    if mode == "file" {
+        // The whole exporter stage: encode + file transport, batches of 1000 records.
+        let target = std::env::temp_dir().join(format!("encode_trace_speed.{}.json", std::process::id()));
+        let mut map = serde_json::Map::new();
+        map.insert("export".into(), "file".into());
+        map.insert("file.path".into(), target.to_string_lossy().into_owned().into());
+        let mut exporter = sysflow_exporter::Exporter::new(&sysflow_plugin_api::PluginConfig::from_map(map), Host::new(quiet, "bench"))?;
+        let batches: Vec<Batch> = records.chunks(1000).map(|c| Batch::flat(c.to_vec())).collect();
+        let cpu_start = cpu_ns();
+        let wall = Instant::now();
+        for _ in 0..passes {
+            for b in &batches {
+                exporter.process(b.clone())?;
+            }
+        }
+        exporter.finish()?;
+        let cpu = match (cpu_start, cpu_ns()) {
+            (Some(a), Some(b)) => (b - a) as f64 / 1e9,
+            _ => f64::NAN,
+        };
+        let n = (records.len() * passes) as f64;
+        let bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+        let _ = std::fs::remove_file(&target);
+        println!(
+            "{path}: exporter to file: {n} records, {bytes} bytes, {:.2} M records per CPU-second, {:.2} M records/s wall",
+            n / cpu / 1e6,
+            n / wall.elapsed().as_secs_f64() / 1e6
+        );
+        return Ok(());
+    }
 
     let mut encoder = JsonEncoder::new();
     let mut ecs_encoder = EcsEncoder::new();
