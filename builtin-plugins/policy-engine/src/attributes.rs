@@ -13,7 +13,7 @@ use std::fmt::Write;
 
 use sysflow_plugin_api::{
     enums,
-    flat::{foid_hex, go_base, go_dir, oid_hash, parse_file_path, trim_bounding_quotes},
+    flat::{foid_hex, go_base, go_dir, oid_hash},
     openflags, opflags, Event, FlatRecord, Oid, Process, RecordType,
 };
 
@@ -217,6 +217,29 @@ pub fn lookup(name: &str) -> Option<Attr> {
     })
 }
 
+/// Upstream's TrimBoundingQuotes (one leading and one trailing `"` or `'`), inlined.
+#[inline]
+pub fn trim_bounding_quotes(s: &str) -> &str {
+    let b = s.as_bytes();
+    let start = usize::from(matches!(b.first(), Some(b'"' | b'\''))) ;
+    let end = if b.len() > start && matches!(b.last(), Some(b'"' | b'\'')) { b.len() - 1 } else { b.len() };
+    &s[start..end]
+}
+
+/// `sf.file.path` of a raw path: the path part of `<hex>-><hex> <path>` socket texts.
+#[inline]
+pub fn parsed_path(raw: &str) -> &str {
+    // Only texts containing '>' can be socket endpoints; skip the full parse otherwise.
+    if memchr::memchr(b'>', raw.as_bytes()).is_none() {
+        return raw;
+    }
+    sysflow_plugin_api::flat::parse_file_path(raw).path
+}
+
+fn symlink_of(raw: &str) -> String {
+    sysflow_plugin_api::flat::parse_file_path(raw).symlink()
+}
+
 fn bool_str(b: bool) -> &'static str {
     if b {
         "true"
@@ -415,25 +438,25 @@ impl Attr {
                 }
                 buf
             }
-            FilePath => trimmed(r.file().map(|f| parse_file_path(&f.path).path).unwrap_or("")),
-            FileNewPath => trimmed(r.new_file().map(|f| parse_file_path(&f.path).path).unwrap_or("")),
+            FilePath => trimmed(r.file().map(|f| parsed_path(&f.path)).unwrap_or("")),
+            FileNewPath => trimmed(r.new_file().map(|f| parsed_path(&f.path)).unwrap_or("")),
             FileSymlink => {
                 if let Some(f) = r.file() {
-                    buf.push_str(&parse_file_path(&f.path).symlink());
+                    buf.push_str(&symlink_of(&f.path));
                 }
                 buf
             }
             FileNewSymlink => {
                 if let Some(f) = r.new_file() {
-                    buf.push_str(&parse_file_path(&f.path).symlink());
+                    buf.push_str(&symlink_of(&f.path));
                 }
                 buf
             }
             FileName => trimmed(go_base(r.file().map(|f| f.path.as_str()).unwrap_or(""))),
             FileNewName => trimmed(go_base(r.new_file().map(|f| f.path.as_str()).unwrap_or(""))),
-            FileDirectory => trimmed(dir_of(r.file().map(|f| parse_file_path(&f.path).path).unwrap_or(""), buf)),
+            FileDirectory => trimmed(dir_of(r.file().map(|f| parsed_path(&f.path)).unwrap_or(""), buf)),
             FileNewDirectory => {
-                trimmed(dir_of(r.new_file().map(|f| parse_file_path(&f.path).path).unwrap_or(""), buf))
+                trimmed(dir_of(r.new_file().map(|f| parsed_path(&f.path)).unwrap_or(""), buf))
             }
             FileType => {
                 if let Some(f) = r.file() {
@@ -591,12 +614,51 @@ impl Attr {
         }
     }
 
+    /// True when the string form is built (not borrowed from the record), so caching it
+    /// for the duration of one record's evaluation pays.
+    pub fn is_computed(self) -> bool {
+        use Attr::*;
+        matches!(
+            self,
+            OpFlags
+                | ProcCmdline
+                | PprocCmdline
+                | ProcAName
+                | ProcAExe
+                | ProcACmdline
+                | ProcAPid
+                | ProcOid
+                | PprocOid
+                | PodHostIp
+                | PodInternalIp
+                | PodServices
+                | FileOid
+                | FileNewOid
+                | FileSymlink
+                | FileNewSymlink
+                | FileDirectory
+                | FileNewDirectory
+                | FileOpenFlags
+                | NetSip
+                | NetDip
+                | NetIp
+                | NetPort
+        )
+    }
+
     /// True for list attributes that support an element index.
     pub fn is_indexable(self) -> bool {
         matches!(self, Attr::ProcAName | Attr::ProcAExe | Attr::ProcACmdline | Attr::ProcAPid)
     }
 
-    /// Record types on which the attribute can be non-zero (for rule descriptions).
+    /// True when the attribute has the same value on every record of type `t` (it does
+    /// not belong to that type, so it reads a zero value).
+    pub fn is_constant_for(self, t: RecordType) -> bool {
+        let types = self.record_types();
+        !types.is_empty() && !types.contains(&t)
+    }
+
+    /// Record types on which the attribute can be non-zero (empty: all types).
     pub fn record_types(self) -> &'static [RecordType] {
         use Attr::*;
         use RecordType as T;
@@ -604,7 +666,7 @@ impl Attr {
             FileOid | FilePath | FileSymlink | FileName | FileDirectory | FileType => &[T::FileFlow, T::FileEvent],
             FileNewOid | FileNewPath | FileNewSymlink | FileNewName | FileNewDirectory => &[T::FileEvent],
             FileOpenFlags | FileIsOpenRead | FileIsOpenWrite => &[T::FileFlow],
-            FlowRBytes | FlowROps | FlowWBytes | FlowWOps => &[T::FileFlow, T::NetworkFlow],
+            FlowRBytes | FlowROps | FlowWBytes | FlowWOps | FileFd => &[T::FileFlow, T::NetworkFlow],
             NetProto | NetSport | NetDport | NetSip | NetDip | NetIp | NetPort => &[T::NetworkFlow],
             KeAction | KeKind | KeMessage => &[T::K8sEvent],
             _ => &[],

@@ -18,6 +18,34 @@ pub struct Scratch {
     rhs: String,
     tmp: String,
     low: String,
+    /// String forms of computed attributes of the current record (see `Attr::is_computed`).
+    arena: String,
+    /// Per attribute: (generation, start, end) of its cached string form in `arena`.
+    cache: Vec<(u32, u32, u32)>,
+    /// Current record's generation; memo entries of other generations are stale.
+    gen: u32,
+    memo_gen: Vec<u32>,
+    memo_val: Vec<bool>,
+}
+
+impl Scratch {
+    /// Starts a new record: invalidates all memoised sub-results.
+    pub fn begin_record(&mut self, memo_slots: usize) {
+        if self.memo_gen.len() < memo_slots {
+            self.memo_gen.resize(memo_slots, 0);
+            self.memo_val.resize(memo_slots, false);
+        }
+        if self.cache.is_empty() {
+            self.cache.resize(Attr::ALL.len(), (0, 0, 0));
+        }
+        self.arena.clear();
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            self.memo_gen.iter_mut().for_each(|g| *g = 0);
+            self.cache.iter_mut().for_each(|c| c.0 = 0);
+            self.gen = 1;
+        }
+    }
 }
 
 /// A string-valued operand.
@@ -183,13 +211,15 @@ pub enum Matcher {
     /// Equal to one of many pieces.
     EqSet(FxHashSet<Box<str>>),
     /// Contains one of a few pieces.
-    ContainsSmall(Vec<Box<str>>),
+    ContainsSmall(Vec<memchr::memmem::Finder<'static>>),
     /// Contains one of many pieces.
     ContainsAc(AhoCorasick),
     /// Contains one of the pieces, case-insensitively (pieces lower-cased).
     IContains(Vec<Box<str>>),
     /// Starts with one of the pieces.
     StartsWith(Vec<Box<str>>),
+    /// Starts with one of many pieces (anchored automaton).
+    StartsWithAc(AhoCorasick),
     /// Ends with one of the pieces.
     EndsWith(Vec<Box<str>>),
     /// Matches one of the globs.
@@ -211,17 +241,30 @@ impl Matcher {
                 }
             }
             Op::Contains | Op::Pmatch => {
+                let finders = |p: &[String]| {
+                    p.iter().map(|x| memchr::memmem::Finder::new(x.as_bytes()).into_owned()).collect::<Vec<_>>()
+                };
                 if pieces.len() <= SMALL || pieces.iter().any(|p| p.is_empty()) {
-                    Matcher::ContainsSmall(boxed(pieces))
+                    Matcher::ContainsSmall(finders(&pieces))
                 } else {
                     match AhoCorasick::new(&pieces) {
                         Ok(ac) => Matcher::ContainsAc(ac),
-                        Err(_) => Matcher::ContainsSmall(boxed(pieces)),
+                        Err(_) => Matcher::ContainsSmall(finders(&pieces)),
                     }
                 }
             }
             Op::IContains => Matcher::IContains(pieces.into_iter().map(|p| p.to_lowercase().into_boxed_str()).collect()),
-            Op::StartsWith => Matcher::StartsWith(boxed(pieces)),
+            Op::StartsWith => {
+                let ac = (pieces.len() > SMALL)
+                    .then(|| {
+                        AhoCorasick::builder().start_kind(aho_corasick::StartKind::Anchored).build(&pieces).ok()
+                    })
+                    .flatten();
+                match ac {
+                    Some(ac) => Matcher::StartsWithAc(ac),
+                    None => Matcher::StartsWith(boxed(pieces)),
+                }
+            }
             Op::EndsWith => Matcher::EndsWith(boxed(pieces)),
             Op::Glob => Matcher::Glob(pieces.iter().map(|p| Glob::new(p)).collect()),
             Op::Lt | Op::Le | Op::Gt | Op::Ge => Matcher::EqSmall(Vec::new()),
@@ -232,7 +275,7 @@ impl Matcher {
         match self {
             Matcher::EqSmall(v) => v.iter().any(|x| &**x == piece),
             Matcher::EqSet(s) => s.contains(piece),
-            Matcher::ContainsSmall(v) => v.iter().any(|x| piece.contains(&**x)),
+            Matcher::ContainsSmall(v) => v.iter().any(|x| x.find(piece.as_bytes()).is_some()),
             Matcher::ContainsAc(ac) => ac.is_match(piece),
             Matcher::IContains(v) => {
                 low.clear();
@@ -240,6 +283,9 @@ impl Matcher {
                 v.iter().any(|x| low.contains(&**x))
             }
             Matcher::StartsWith(v) => v.iter().any(|x| piece.starts_with(&**x)),
+            Matcher::StartsWithAc(ac) => {
+                ac.is_match(aho_corasick::Input::new(piece).anchored(aho_corasick::Anchored::Yes))
+            }
             Matcher::EndsWith(v) => v.iter().any(|x| piece.ends_with(&**x)),
             Matcher::Glob(v) => v.iter().any(|g| g.matches(piece)),
         }
@@ -294,8 +340,20 @@ pub enum Pred {
     Str {
         /// Left side.
         lhs: Val,
-        /// Literal matcher.
+        /// Operator (`Ne` compiles as a negated `Eq`).
+        op: Op,
+        /// The literal pieces (kept so that disjunctions can be merged).
+        pieces: Vec<String>,
+        /// Literal matcher built from `op` and `pieces`.
         m: Matcher,
+    },
+    /// `sf.file.openflags` `=`/`in` literal flag names: true if all bits of one of the
+    /// masks are set (`NONE` matches records whose open flags are 0).
+    OpenFlags {
+        /// Masks of the matching names.
+        masks: Vec<i32>,
+        /// The literal set contains `NONE`.
+        none: bool,
     },
     /// String operand against another non-literal operand.
     StrDyn {
@@ -317,6 +375,8 @@ pub enum Pred {
     },
     /// `attr exists`.
     Exists(Attr),
+    /// A sub-condition shared by several rules: evaluated once per record.
+    Memo(u32, Box<Pred>),
 }
 
 impl Pred {
@@ -340,16 +400,38 @@ impl Pred {
                 };
                 flags & mask != 0
             }
-            Pred::Str { lhs, m } => {
+            Pred::Str { lhs, m, .. } => {
+                if let Val::Attr(a) = lhs {
+                    if a.is_computed() {
+                        let Scratch { tmp, low, arena, cache, gen, .. } = s;
+                        let e = &mut cache[*a as usize];
+                        if e.0 != *gen {
+                            let v = a.str_form(r, tmp);
+                            let start = arena.len();
+                            arena.push_str(v);
+                            *e = (*gen, start as u32, arena.len() as u32);
+                        }
+                        let v = &arena[e.1 as usize..e.2 as usize];
+                        return any_piece(v, |p| m.matches(p, low));
+                    }
+                }
                 let Scratch { lhs: lb, tmp, low, .. } = s;
                 let v = lhs.get(r, lb, tmp);
-                v.split(',').any(|piece| m.matches(piece, low))
+                any_piece(v, |p| m.matches(p, low))
+            }
+            Pred::OpenFlags { masks, none } => {
+                let flags = r.open_flags();
+                if flags == 0 {
+                    *none
+                } else {
+                    masks.iter().any(|m| flags & m == *m)
+                }
             }
             Pred::StrDyn { lhs, op, rhs } => {
                 let Scratch { lhs: lb, rhs: rb, tmp, .. } = s;
                 let l = lhs.get(r, lb, tmp);
                 let rv = rhs.get(r, rb, tmp);
-                l.split(',').any(|a| rv.split(',').any(|b| pair(*op, a, b)))
+                any_piece(l, |a| any_piece(rv, |b| pair(*op, a, b)))
             }
             Pred::Int { lhs, op, rhs } => {
                 let (a, b) = (lhs.get(r), rhs.get(r));
@@ -362,6 +444,69 @@ impl Pred {
                 }
             }
             Pred::Exists(a) => a.exists(r, &mut s.tmp),
+            Pred::Memo(slot, p) => {
+                let i = *slot as usize;
+                if s.memo_gen.get(i) == Some(&s.gen) {
+                    return s.memo_val[i];
+                }
+                let v = p.eval(r, s);
+                if i < s.memo_gen.len() {
+                    s.memo_gen[i] = s.gen;
+                    s.memo_val[i] = v;
+                }
+                v
+            }
+        }
+    }
+
+    /// A rough evaluation cost, used to test cheap conjuncts first.
+    pub fn cost(&self) -> u32 {
+        match self {
+            Pred::Const(_) => 0,
+            Pred::TypeIn(_) | Pred::OpFlags { .. } | Pred::OpenFlags { .. } => 1,
+            Pred::Int { .. } => 2,
+            Pred::Exists(_) => 4,
+            Pred::Str { lhs, m, .. } => {
+                let base = match lhs {
+                    Val::Attr(a) if a.is_computed() => 12,
+                    Val::Attr(_) | Val::Lit(_) => 5,
+                    Val::Index(..) => 8,
+                    Val::Json(..) => 200,
+                };
+                base + match m {
+                    Matcher::EqSmall(v) => v.len() as u32 / 2,
+                    Matcher::EqSet(_) => 2,
+                    Matcher::ContainsSmall(v) => 3 * v.len() as u32,
+                    Matcher::ContainsAc(_) | Matcher::StartsWithAc(_) => 6,
+                    Matcher::IContains(v) => 10 + 3 * v.len() as u32,
+                    Matcher::StartsWith(v) | Matcher::EndsWith(v) => v.len() as u32,
+                    Matcher::Glob(v) => 10 * v.len() as u32,
+                }
+            }
+            Pred::StrDyn { .. } => 30,
+            Pred::Memo(_, p) => p.cost().min(6),
+            Pred::Not(p) => p.cost(),
+            Pred::And(v) | Pred::Or(v) => v.iter().map(Pred::cost).sum(),
+        }
+    }
+
+    /// Orders the operands of every conjunction and disjunction by cost (evaluation has
+    /// no side effects, so only speed changes).
+    pub fn order_by_cost(self) -> Pred {
+        match self {
+            Pred::And(v) => {
+                let mut v: Vec<Pred> = v.into_vec().into_iter().map(Pred::order_by_cost).collect();
+                v.sort_by_key(Pred::cost);
+                Pred::And(v.into_boxed_slice())
+            }
+            Pred::Or(v) => {
+                let mut v: Vec<Pred> = v.into_vec().into_iter().map(Pred::order_by_cost).collect();
+                v.sort_by_key(Pred::cost);
+                Pred::Or(v.into_boxed_slice())
+            }
+            Pred::Not(p) => Pred::Not(Box::new(p.order_by_cost())),
+            Pred::Memo(s, p) => Pred::Memo(s, Box::new(p.order_by_cost())),
+            other => other,
         }
     }
 
@@ -378,6 +523,10 @@ impl Pred {
                     Pred::OpFlags { other: m, net: m, empty: *empty }
                 }
             }
+            Pred::Memo(slot, p) => match p.specialize(t) {
+                Pred::Const(b) => Pred::Const(b),
+                q => Pred::Memo(*slot, Box::new(q)),
+            },
             Pred::Not(p) => match p.specialize(t) {
                 Pred::Const(b) => Pred::Const(!b),
                 q => Pred::Not(Box::new(q)),
@@ -414,9 +563,63 @@ impl Pred {
                     _ => Pred::Or(out.into_boxed_slice()),
                 }
             }
-            other => other.clone(),
+            other => match other.constant_for(t) {
+                Some(b) => Pred::Const(b),
+                None => other.clone(),
+            },
         }
     }
+
+    /// The value of a leaf predicate on every record of type `t`, when all attributes it
+    /// reads are constant for that type (e.g. file attributes on a process event).
+    fn constant_for(&self, t: RecordType) -> Option<bool> {
+        let val_const = |v: &Val| match v {
+            Val::Attr(a) | Val::Json(a, _) | Val::Index(a, _) => a.is_constant_for(t),
+            Val::Lit(_) => true,
+        };
+        let konst = match self {
+            Pred::Str { lhs, .. } => val_const(lhs),
+            Pred::StrDyn { lhs, rhs, .. } => val_const(lhs) && val_const(rhs),
+            Pred::Int { lhs, rhs, .. } => [lhs, rhs].iter().all(|v| match v {
+                IntVal::Attr(a) => a.is_constant_for(t),
+                IntVal::Lit(_) => true,
+            }),
+            Pred::Exists(a) => a.is_constant_for(t),
+            Pred::OpenFlags { .. } => t != RecordType::FileFlow,
+            _ => false,
+        };
+        if !konst {
+            return None;
+        }
+        let header = abi_stable::std_types::RArc::new(sysflow_plugin_api::Header::default());
+        use sysflow_plugin_api::Event as E;
+        let event = match t {
+            RecordType::ProcessEvent => E::Process(Default::default()),
+            RecordType::NetworkFlow => E::NetworkFlow(Default::default()),
+            RecordType::FileFlow => E::FileFlow(Default::default()),
+            RecordType::FileEvent => E::File(Default::default()),
+            RecordType::NetworkEvent => E::Network(Default::default()),
+            RecordType::ProcessFlow => E::ProcessFlow(Default::default()),
+            _ => E::K8s(Default::default()),
+        };
+        let rec = FlatRecord::new(header, event);
+        let mut s = Scratch::default();
+        s.begin_record(0);
+        Some(self.eval(&rec, &mut s))
+    }
+}
+
+/// True if `f` holds for any `,`-separated piece of `v`.
+#[inline]
+fn any_piece(v: &str, mut f: impl FnMut(&str) -> bool) -> bool {
+    let mut start = 0;
+    for i in memchr::memchr_iter(b',', v.as_bytes()) {
+        if f(&v[start..i]) {
+            return true;
+        }
+        start = i + 1;
+    }
+    f(&v[start..])
 }
 
 /// Splits a literal's string form (bounding quotes trimmed) into its `,` pieces.

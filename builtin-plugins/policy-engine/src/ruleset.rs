@@ -30,6 +30,24 @@ pub const EVENT_TYPES: [RecordType; 7] = [
     RecordType::K8sEvent,
 ];
 
+/// Open-flag names and masks, as `sysflow_plugin_api::openflags` renders them.
+const OPEN_FLAG_MASKS: [(i32, &str); 14] = [
+    (1, "RDONLY"),
+    (2, "WRONLY"),
+    (3, "RDWR"),
+    (4, "CREAT"),
+    (32, "EXCL"),
+    (256, "TRUNC"),
+    (8, "APPEND"),
+    (64, "NONBLOCK"),
+    (16, "DSYNC"),
+    (512, "DIRECT"),
+    (2048, "LARGEFILE"),
+    (1024, "DIRECTORY"),
+    (4096, "CLOEXEC"),
+    (128, "SYNC"),
+];
+
 /// What to do with names written like attributes that the attribute table does not know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UnknownAttributes {
@@ -89,6 +107,7 @@ pub struct RuleSet {
     buckets: Vec<Bucket>,
     warnings: Vec<PolicyWarning>,
     files: Vec<PathBuf>,
+    memo_slots: usize,
 }
 
 /// One rule as listed by [`RuleSet::describe`].
@@ -163,6 +182,56 @@ enum Resolved {
 struct Compiler<'o> {
     opts: &'o CompileOptions,
     unknown: Vec<String>,
+    /// Sub-conditions occurring more than once in the set, by structural key.
+    shared: &'o std::collections::HashMap<String, u32>,
+    /// Memo slots assigned so far, by structural key.
+    slots: &'o mut std::collections::HashMap<String, u32>,
+}
+
+/// Counts structurally identical sub-conditions (macros expand to identical trees).
+fn count_subtrees(c: &Cond, counts: &mut std::collections::HashMap<String, u32>) {
+    *counts.entry(format!("{c:?}")).or_default() += 1;
+    match c {
+        Cond::And(v) | Cond::Or(v) => v.iter().for_each(|x| count_subtrees(x, counts)),
+        Cond::Not(x) => count_subtrees(x, counts),
+        _ => {}
+    }
+}
+
+/// Flattens nested disjunctions and merges literal tests of the same attribute and
+/// operator family into one matcher (`a = x or a = y` → one set lookup).
+fn merge_or(preds: Vec<Pred>) -> Vec<Pred> {
+    let family = |op: Op| match op {
+        Op::Eq | Op::In => Some(Op::In),
+        Op::Contains | Op::Pmatch => Some(Op::Pmatch),
+        Op::StartsWith | Op::EndsWith | Op::IContains | Op::Glob => Some(op),
+        _ => None,
+    };
+    let mut flat = Vec::with_capacity(preds.len());
+    for p in preds {
+        match p {
+            Pred::Or(inner) => flat.extend(merge_or(inner.into_vec())),
+            p => flat.push(p),
+        }
+    }
+    let mut out: Vec<Pred> = Vec::with_capacity(flat.len());
+    for p in flat {
+        if let Pred::Str { lhs: Val::Attr(a), op, pieces, .. } = &p {
+            if let Some(fam) = family(*op) {
+                let target = out.iter_mut().find(|q| {
+                    matches!(q, Pred::Str { lhs: Val::Attr(b), op: qop, .. } if b == a && family(*qop) == Some(fam))
+                });
+                if let Some(Pred::Str { pieces: qp, m, op: qop, .. }) = target {
+                    qp.extend(pieces.iter().cloned());
+                    *qop = fam;
+                    *m = Matcher::new(fam, qp.clone());
+                    continue;
+                }
+            }
+        }
+        out.push(p);
+    }
+    out
 }
 
 impl Compiler<'_> {
@@ -205,9 +274,54 @@ impl Compiler<'_> {
     }
 
     fn cond(&mut self, c: &Cond) -> Pred {
+        let key = format!("{c:?}");
+        let p = self.cond_inner(c);
+        let trivial = matches!(p, Pred::Const(_) | Pred::TypeIn(_) | Pred::OpFlags { .. } | Pred::OpenFlags { .. })
+            || matches!(&p, Pred::Not(q) if matches!(**q, Pred::Const(_) | Pred::TypeIn(_) | Pred::OpFlags { .. }));
+        if trivial || self.shared.get(&key).copied().unwrap_or(0) < 2 {
+            return p;
+        }
+        let next = self.slots.len() as u32;
+        let slot = *self.slots.entry(key).or_insert(next);
+        Pred::Memo(slot, Box::new(p))
+    }
+
+    fn cond_inner(&mut self, c: &Cond) -> Pred {
         match c {
-            Cond::And(v) => Pred::And(v.iter().map(|x| self.cond(x)).collect()),
-            Cond::Or(v) => Pred::Or(v.iter().map(|x| self.cond(x)).collect()),
+            Cond::And(v) => {
+                // `not a and not b` = `not (a or b)`: merge negated literal tests too.
+                let preds: Vec<Pred> = v.iter().map(|x| self.cond(x)).collect();
+                let (negs, mut rest): (Vec<Pred>, Vec<Pred>) =
+                    preds.into_iter().partition(|p| matches!(p, Pred::Not(q) if matches!(**q, Pred::Str { .. })));
+                if negs.len() > 1 {
+                    let inner: Vec<Pred> = negs
+                        .into_iter()
+                        .filter_map(|p| match p {
+                            Pred::Not(q) => Some(*q),
+                            _ => None,
+                        })
+                        .collect();
+                    for m in merge_or(inner) {
+                        rest.push(Pred::Not(Box::new(m)));
+                    }
+                } else {
+                    rest.extend(negs);
+                }
+                if rest.len() == 1 {
+                    rest.pop().unwrap_or(Pred::Const(true))
+                } else {
+                    Pred::And(rest.into_boxed_slice())
+                }
+            }
+            Cond::Or(v) => {
+                let preds: Vec<Pred> = v.iter().map(|x| self.cond(x)).collect();
+                let mut merged = merge_or(preds);
+                if merged.len() == 1 {
+                    merged.pop().unwrap_or(Pred::Const(false))
+                } else {
+                    Pred::Or(merged.into_boxed_slice())
+                }
+            }
             Cond::Not(x) => Pred::Not(Box::new(self.cond(x))),
             Cond::Const(b) => Pred::Const(*b),
             Cond::Exists(o) => match self.resolve(o, false) {
@@ -300,16 +414,26 @@ impl Compiler<'_> {
                 let empty = pieces.iter().any(|p| p.is_empty());
                 return Pred::OpFlags { other, net, empty };
             }
+            (Resolved::Attr(Attr::FileOpenFlags), Op::Eq | Op::In) => {
+                let mut masks = Vec::new();
+                for (mask, name) in OPEN_FLAG_MASKS {
+                    if pieces.iter().any(|p| p == name) {
+                        masks.push(mask);
+                    }
+                }
+                return Pred::OpenFlags { masks, none: pieces.iter().any(|p| p == "NONE") };
+            }
             _ => {}
         }
         match l {
             Resolved::Lit(t) => {
                 // Both sides literal: decide now.
                 let lhs = sysflow_plugin_api::flat::trim_bounding_quotes(&t).to_string();
-                let folded = Pred::Str { lhs: Val::Lit(lhs), m: Matcher::new(op, pieces) };
+                let m = Matcher::new(op, pieces.clone());
+                let folded = Pred::Str { lhs: Val::Lit(lhs), op, pieces, m };
                 Pred::Const(folded.eval_literal(&mut Scratch::default()))
             }
-            other => Pred::Str { lhs: Self::val(other), m: Matcher::new(op, pieces) },
+            other => Pred::Str { lhs: Self::val(other), op, m: Matcher::new(op, pieces.clone()), pieces },
         }
     }
 }
@@ -317,6 +441,7 @@ impl Compiler<'_> {
 impl Pred {
     /// Evaluates a predicate whose operands are all literals (no record needed).
     fn eval_literal(&self, s: &mut Scratch) -> bool {
+        s.begin_record(0);
         let header = RArc::new(sysflow_plugin_api::Header::default());
         let rec = FlatRecord::new(header, sysflow_plugin_api::Event::K8s(Default::default()));
         self.eval(&rec, s)
@@ -333,9 +458,17 @@ impl RuleSet {
             }
         }
         let mut buckets: Vec<Bucket> = (0..RecordType::ALL.len()).map(|_| Bucket::default()).collect();
+        let mut shared = std::collections::HashMap::new();
+        for f in filters.iter().filter(|f| f.enabled) {
+            count_subtrees(&f.condition, &mut shared);
+        }
+        for r in rules.iter().filter(|r| r.enabled) {
+            count_subtrees(&r.condition, &mut shared);
+        }
+        let mut slots = std::collections::HashMap::new();
         let mut out_filters = Vec::new();
         for f in filters {
-            let mut c = Compiler { opts, unknown: Vec::new() };
+            let mut c = Compiler { opts, unknown: Vec::new(), shared: &shared, slots: &mut slots };
             let pred = c.cond(&f.condition);
             let mut disabled_reason = None;
             if !c.unknown.is_empty() {
@@ -349,7 +482,7 @@ impl RuleSet {
             let mut types = 0;
             if f.enabled && disabled_reason.is_none() {
                 for t in EVENT_TYPES {
-                    let sp = pred.specialize(t);
+                    let sp = pred.specialize(t).order_by_cost();
                     if !matches!(sp, Pred::Const(false)) {
                         types |= type_bit(t);
                         buckets[t as usize].filters.push(sp);
@@ -360,7 +493,7 @@ impl RuleSet {
         }
         let mut out_rules = Vec::with_capacity(rules.len());
         for (idx, r) in rules.into_iter().enumerate() {
-            let mut c = Compiler { opts, unknown: Vec::new() };
+            let mut c = Compiler { opts, unknown: Vec::new(), shared: &shared, slots: &mut slots };
             let pred = c.cond(&r.condition);
             let mut disabled_reason = None;
             if !c.unknown.is_empty() {
@@ -396,7 +529,7 @@ impl RuleSet {
                     if prefilter & type_bit(t) == 0 {
                         continue;
                     }
-                    let sp = pred.specialize(t);
+                    let sp = pred.specialize(t).order_by_cost();
                     if !matches!(sp, Pred::Const(false)) {
                         types |= type_bit(t);
                         buckets[t as usize].rules.push((idx as u32, sp));
@@ -411,7 +544,8 @@ impl RuleSet {
             });
             out_rules.push(CompiledRule { matched, enabled, disabled_reason, types, pos: r.pos, actions });
         }
-        RuleSet { rules: out_rules, filters: out_filters, buckets, warnings, files }
+        let memo_slots = slots.len();
+        RuleSet { rules: out_rules, filters: out_filters, buckets, warnings, files, memo_slots }
     }
 
     /// Evaluates one record: drop filters first, then every applicable rule in order;
@@ -420,6 +554,7 @@ impl RuleSet {
         let Some(bucket) = self.buckets.get(record.record_type() as usize) else {
             return Verdict::Pass { matched: 0 };
         };
+        st.scratch.begin_record(self.memo_slots);
         for f in &bucket.filters {
             if f.eval(record, &mut st.scratch) {
                 return Verdict::Drop;
@@ -494,5 +629,15 @@ impl RuleSet {
     /// The policy files the set was compiled from.
     pub fn files(&self) -> &[PathBuf] {
         &self.files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn open_flag_masks_follow_the_api_rendering() {
+        for (mask, name) in super::OPEN_FLAG_MASKS {
+            assert!(sysflow_plugin_api::openflags::names(mask).contains(&name), "{name}");
+        }
     }
 }
