@@ -247,7 +247,8 @@ impl Matcher {
                 if pieces.len() <= SMALL || pieces.iter().any(|p| p.is_empty()) {
                     Matcher::ContainsSmall(finders(&pieces))
                 } else {
-                    match AhoCorasick::new(&pieces) {
+                    let ac = AhoCorasick::builder().kind(Some(aho_corasick::AhoCorasickKind::DFA)).build(&pieces);
+                    match ac.or_else(|_| AhoCorasick::new(&pieces)) {
                         Ok(ac) => Matcher::ContainsAc(ac),
                         Err(_) => Matcher::ContainsSmall(finders(&pieces)),
                     }
@@ -257,7 +258,11 @@ impl Matcher {
             Op::StartsWith => {
                 let ac = (pieces.len() > SMALL)
                     .then(|| {
-                        AhoCorasick::builder().start_kind(aho_corasick::StartKind::Anchored).build(&pieces).ok()
+                        AhoCorasick::builder()
+                            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                            .start_kind(aho_corasick::StartKind::Anchored)
+                            .build(&pieces)
+                            .ok()
                     })
                     .flatten();
                 match ac {

@@ -34,6 +34,9 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
 /// Below this many records per worker a batch is evaluated on the calling thread only.
 const MIN_RECORDS_PER_WORKER: usize = 256;
 
+/// Records a worker takes from the batch at a time.
+const WORK_CHUNK: usize = 64;
+
 /// Whether unmatched records are forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -247,25 +250,27 @@ impl Processor for PolicyEngine {
                 *v = rules.evaluate(r, st);
             }
         } else {
-            let chunk = n.div_ceil(workers);
-            std::thread::scope(|s| {
-                let mut jobs = recs
-                    .as_mut_slice()
-                    .chunks_mut(chunk)
-                    .zip(e.verdicts.chunks_mut(chunk))
-                    .zip(e.states.iter_mut());
-                let first = jobs.next();
-                for ((rc, vc), st) in jobs {
-                    s.spawn(move || {
-                        for (r, v) in rc.iter_mut().zip(vc.iter_mut()) {
-                            *v = rules.evaluate(r, st);
-                        }
-                    });
+            // Workers take small chunks from a shared queue, so one descheduled thread does
+            // not hold up the batch; chunks stay in place, so output order is kept.
+            let queue = parking_lot::Mutex::new(
+                recs.as_mut_slice().chunks_mut(WORK_CHUNK).zip(e.verdicts.chunks_mut(WORK_CHUNK)),
+            );
+            let work = |st: &mut EvalState| loop {
+                let next = queue.lock().next();
+                let Some((rc, vc)) = next else { break };
+                for (r, v) in rc.iter_mut().zip(vc.iter_mut()) {
+                    *v = rules.evaluate(r, st);
                 }
-                if let Some(((rc, vc), st)) = first {
-                    for (r, v) in rc.iter_mut().zip(vc.iter_mut()) {
-                        *v = rules.evaluate(r, st);
-                    }
+            };
+            std::thread::scope(|s| {
+                let mut states = e.states.iter_mut().take(workers);
+                let first = states.next();
+                for st in states {
+                    let work = &work;
+                    s.spawn(move || work(st));
+                }
+                if let Some(st) = first {
+                    work(st);
                 }
             });
         }

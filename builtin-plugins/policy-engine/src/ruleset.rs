@@ -158,8 +158,9 @@ pub enum Verdict {
     },
 }
 
-/// Per-thread evaluation state.
+/// Per-thread evaluation state (cache-line aligned: workers' states sit side by side).
 #[derive(Default, Debug)]
+#[repr(align(128))]
 pub struct EvalState {
     scratch: Scratch,
     /// Action errors since the last drain: (action index in rule, message).
