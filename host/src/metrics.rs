@@ -21,6 +21,8 @@ pub struct NodeMetrics {
     pub records_in: AtomicU64,
     /// Records emitted (each record counted once however many outputs it goes to).
     pub records_out: AtomicU64,
+    /// The node has no output channel (an exporter): "out" means nothing for it.
+    pub sink: bool,
     /// Errors returned by the plugin.
     pub errors: AtomicU64,
     /// Records the host discarded (batch lost to an error, or input of a failed branch).
@@ -36,9 +38,10 @@ pub struct NodeMetrics {
 
 impl NodeMetrics {
     /// Counters for a node; `queue` is its input channel and that channel's capacity.
-    pub fn new(label: String, queue: Option<(Receiver<Batch>, usize)>) -> Arc<NodeMetrics> {
+    pub fn new(label: String, queue: Option<(Receiver<Batch>, usize)>, sink: bool) -> Arc<NodeMetrics> {
         Arc::new(NodeMetrics {
             label,
+            sink,
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -112,12 +115,16 @@ impl PerfReporter {
                         Some((d, cap)) => format!(", queue {d}/{cap} batches"),
                         None => String::new(),
                     };
+                    let out = if node.sink {
+                        String::new()
+                    } else {
+                        format!(", out {rout} ({:.0}/s)", (rout - prev.1) as f64 / elapsed)
+                    };
                     tracing::info!(
                         target: "perf",
-                        "{}: in {rin} ({:.0}/s), out {rout} ({:.0}/s){queue}",
+                        "{}: in {rin} ({:.0}/s){out}{queue}",
                         node.label,
                         (rin - prev.0) as f64 / elapsed,
-                        (rout - prev.1) as f64 / elapsed,
                     );
                     *prev = (rin, rout);
                 }
@@ -144,12 +151,10 @@ fn is_loss_counter(name: &str) -> bool {
 
 /// Logs the exit summary of one node: host counters, plugin counters, and warnings for losses.
 pub fn log_summary(node: &NodeMetrics, plugin_counters: &[(String, Vec<Counter>)]) {
-    let mut line = format!(
-        "{}: records in {}, out {}",
-        node.label,
-        NodeMetrics::get(&node.records_in),
-        NodeMetrics::get(&node.records_out)
-    );
+    let mut line = format!("{}: records in {}", node.label, NodeMetrics::get(&node.records_in));
+    if !node.sink {
+        line.push_str(&format!(", out {}", NodeMetrics::get(&node.records_out)));
+    }
     for (owner, counters) in plugin_counters {
         for c in counters {
             line.push_str(&format!(", {owner}{}={}", c.name.as_str(), c.value));

@@ -137,7 +137,7 @@ pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, perflog: bool) 
             continue;
         };
         let outputs: Vec<Sender<Batch>> = node.outputs.iter().filter_map(|&c| senders[c].clone()).collect();
-        let m = NodeMetrics::new(node.label(), Some((rx.clone(), CHANNEL_CAPACITY)));
+        let m = NodeMetrics::new(node.label(), Some((rx.clone(), CHANNEL_CAPACITY)), node.outputs.is_empty());
         all_metrics.push(m.clone());
         let worker = ProcessorWorker { node: node.clone(), proc, handler, input: rx, outputs, metrics: m.clone() };
         match std::thread::Builder::new().name(format!("node-{}", node.block.index)).spawn(move || worker.run()) {
@@ -151,7 +151,7 @@ pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, perflog: bool) 
     let mut driver_threads = Vec::new();
     for (node, driver) in graph.drivers.iter().zip(instances.drivers) {
         let outputs: Vec<Sender<Batch>> = senders[node.output].clone().into_iter().collect();
-        let m = NodeMetrics::new(node.label.clone(), None);
+        let m = NodeMetrics::new(node.label.clone(), None, false);
         all_metrics.push(m.clone());
         let worker = DriverWorker { node: node.clone(), driver, outputs, metrics: m.clone(), stop: stop.clone() };
         match std::thread::Builder::new().name("driver".into()).spawn(move || worker.run()) {
