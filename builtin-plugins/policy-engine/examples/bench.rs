@@ -52,7 +52,11 @@ fn main() {
     let (mut n, mut matched) = (0u64, 0u64);
     let cpu0 = thread_cpu();
     let start = Instant::now();
-    while start.elapsed().as_secs_f64() < secs {
+    // PASSES=<n> runs a fixed amount of work (for instruction counts) instead of a duration.
+    let passes: Option<u64> = std::env::var("PASSES").ok().and_then(|p| p.parse().ok());
+    let mut pass = 0u64;
+    while passes.map_or(start.elapsed().as_secs_f64() < secs, |p| pass < p) {
+        pass += 1;
         for b in &batches {
             let mut b = b.clone();
             for r in b.iter_mut() {
@@ -78,6 +82,9 @@ fn main() {
         args[1]
     ))
     .expect("config");
+    if passes.is_some() {
+        return;
+    }
     let mut pe = PolicyEngine::new(&cfg, Host::new(quiet, "pe")).expect("engine");
     let mut n = 0u64;
     let start = Instant::now();

@@ -257,10 +257,11 @@ impl Compiler<'_> {
             }
         }
         let base = text.split_once('[').map(|(b, _)| b).unwrap_or(text);
-        if self.opts.unknown_attributes == UnknownAttributes::Disable && attributes::looks_like_attribute(base) {
-            if !self.unknown.contains(text) {
-                self.unknown.push(text.clone());
-            }
+        if self.opts.unknown_attributes == UnknownAttributes::Disable
+            && attributes::looks_like_attribute(base)
+            && !self.unknown.contains(text)
+        {
+            self.unknown.push(text.clone());
         }
         Resolved::Lit(text.clone())
     }

@@ -107,7 +107,7 @@ pub struct RuleItem {
 #[derive(Debug, Clone)]
 pub enum Item {
     /// `- rule:`
-    Rule(RuleItem),
+    Rule(Box<RuleItem>),
     /// `- macro:`
     Macro {
         /// Name.

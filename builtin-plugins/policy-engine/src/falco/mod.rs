@@ -163,7 +163,7 @@ impl Lowering {
         }
         for item in items {
             match item {
-                Item::Rule(r) => self.rule(r),
+                Item::Rule(r) => self.rule(*r),
                 Item::Filter { name, condition, enabled, pos } => {
                     let enabled = self.enabled_flag(enabled.as_ref());
                     match self.lower(&condition, &mut Vec::new()) {

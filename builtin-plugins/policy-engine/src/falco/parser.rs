@@ -187,7 +187,7 @@ impl<'s> Parser<'s> {
         self.expect_keysep()?;
         let pos = self.pos(dash);
         match word {
-            "rule" => self.rule(pos).map(|r| Some(Item::Rule(r))),
+            "rule" => self.rule(pos).map(|r| Some(Item::Rule(Box::new(r)))),
             "macro" => self.macro_item(pos).map(Some),
             "list" => self.list_item(pos).map(Some),
             "filter" | "drop" => self.filter_item(pos).map(Some),
