@@ -81,3 +81,29 @@ fn each_test_file_compiles_alone() {
     }
     assert!(n >= 17);
 }
+
+/// Truncated and corrupted policy text never panics the compiler: it compiles or fails
+/// with positioned errors.
+#[test]
+fn damaged_policy_text_never_panics() {
+    let Some(dir) = data_dir() else { return };
+    let opts = sysflow_policy_engine::CompileOptions::default();
+    let mut checked = 0;
+    for f in ["policies/runtimeintegrity/globals.yaml", "policies/tests/unit_test_logic.yaml", "policies/runtimeintegrity/path.yaml"] {
+        let text = std::fs::read_to_string(dir.join(f)).unwrap();
+        let bytes = text.as_bytes();
+        let step = (bytes.len() / 97).max(1);
+        for cut in (0..bytes.len()).step_by(step) {
+            let truncated = String::from_utf8_lossy(&bytes[..cut]).into_owned();
+            if let Err(e) = sysflow_policy_engine::compile_policy_text("cut.yaml", &truncated, &opts) {
+                assert!(e.0.iter().all(|x| x.pos.line > 0), "{e}");
+            }
+            let mut corrupt = bytes.to_vec();
+            corrupt[cut] = b"|(]:'\"-#\xc3"[cut % 9];
+            let corrupt = String::from_utf8_lossy(&corrupt).into_owned();
+            let _ = sysflow_policy_engine::compile_policy_text("bad.yaml", &corrupt, &opts);
+            checked += 1;
+        }
+    }
+    assert!(checked > 200);
+}
