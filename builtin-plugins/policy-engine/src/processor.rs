@@ -34,6 +34,11 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
 /// Below this many records per worker a batch is evaluated on the calling thread only.
 const MIN_RECORDS_PER_WORKER: usize = 256;
 
+thread_local! {
+    /// Evaluation state of a pool thread (scratch buffers, memo table).
+    static WORKER_STATE: std::cell::RefCell<EvalState> = std::cell::RefCell::new(EvalState::default());
+}
+
 /// Records a worker takes from the batch at a time.
 const WORK_CHUNK: usize = 64;
 
@@ -53,6 +58,7 @@ struct Engine {
     last_check: Instant,
     states: Vec<EvalState>,
     verdicts: Vec<Verdict>,
+    pool: rayon::ThreadPool,
 }
 
 /// The policy engine processor.
@@ -222,8 +228,13 @@ impl Processor for PolicyEngine {
             monitor,
             interval: Duration::from_secs(interval_secs),
             last_check: Instant::now(),
-            states: (0..workers).map(|_| EvalState::default()).collect(),
+            states: vec![EvalState::default()],
             verdicts: Vec::new(),
+            pool: rayon::ThreadPoolBuilder::new()
+                .num_threads(workers)
+                .thread_name(|i| format!("policy-worker-{i}"))
+                .build()
+                .map_err(|e| PluginError::new(format!("key 'concurrency': cannot start {workers} workers: {e}")))?,
         });
         Ok(engine)
     }
@@ -250,29 +261,31 @@ impl Processor for PolicyEngine {
                 *v = rules.evaluate(r, st);
             }
         } else {
-            // Workers take small chunks from a shared queue, so one descheduled thread does
-            // not hold up the batch; chunks stay in place, so output order is kept.
-            let queue = parking_lot::Mutex::new(
-                recs.as_mut_slice().chunks_mut(WORK_CHUNK).zip(e.verdicts.chunks_mut(WORK_CHUNK)),
-            );
-            let work = |st: &mut EvalState| loop {
-                let next = queue.lock().next();
-                let Some((rc, vc)) = next else { break };
-                for (r, v) in rc.iter_mut().zip(vc.iter_mut()) {
-                    *v = rules.evaluate(r, st);
-                }
-            };
-            std::thread::scope(|s| {
-                let mut states = e.states.iter_mut().take(workers);
-                let first = states.next();
-                for st in states {
-                    let work = &work;
-                    s.spawn(move || work(st));
-                }
-                if let Some(st) = first {
-                    work(st);
-                }
+            // A work-stealing pool: the chunks of a worker that is descheduled are taken by
+            // the others, so a busy machine does not stall the batch. Chunks stay in place,
+            // so output order is kept.
+            let errors = parking_lot::Mutex::new(Vec::new());
+            let pool = &e.pool;
+            pool.install(|| {
+                use rayon::prelude::*;
+                recs.as_mut_slice().par_chunks_mut(WORK_CHUNK).zip(e.verdicts.par_chunks_mut(WORK_CHUNK)).for_each(
+                    |(rc, vc)| {
+                        WORKER_STATE.with(|cell| {
+                            let mut st = cell.borrow_mut();
+                            for (r, v) in rc.iter_mut().zip(vc.iter_mut()) {
+                                *v = rules.evaluate(r, &mut st);
+                            }
+                            if !st.action_errors.is_empty() {
+                                errors.lock().append(&mut st.action_errors);
+                            }
+                        })
+                    },
+                );
             });
+            for msg in errors.into_inner() {
+                self.action_errors += 1;
+                self.host.error(&msg);
+            }
         }
         for st in e.states.iter_mut() {
             for msg in st.action_errors.drain(..) {
