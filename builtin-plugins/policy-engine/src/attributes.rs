@@ -159,6 +159,30 @@ pub fn looks_like_attribute(name: &str) -> bool {
     }
 }
 
+/// The known attribute name closest to `name` (for "did you mean" hints), if any is close.
+pub fn suggest(name: &str) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1; b.len() + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    let base = name.split_once('[').map(|(b, _)| b).unwrap_or(name);
+    Attr::ALL
+        .iter()
+        .map(|a| a.name())
+        .map(|n| (distance(base, n), !base.starts_with(n), n))
+        .filter(|(d, not_prefix, _)| *d <= 2 || (!*not_prefix && *d <= 4))
+        .min_by_key(|(d, not_prefix, _)| (*not_prefix, *d))
+        .map(|(_, _, n)| n)
+}
+
 /// Looks up an attribute by `sf.*` name or Falco alias.
 pub fn lookup(name: &str) -> Option<Attr> {
     use Attr::*;
@@ -699,6 +723,12 @@ mod tests {
         assert!(looks_like_attribute("sf.state"));
         assert!(!looks_like_attribute("cos-write.py"));
         assert!(!looks_like_attribute("node"));
+        assert_eq!(suggest("sf.proc.username"), Some("sf.proc.user"));
+        assert_eq!(suggest("sf.prog.args"), Some("sf.proc.args"));
+        assert_eq!(suggest("sf.poc.name"), Some("sf.proc.name"));
+        assert_eq!(suggest("k8s.ns.name"), None);
+        assert_eq!(suggest("sf.net.mask"), None);
+        assert_eq!(suggest("sf.file.typechar"), Some("sf.file.type"));
     }
 
     #[test]

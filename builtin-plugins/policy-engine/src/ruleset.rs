@@ -167,6 +167,18 @@ pub struct EvalState {
     pub action_errors: Vec<String>,
 }
 
+/// Lists unknown names with a "did you mean" hint where one is close.
+fn describe_unknown(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| match attributes::suggest(n) {
+            Some(s) => format!("{n} (did you mean {s}?)"),
+            None => n.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn mask_names(mask: TypeMask) -> Vec<&'static str> {
     EVENT_TYPES.iter().filter(|t| mask & type_bit(**t) != 0).map(|t| t.short_name()).collect()
 }
@@ -474,7 +486,7 @@ impl RuleSet {
             let pred = c.cond(&f.condition);
             let mut disabled_reason = None;
             if !c.unknown.is_empty() {
-                let reason = format!("unknown attribute(s) {}", c.unknown.join(", "));
+                let reason = format!("unknown attribute(s) {}", describe_unknown(&c.unknown));
                 warnings.push(PolicyWarning {
                     pos: f.pos.clone(),
                     message: format!("filter '{}' disabled: {reason}", f.name),
@@ -499,7 +511,7 @@ impl RuleSet {
             let pred = c.cond(&r.condition);
             let mut disabled_reason = None;
             if !c.unknown.is_empty() {
-                let reason = format!("unknown attribute(s) {}", c.unknown.join(", "));
+                let reason = format!("unknown attribute(s) {}", describe_unknown(&c.unknown));
                 warnings.push(PolicyWarning {
                     pos: r.pos.clone(),
                     message: format!("rule '{}' disabled: {reason}", r.name),
