@@ -274,6 +274,16 @@ impl Matcher {
         }
     }
 
+    /// Matches a whole string form: true if any of its `,` pieces matches. Substring
+    /// tests run once over the whole text (literal pieces never contain `,`, so a match
+    /// cannot span two pieces).
+    fn matches_form(&self, v: &str, low: &mut String) -> bool {
+        match self {
+            Matcher::ContainsSmall(_) | Matcher::ContainsAc(_) | Matcher::IContains(_) => self.matches(v, low),
+            _ => any_piece(v, |p| self.matches(p, low)),
+        }
+    }
+
     fn matches(&self, piece: &str, low: &mut String) -> bool {
         match self {
             Matcher::EqSmall(v) => v.iter().any(|x| &**x == piece),
@@ -415,12 +425,12 @@ impl Pred {
                             *e = (*gen, start as u32, arena.len() as u32);
                         }
                         let v = &arena[e.1 as usize..e.2 as usize];
-                        return any_piece(v, |p| m.matches(p, low));
+                        return m.matches_form(v, low);
                     }
                 }
                 let Scratch { lhs: lb, tmp, low, .. } = s;
                 let v = lhs.get(r, lb, tmp);
-                any_piece(v, |p| m.matches(p, low))
+                m.matches_form(v, low)
             }
             Pred::OpenFlags { masks, none } => {
                 let flags = r.open_flags();
