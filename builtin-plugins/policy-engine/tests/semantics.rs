@@ -321,6 +321,9 @@ fn unknown_attribute_disables_only_its_rule() {
     let w: Vec<String> = rs.warnings().iter().map(|w| w.to_string()).collect();
     assert!(w.iter().any(|w| w.contains("t.yaml:1:1") && w.contains("'bad'") && w.contains("sf.proc.username")), "{w:?}");
     assert!(w.iter().any(|w| w.contains("Unknown action identifier 'nosuch'")), "{w:?}");
+    let typo = compile("- rule: r\n  desc: d\n  condition: sf.proc.name in (shell_binaries, python)\n");
+    assert!(typo.warnings().iter().any(|w| w.message.contains("'shell_binaries' is not a defined list")));
+    assert!(!typo.warnings().iter().any(|w| w.message.contains("'python'")));
     let mut rec = pe_record(OP_EXEC);
     let mut st = EvalState::default();
     rs.evaluate(&mut rec, &mut st);

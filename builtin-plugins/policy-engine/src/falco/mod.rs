@@ -96,6 +96,12 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyEr
         }
         lw.set.files.push((*file).clone());
     }
+    for (name, pos) in lw.undefined_lists.take() {
+        lw.set.warnings.push(PolicyWarning {
+            pos,
+            message: format!("'{name}' is not a defined list; it is compared as a literal value"),
+        });
+    }
     if lw.errors.is_empty() {
         Ok(lw.set)
     } else {
@@ -105,11 +111,22 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyEr
 
 #[derive(Default)]
 struct Lowering {
+    /// Snake-case names used as `in`/`pmatch` elements that name no list (warned once).
+    undefined_lists: std::cell::RefCell<Vec<(String, SourcePos)>>,
     lists: HashMap<String, Vec<String>>,
+    /// Where each list was (last) defined.
+    list_pos: HashMap<String, SourcePos>,
     macros: HashMap<String, Expr>,
     set: PolicySet,
     errors: Vec<PolicyError>,
 }
+
+/// Name endings that mark a word in `in (…)` as meant to be a list name.
+const LIST_SUFFIXES: &[&str] = &[
+    "binaries", "files", "directories", "dirs", "paths", "procs", "processes", "images", "containers", "users",
+    "groups", "cmds", "commands", "tools", "list", "lists", "names", "ports", "ipaddrs", "networks", "domains",
+    "programs", "scripts", "services", "installer",
+];
 
 /// Priority ordinal of a severity word (policy-language.md §7).
 pub fn priority_of(word: &str) -> Option<i32> {
@@ -138,7 +155,8 @@ impl Lowering {
         // Pre-scan: this file's definitions are visible to all of its rules.
         for item in &items {
             match item {
-                Item::List { name, items, append, .. } => {
+                Item::List { name, items, append, pos } => {
+                    self.list_pos.insert(name.clone(), pos.clone());
                     if *append {
                         self.lists.entry(name.clone()).or_default().extend(items.iter().cloned());
                     } else {
@@ -328,11 +346,30 @@ impl Lowering {
         }
     }
 
+    /// Warns (once per name) about a word that looks like a list name but names no list:
+    /// an undefined list cannot be told from a literal value, so it is compared as one.
+    fn check_list_name(&self, t: &str, bare: bool, pos: &SourcePos) {
+        let listy = bare
+            && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && t.rsplit_once('_').is_some_and(|(_, suffix)| LIST_SUFFIXES.contains(&suffix));
+        if listy && !self.lists.contains_key(t) {
+            let mut u = self.undefined_lists.borrow_mut();
+            if !u.iter().any(|(n, _)| n == t) {
+                u.push((t.to_string(), pos.clone()));
+            }
+        }
+    }
+
     /// Expands list names (recursively) into literal operands.
     fn expand_elem(&self, text: &str, out: &mut Vec<Operand>, depth: usize) {
         match self.lists.get(text) {
             Some(items) if depth < 32 => {
                 for it in items {
+                    if !self.lists.contains_key(it.as_str()) {
+                        if let Some(pos) = self.list_pos.get(text) {
+                            self.check_list_name(it, true, pos);
+                        }
+                    }
                     self.expand_elem(it, out, depth + 1);
                 }
             }
@@ -370,6 +407,7 @@ impl Lowering {
             Expr::List { lhs, op, elems } => {
                 let mut rhs = Vec::new();
                 for el in elems {
+                    self.check_list_name(&el.text, el.kind == Tok::Id, &el.pos);
                     self.expand_elem(&el.text, &mut rhs, 0);
                 }
                 Cond::Cmp { lhs: Self::operand(lhs), op: *op, rhs }
