@@ -65,10 +65,11 @@ pub struct CompileOptions {
     pub unknown_attributes: UnknownAttributes,
     /// Actions rules may name.
     pub actions: ActionRegistry,
-    /// Benchmarking: replicate the rule at `bench_rule_index` this many times (0: off).
-    pub bench_ruleset_size: usize,
-    /// Benchmarking: index of the rule to replicate.
-    pub bench_rule_index: usize,
+    /// Benchmarking (`bench.rulesetsize`): keep only the first N rules (`None`: off).
+    pub bench_ruleset_size: Option<usize>,
+    /// Benchmarking (`bench.ruleindex`): keep only rule #i, counted from 0 in load
+    /// order; takes precedence over `bench_ruleset_size` (`None`: off).
+    pub bench_rule_index: Option<usize>,
 }
 
 /// A compiled rule.
@@ -466,10 +467,17 @@ impl RuleSet {
     /// Compiles a front end's policy set.
     pub fn compile(set: PolicySet, opts: &CompileOptions) -> RuleSet {
         let PolicySet { mut rules, filters, mut warnings, files } = set;
-        if opts.bench_ruleset_size > 0 {
-            if let Some(r) = rules.get(opts.bench_rule_index).cloned() {
-                rules = vec![r; opts.bench_ruleset_size];
+        // Upstream's `-perflog` rule-set trimming; drop filters are kept.
+        if let Some(i) = opts.bench_rule_index {
+            if i >= rules.len() {
+                warnings.push(PolicyWarning {
+                    pos: SourcePos { file: Arc::new(files.first().cloned().unwrap_or_default()), line: 1, col: 1 },
+                    message: format!("bench.ruleindex {i} is out of range ({} rules): no rules kept", rules.len()),
+                });
             }
+            rules = rules.into_iter().nth(i).into_iter().collect();
+        } else if let Some(n) = opts.bench_ruleset_size {
+            rules.truncate(n);
         }
         let mut buckets: Vec<Bucket> = (0..RecordType::ALL.len()).map(|_| Bucket::default()).collect();
         let mut shared = std::collections::HashMap::new();
