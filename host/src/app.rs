@@ -9,7 +9,7 @@ use crate::{
     env_overrides,
     graph::{self, DriverChoice},
     logging::{self, Threshold},
-    pipeline_config,
+    pipeline_config, plugins,
     registry::Registry,
     runtime,
     signals::{self, StopFlag},
@@ -70,16 +70,13 @@ where
             tracing::warn!("-{flag} is accepted for compatibility but ignored: Go profiles do not apply to this implementation");
         }
     }
-    for (flag, dir) in [("driverdir", &cli.driverdir), ("plugdir", &cli.plugdir)] {
-        let libraries = shared_libraries(Path::new(dir));
-        if !libraries.is_empty() {
-            tracing::warn!(
-                "-{flag} {dir}: {} plugin librar{} found but not loaded: this build has only its built-in plugins ({})",
-                libraries.len(),
-                if libraries.len() == 1 { "y" } else { "ies" },
-                libraries.join(", ")
-            );
+    let opts = plugins::options(cli.allowinsecureplugins);
+    let mut registry = registry.clone();
+    if let Err(errors) = plugins::load_driver_dir(&mut registry, Path::new(&cli.driverdir), &opts) {
+        for e in errors {
+            tracing::error!("{e}");
         }
+        return 1;
     }
     let mut diag = Diagnostics::default();
     let mut raw = match pipeline_config::read_file(Path::new(&cli.config)) {
@@ -101,7 +98,8 @@ where
     let cluster_id = std::env::var("CLUSTER_ID").unwrap_or_default();
     let cfg = pipeline_config::interpret(&raw, &cluster_id, &mut diag);
     let choice = DriverChoice { driver: cli.driver.clone(), path: cli.path.clone() };
-    let graph = graph::build(&cfg, registry, &choice, &mut diag);
+    plugins::load_pipeline_plugins(&mut registry, &cfg, Path::new(&cli.plugdir), &opts);
+    let graph = graph::build(&cfg, &registry, &choice, &mut diag);
     if !report(&diag) {
         return 1;
     }
@@ -128,18 +126,6 @@ where
     tracing::info!("Starting the processing pipeline");
     tracing::info!("Initializing {} drivers", graph.drivers.len());
     runtime::run(&graph, instances, stop, cli.perflog)
-}
-
-/// Names of the `*.so` files in `dir` (none when it does not exist, as upstream ignores it).
-fn shared_libraries(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".so"))
-        .collect();
-    names.sort();
-    names
 }
 
 /// Logs warnings and errors; true when there is no error.

@@ -72,6 +72,12 @@ pub struct Cli {
           default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
     pub perflog: bool,
 
+    /// Load plugin libraries even when they or their directory are writable by group or
+    /// others, or owned by another user (development only: anyone who can write there can run code here).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
+    pub allowinsecureplugins: bool,
+
     /// Accepted for compatibility with upstream; Go profiles are not produced.
     #[arg(long, value_name = "FILE", hide = true, allow_hyphen_values = true)]
     pub cpuprofile: Option<String>,

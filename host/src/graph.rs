@@ -140,11 +140,14 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
     for block in &cfg.blocks {
         let label = block.label();
         let Some(plugin) = registry.get(Kind::Processor, &block.processor) else {
-            diag.error(format!(
-                "{label}: key 'processor': unknown processor '{}' {}",
-                block.processor,
-                registry.known_hint(Kind::Processor)
-            ));
+            match registry.load_failure(Kind::Processor, &block.processor) {
+                Some(why) => diag.error(format!("{label}: key 'processor': {why}")),
+                None => diag.error(format!(
+                    "{label}: key 'processor': unknown processor '{}' {}",
+                    block.processor,
+                    registry.known_hint(Kind::Processor)
+                )),
+            }
             tainted.extend(block.inputs.iter().chain(&block.outputs).map(|c| c.name.clone()));
             continue;
         };
@@ -164,17 +167,13 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
                     }
                     handler = Some(reg.clone());
                 }
-                None => {
-                    let how = if block.map.contains_key("handlerlibpath") {
-                        " (loading handlers from 'handlerlibpath' is not supported yet)"
-                    } else {
-                        ""
-                    };
-                    diag.error(format!(
-                        "{label}: key 'handler': unknown handler '{h}' {}{how}",
+                None => match registry.load_failure(Kind::Handler, h) {
+                    Some(why) => diag.error(format!("{label}: key 'handler': {why}")),
+                    None => diag.error(format!(
+                        "{label}: key 'handler': unknown handler '{h}' {}",
                         registry.known_hint(Kind::Handler)
-                    ));
-                }
+                    )),
+                },
             }
         }
         // Inputs.

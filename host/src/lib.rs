@@ -14,6 +14,7 @@ pub mod graph;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline_config;
+pub mod plugins;
 pub mod registry;
 pub mod runtime;
 pub mod signals;

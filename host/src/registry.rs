@@ -95,6 +95,8 @@ impl Registered {
 #[derive(Default, Clone)]
 pub struct Registry {
     plugins: HashMap<(Kind, String), Registered>,
+    /// Why a plugin could not be loaded on demand, so validation reports that instead of "unknown".
+    load_failures: HashMap<(Kind, String), String>,
 }
 
 impl Registry {
@@ -140,6 +142,16 @@ impl Registry {
         }
         self.plugins.insert((kind, name), Registered { descriptor, origin });
         Ok(())
+    }
+
+    /// Records why plugin `name` could not be loaded (shown instead of "unknown").
+    pub fn note_load_failure(&mut self, kind: Kind, name: &str, why: String) {
+        self.load_failures.insert((kind, name.to_string()), why);
+    }
+
+    /// Why plugin `name` could not be loaded, if a load was tried and failed.
+    pub fn load_failure(&self, kind: Kind, name: &str) -> Option<&str> {
+        self.load_failures.get(&(kind, name.to_string())).map(String::as_str)
     }
 
     /// Looks a plugin up.

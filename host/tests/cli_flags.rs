@@ -130,14 +130,20 @@ fn errors_go_to_stderr_with_upstream_line_shape() {
 }
 
 #[test]
-fn plugin_directories_with_libraries_are_reported() {
+fn plugin_directories_load_only_what_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_pipeline(dir.path(), "p.json", READER_EXPORTER);
     std::fs::create_dir(dir.path().join("plugins")).expect("mkdir");
     std::fs::write(dir.path().join("plugins/libcustom.so"), b"").expect("write");
+    // -plugdir is searched only for processors the pipeline names and the registry lacks.
     let out = run_in(dir.path(), &["-config", &cfg, "-test", "-plugdir", "plugins", "-driverdir=absent"], &[]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stdout.contains("-plugdir plugins: 1 plugin library found but not loaded") && stdout.contains("libcustom.so"), "{stdout}");
-    assert!(!stdout.contains("-driverdir"), "a missing directory is ignored, as upstream does: {stdout}");
+    assert!(!stdout.contains("libcustom.so") && !stderr.contains("libcustom.so"), "{stdout}{stderr}");
+    // Every library in -driverdir is loaded at start-up; one that is no plugin aborts it.
+    let out = run_in(dir.path(), &["-config", &cfg, "-test", "-driverdir", "plugins"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("plugins/libcustom.so"), "{stderr}");
+    assert!(!stdout.contains("Successfully loaded"), "{stdout}");
 }
