@@ -1,0 +1,284 @@
+//! Third-party plugin libraries through the binary: each example plugin loads from a
+//! directory and does its job in a real pipeline; unsafe directories are refused; a
+//! panicking plugin stops only its own branch.
+
+mod common;
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::OnceLock,
+};
+
+use common::{expected_counts, lines_of, run_in, shared_data, text, write_pipeline};
+
+/// The example plugins: (package, plugin file name to install as).
+const EXAMPLES: &[(&str, &str)] = &[
+    ("example-processor", "example.so"),
+    ("printer-handler", "printer.so"),
+    ("ndjson-driver", "ndjson.so"),
+    ("passthrough", "passthrough.so"),
+    ("panicking-processor", "panicky.so"),
+];
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("workspace root")
+}
+
+/// The nested builds' target directory: the one the plugin-loader tests use (same key),
+/// so the example plugins compile once for both; separate from the outer build, whose lock
+/// the running `cargo test` holds.
+fn plugin_target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SFPROCESSOR_PLUGIN_TEST_TARGET") {
+        return PathBuf::from(dir);
+    }
+    let key = workspace_root()
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    std::env::temp_dir().join(format!("sfprocessor-plugin-test-target-{key:016x}"))
+}
+
+/// Builds the example plugins once per test process; returns the directory of the `.so` files.
+fn build_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.arg("build").arg("--manifest-path").arg(workspace_root().join("Cargo.toml"));
+        for (p, _) in EXAMPLES {
+            cmd.arg("-p").arg(p);
+        }
+        cmd.env("CARGO_TARGET_DIR", plugin_target_dir()).env("CARGO_PROFILE_DEV_DEBUG", "0");
+        let out = cmd.output().expect("running cargo");
+        assert!(out.status.success(), "cargo build of the example plugins failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        plugin_target_dir().join("debug")
+    })
+}
+
+/// A 0755 directory holding the named example plugins (mode 0644).
+fn plugin_dir(parent: &Path, name: &str, packages: &[&str]) -> PathBuf {
+    let dir = parent.join(name);
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    for p in packages {
+        let (_, file) = EXAMPLES.iter().find(|(pkg, _)| pkg == p).expect("known example");
+        let dest = dir.join(file);
+        fs::copy(build_dir().join(format!("lib{}.so", p.replace('-', "_"))), &dest).expect("copy plugin");
+        fs::set_permissions(&dest, fs::Permissions::from_mode(0o644)).expect("chmod plugin");
+    }
+    dir
+}
+
+/// A private temp dir (0700) whose images are mapped from its own runtime dir.
+fn scratch() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    d
+}
+
+fn count_for(data: &Path, trace: &str) -> usize {
+    expected_counts(data).into_iter().find(|(t, _)| t == trace).map(|(_, n)| n).expect("trace in counts.tsv")
+}
+
+const READER: &str =
+    r#"{"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}"#;
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn example_processor_passes_records_unchanged_and_logs() {
+    let Some(data) = shared_data() else { return };
+    let dir = scratch();
+    let plugins = plugin_dir(dir.path(), "plugins", &["example-processor"]);
+    let trace = s(&data.join("traces/k8s_small.sf"));
+    // Reference run without the plugin.
+    let direct = write_pipeline(
+        dir.path(),
+        "direct.json",
+        &format!(r#"{{"pipeline": [{READER}, {{"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": "direct.json.out"}}]}}"#),
+    );
+    let out = run_in(dir.path(), &["-config", &direct, "-log", "warn", &trace], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"pipeline": [{READER},
+            {{"processor": "example", "in": "flat flattenerchan", "out": "ex flattenerchan"}},
+            {{"processor": "exporter", "in": "ex flattenerchan", "export": "file", "file.path": "via.json.out"}}]}}"#
+        ),
+    );
+    let out = run_in(dir.path(), &["-config", &cfg, "-plugdir", &s(&plugins), &trace], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    let via = lines_of(&dir.path().join("via.json.out"));
+    assert_eq!(via.len(), count_for(&data, "k8s_small.sf"));
+    assert_eq!(via, lines_of(&dir.path().join("direct.json.out")), "the example processor must not change records");
+    // Its log lines come through the host's logger, labelled with its block, and its counter is summarised.
+    assert!(stdout.contains("example plugin ready"), "{stdout}");
+    let events = stdout.lines().filter(|l| l.contains("Process Event: ")).count();
+    assert!(events > 0, "{stdout}");
+    assert!(stdout.contains(&format!("process_events {events}")) || stdout.contains(&format!("process_events={events}")), "{stdout}");
+    assert!(stdout.contains("plugins/example.so"), "the load is logged with its path: {stdout}");
+}
+
+#[test]
+fn passthrough_and_printer_handler_from_their_directories() {
+    let Some(data) = shared_data() else { return };
+    let dir = scratch();
+    let plugins = plugin_dir(dir.path(), "plugins", &["passthrough"]);
+    let handlers = plugin_dir(dir.path(), "handlers", &["printer-handler"]);
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"pipeline": [
+            {{"processor": "sysflowreader", "handler": "printer", "handlerlibpath": "{}", "printer.types": "NF",
+              "in": "sysflow sysflowchan", "out": "flat flattenerchan"}},
+            {{"processor": "passthrough", "in": "flat flattenerchan", "out": "p flattenerchan"}},
+            {{"processor": "exporter", "in": "p flattenerchan", "export": "file", "file.path": "out.json"}}]}}"#,
+            s(&handlers)
+        ),
+    );
+    let trace = s(&data.join("traces/k8s_small.sf"));
+    let out = run_in(dir.path(), &["-config", &cfg, "-plugdir", &s(&plugins), &trace], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert_eq!(lines_of(&dir.path().join("out.json")).len(), count_for(&data, "k8s_small.sf"));
+    let printed = stdout.lines().filter(|l| l.contains("NF ts=")).count();
+    assert!(printed > 0, "{stdout}");
+    assert!(!stdout.lines().any(|l| l.contains("PE ts=")), "printer.types selects NF only");
+}
+
+#[test]
+fn ndjson_driver_from_driverdir() {
+    let dir = scratch();
+    let drivers = plugin_dir(dir.path(), "drivers", &["ndjson-driver"]);
+    let input = dir.path().join("in.ndjson");
+    let mut text_in = String::from(r#"{"type":"H","version":5,"exporter":"node1","ip":"10.0.0.1","filename":"x"}"#);
+    text_in.push('\n');
+    text_in.push_str(
+        r#"{"type":"P","state":"CREATED","oid":{"createTS":1,"hpid":42},"poid":{"createTS":0,"hpid":1},"ts":1,"exe":"/bin/sh","exeArgs":"-c ls","uid":0,"userName":"root","gid":0,"groupName":"root","tty":false,"containerId":null,"entry":false,"cwd":"/","env":[]}"#,
+    );
+    text_in.push('\n');
+    for i in 0..5 {
+        text_in.push_str(&format!(
+            r#"{{"type":"PE","procOID":{{"createTS":1,"hpid":42}},"ts":{},"tid":42,"opFlags":1,"args":[],"ret":0}}"#,
+            10 + i
+        ));
+        text_in.push('\n');
+    }
+    fs::write(&input, text_in).expect("write ndjson");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(r#"{{"pipeline": [{READER}, {{"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": "out.json"}}]}}"#),
+    );
+    let out = run_in(dir.path(), &["-config", &cfg, "-driver", "ndjson", "-driverdir", &s(&drivers), &s(&input)], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    let lines = lines_of(&dir.path().join("out.json"));
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains("/bin/sh")), "{lines:?}");
+}
+
+#[test]
+fn world_writable_plugin_directory_and_file_are_refused() {
+    let dir = scratch();
+    let plugins = plugin_dir(dir.path(), "plugins", &["passthrough"]);
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"pipeline": [{READER}, {{"processor": "passthrough", "in": "flat flattenerchan", "out": "p flattenerchan"}},
+            {{"processor": "exporter", "in": "p flattenerchan", "export": "null"}}]}}"#
+        ),
+    );
+    let so = plugins.join("passthrough.so");
+    fs::set_permissions(&so, fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = run_in(dir.path(), &["-config", &cfg, "-test", "-plugdir", &s(&plugins)], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains(&s(&so)) && stderr.contains("0666"), "{stderr}");
+    assert!(stderr.contains("pipeline[1] (passthrough)"), "the error names the block: {stderr}");
+    // -allowinsecureplugins accepts it (development only).
+    let out = run_in(dir.path(), &["-config", &cfg, "-test", "-allowinsecureplugins", "-plugdir", &s(&plugins)], &[]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+
+    fs::set_permissions(&so, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::set_permissions(&plugins, fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = run_in(dir.path(), &["-config", &cfg, "-test", "-plugdir", &s(&plugins)], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains(&s(&plugins)) && stderr.contains("0777"), "{stderr}");
+    // The same rule for -driverdir, where any refusal aborts start-up.
+    let out = run_in(dir.path(), &["-config", &cfg, "-test", "-driverdir", &s(&plugins), "-plugdir", "absent"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("0777"), "{stderr}");
+}
+
+#[test]
+fn missing_plugin_is_not_found_in_plugin_cache() {
+    let dir = scratch();
+    let plugins = plugin_dir(dir.path(), "plugins", &[]);
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(r#"{{"pipeline": [{READER}, {{"processor": "nosuch", "in": "flat flattenerchan"}}]}}"#),
+    );
+    let out = run_in(dir.path(), &["-config", &cfg, "-test", "-plugdir", &s(&plugins)], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("pipeline[1] (nosuch): key 'processor': unknown processor 'nosuch'"), "{stderr}");
+    assert!(stderr.contains("plugin 'nosuch' not found in plugin cache"), "{stderr}");
+}
+
+#[test]
+fn duplicate_plugin_names_both_files() {
+    let dir = scratch();
+    let drivers = plugin_dir(dir.path(), "drivers", &["ndjson-driver"]);
+    fs::copy(drivers.join("ndjson.so"), drivers.join("ndjson2.so")).expect("copy");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(r#"{{"pipeline": [{READER}, {{"processor": "exporter", "in": "flat flattenerchan", "export": "null"}}]}}"#),
+    );
+    let out = run_in(dir.path(), &["-config", &cfg, "-test", "-driverdir", &s(&drivers)], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ndjson.so") && stderr.contains("ndjson2.so") && stderr.contains("'ndjson'"), "{stderr}");
+}
+
+#[test]
+fn panicking_plugin_stops_only_its_branch() {
+    let Some(data) = shared_data() else { return };
+    let dir = scratch();
+    let plugins = plugin_dir(dir.path(), "plugins", &["panicking-processor"]);
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        r#"{"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan",
+             "out": ["a flattenerchan", "b flattenerchan"]},
+            {"processor": "panicky", "in": "a flattenerchan", "out": "pa flattenerchan"},
+            {"processor": "exporter", "in": "pa flattenerchan", "export": "file", "file.path": "a.json"},
+            {"processor": "exporter", "in": "b flattenerchan", "export": "file", "file.path": "b.json"}]}"#,
+    );
+    let trace = s(&data.join("traces/k8s_small.sf"));
+    let out = run_in(dir.path(), &["-config", &cfg, "-plugdir", &s(&plugins), &trace], &[]);
+    let (stdout, stderr) = text(&out);
+    // A failed branch makes the run fail (exit 1), after everything else drained.
+    assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("pipeline[1] (panicky)") && stderr.contains("panic"), "{stderr}");
+    let expected = count_for(&data, "k8s_small.sf");
+    assert_eq!(lines_of(&dir.path().join("b.json")).len(), expected, "the healthy branch gets every record");
+    let a = dir.path().join("a.json");
+    let a_lines = if a.exists() { lines_of(&a).len() } else { 0 };
+    assert!(a_lines < 1000, "the panicking branch stops before its 1000th record ({a_lines})");
+}
