@@ -40,6 +40,20 @@ pub struct Channel {
     pub consumers: Vec<usize>,
 }
 
+/// What the host does when a block's plugin panics (block key `on.error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Stop the branch; its input is drained and counted as dropped (the default).
+    #[default]
+    Stop,
+    /// Build a new instance with the same configuration and go on with the next batch,
+    /// at most [`MAX_RESTARTS`] times; then stop as for [`OnError::Stop`].
+    Restart,
+}
+
+/// Most restarts of one block under `on.error: restart`.
+pub const MAX_RESTARTS: u32 = 5;
+
 /// A processor node.
 #[derive(Clone)]
 pub struct ProcessorNode {
@@ -53,6 +67,8 @@ pub struct ProcessorNode {
     pub input: usize,
     /// Output channel indexes.
     pub outputs: Vec<usize>,
+    /// Policy after a panic (`on.error`).
+    pub on_error: OnError,
 }
 
 impl ProcessorNode {
@@ -234,6 +250,15 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
         if block.outputs.is_empty() && output_type.is_some() {
             diag.warn(format!("{label}: no 'out' channel: this block's output records are discarded"));
         }
+        let on_error = match block.map.get("on.error") {
+            None => OnError::Stop,
+            Some(Value::String(v)) if v == "stop" => OnError::Stop,
+            Some(Value::String(v)) if v == "restart" => OnError::Restart,
+            Some(other) => {
+                diag.error(format!("{label}: key 'on.error': expected \"stop\" or \"restart\", found {other}"));
+                OnError::Stop
+            }
+        };
         warn_unknown_keys(&label, &block.map, HOST_BLOCK_KEYS, INJECTED_KEYS, plugin, handler.as_ref(), diag);
         let Some(input) = input else { continue };
         let index = g.processors.len();
@@ -241,7 +266,7 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
         for &o in &outputs {
             g.channels[o].producers.push(Endpoint::Processor(index));
         }
-        g.processors.push(ProcessorNode { block: block.clone(), plugin: plugin.clone(), handler, input, outputs });
+        g.processors.push(ProcessorNode { block: block.clone(), plugin: plugin.clone(), handler, input, outputs, on_error });
     }
 
     // The root channel: the first channel created while loading (upstream's definition).

@@ -127,7 +127,7 @@ pub struct PipelineConfig {
 pub const INJECTED_KEYS: &[&str] = &["version", "jsonschemaversion", "ecsversion", "buildnumber", "cluster.id"];
 
 /// Keys the host itself interprets in processor blocks.
-pub const HOST_BLOCK_KEYS: &[&str] = &["processor", "handler", "handlerlibpath", "in", "out"];
+pub const HOST_BLOCK_KEYS: &[&str] = &["processor", "handler", "handlerlibpath", "in", "out", "on.error"];
 
 /// Keys the host itself interprets in driver entries.
 pub const HOST_DRIVER_KEYS: &[&str] = &["driver", "out", "path"];

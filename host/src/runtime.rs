@@ -17,7 +17,7 @@ use sysflow_plugin_api::{
 
 use crate::{
     diagnostics::Diagnostics,
-    graph::{DriverNode, Graph, ProcessorNode},
+    graph::{DriverNode, Graph, OnError, ProcessorNode, MAX_RESTARTS},
     logging,
     metrics::{self, NodeMetrics, PerfReporter},
     signals::StopFlag,
@@ -47,41 +47,10 @@ pub struct Instances {
 pub fn construct(graph: &Graph, with_drivers: bool, diag: &mut Diagnostics) -> Option<Instances> {
     let mut processors = Vec::new();
     for node in &graph.processors {
-        let label = node.label();
-        let json = serde_json::Value::Object(node.block.map.clone()).to_string();
-        let proc = match node.plugin.descriptor.factory {
-            PluginFactory::Processor { new, .. } => new(RStr::from_str(&json), logging::host_for(&label)),
-            _ => RResult::RErr(PluginError::new("registered as a processor but has no processor constructor")),
-        };
-        let proc = match proc {
-            RResult::ROk(p) => Some(p),
-            RResult::RErr(e) => {
-                diag.error(format!("{label}: cannot initialise processor '{}': {e}", node.block.processor));
-                None
-            }
-        };
-        let handler = match &node.handler {
-            None => None,
-            Some(h) => {
-                let name = h.descriptor.name.as_str();
-                let hlabel = format!("pipeline[{}] ({}/{name})", node.block.index, node.block.processor);
-                let built = match h.descriptor.factory {
-                    PluginFactory::Handler { new } => new(RStr::from_str(&json), logging::host_for(&hlabel)),
-                    _ => RResult::RErr(PluginError::new("registered as a handler but has no handler constructor")),
-                };
-                match built {
-                    RResult::ROk(h) => Some(h),
-                    RResult::RErr(e) => {
-                        diag.error(format!("{label}: key 'handler': cannot initialise handler '{name}': {e}"));
-                        None
-                    }
-                }
-            }
-        };
-        if let Some(p) = proc {
-            if node.handler.is_none() || handler.is_some() {
-                processors.push((p, handler));
-            }
+        let proc = build_processor(node).map_err(|e| diag.error(e)).ok();
+        let handler = build_handler(node).map_err(|e| diag.error(e)).ok();
+        if let (Some(p), Some(h)) = (proc, handler) {
+            processors.push((p, h));
         }
     }
     let mut drivers = Vec::new();
@@ -107,6 +76,33 @@ pub fn construct(graph: &Graph, with_drivers: bool, diag: &mut Diagnostics) -> O
     } else {
         None
     }
+}
+
+/// Builds a block's processor from its configuration; the error names the block.
+pub fn build_processor(node: &ProcessorNode) -> Result<ProcessorBox, String> {
+    let label = node.label();
+    let json = serde_json::Value::Object(node.block.map.clone()).to_string();
+    let proc = match node.plugin.descriptor.factory {
+        PluginFactory::Processor { new, .. } => new(RStr::from_str(&json), logging::host_for(&label)),
+        _ => RResult::RErr(PluginError::new("registered as a processor but has no processor constructor")),
+    };
+    proc.into_result().map_err(|e| format!("{label}: cannot initialise processor '{}': {e}", node.block.processor))
+}
+
+/// Builds a block's handler (if it has one) from its configuration; the error names the block.
+pub fn build_handler(node: &ProcessorNode) -> Result<Option<HandlerBox>, String> {
+    let Some(h) = &node.handler else { return Ok(None) };
+    let json = serde_json::Value::Object(node.block.map.clone()).to_string();
+    let name = h.descriptor.name.as_str();
+    let hlabel = format!("pipeline[{}] ({}/{name})", node.block.index, node.block.processor);
+    let built = match h.descriptor.factory {
+        PluginFactory::Handler { new } => new(RStr::from_str(&json), logging::host_for(&hlabel)),
+        _ => RResult::RErr(PluginError::new("registered as a handler but has no handler constructor")),
+    };
+    built
+        .into_result()
+        .map(Some)
+        .map_err(|e| format!("{}: key 'handler': cannot initialise handler '{name}': {e}", node.label()))
 }
 
 /// What a finished node hands back for the summary.
@@ -139,7 +135,8 @@ pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, perflog: bool) 
         let outputs: Vec<Sender<Batch>> = node.outputs.iter().filter_map(|&c| senders[c].clone()).collect();
         let m = NodeMetrics::new(node.label(), Some((rx.clone(), CHANNEL_CAPACITY)), node.outputs.is_empty());
         all_metrics.push(m.clone());
-        let worker = ProcessorWorker { node: node.clone(), proc, handler, input: rx, outputs, metrics: m.clone() };
+        let worker =
+            ProcessorWorker { node: node.clone(), proc, handler, input: rx, outputs, metrics: m.clone(), restarts: 0 };
         match std::thread::Builder::new().name(format!("node-{}", node.block.index)).spawn(move || worker.run()) {
             Ok(h) => threads.push((m, h)),
             Err(e) => {
@@ -297,6 +294,8 @@ struct ProcessorWorker {
     input: Receiver<Batch>,
     outputs: Vec<Sender<Batch>>,
     metrics: Arc<NodeMetrics>,
+    /// Instances rebuilt after a panic (`on.error: restart`).
+    restarts: u32,
 }
 
 impl ProcessorWorker {
@@ -314,12 +313,12 @@ impl ProcessorWorker {
                         continue;
                     }
                     let result = catch_unwind(AssertUnwindSafe(|| self.step(batch)));
-                    failed = self.settle(&label, result, n);
+                    failed = self.settle(&label, result, n) && !self.restart(&label);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if !failed {
                         let result = catch_unwind(AssertUnwindSafe(|| self.flush_chain()));
-                        failed = self.settle(&label, result, 0);
+                        failed = self.settle(&label, result, 0) && !self.restart(&label);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -331,7 +330,7 @@ impl ProcessorWorker {
         }
         if failed {
             self.metrics.failed.store(true, Ordering::Relaxed);
-            return NodeReport { counters: Vec::new() };
+            return NodeReport { counters: self.restart_counter() };
         }
         let result = catch_unwind(AssertUnwindSafe(|| self.flush_chain()));
         if self.settle(&label, result, 0) {
@@ -348,7 +347,52 @@ impl ProcessorWorker {
         if let Some(h) = &self.handler {
             counters.push((format!("{}.", h_name(&self.node)), h.counters().into_iter().collect()));
         }
+        counters.extend(self.restart_counter());
         NodeReport { counters }
+    }
+
+    /// The host's `restarts` counter, when the block may restart.
+    fn restart_counter(&self) -> Vec<(String, Vec<Counter>)> {
+        if self.node.on_error == OnError::Restart {
+            vec![("host.".to_string(), vec![Counter::new("restarts", u64::from(self.restarts))])]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// After a panic under `on.error: restart`: replaces the processor (and handler) with
+    /// new instances of the same configuration. True when the branch may go on.
+    fn restart(&mut self, label: &str) -> bool {
+        if self.node.on_error != OnError::Restart {
+            return false;
+        }
+        if self.restarts >= MAX_RESTARTS {
+            tracing::error!("{label}: on.error is 'restart', but it was restarted {MAX_RESTARTS} times already: this branch stays stopped");
+            return false;
+        }
+        let built = build_processor(&self.node).and_then(|p| build_handler(&self.node).map(|h| (p, h)));
+        match built {
+            Ok((proc, handler)) => {
+                self.restarts += 1;
+                // The panicked instances may hold broken state: they never run again, and
+                // are not dropped either (their destructor is plugin code in the same state).
+                // Bounded by MAX_RESTARTS.
+                std::mem::forget(std::mem::replace(&mut self.proc, proc));
+                if let Some(old) = std::mem::replace(&mut self.handler, handler) {
+                    std::mem::forget(old);
+                }
+                self.metrics.failed.store(false, Ordering::Relaxed);
+                tracing::warn!(
+                    "{label}: restarted with the same configuration (restart {} of {MAX_RESTARTS}); going on with the next batch",
+                    self.restarts
+                );
+                true
+            }
+            Err(e) => {
+                tracing::error!("{label}: restart failed: {e}; this branch stays stopped");
+                false
+            }
+        }
     }
 
     /// Logs an error of a step; returns true when the branch must stop (a panic).
@@ -367,7 +411,11 @@ impl ProcessorWorker {
         NodeMetrics::add(&self.metrics.dropped, records);
         let count = NodeMetrics::get(&self.metrics.errors);
         if err.panicked {
-            tracing::error!("{label}: {err}; this branch is stopped, its input is discarded from now on");
+            if self.node.on_error == OnError::Restart && self.restarts < MAX_RESTARTS {
+                tracing::error!("{label}: {err} ({records} records lost); on.error is 'restart'");
+            } else {
+                tracing::error!("{label}: {err}; this branch is stopped, its input is discarded from now on");
+            }
             self.metrics.failed.store(true, Ordering::Relaxed);
             true
         } else {

@@ -282,3 +282,53 @@ fn panicking_plugin_stops_only_its_branch() {
     let a_lines = if a.exists() { lines_of(&a).len() } else { 0 };
     assert!(a_lines < 1000, "the panicking branch stops before its 1000th record ({a_lines})");
 }
+
+#[test]
+fn on_error_restart_rebuilds_the_plugin_and_records_keep_flowing() {
+    let Some(data) = shared_data() else { return };
+    let dir = scratch();
+    let plugins = plugin_dir(dir.path(), "plugins", &["panicking-processor"]);
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"pipeline": [{READER},
+            {{"processor": "panicky", "on.error": "restart", "in": "flat flattenerchan", "out": "pa flattenerchan"}},
+            {{"processor": "exporter", "in": "pa flattenerchan", "export": "file", "file.path": "a.json"}}]}}"#
+        ),
+    );
+    let trace = s(&data.join("traces/k8s_small.sf"));
+    let out = run_in(dir.path(), &["-config", &cfg, "-plugdir", &s(&plugins), &trace], &[]);
+    let (stdout, stderr) = text(&out);
+    let expected = count_for(&data, "k8s_small.sf");
+    // Each new instance panics again at its own 1000th record: 5247 records → several restarts.
+    let restarts = stderr.lines().chain(stdout.lines()).filter(|l| l.contains("restarted with the same configuration")).count();
+    assert!(restarts >= 2, "stdout: {stdout}\nstderr: {stderr}");
+    let exported = lines_of(&dir.path().join("a.json")).len();
+    assert!(exported > 1000 && exported < expected, "records after the panicking batch flow: {exported} of {expected}");
+    assert!(stdout.contains(&format!("host.restarts={restarts}")), "{stdout}");
+    // Lost batches make the run fail, as any loss does.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let dropped: usize = stdout
+        .lines()
+        .chain(stderr.lines())
+        .find_map(|l| l.split("pipeline[1] (panicky): dropped ").nth(1))
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no drop count: {stdout}{stderr}"));
+    assert_eq!(exported + dropped, expected, "every record is either exported or counted as dropped");
+}
+
+#[test]
+fn on_error_takes_stop_or_restart_only() {
+    let dir = scratch();
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(r#"{{"pipeline": [{READER}, {{"processor": "exporter", "on.error": "retry", "in": "flat flattenerchan", "export": "null"}}]}}"#),
+    );
+    let out = run_in(dir.path(), &["-config", &cfg, "-test"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("pipeline[1] (exporter): key 'on.error': expected \"stop\" or \"restart\""), "{stderr}");
+}
