@@ -45,18 +45,55 @@ pub fn trace_names(data: &Path) -> Vec<String> {
     names
 }
 
-/// Path of the `sfprocessor` binary built next to the test executable.
+/// Path of the `sfprocessor` binary built next to the test executable. When it is missing
+/// (e.g. `cargo test -p sysflow-e2e-tests` alone), builds it once with the same profile into
+/// `target/e2e-build/` (a separate directory: the running `cargo test` holds the lock of its own).
 pub fn sfprocessor_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(locate_or_build_sfprocessor).clone()
+}
+
+fn locate_or_build_sfprocessor() -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
     // target/<profile>/deps/<test> → target/<profile>/sfprocessor
     let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
     let bin = profile_dir.join("sfprocessor");
-    assert!(
-        bin.is_file(),
-        "sfprocessor binary not found at {} (run the tests with `cargo test --workspace`)",
-        bin.display()
-    );
-    bin
+    if bin.is_file() {
+        return bin;
+    }
+    let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug").to_owned();
+    let build_dir = profile_dir.parent().expect("target dir").join("e2e-build");
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace_root()).args(["build", "-p", "sfprocessor"]).env("CARGO_TARGET_DIR", &build_dir);
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let status = cmd.status().expect("spawn cargo build -p sfprocessor");
+    assert!(status.success(), "`cargo build -p sfprocessor` ({profile}) failed: {status}");
+    let built = build_dir.join(&profile).join("sfprocessor");
+    assert!(built.is_file(), "sfprocessor binary not found at {} nor {}", bin.display(), built.display());
+    built
+}
+
+/// Runs `sfprocessor` with `args` in the working directory `cwd`, returning its output.
+pub fn run_sfprocessor_in(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(sfprocessor_bin());
+    cmd.current_dir(cwd).args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("spawn sfprocessor")
+}
+
+/// Stdout and stderr of a finished run, as text.
+pub fn output_text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Runs `sfprocessor` with `args`, returning its output.
