@@ -1,0 +1,209 @@
+//! Damaged input through the whole binary: truncated traces, corrupted blocks, non-Avro files
+//! and directories mixing good and bad files. The run reports each problem naming the file and
+//! block/offset, still exports every readable record, and reports the losses at exit.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sysflow_avro_drivers::TraceReader;
+use sysflow_e2e_tests::{output_text, read_json_lines, run_sfprocessor_in, shared_data, write_pipeline};
+use sysflow_plugin_api::{Event, SysFlowRecord};
+
+/// A trace with many blocks, so damage in the middle leaves readable blocks on both sides.
+const BIG: &str = "mon.1531776682.sf";
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    lines: Vec<Value>,
+}
+
+fn run(dir: &Path, input: &Path) -> Run {
+    let out_path = dir.join("out.json");
+    let _ = std::fs::remove_file(&out_path);
+    let cfg = write_pipeline(
+        dir,
+        "p.json",
+        &json!({"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "format": "json",
+             "file.path": out_path.to_string_lossy()}]}),
+    );
+    let out = run_sfprocessor_in(dir, &["-config", &cfg.to_string_lossy(), "-driver", "file", &input.to_string_lossy()], &[]);
+    let (stdout, stderr) = output_text(&out);
+    let lines = if out_path.is_file() { read_json_lines(&out_path) } else { Vec::new() };
+    Run { code: out.status.code(), stdout, stderr, lines }
+}
+
+/// Flat records (the kinds the reader forwards) the decoder recovers from `path`, and whether
+/// it reported any error.
+fn readable_flat_records(path: &Path) -> (usize, usize) {
+    let mut n = 0;
+    let mut errors = 0;
+    for rec in TraceReader::open(path).unwrap_or_else(|e| panic!("{e}")) {
+        match rec {
+            Ok(SysFlowRecord::Event(e)) if !matches!(e, Event::ProcessFlow(_)) => n += 1,
+            Ok(_) => {}
+            Err(_) => errors += 1,
+        }
+    }
+    (n, errors)
+}
+
+fn key(v: &Value) -> (i64, String) {
+    (v["ts"].as_i64().unwrap_or(-1), v["type"].as_str().unwrap_or("").to_owned())
+}
+
+/// Whether `sub`'s (ts, type) keys appear in order within `full`'s.
+fn is_subsequence(sub: &[Value], full: &[Value]) -> bool {
+    let mut it = full.iter().map(key);
+    sub.iter().map(key).all(|k| it.any(|f| f == k))
+}
+
+/// The exit summary line of the file driver.
+fn driver_summary(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.contains("driver (file): records in"))
+        .unwrap_or_else(|| panic!("no file driver summary in\n{stdout}"))
+        .to_owned()
+}
+
+/// Value of the counter `name` in a summary line (`…, <owner>name=<value>, …`).
+fn counter(summary: &str, name: &str) -> u64 {
+    summary
+        .split(", ")
+        .find_map(|part| part.split_once('=').filter(|(k, _)| k.ends_with(name)).map(|(_, v)| v))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no counter {name} in: {summary}"))
+}
+
+fn truncated_copy(src: &Path, dst: &Path, fraction: f64) -> PathBuf {
+    let bytes = std::fs::read(src).expect("read trace");
+    let cut = (bytes.len() as f64 * fraction) as usize;
+    std::fs::write(dst, &bytes[..cut]).expect("write");
+    dst.to_path_buf()
+}
+
+fn corrupted_copy(src: &Path, dst: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(src).expect("read trace");
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0xA5;
+    }
+    std::fs::write(dst, &bytes).expect("write");
+    dst.to_path_buf()
+}
+
+fn full_output(data: &Path, dir: &Path) -> Vec<Value> {
+    let full = run(dir, &data.join("traces").join(BIG));
+    assert_eq!(full.code, Some(0), "{}\n{}", full.stdout, full.stderr);
+    assert!(full.lines.len() > 10_000, "{BIG} is a large trace");
+    full.lines
+}
+
+#[test]
+fn truncated_trace_exports_the_prefix_and_names_the_damage() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = full_output(&data, dir.path());
+    let cut = truncated_copy(&data.join("traces").join(BIG), &dir.path().join("cut.sf"), 0.6);
+    let (readable, decode_errors) = readable_flat_records(&cut);
+    assert!(decode_errors > 0, "the decoder must notice the truncation");
+    let r = run(dir.path(), &cut);
+    assert_eq!(r.code, Some(0), "a truncated trace is read up to the damage\n{}\n{}", r.stdout, r.stderr);
+    assert!(r.lines.len() > full.len() / 3 && r.lines.len() < full.len(), "{} of {}", r.lines.len(), full.len());
+    assert_eq!(r.lines.len(), readable, "every readable record is exported");
+    assert_eq!(r.lines[..], full[..r.lines.len()], "the truncated trace's records are the full trace's prefix");
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.lines().any(|l| l.contains("cut.sf") && l.contains("block") && l.contains("offset")),
+        "no message naming the file, block and offset\n{all}"
+    );
+    let summary = driver_summary(&r.stdout);
+    assert_eq!(counter(&summary, "blocks_skipped"), 1, "the cut block is reported as lost: {summary}");
+    assert!(counter(&summary, "decode_errors") >= 1, "{summary}");
+}
+
+#[test]
+fn corrupted_block_is_skipped_and_the_rest_exported() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = full_output(&data, dir.path());
+    let bad = corrupted_copy(&data.join("traces").join(BIG), &dir.path().join("damaged.sf"));
+    let (readable, decode_errors) = readable_flat_records(&bad);
+    assert!(decode_errors > 0, "the decoder must notice the damage");
+    let r = run(dir.path(), &bad);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.lines.len(), readable, "every readable record is exported");
+    // Blocks after the damage are read again: far more than the half before it survives.
+    assert!(r.lines.len() > full.len() * 3 / 4 && r.lines.len() < full.len(), "{} of {}", r.lines.len(), full.len());
+    assert!(is_subsequence(&r.lines, &full), "the damaged copy must not invent records");
+    let all = format!("{}{}", r.stdout, r.stderr);
+    let msg = all
+        .lines()
+        .find(|l| l.contains("damaged.sf") && l.contains("block") && l.contains("offset"))
+        .unwrap_or_else(|| panic!("no message naming the file, block and offset\n{all}"));
+    assert!(msg.contains("[Error]") || msg.contains("[Warn]"), "{msg}");
+    let summary = driver_summary(&r.stdout);
+    assert!(counter(&summary, "blocks_skipped") + counter(&summary, "records_skipped") > 0, "{summary}");
+    assert!(counter(&summary, "decode_errors") > 0, "{summary}");
+    assert!(r.stdout.contains("[Warn]") && r.stdout.contains("skipped"), "losses are warned about at exit\n{}", r.stdout);
+}
+
+#[test]
+fn non_avro_single_file_fails_at_start_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notes = dir.path().join("notes.sf");
+    std::fs::write(&notes, "this is not an Avro file\n".repeat(20)).expect("write");
+    let r = run(dir.path(), &notes);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("notes.sf"), "{}", r.stderr);
+    assert!(r.lines.is_empty());
+}
+
+#[test]
+fn directory_mixing_good_and_bad_files_exports_every_readable_record() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).expect("mkdir");
+    let traces = data.join("traces");
+    std::os::unix::fs::symlink(traces.join("k8s_small.sf"), input.join("a_good.sf")).expect("symlink");
+    std::os::unix::fs::symlink(traces.join("httpd.sf"), input.join("f_good.sf")).expect("symlink");
+    truncated_copy(&traces.join(BIG), &input.join("b_truncated.sf"), 0.5);
+    corrupted_copy(&traces.join(BIG), &input.join("c_damaged.sf"));
+    std::fs::write(input.join("d_notes.txt"), "not avro at all\n").expect("write");
+    std::fs::write(input.join("e_empty.sf"), b"").expect("write");
+
+    let mut expected = 0;
+    for f in ["a_good.sf", "b_truncated.sf", "c_damaged.sf", "f_good.sf"] {
+        expected += readable_flat_records(&input.join(f)).0;
+    }
+    let r = run(dir.path(), &input);
+    assert_eq!(r.code, Some(0), "readable files make the run succeed\n{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.lines.len(), expected, "every readable record of the directory is exported");
+    let all = format!("{}{}", r.stdout, r.stderr);
+    for f in ["b_truncated.sf", "c_damaged.sf", "d_notes.txt", "e_empty.sf"] {
+        assert!(all.lines().any(|l| l.contains(f) && !l.contains("reading ")), "no problem reported for {f}\n{all}");
+    }
+    let summary = driver_summary(&r.stdout);
+    assert_eq!(counter(&summary, "files_failed"), 2, "{summary}");
+    assert_eq!(counter(&summary, "files"), 4, "{summary}");
+    assert!(counter(&summary, "decode_errors") >= 2, "{summary}");
+    assert!(r.stdout.contains("files_failed"), "{}", r.stdout);
+}
+
+#[test]
+fn directory_of_only_bad_files_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).expect("mkdir");
+    std::fs::write(input.join("x.sf"), "garbage").expect("write");
+    std::fs::write(input.join("y.sf"), b"").expect("write");
+    let r = run(dir.path(), &input);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("no readable trace file"), "{}", r.stderr);
+    assert!(r.stderr.contains("x.sf") && r.stderr.contains("y.sf"), "each bad file is named\n{}", r.stderr);
+}
