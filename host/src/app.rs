@@ -125,7 +125,7 @@ where
     }
     tracing::info!("Starting the processing pipeline");
     tracing::info!("Initializing {} drivers", graph.drivers.len());
-    runtime::run(&graph, instances, stop, cli.perflog)
+    runtime::run_reloading(&graph, instances, stop, cli.perflog, Some(&opts))
 }
 
 /// Logs warnings and errors; true when there is no error.

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod diagnostics;
 pub mod env_overrides;
 pub mod graph;
+pub mod hot_reload;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline_config;

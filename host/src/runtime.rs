@@ -18,6 +18,8 @@ use sysflow_plugin_api::{
 use crate::{
     diagnostics::Diagnostics,
     graph::{DriverNode, Graph, OnError, ProcessorNode, MAX_RESTARTS},
+    hot_reload::{self, Swap},
+    registry::Kind,
     logging,
     metrics::{self, NodeMetrics, PerfReporter},
     signals::StopFlag,
@@ -113,6 +115,22 @@ struct NodeReport {
 /// Runs the pipeline until every driver ended (input exhausted or stop requested) and
 /// every node drained; returns the process exit status (0: everything accepted was processed).
 pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, perflog: bool) -> i32 {
+    run_reloading(graph, instances, stop, perflog, None)
+}
+
+/// [`run`], and with `reload` (the options plugin libraries were loaded with) the processors
+/// and handlers from libraries are swapped for new builds when their files change.
+pub fn run_reloading(
+    graph: &Graph,
+    instances: Instances,
+    stop: &StopFlag,
+    perflog: bool,
+    reload: Option<&sfprocessor_plugin_loader::LoadOptions>,
+) -> i32 {
+    let (reloader, mut swaps) = match reload {
+        Some(opts) => hot_reload::start(graph, opts),
+        None => (None, Vec::new()),
+    };
     // One channel per graph channel; fan-out happens in the producer.
     let mut senders: Vec<Option<Sender<Batch>>> = Vec::new();
     let mut receivers: Vec<Option<Receiver<Batch>>> = Vec::new();
@@ -126,7 +144,8 @@ pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, perflog: bool) 
     let mut spawn_failed = false;
 
     // Consumers first, so that every channel has its reader before data flows.
-    for (node, (proc, handler)) in graph.processors.iter().zip(instances.processors) {
+    for (i, (node, (proc, handler))) in graph.processors.iter().zip(instances.processors).enumerate() {
+        let swaps = swaps.get_mut(i).and_then(Option::take);
         let Some(rx) = receivers[node.input].take() else {
             tracing::error!("{}: input channel already taken (validation should have refused two readers)", node.label());
             spawn_failed = true;
@@ -135,8 +154,16 @@ pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, perflog: bool) 
         let outputs: Vec<Sender<Batch>> = node.outputs.iter().filter_map(|&c| senders[c].clone()).collect();
         let m = NodeMetrics::new(node.label(), Some((rx.clone(), CHANNEL_CAPACITY)), node.outputs.is_empty());
         all_metrics.push(m.clone());
-        let worker =
-            ProcessorWorker { node: node.clone(), proc, handler, input: rx, outputs, metrics: m.clone(), restarts: 0 };
+        let worker = ProcessorWorker {
+            node: node.clone(),
+            proc,
+            handler,
+            input: rx,
+            outputs,
+            metrics: m.clone(),
+            restarts: 0,
+            swaps,
+        };
         match std::thread::Builder::new().name(format!("node-{}", node.block.index)).spawn(move || worker.run()) {
             Ok(h) => threads.push((m, h)),
             Err(e) => {
@@ -188,6 +215,11 @@ pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, perflog: bool) 
     }
     if let Some(p) = perf {
         p.finish();
+    }
+    drop(reloader);
+    let images = sfprocessor_plugin_loader::loaded_image_count();
+    if images > 0 {
+        tracing::info!("plugin library images mapped: {images}");
     }
 
     let mut status = if spawn_failed { 1 } else { 0 };
@@ -296,6 +328,8 @@ struct ProcessorWorker {
     metrics: Arc<NodeMetrics>,
     /// Instances rebuilt after a panic (`on.error: restart`).
     restarts: u32,
+    /// New builds of this node's plugins (hot reload).
+    swaps: Option<Receiver<Swap>>,
 }
 
 impl ProcessorWorker {
@@ -304,6 +338,13 @@ impl ProcessorWorker {
         let label = self.node.label();
         let mut failed = false;
         loop {
+            // Between batches: the only place an instance may be replaced.
+            let pending: Vec<Swap> = self.swaps.as_ref().map(|rx| rx.try_iter().collect()).unwrap_or_default();
+            for swap in pending {
+                if !failed {
+                    failed = self.swap(&label, swap);
+                }
+            }
             match self.input.recv_timeout(IDLE_FLUSH) {
                 Ok(batch) => {
                     let n = batch.len();
@@ -349,6 +390,64 @@ impl ProcessorWorker {
         }
         counters.extend(self.restart_counter());
         NodeReport { counters }
+    }
+
+    /// Replaces the processor or handler with an instance of a new build (same
+    /// configuration): the old instance flushes and finishes first, so every record is
+    /// processed exactly once. A new instance that cannot be built leaves the old one running.
+    /// Returns true when the branch failed while flushing the old instance.
+    fn swap(&mut self, label: &str, swap: Swap) -> bool {
+        let mut node = self.node.clone();
+        match swap.kind {
+            Kind::Handler => node.handler = Some(swap.plugin.clone()),
+            _ => node.plugin = swap.plugin.clone(),
+        }
+        let path = match &swap.plugin.origin {
+            crate::registry::Origin::Library(p) => p.display().to_string(),
+            other => other.to_string(),
+        };
+        let short = &swap.sha256[..12.min(swap.sha256.len())];
+        match swap.kind {
+            Kind::Handler => {
+                let new = match build_handler(&node) {
+                    Ok(Some(h)) => h,
+                    Ok(None) => return false,
+                    Err(e) => {
+                        tracing::error!("{label}: new build of {path} not swapped in: {e}; the running instance is kept");
+                        return false;
+                    }
+                };
+                let result = catch_unwind(AssertUnwindSafe(|| self.flush_chain()));
+                if self.settle(label, result, 0) {
+                    return true;
+                }
+                if let Some(old) = self.handler.replace(new) {
+                    log_replaced(label, &old.counters().into_iter().collect::<Vec<_>>());
+                }
+            }
+            _ => {
+                let new = match build_processor(&node) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!("{label}: new build of {path} not swapped in: {e}; the running instance is kept");
+                        return false;
+                    }
+                };
+                let result = catch_unwind(AssertUnwindSafe(|| self.flush_chain()));
+                if self.settle(label, result, 0) {
+                    return true;
+                }
+                if let RResult::RErr(e) = self.proc.finish() {
+                    tracing::error!("{label}: finishing the replaced instance failed: {e}");
+                    self.metrics.finish_failed.store(true, Ordering::Relaxed);
+                }
+                let old = std::mem::replace(&mut self.proc, new);
+                log_replaced(label, &old.counters().into_iter().collect::<Vec<_>>());
+            }
+        }
+        self.node = node;
+        tracing::info!("{label}: swapped in the new build of {path} (sha256 {short}) at a batch boundary");
+        false
     }
 
     /// The host's `restarts` counter, when the block may restart.
@@ -458,6 +557,14 @@ impl ProcessorWorker {
             PluginError::new("the processor produced SysFlow records, but its handler takes flat records")
         })?;
         Ok(h.handle(records).into_result()?.into_option().map(|r| Batch::Flat(RArc::new(r))))
+    }
+}
+
+/// Logs the counters of an instance that a new build replaced (the summary has the new one's).
+fn log_replaced(label: &str, counters: &[Counter]) {
+    let list: Vec<String> = counters.iter().map(|c| format!("{}={}", c.name.as_str(), c.value)).collect();
+    if !list.is_empty() {
+        tracing::info!("{label}: the replaced instance's counters: {}", list.join(", "));
     }
 }
 

@@ -332,3 +332,146 @@ fn on_error_takes_stop_or_restart_only() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("pipeline[1] (exporter): key 'on.error': expected \"stop\" or \"restart\""), "{stderr}");
 }
+
+/// Builds the `tagger` fixture with `TAG=tag` and returns its library, copied aside so the
+/// next build (another tag) does not overwrite it.
+fn tagger_build(tag: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"))
+        .args(["-p", "tagging-processor"])
+        .env("CARGO_TARGET_DIR", plugin_target_dir())
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
+        .env("TAG", tag)
+        .output()
+        .expect("running cargo");
+    assert!(out.status.success(), "cargo build of the tagger failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let dest = plugin_target_dir().join(format!("tagger-{tag}.so"));
+    fs::copy(plugin_target_dir().join("debug/libtagging_processor.so"), &dest).expect("copy tagger");
+    dest
+}
+
+/// Installs `lib` as `dir/name` by writing a hidden temporary and renaming it into place.
+fn install_by_rename(lib: &Path, dir: &Path, name: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::copy(lib, &tmp).expect("copy");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::rename(&tmp, dir.join(name)).expect("rename");
+}
+
+/// Reads a child's output on a thread, so a test can wait for a log line while it runs.
+fn collect(pipe: impl std::io::Read + Send + 'static) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::BufRead;
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = buf.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut b = sink.lock().unwrap_or_else(|p| p.into_inner());
+            b.push_str(&line);
+            b.push('\n');
+        }
+    });
+    buf
+}
+
+fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A new build of a running processor, renamed into place mid-stream, takes over at a batch
+/// boundary: every record is processed exactly once, by the old build up to the swap and by
+/// the new one after it.
+#[test]
+fn hot_reload_swaps_a_processor_between_batches() {
+    use std::{
+        os::fd::AsRawFd,
+        process::Stdio,
+        time::Duration,
+    };
+
+    use nix::sys::socket::{connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+    use sysflow_plugin_api::{Event, SysFlowRecord};
+
+    let old_build = tagger_build("tag-one");
+    let new_build = tagger_build("tag-two");
+    let dir = scratch();
+    let plugins = plugin_dir(dir.path(), "plugins", &[]);
+    install_by_rename(&old_build, &plugins, "tagger.so");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"pipeline": [{READER},
+            {{"processor": "tagger", "in": "flat flattenerchan", "out": "t flattenerchan"}},
+            {{"processor": "exporter", "in": "t flattenerchan", "export": "file", "file.path": "out.json"}}]}}"#
+        ),
+    );
+    let sock = dir.path().join("sysflow.sock");
+    let mut child = Command::new(common::bin())
+        .current_dir(dir.path())
+        .args(["-config", &cfg, "-plugdir", &s(&plugins), "-driver", "socket", &s(&sock)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    let stdout = collect(child.stdout.take().expect("stdout"));
+    let stderr = collect(child.stderr.take().expect("stderr"));
+    let log = || format!("{}{}", stdout.lock().unwrap_or_else(|p| p.into_inner()), stderr.lock().unwrap_or_else(|p| p.into_inner()));
+    wait_until("the socket to be bound", Duration::from_secs(20), || sock.exists());
+
+    // Encode a generated stream; the first half goes before the swap, the rest after.
+    let config = sysflow_tracegen::GenConfig { records: 4000, ..Default::default() };
+    let mut datums: Vec<(Vec<u8>, bool)> = Vec::new();
+    sysflow_tracegen::generate(&config, |rec| {
+        let event = matches!(rec, SysFlowRecord::Event(ref e) if !matches!(e, Event::ProcessFlow(_)));
+        let mut buf = Vec::new();
+        sysflow_tracegen::encode_datum(&rec, &mut buf);
+        datums.push((buf, event));
+    });
+    let (first, second) = datums.split_at(datums.len() / 2);
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    connect(fd.as_raw_fd(), &UnixAddr::new(&sock).expect("address")).expect("connect");
+    for (d, _) in first {
+        send(fd.as_raw_fd(), d, MsgFlags::empty()).expect("send datum");
+    }
+    // Let the first half through the tagger before the new build arrives.
+    std::thread::sleep(Duration::from_millis(1500));
+    install_by_rename(&new_build, &plugins, "tagger.so");
+    wait_until("the swap", Duration::from_secs(20), || log().contains("swapped in the new build"));
+    for (d, _) in second {
+        send(fd.as_raw_fd(), d, MsgFlags::empty()).expect("send datum");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let status = child.wait().expect("wait");
+    std::thread::sleep(Duration::from_millis(200)); // let the readers take the last lines
+    let log = log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    drop(fd);
+
+    let lines = lines_of(&dir.path().join("out.json"));
+    let events_first = first.iter().filter(|(_, e)| *e).count();
+    let events = datums.iter().filter(|(_, e)| *e).count();
+    assert_eq!(lines.len(), events, "every record exported exactly once\n{log}");
+    let tags: Vec<u8> = lines
+        .iter()
+        .map(|l| match (l.contains("\"tag-one\""), l.contains("\"tag-two\"")) {
+            (true, false) => 1,
+            (false, true) => 2,
+            _ => panic!("a record must carry exactly one tag: {l}"),
+        })
+        .collect();
+    let switch = tags.iter().position(|&t| t == 2).unwrap_or(tags.len());
+    assert!(tags[switch..].iter().all(|&t| t == 2), "the tag switches once, never back");
+    assert_eq!(switch, events_first, "the old build processed exactly the records sent before the swap");
+    assert!(log.contains("plugin library images mapped: 2"), "{log}");
+}

@@ -1,0 +1,191 @@
+//! Hot reload of processor and handler plugins loaded from libraries: a watcher thread
+//! reloads a library whose file changed (rename into place or copy over it) and hands the
+//! new plugin to the nodes running the old one; each node swaps instances at a batch
+//! boundary on its own thread (see `runtime`), so no record is lost or processed twice.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    thread::JoinHandle,
+};
+
+use crossbeam_channel::{select, unbounded, Receiver, Sender};
+use sfprocessor_plugin_loader::{self as loader, LoadOptions, PluginEvent, PluginWatcher, DEFAULT_DEBOUNCE};
+use sysflow_plugin_api::ChannelType;
+
+use crate::{
+    graph::Graph,
+    registry::{Kind, Origin, Registered},
+};
+
+/// A new build of a node's processor or handler, to swap in at the next batch boundary.
+pub struct Swap {
+    /// Which of the node's plugins it replaces.
+    pub kind: Kind,
+    /// The plugin from the new library.
+    pub plugin: Registered,
+    /// Hex SHA-256 of the new library's content.
+    pub sha256: String,
+}
+
+/// A node that runs a plugin from a given library.
+struct Subscriber {
+    node: usize,
+    kind: Kind,
+    name: String,
+    /// The node's input channel type, which a new processor build must still accept.
+    input: ChannelType,
+    /// What the node writes, which a new build must still write.
+    output: Option<ChannelType>,
+    tx: Sender<Swap>,
+}
+
+/// The running watcher thread; dropping it stops the watch.
+pub struct Reloader {
+    done: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `<canonical dir>/<file name>`: how the watcher names files.
+fn watch_key(path: &Path) -> PathBuf {
+    match (path.parent().and_then(|d| d.canonicalize().ok()), path.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Starts watching the libraries of the graph's processors and handlers. Returns the
+/// reloader (none when no node runs a library plugin) and, per processor node, the
+/// receiver of its swaps.
+pub fn start(graph: &Graph, opts: &LoadOptions) -> (Option<Reloader>, Vec<Option<Receiver<Swap>>>) {
+    let mut receivers: Vec<Option<Receiver<Swap>>> = Vec::new();
+    let mut subscribers: HashMap<PathBuf, Vec<Subscriber>> = HashMap::new();
+    for (i, node) in graph.processors.iter().enumerate() {
+        let mut rx_slot = None;
+        let input = graph.channels[node.input].kind;
+        let output_type = node.plugin.output();
+        let plugins = [(Kind::Processor, Some(&node.plugin)), (Kind::Handler, node.handler.as_ref())];
+        for (kind, plugin) in plugins {
+            let Some(plugin) = plugin else { continue };
+            let Origin::Library(path) = &plugin.origin else { continue };
+            let tx = match &rx_slot {
+                Some((tx, _)) => Sender::clone(tx),
+                None => {
+                    let (tx, rx) = unbounded::<Swap>();
+                    rx_slot = Some((tx.clone(), rx));
+                    tx
+                }
+            };
+            subscribers.entry(watch_key(path)).or_default().push(Subscriber {
+                node: i,
+                kind,
+                name: plugin.descriptor.name.as_str().to_string(),
+                input,
+                output: if kind == Kind::Processor { output_type } else { None },
+                tx,
+            });
+        }
+        receivers.push(rx_slot.map(|(_, rx)| rx));
+    }
+    if subscribers.is_empty() {
+        return (None, receivers);
+    }
+    let mut dirs: Vec<PathBuf> = subscribers.keys().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+    dirs.sort();
+    dirs.dedup();
+    let watcher = match PluginWatcher::new(&dirs, DEFAULT_DEBOUNCE) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("{e}: plugins will not be reloaded when their libraries change");
+            return (None, receivers);
+        }
+    };
+    let (done_tx, done_rx) = unbounded::<()>();
+    let opts = opts.clone();
+    let labels: Vec<String> = graph.processors.iter().map(|n| n.label()).collect();
+    let thread = std::thread::Builder::new()
+        .name("plugin-reload".into())
+        .spawn(move || watch_loop(&watcher, &done_rx, &subscribers, &opts, &labels));
+    match thread {
+        Ok(t) => {
+            tracing::info!(
+                "watching {} for new builds of running plugins",
+                dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
+            (Some(Reloader { done: Some(done_tx), thread: Some(t) }), receivers)
+        }
+        Err(e) => {
+            tracing::warn!("cannot start the plugin reload thread: {e}: plugins will not be reloaded");
+            (None, receivers)
+        }
+    }
+}
+
+fn watch_loop(
+    watcher: &PluginWatcher,
+    done: &Receiver<()>,
+    subscribers: &HashMap<PathBuf, Vec<Subscriber>>,
+    opts: &LoadOptions,
+    labels: &[String],
+) {
+    loop {
+        let event = select! {
+            recv(watcher.events()) -> ev => match ev { Ok(ev) => ev, Err(_) => return },
+            recv(done) -> _ => return,
+        };
+        match event {
+            PluginEvent::Error(e) => tracing::warn!("plugin directory watch: {e}"),
+            PluginEvent::Changed { path, sha256 } => {
+                let Some(subs) = subscribers.get(&watch_key(&path)) else { continue };
+                reload(&path, &sha256, subs, watcher, opts, labels);
+            }
+        }
+    }
+}
+
+fn reload(path: &Path, sha256: &str, subs: &[Subscriber], watcher: &PluginWatcher, opts: &LoadOptions, labels: &[String]) {
+    let lib = match loader::load_library(path, opts) {
+        Ok(lib) => lib,
+        Err(e) => {
+            // Remember the content, so the same broken build is not retried on every event.
+            watcher.set_known(path, sha256);
+            tracing::error!("hot reload of {} failed: {e}; the running instances are kept", path.display());
+            return;
+        }
+    };
+    watcher.set_known(path, &lib.sha256);
+    for s in subs {
+        let label = labels.get(s.node).map_or("?", String::as_str);
+        let found = lib.descriptors.iter().find(|d| {
+            d.name.as_str() == s.name && loader::plugin_kind(&d.factory) == s.kind.name()
+        });
+        let Some(descriptor) = found else {
+            tracing::error!(
+                "{label}: the new build of {} offers no {} '{}': the running instance is kept",
+                path.display(),
+                s.kind.name(),
+                s.name
+            );
+            continue;
+        };
+        let plugin = Registered { descriptor: descriptor.clone(), origin: Origin::Library(lib.path.clone()) };
+        if s.kind == Kind::Processor && (!plugin.inputs().contains(&s.input) || plugin.output() != s.output) {
+            tracing::error!(
+                "{label}: the new build of {} changes the channel types of processor '{}': the running instance is kept",
+                path.display(),
+                s.name
+            );
+            continue;
+        }
+        let _ = s.tx.send(Swap { kind: s.kind, plugin, sha256: lib.sha256.clone() });
+    }
+}
