@@ -1,7 +1,8 @@
 //! The whole binary against upstream sfprocessor 0.7's reference outputs: every shared trace
 //! is run through `sfprocessor` with upstream's `alert` and `alert-tests` pipeline shapes
 //! (file export, `concurrency: 1`, `unknown.attributes: literal` for upstream's semantics),
-//! and the exported (ts, type, rule ids, tags) sequence must equal upstream's, record by record.
+//! plus its `enrich` and `bypass` shapes, and the exported (ts, type, rule ids, tags)
+//! sequence must equal upstream's, record by record.
 
 use std::path::Path;
 
@@ -62,9 +63,20 @@ fn differences(ours: &[Alert], theirs: &[Alert]) -> Vec<String> {
     d
 }
 
-/// Runs every trace that has an upstream reference for `pipeline` with `policies` and compares.
-fn compare(pipeline: &str, policies: &str) {
+/// Runs every trace that has an upstream reference for `pipeline` with `policies` (none: no
+/// policies, upstream's bypass) in `mode` and compares.
+fn compare(pipeline: &str, mode: &str, policies: Option<&str>) {
+    compare_with(pipeline, mode, policies, "1");
+}
+
+/// [`compare`] with `concurrency` policy engine workers.
+fn compare_with(pipeline: &str, mode: &str, policies: Option<&str>, concurrency: &str) {
     let Some(data) = shared_data() else { return };
+    let mut engine = json!({"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan",
+        "mode": mode, "concurrency": concurrency, "unknown.attributes": "literal"});
+    if let Some(p) = policies {
+        engine["policies"] = json!(data.join(p).to_string_lossy());
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let out_path = dir.path().join("out.json");
     let cfg = write_pipeline(
@@ -72,8 +84,7 @@ fn compare(pipeline: &str, policies: &str) {
         "p.json",
         &json!({"pipeline": [
             {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
-            {"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "mode": "alert",
-             "policies": data.join(policies).to_string_lossy(), "concurrency": "1", "unknown.attributes": "literal"},
+            engine,
             {"processor": "exporter", "in": "evt eventchan", "export": "file", "format": "json",
              "file.path": out_path.to_string_lossy()}
         ]}),
@@ -110,10 +121,29 @@ fn compare(pipeline: &str, policies: &str) {
 
 #[test]
 fn alert_pipeline_matches_upstream() {
-    compare("alert", "policies/runtimeintegrity");
+    compare("alert", "alert", Some("policies/runtimeintegrity"));
+}
+
+/// Several policy engine workers change neither the alerts nor their order.
+#[test]
+fn alert_pipeline_with_four_workers_matches_upstream() {
+    compare_with("alert", "alert", Some("policies/runtimeintegrity"), "4");
+}
+
+/// Enrich mode: the same records are dropped by the policies' drop filter and every other
+/// record is forwarded with the same rule ids and tags.
+#[test]
+fn enrich_pipeline_matches_upstream() {
+    compare("enrich", "enrich", Some("policies/runtimeintegrity"));
+}
+
+/// No policies: every flat record, in upstream's order and with upstream's types and times.
+#[test]
+fn bypass_pipeline_matches_upstream() {
+    compare("bypass", "enrich", None);
 }
 
 #[test]
 fn alert_tests_pipeline_matches_upstream() {
-    compare("alert-tests", "policies/tests");
+    compare("alert-tests", "alert", Some("policies/tests"));
 }
