@@ -622,6 +622,84 @@ impl Pred {
     }
 }
 
+/// Rules of one bucket dispatched on one attribute: each rule here has a conjunct
+/// `attr = x` / `attr in (...)` against literals, so it can only hold when a `,` piece of
+/// the attribute's string form is one of its literals. One hash lookup per piece replaces
+/// testing every rule, which keeps evaluation cost flat as rule sets grow.
+#[derive(Debug, Clone)]
+pub struct RuleIndex {
+    attr: Attr,
+    by_value: rustc_hash::FxHashMap<Box<str>, Vec<u32>>,
+}
+
+impl RuleIndex {
+    /// An index on `attr` with no rules yet.
+    pub fn new(attr: Attr) -> RuleIndex {
+        RuleIndex { attr, by_value: Default::default() }
+    }
+
+    /// The attribute dispatched on.
+    pub fn attr(&self) -> Attr {
+        self.attr
+    }
+
+    /// Files rule position `pos` under each literal value.
+    pub fn insert(&mut self, values: &[String], pos: u32) {
+        for v in values {
+            let list = self.by_value.entry(v.as_str().into()).or_default();
+            if list.last() != Some(&pos) {
+                list.push(pos);
+            }
+        }
+    }
+
+    /// Appends the positions of the rules whose key test can hold on `r` (unsorted,
+    /// possibly repeated when several pieces hit the same rule).
+    pub fn candidates(&self, r: &FlatRecord, s: &mut Scratch, out: &mut Vec<u32>) {
+        let a = self.attr;
+        let mut push = |piece: &str| {
+            if let Some(v) = self.by_value.get(piece) {
+                out.extend_from_slice(v);
+            }
+            false
+        };
+        if a.is_computed() {
+            // Through the per-record cache, shared with the rules' own tests.
+            let Scratch { tmp, arena, cache, gen, .. } = s;
+            let e = &mut cache[a as usize];
+            if e.0 != *gen {
+                let v = a.str_form(r, tmp);
+                let start = arena.len();
+                arena.push_str(v);
+                *e = (*gen, start as u32, arena.len() as u32);
+            }
+            any_piece(&arena[e.1 as usize..e.2 as usize], &mut push);
+        } else {
+            any_piece(a.str_form(r, &mut s.lhs), push);
+        }
+    }
+}
+
+impl Pred {
+    /// The attributes and literal values of this predicate's `attr = literal` /
+    /// `attr in (literals)` conjuncts: the predicate can only hold when the attribute
+    /// has one of those values.
+    pub fn eq_keys(&self) -> Vec<(Attr, &[String])> {
+        fn direct(p: &Pred) -> Option<(Attr, &[String])> {
+            match p {
+                Pred::Str { lhs: Val::Attr(a), op: Op::Eq | Op::In, pieces, .. } => Some((*a, pieces.as_slice())),
+                Pred::Memo(_, q) => direct(q),
+                _ => None,
+            }
+        }
+        match self {
+            Pred::And(v) => v.iter().filter_map(direct).collect(),
+            Pred::Memo(_, q) if matches!(**q, Pred::And(_)) => q.eq_keys(),
+            p => direct(p).into_iter().collect(),
+        }
+    }
+}
+
 /// True if `f` holds for any `,`-separated piece of `v`.
 #[inline]
 fn any_piece(v: &str, mut f: impl FnMut(&str) -> bool) -> bool {

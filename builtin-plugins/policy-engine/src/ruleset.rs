@@ -14,7 +14,7 @@ use crate::{
     actions::{ActionRegistry, RuleAction},
     attributes::{self, Attr},
     error::PolicyWarning,
-    eval::{literal_int, literal_pieces, type_bit, IntVal, Matcher, Pred, Scratch, TypeMask, Val},
+    eval::{literal_int, literal_pieces, type_bit, IntVal, Matcher, Pred, RuleIndex, Scratch, TypeMask, Val},
     ir::{Cond, Op, Operand, PolicySet, SourcePos},
     jsonpath::JsonPath,
 };
@@ -95,10 +95,63 @@ struct CompiledFilter {
     pos: SourcePos,
 }
 
+/// Below this many rules keyed on one attribute, a bucket tests its rules one by one.
+const MIN_INDEXED_RULES: usize = 8;
+/// At most this many attribute indexes per bucket.
+const MAX_INDEXES: usize = 3;
+
 #[derive(Default)]
 struct Bucket {
     filters: Vec<Pred>,
     rules: Vec<(u32, Pred)>,
+    /// Dispatch indexes over `rules` (empty: test every rule).
+    indexes: Vec<RuleIndex>,
+    /// Positions in `rules` of the rules no index covers (with indexes only).
+    unindexed: Vec<u32>,
+}
+
+impl Bucket {
+    /// Builds dispatch indexes: repeatedly picks the attribute the most remaining rules
+    /// test with `=`/`in` against literals, while enough rules share one.
+    fn build_indexes(&mut self) {
+        let mut left: Vec<u32> = (0..self.rules.len() as u32).collect();
+        while self.indexes.len() < MAX_INDEXES {
+            let mut counts: Vec<(Attr, usize)> = Vec::new();
+            for &pos in &left {
+                let mut seen: Vec<Attr> = Vec::new();
+                for (a, _) in self.rules[pos as usize].1.eq_keys() {
+                    if !seen.contains(&a) {
+                        seen.push(a);
+                        match counts.iter_mut().find(|(b, _)| *b == a) {
+                            Some(c) => c.1 += 1,
+                            None => counts.push((a, 1)),
+                        }
+                    }
+                }
+            }
+            let Some(&(attr, n)) = counts.iter().max_by_key(|(_, n)| *n) else { break };
+            if n < MIN_INDEXED_RULES {
+                break;
+            }
+            let mut ix = RuleIndex::new(attr);
+            left.retain(|&pos| {
+                let keys = self.rules[pos as usize].1.eq_keys();
+                // Several conjuncts on the attribute: any one of them is a valid key.
+                match keys.iter().find(|(a, _)| *a == attr) {
+                    Some((_, values)) => {
+                        ix.insert(values, pos);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            self.indexes.push(ix);
+        }
+        if self.indexes.is_empty() {
+            return;
+        }
+        self.unindexed = left;
+    }
 }
 
 /// A compiled, immutable rule set: share it between threads with `Arc`.
@@ -164,6 +217,8 @@ pub enum Verdict {
 #[repr(align(128))]
 pub struct EvalState {
     scratch: Scratch,
+    /// Rule positions selected by the dispatch indexes for the current record.
+    candidates: Vec<u32>,
     /// Action errors since the last drain: (action index in rule, message).
     pub action_errors: Vec<String>,
 }
@@ -566,6 +621,9 @@ impl RuleSet {
             });
             out_rules.push(CompiledRule { matched, enabled, disabled_reason, types, pos: r.pos, actions });
         }
+        for b in &mut buckets {
+            b.build_indexes();
+        }
         let memo_slots = slots.len();
         RuleSet { rules: out_rules, filters: out_filters, buckets, warnings, files, memo_slots }
     }
@@ -583,19 +641,44 @@ impl RuleSet {
             }
         }
         let mut matched = 0;
-        for (idx, pred) in &bucket.rules {
-            if pred.eval(record, &mut st.scratch) {
-                matched += 1;
-                let rule = &self.rules[*idx as usize];
-                record.context.matched.push(rule.matched.clone());
-                for a in &rule.actions {
-                    if let Err(e) = a.apply(record) {
-                        st.action_errors.push(format!("Error in action of rule '{}': {e}", rule.matched.name));
-                    }
+        if bucket.indexes.is_empty() {
+            for (idx, pred) in &bucket.rules {
+                if pred.eval(record, &mut st.scratch) {
+                    matched += 1;
+                    self.on_match(*idx, record, st);
                 }
             }
+        } else {
+            let mut cand = std::mem::take(&mut st.candidates);
+            cand.clear();
+            cand.extend_from_slice(&bucket.unindexed);
+            for ix in &bucket.indexes {
+                ix.candidates(record, &mut st.scratch, &mut cand);
+            }
+            // Matches are reported in rule order, as without indexes.
+            cand.sort_unstable();
+            cand.dedup();
+            for &pos in &cand {
+                let (idx, pred) = &bucket.rules[pos as usize];
+                if pred.eval(record, &mut st.scratch) {
+                    matched += 1;
+                    self.on_match(*idx, record, st);
+                }
+            }
+            st.candidates = cand;
         }
         Verdict::Pass { matched }
+    }
+
+    /// Records a match of rule `idx` on the record and runs the rule's actions.
+    fn on_match(&self, idx: u32, record: &mut FlatRecord, st: &mut EvalState) {
+        let rule = &self.rules[idx as usize];
+        record.context.matched.push(rule.matched.clone());
+        for a in &rule.actions {
+            if let Err(e) = a.apply(record) {
+                st.action_errors.push(format!("Error in action of rule '{}': {e}", rule.matched.name));
+            }
+        }
     }
 
     /// Rules and filters with their record-type buckets, in evaluation order.

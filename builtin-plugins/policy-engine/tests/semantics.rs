@@ -352,3 +352,29 @@ fn upstream_quirks_kept() {
     assert!(matches("evt.dir = < and evt.dir = >", pe_record(OP_EXEC)));
     let _ = RString::from("");
 }
+
+#[test]
+fn dispatch_indexes_match_like_rule_by_rule() {
+    // Enough rules keyed on `sf.proc.aname` (multi-valued: python,bash,init) and on
+    // `sf.proc.name` to build indexes, interleaved with rules no index covers; the
+    // matches and their order must equal evaluating each rule on its own.
+    let mut rules = Vec::new();
+    for i in 0..40 {
+        let cond = match i % 4 {
+            0 => format!("sf.proc.aname in (x{i}, {})", if i % 8 == 0 { "bash" } else { "zsh" }),
+            1 => format!("sf.proc.name = {} and sf.proc.args contains b", if i % 3 == 0 { "python" } else { "perl" }),
+            2 => format!("sf.proc.args contains {}", if i % 6 == 2 { "'a,b'" } else { "nope" }),
+            _ => format!("sf.proc.aname = init and sf.proc.name in (y{i}, python, '') and sf.opflags = EXEC"),
+        };
+        rules.push(format!("- rule: r{i}\n  desc: d\n  priority: low\n  condition: {cond}\n"));
+    }
+    let all = compile(&rules.concat());
+    let singles: Vec<RuleSet> = rules.iter().map(|r| compile(r)).collect();
+    for rec in [pe_record(OP_EXEC), pe_record(OP_CLONE), ff_record("/etc/passwd", OP_OPEN, 1), nf_record(OP_CONNECT)] {
+        let expect: Vec<String> =
+            singles.iter().flat_map(|rs| run(rs, rec.clone()).unwrap_or_default()).collect();
+        assert_eq!(run(&all, rec.clone()).unwrap_or_default(), expect);
+    }
+    let got = run(&all, pe_record(OP_EXEC)).unwrap_or_default();
+    assert!(got.len() > 10 && got.contains(&"r0".to_string()) && got.contains(&"r3".to_string()), "{got:?}");
+}
