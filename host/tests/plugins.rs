@@ -391,6 +391,34 @@ fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -
 /// the new one after it.
 #[test]
 fn hot_reload_swaps_a_processor_between_batches() {
+    reload_case(|new_build, plugins| install_by_rename(new_build, plugins, "tagger.so"), true);
+}
+
+/// The same with a plain copy over the running library's file.
+#[test]
+fn hot_reload_after_copying_over_the_library() {
+    reload_case(
+        |new_build, plugins| {
+            fs::copy(new_build, plugins.join("tagger.so")).expect("cp over");
+        },
+        true,
+    );
+}
+
+/// A file that is no plugin, put in place of the running library: logged, the old build keeps running.
+#[test]
+fn hot_reload_of_a_broken_build_keeps_the_running_instance() {
+    reload_case(|_, plugins| install_bytes(plugins, "tagger.so", b"not a shared library"), false);
+}
+
+fn install_bytes(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::write(&tmp, bytes).expect("write");
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).expect("chmod");
+    fs::rename(&tmp, dir.join(name)).expect("rename");
+}
+
+fn reload_case(replace: impl FnOnce(&Path, &Path), expect_swap: bool) {
     use std::{
         os::fd::AsRawFd,
         process::Stdio,
@@ -444,8 +472,12 @@ fn hot_reload_swaps_a_processor_between_batches() {
     }
     // Let the first half through the tagger before the new build arrives.
     std::thread::sleep(Duration::from_millis(1500));
-    install_by_rename(&new_build, &plugins, "tagger.so");
-    wait_until("the swap", Duration::from_secs(20), || log().contains("swapped in the new build"));
+    replace(&new_build, &plugins);
+    if expect_swap {
+        wait_until("the swap", Duration::from_secs(20), || log().contains("swapped in the new build"));
+    } else {
+        wait_until("the failed reload", Duration::from_secs(20), || log().contains("hot reload of"));
+    }
     for (d, _) in second {
         send(fd.as_raw_fd(), d, MsgFlags::empty()).expect("send datum");
     }
@@ -472,6 +504,12 @@ fn hot_reload_swaps_a_processor_between_batches() {
         .collect();
     let switch = tags.iter().position(|&t| t == 2).unwrap_or(tags.len());
     assert!(tags[switch..].iter().all(|&t| t == 2), "the tag switches once, never back");
-    assert_eq!(switch, events_first, "the old build processed exactly the records sent before the swap");
-    assert!(log.contains("plugin library images mapped: 2"), "{log}");
+    if expect_swap {
+        assert_eq!(switch, events_first, "the old build processed exactly the records sent before the swap");
+        assert!(log.contains("plugin library images mapped: 2"), "{log}");
+    } else {
+        assert_eq!(switch, events, "the old build keeps processing every record\n{log}");
+        assert!(log.contains("the running instances are kept"), "{log}");
+        assert!(log.contains("plugin library images mapped: 1"), "{log}");
+    }
 }
