@@ -40,9 +40,17 @@ struct Datum {
 }
 
 fn datums(records: u64) -> Vec<Datum> {
+    datums_with(&sysflow_tracegen::GenConfig { records, seed: 7, ..Default::default() }).0
+}
+
+/// Encoded datums of `config`, and the indices where a new segment (header) starts.
+fn datums_with(config: &sysflow_tracegen::GenConfig) -> (Vec<Datum>, Vec<usize>) {
     let mut v = Vec::new();
-    let config = sysflow_tracegen::GenConfig { records, seed: 7, ..Default::default() };
-    sysflow_tracegen::generate(&config, |rec| {
+    let mut segments = Vec::new();
+    sysflow_tracegen::generate(config, |rec| {
+        if matches!(rec, SysFlowRecord::Header(_)) {
+            segments.push(v.len());
+        }
         let flat_ts = match &rec {
             // The reader drops process flows, as upstream's does.
             SysFlowRecord::Event(e) if !matches!(e, Event::ProcessFlow(_)) => Some(e.ts()),
@@ -52,7 +60,7 @@ fn datums(records: u64) -> Vec<Datum> {
         sysflow_tracegen::encode_datum(&rec, &mut bytes);
         v.push(Datum { bytes, flat_ts });
     });
-    v
+    (v, segments)
 }
 
 /// Collects a child's output stream into a shared string, line by line.
@@ -272,4 +280,99 @@ fn rules_swap_atomically_mid_stream_and_a_broken_file_is_ignored() {
     assert_eq!(logs.matches("switched to the reloaded rule set").count(), 1, "{logs}");
     assert!(logs.contains("policy_reloads=1"), "{logs}");
     assert!(logs.contains("policy_reload_failures=1"), "{logs}");
+}
+
+/// A collector streaming without pause, reconnecting at each new segment (as it does after a
+/// restart), while the rule file is swapped: no record is lost, repeated or reordered, and the
+/// rule sequence is all A then all B.
+#[test]
+fn rules_swap_while_a_reconnecting_collector_streams() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    let policy_file = policies.join("rules.yaml");
+    std::fs::write(&policy_file, rule("Rule A", "phase-a")).expect("write rule A");
+    let out_path = dir.path().join("out.json");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &json!({"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "mode": "enrich",
+             "policies": policies.to_string_lossy(), "monitor": "local", "monitor.interval": "0", "concurrency": "2"},
+            {"processor": "exporter", "in": "evt eventchan", "export": "file", "format": "json",
+             "file.path": out_path.to_string_lossy()}]}),
+    );
+    let sock = dir.path().join("sysflow.sock");
+    let mut child = Command::new(sfprocessor_bin())
+        .current_dir(dir.path())
+        .args(["-config", &cfg.to_string_lossy(), "-driver", "socket", &sock.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    let stdout = collect(child.stdout.take().expect("stdout"));
+    let stderr = collect(child.stderr.take().expect("stderr"));
+    let mut p = Proc { child, stdout, stderr };
+    p.wait_log("the socket to be bound", Duration::from_secs(20), |_, _| sock.exists());
+
+    let config = sysflow_tracegen::GenConfig { records: 60_000, seed: 11, rotate_every: 20_000, ..Default::default() };
+    let (data, segments) = datums_with(&config);
+    assert!(segments.len() >= 3, "segments at {segments:?}");
+    let total: usize = flat_count(&data);
+    let data = Arc::new(data);
+    let sender = {
+        let (data, sock, segments) = (data.clone(), sock.clone(), segments.clone());
+        std::thread::spawn(move || {
+            let mut fd: Option<OwnedFd> = None;
+            for (i, d) in data.iter().enumerate() {
+                if segments.contains(&i) {
+                    // Close the previous connection and open a new one, as a restarted collector.
+                    drop(fd.take());
+                    let s = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+                    connect(s.as_raw_fd(), &UnixAddr::new(&sock).expect("address")).expect("connect");
+                    fd = Some(s);
+                }
+                let s = fd.as_ref().expect("connected at the first header");
+                send(s.as_raw_fd(), &d.bytes, MsgFlags::empty()).expect("send datum");
+                if i % 500 == 499 {
+                    std::thread::sleep(Duration::from_millis(40)); // ~12k records/s: a few seconds
+                }
+            }
+            // Keep the last connection open until everything was read.
+            fd
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    replace(dir.path(), &policy_file, &rule("Rule B", "phase-b"));
+    let last_conn = sender.join().expect("sender thread");
+    wait_lines(&p, &out_path, total, "stream");
+    let pid = i32::try_from(p.child.id()).expect("pid fits i32");
+    kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = p.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "no exit within 15 s of SIGTERM\n{}", p.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(last_conn);
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = p.logs();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    assert!(logs.contains(&format!("connections={}", segments.len())), "one connection per segment\n{logs}");
+
+    let lines = read_json_lines(&out_path);
+    assert_eq!(lines.len(), total, "every record exported exactly once");
+    let sent_ts: Vec<i64> = data.iter().filter_map(|d| d.flat_ts).collect();
+    let got_ts: Vec<i64> = lines.iter().map(|l| l["ts"].as_i64().expect("ts")).collect();
+    assert!(got_ts == sent_ts, "records out of order, lost or repeated");
+    let ids: Vec<Vec<String>> = lines.iter().map(rule_ids).collect();
+    assert!(ids.iter().all(|i| i.len() == 1), "every record carries exactly one rule");
+    let first_b = ids.iter().position(|i| i[0] == "Rule B").unwrap_or_else(|| panic!("rule B never matched\n{logs}"));
+    assert!(first_b > 0, "rule A matched the records sent before the swap");
+    assert!(ids[..first_b].iter().all(|i| i[0] == "Rule A"));
+    assert!(ids[first_b..].iter().all(|i| i[0] == "Rule B"), "a record went back to rule A after the swap");
+    assert!(first_b < total * 3 / 4, "the swap took effect while streaming (first B at {first_b} of {total})\n{logs}");
 }
