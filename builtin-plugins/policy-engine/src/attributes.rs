@@ -638,8 +638,16 @@ impl Attr {
         }
     }
 
+    /// True when evaluation caches the string form per record: built forms, and base
+    /// names, which every rule testing them would otherwise search for again.
+    #[inline]
+    pub fn is_cached(self) -> bool {
+        self.is_computed() || matches!(self, Attr::ProcName | Attr::PprocName | Attr::FileName | Attr::FileNewName)
+    }
+
     /// True when the string form is built (not borrowed from the record), so caching it
     /// for the duration of one record's evaluation pays.
+    #[inline]
     pub fn is_computed(self) -> bool {
         use Attr::*;
         matches!(

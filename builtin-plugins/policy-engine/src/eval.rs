@@ -18,7 +18,7 @@ pub struct Scratch {
     rhs: String,
     tmp: String,
     low: String,
-    /// String forms of computed attributes of the current record (see `Attr::is_computed`).
+    /// String forms of cached attributes of the current record (see `Attr::is_cached`).
     arena: String,
     /// Per attribute: (generation, start, end) of its cached string form in `arena`.
     cache: Vec<(u32, u32, u32)>,
@@ -415,7 +415,7 @@ impl Pred {
             }
             Pred::Str { lhs, m, .. } => {
                 if let Val::Attr(a) = lhs {
-                    if a.is_computed() {
+                    if a.is_cached() {
                         let Scratch { tmp, low, arena, cache, gen, .. } = s;
                         let e = &mut cache[*a as usize];
                         if e.0 != *gen {
@@ -663,7 +663,7 @@ impl RuleIndex {
             }
             false
         };
-        if a.is_computed() {
+        if a.is_cached() {
             // Through the per-record cache, shared with the rules' own tests.
             let Scratch { tmp, arena, cache, gen, .. } = s;
             let e = &mut cache[a as usize];
