@@ -513,3 +513,75 @@ fn reload_case(replace: impl FnOnce(&Path, &Path), expect_swap: bool) {
         assert!(log.contains("plugin library images mapped: 1"), "{log}");
     }
 }
+
+/// A handler from `handlerlibpath` is swapped too: the reader's chain flushes, the new
+/// handler instance takes the next batch, and every record is exported once. (The new
+/// build is the same library with bytes appended: a new content the loader maps anew.)
+#[test]
+fn hot_reload_swaps_a_handler() {
+    use std::{io::Write, os::fd::AsRawFd, process::Stdio, time::Duration};
+
+    use nix::sys::socket::{connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+    use sysflow_plugin_api::{Event, SysFlowRecord};
+
+    let dir = scratch();
+    let handlers = plugin_dir(dir.path(), "handlers", &["printer-handler"]);
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"pipeline": [
+            {{"processor": "sysflowreader", "handler": "printer", "handlerlibpath": "{}", "printer.types": "NF",
+              "in": "sysflow sysflowchan", "out": "flat flattenerchan"}},
+            {{"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": "out.json"}}]}}"#,
+            s(&handlers)
+        ),
+    );
+    let sock = dir.path().join("sysflow.sock");
+    let mut child = Command::new(common::bin())
+        .current_dir(dir.path())
+        .args(["-config", &cfg, "-driver", "socket", &s(&sock)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    let stdout = collect(child.stdout.take().expect("stdout"));
+    let stderr = collect(child.stderr.take().expect("stderr"));
+    let log = || format!("{}{}", stdout.lock().unwrap_or_else(|p| p.into_inner()), stderr.lock().unwrap_or_else(|p| p.into_inner()));
+    wait_until("the socket to be bound", Duration::from_secs(20), || sock.exists());
+
+    let config = sysflow_tracegen::GenConfig { records: 3000, ..Default::default() };
+    let mut datums: Vec<(Vec<u8>, bool)> = Vec::new();
+    sysflow_tracegen::generate(&config, |rec| {
+        let event = matches!(rec, SysFlowRecord::Event(ref e) if !matches!(e, Event::ProcessFlow(_)));
+        let mut buf = Vec::new();
+        sysflow_tracegen::encode_datum(&rec, &mut buf);
+        datums.push((buf, event));
+    });
+    let (first, second) = datums.split_at(datums.len() / 2);
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    connect(fd.as_raw_fd(), &UnixAddr::new(&sock).expect("address")).expect("connect");
+    for (d, _) in first {
+        send(fd.as_raw_fd(), d, MsgFlags::empty()).expect("send datum");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut bytes = fs::read(handlers.join("printer.so")).expect("read printer");
+    bytes.write_all(b"\0new build").expect("append");
+    install_bytes(&handlers, "printer.so", &bytes);
+    wait_until("the swap", Duration::from_secs(20), || log().contains("swapped in the new build"));
+    for (d, _) in second {
+        send(fd.as_raw_fd(), d, MsgFlags::empty()).expect("send datum");
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let status = child.wait().expect("wait");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    drop(fd);
+    let events = datums.iter().filter(|(_, e)| *e).count();
+    assert_eq!(lines_of(&dir.path().join("out.json")).len(), events, "every record exported exactly once\n{log}");
+    assert!(log.contains("handlers/printer.so"), "{log}");
+    assert!(log.contains("the replaced instance's counters: printed="), "{log}");
+}
