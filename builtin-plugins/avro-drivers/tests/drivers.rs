@@ -2,8 +2,6 @@
 
 mod common;
 
-#[path = "common/encoder.rs"]
-mod encoder;
 
 use std::{
     cell::RefCell,
@@ -141,7 +139,7 @@ fn messages(recs: &[SysFlowRecord]) -> Vec<Vec<u8>> {
                 k.message = RString::from(format!("{}\n\0", k.message));
             }
             let mut buf = Vec::new();
-            encoder::encode_v5(&r, &mut buf);
+            sysflow_tracegen::encode_datum(&r, &mut buf);
             buf
         })
         .collect()
@@ -229,7 +227,7 @@ fn socket_driver_drops_oversized_messages_and_keeps_the_connection() {
         return;
     }
     let mut header = Vec::new();
-    encoder::encode_v5(&SysFlowRecord::Header(Default::default()), &mut header);
+    sysflow_tracegen::encode_datum(&SysFlowRecord::Header(Default::default()), &mut header);
     send(fd.as_raw_fd(), &header, MsgFlags::empty()).expect("send");
     let mut got = Vec::new();
     for _ in 0..20 {
