@@ -470,8 +470,11 @@ fn reload_case(replace: impl FnOnce(&Path, &Path), expect_swap: bool) {
     for (d, _) in first {
         send(fd.as_raw_fd(), d, MsgFlags::empty()).expect("send datum");
     }
-    // Let the first half through the tagger before the new build arrives.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Let the first half through the tagger (the idle exporter flushes it) before the new build arrives.
+    let events_first = first.iter().filter(|(_, e)| *e).count();
+    let out_path = dir.path().join("out.json");
+    let exported = || fs::read_to_string(&out_path).map(|t| t.lines().count()).unwrap_or(0);
+    wait_until("the first half to be exported", Duration::from_secs(30), || exported() >= events_first);
     replace(&new_build, &plugins);
     if expect_swap {
         wait_until("the swap", Duration::from_secs(20), || log().contains("swapped in the new build"));
@@ -481,7 +484,8 @@ fn reload_case(replace: impl FnOnce(&Path, &Path), expect_swap: bool) {
     for (d, _) in second {
         send(fd.as_raw_fd(), d, MsgFlags::empty()).expect("send datum");
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    let events = datums.iter().filter(|(_, e)| *e).count();
+    wait_until("every record to be exported", Duration::from_secs(30), || exported() >= events);
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
     let status = child.wait().expect("wait");
@@ -491,8 +495,6 @@ fn reload_case(replace: impl FnOnce(&Path, &Path), expect_swap: bool) {
     drop(fd);
 
     let lines = lines_of(&dir.path().join("out.json"));
-    let events_first = first.iter().filter(|(_, e)| *e).count();
-    let events = datums.iter().filter(|(_, e)| *e).count();
     assert_eq!(lines.len(), events, "every record exported exactly once\n{log}");
     let tags: Vec<u8> = lines
         .iter()
@@ -564,7 +566,10 @@ fn hot_reload_swaps_a_handler() {
     for (d, _) in first {
         send(fd.as_raw_fd(), d, MsgFlags::empty()).expect("send datum");
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    let events_first = first.iter().filter(|(_, e)| *e).count();
+    let out_path = dir.path().join("out.json");
+    let exported = || fs::read_to_string(&out_path).map(|t| t.lines().count()).unwrap_or(0);
+    wait_until("the first half to be exported", Duration::from_secs(30), || exported() >= events_first);
     let mut bytes = fs::read(handlers.join("printer.so")).expect("read printer");
     bytes.write_all(b"\0new build").expect("append");
     install_bytes(&handlers, "printer.so", &bytes);
@@ -572,7 +577,8 @@ fn hot_reload_swaps_a_handler() {
     for (d, _) in second {
         send(fd.as_raw_fd(), d, MsgFlags::empty()).expect("send datum");
     }
-    std::thread::sleep(Duration::from_millis(1500));
+    let events = datums.iter().filter(|(_, e)| *e).count();
+    wait_until("every record to be exported", Duration::from_secs(30), || exported() >= events);
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
     let status = child.wait().expect("wait");
@@ -580,7 +586,6 @@ fn hot_reload_swaps_a_handler() {
     let log = log();
     assert_eq!(status.code(), Some(0), "{log}");
     drop(fd);
-    let events = datums.iter().filter(|(_, e)| *e).count();
     assert_eq!(lines_of(&dir.path().join("out.json")).len(), events, "every record exported exactly once\n{log}");
     assert!(log.contains("handlers/printer.so"), "{log}");
     assert!(log.contains("the replaced instance's counters: printed="), "{log}");
