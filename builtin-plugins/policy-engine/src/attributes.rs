@@ -638,11 +638,14 @@ impl Attr {
         }
     }
 
-    /// True when evaluation caches the string form per record: built forms, and base
-    /// names, which every rule testing them would otherwise search for again.
+    /// True when evaluation caches the string form per record: built forms, base names,
+    /// and the paths most rules test (the cache also records whether the form has a `,`,
+    /// sparing each test the multi-value split).
     #[inline]
     pub fn is_cached(self) -> bool {
-        self.is_computed() || matches!(self, Attr::ProcName | Attr::PprocName | Attr::FileName | Attr::FileNewName)
+        use Attr::*;
+        self.is_computed()
+            || matches!(self, ProcName | PprocName | FileName | FileNewName | FilePath | FileNewPath | ProcExe | PprocExe)
     }
 
     /// True when the string form is built (not borrowed from the record), so caching it

@@ -20,8 +20,9 @@ pub struct Scratch {
     low: String,
     /// String forms of cached attributes of the current record (see `Attr::is_cached`).
     arena: String,
-    /// Per attribute: (generation, start, end) of its cached string form in `arena`.
-    cache: Vec<(u32, u32, u32)>,
+    /// Per attribute: (generation, start, end, contains a `,`) of its cached string form
+    /// in `arena`; comma-free forms (most) skip the multi-value split.
+    cache: Vec<(u32, u32, u32, bool)>,
     /// Current record's generation; memo entries of other generations are stale.
     gen: u32,
     memo_gen: Vec<u32>,
@@ -29,6 +30,21 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// The cached string form of `a` on the current record `r` (computed on first use):
+    /// its range in `arena` and whether it contains a `,`.
+    #[inline]
+    fn cached_form(&mut self, a: Attr, r: &FlatRecord) -> (usize, usize, bool) {
+        let e = &mut self.cache[a as usize];
+        if e.0 != self.gen {
+            let v = a.str_form(r, &mut self.tmp);
+            let start = self.arena.len();
+            self.arena.push_str(v);
+            let comma = memchr::memchr(b',', v.as_bytes()).is_some();
+            *e = (self.gen, start as u32, self.arena.len() as u32, comma);
+        }
+        (e.1 as usize, e.2 as usize, e.3)
+    }
+
     /// Starts a new record: invalidates all memoised sub-results.
     pub fn begin_record(&mut self, memo_slots: usize) {
         if self.memo_gen.len() < memo_slots {
@@ -36,7 +52,7 @@ impl Scratch {
             self.memo_val.resize(memo_slots, false);
         }
         if self.cache.is_empty() {
-            self.cache.resize(Attr::ALL.len(), (0, 0, 0));
+            self.cache.resize(Attr::ALL.len(), (0, 0, 0, false));
         }
         self.arena.clear();
         self.gen = self.gen.wrapping_add(1);
@@ -416,16 +432,9 @@ impl Pred {
             Pred::Str { lhs, m, .. } => {
                 if let Val::Attr(a) = lhs {
                     if a.is_cached() {
-                        let Scratch { tmp, low, arena, cache, gen, .. } = s;
-                        let e = &mut cache[*a as usize];
-                        if e.0 != *gen {
-                            let v = a.str_form(r, tmp);
-                            let start = arena.len();
-                            arena.push_str(v);
-                            *e = (*gen, start as u32, arena.len() as u32);
-                        }
-                        let v = &arena[e.1 as usize..e.2 as usize];
-                        return m.matches_form(v, low);
+                        let (start, end, comma) = s.cached_form(*a, r);
+                        let v = &s.arena[start..end];
+                        return if comma { m.matches_form(v, &mut s.low) } else { m.matches(v, &mut s.low) };
                     }
                 }
                 let Scratch { lhs: lb, tmp, low, .. } = s;
@@ -665,15 +674,13 @@ impl RuleIndex {
         };
         if a.is_cached() {
             // Through the per-record cache, shared with the rules' own tests.
-            let Scratch { tmp, arena, cache, gen, .. } = s;
-            let e = &mut cache[a as usize];
-            if e.0 != *gen {
-                let v = a.str_form(r, tmp);
-                let start = arena.len();
-                arena.push_str(v);
-                *e = (*gen, start as u32, arena.len() as u32);
+            let (start, end, comma) = s.cached_form(a, r);
+            let v = &s.arena[start..end];
+            if comma {
+                any_piece(v, &mut push);
+            } else {
+                push(v);
             }
-            any_piece(&arena[e.1 as usize..e.2 as usize], &mut push);
         } else {
             any_piece(a.str_form(r, &mut s.lhs), push);
         }
