@@ -638,14 +638,14 @@ impl Attr {
         }
     }
 
-    /// True when evaluation caches the string form per record: built forms, base names,
-    /// and the paths most rules test (the cache also records whether the form has a `,`,
-    /// sparing each test the multi-value split).
+    /// True when evaluation caches the string form per record: every attribute but
+    /// `sf.type` (a static name). Several rules test the same attributes, and the cache
+    /// also records whether a form has a `,`, sparing each test the multi-value split and
+    /// each base name or number its re-computation.
     #[inline]
     pub fn is_cached(self) -> bool {
         use Attr::*;
-        self.is_computed()
-            || matches!(self, ProcName | PprocName | FileName | FileNewName | FilePath | FileNewPath | ProcExe | PprocExe)
+        self.is_computed() || !matches!(self, Type)
     }
 
     /// True when the string form is built (not borrowed from the record), so caching it
