@@ -241,6 +241,9 @@ pub enum Matcher {
 }
 
 const SMALL: usize = 6;
+/// Up to this many `contains`/`pmatch` pieces, one SIMD substring search per piece
+/// beats an automaton on the short strings policies test (names, paths, command lines).
+const SMALL_CONTAINS: usize = 16;
 
 impl Matcher {
     /// Builds the matcher for `op` over the literal `pieces` (already split on `,`).
@@ -258,7 +261,7 @@ impl Matcher {
                 let finders = |p: &[String]| {
                     p.iter().map(|x| memchr::memmem::Finder::new(x.as_bytes()).into_owned()).collect::<Vec<_>>()
                 };
-                if pieces.len() <= SMALL || pieces.iter().any(|p| p.is_empty()) {
+                if pieces.len() <= SMALL_CONTAINS || pieces.iter().any(|p| p.is_empty()) {
                     Matcher::ContainsSmall(finders(&pieces))
                 } else {
                     let ac = AhoCorasick::builder().kind(Some(aho_corasick::AhoCorasickKind::DFA)).build(&pieces);
@@ -749,9 +752,14 @@ mod tests {
     #[test]
     fn matchers() {
         let mut low = String::new();
-        let m = Matcher::new(Op::Pmatch, (0..10).map(|i| format!("tool{i}")).collect());
-        assert!(m.matches("/opt/tool7/bin", &mut low));
-        assert!(!m.matches("/opt/tool/bin", &mut low));
+        for n in [10, 40] {
+            // Below and above SMALL_CONTAINS: substring finders, then an automaton.
+            let m = Matcher::new(Op::Pmatch, (0..n).map(|i| format!("tool{i}")).collect());
+            assert_eq!(matches!(m, Matcher::ContainsAc(_)), n > SMALL_CONTAINS);
+            assert!(m.matches("/opt/tool7/bin", &mut low));
+            assert!(m.matches("/opt/tool7", &mut low));
+            assert!(!m.matches("/opt/tool/bin", &mut low));
+        }
         let m = Matcher::new(Op::In, (0..10).map(|i| format!("b{i}")).collect());
         assert!(m.matches("b3", &mut low));
         assert!(!m.matches("b33", &mut low));
