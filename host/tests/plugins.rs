@@ -21,6 +21,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("ndjson-driver", "ndjson.so"),
     ("passthrough", "passthrough.so"),
     ("panicking-processor", "panicky.so"),
+    ("now-action", "now.so"),
 ];
 
 fn workspace_root() -> PathBuf {
@@ -589,4 +590,73 @@ fn hot_reload_swaps_a_handler() {
     assert_eq!(lines_of(&dir.path().join("out.json")).len(), events, "every record exported exactly once\n{log}");
     assert!(log.contains("handlers/printer.so"), "{log}");
     assert!(log.contains("the replaced instance's counters: printed="), "{log}");
+}
+
+#[test]
+fn now_action_from_actiondir_tags_matched_records() {
+    let Some(data) = shared_data() else { return };
+    let dir = scratch();
+    let actions = plugin_dir(dir.path(), "actions", &["now-action"]);
+    let policies = dir.path().join("policies");
+    fs::create_dir_all(&policies).expect("mkdir policies");
+    fs::write(
+        policies.join("exec.yaml"),
+        "- rule: Exec seen\n  desc: every exec\n  condition: sf.type = PE and sf.opflags = EXEC\n  actions: [now]\n  priority: low\n  tags: [test]\n",
+    )
+    .expect("write policy");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"pipeline": [
+            {{"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}},
+            {{"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "policies": "{}", "actiondir": "{}"}},
+            {{"processor": "exporter", "in": "evt eventchan", "export": "file", "file.path": "out.json"}}]}}"#,
+            s(&policies),
+            s(&actions)
+        ),
+    );
+    let trace = s(&data.join("traces/shellshock.sf"));
+    let out = run_in(dir.path(), &["-config", &cfg, &trace], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    // The library's `now` replaces the built-in one of the same name, and says so.
+    assert!(
+        stdout.contains("Re-declaration of action 'now'") && stdout.contains("now.so"),
+        "the action library was not loaded: {stdout}"
+    );
+    let lines = lines_of(&dir.path().join("out.json"));
+    assert!(!lines.is_empty(), "no exec alerts");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+        let tags: Vec<&str> = v["tags"].as_array().expect("tags").iter().filter_map(|t| t.as_str()).collect();
+        assert!(tags.first().is_some_and(|t| t.starts_with("now_in_nanos:")), "action tag first: {tags:?}");
+        assert_eq!(tags.last(), Some(&"test"), "rule tags after action tags: {tags:?}");
+    }
+}
+
+#[test]
+fn world_writable_action_library_is_refused() {
+    let Some(data) = shared_data() else { return };
+    let dir = scratch();
+    let actions = plugin_dir(dir.path(), "actions", &["now-action"]);
+    fs::set_permissions(actions.join("now.so"), fs::Permissions::from_mode(0o666)).expect("chmod");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"pipeline": [
+            {{"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}},
+            {{"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "mode": "enrich", "policies": "{}", "actiondir": "{}"}},
+            {{"processor": "exporter", "in": "evt eventchan", "export": "null"}}]}}"#,
+            s(&workspace_root().join("config/policies")),
+            s(&actions)
+        ),
+    );
+    let trace = s(&data.join("traces/shellshock.sf"));
+    let out = run_in(dir.path(), &["-config", &cfg, &trace], &[]);
+    let (stdout, stderr) = text(&out);
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("action plugin not loaded") && all.contains("0666"), "{all}");
+    assert!(!all.contains("Re-declaration of action"), "the refused library must not register: {all}");
 }

@@ -25,7 +25,7 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("monitor", "policy hot reload: none (default) or local"),
     ConfigKey::new("monitor.interval", "seconds between checks for a reloaded rule set (default 30)"),
     ConfigKey::new("concurrency", "worker threads evaluating a batch (default 5, capped at the CPU count)"),
-    ConfigKey::new("actiondir", "directory of action plugins (.so), default ../resources/actions"),
+    ConfigKey::new("actiondir", "directory of action plugins (.so), default /usr/local/sysflow/resources/actions"),
     ConfigKey::new("bench.rulesetsize", "benchmarking: keep only the first N rules (default -1: all)"),
     ConfigKey::new("bench.ruleindex", "benchmarking: keep only rule #i, from 0; wins over bench.rulesetsize (default -1: off)"),
     ConfigKey::new("unknown.attributes", "unknown attribute names: disable (default: disable the rule) or literal (upstream)"),
@@ -61,6 +61,9 @@ struct Engine {
     pool: rayon::ThreadPool,
 }
 
+/// Where action plugins are installed (the package layout), unless `actiondir` says otherwise.
+pub const DEFAULT_ACTION_DIR: &str = "/usr/local/sysflow/resources/actions";
+
 /// The policy engine processor.
 pub struct PolicyEngine {
     host: Host,
@@ -75,32 +78,23 @@ pub struct PolicyEngine {
     action_errors: u64,
 }
 
+/// Loads the action plugins of `dir` through the plugin loader, so they get the same
+/// permission, version and layout checks as every other plugin library.
 fn load_action_plugins(dir: &Path, registry: &mut ActionRegistry, host: Host) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("so"))
-        .collect();
-    files.sort();
-    for f in files {
-        let lib = abi_stable::library::lib_header_from_path(&f)
-            .and_then(|h| h.init_root_module::<sysflow_plugin_api::PluginLibraryRef>());
-        let lib = match lib {
-            Ok(l) => l,
-            Err(e) => {
-                host.error(&format!("cannot load action plugin {}: {e}", f.display()));
-                continue;
-            }
-        };
-        for d in (lib.plugins())() {
+    let (libs, errors) = sfprocessor_plugin_loader::load_dir(dir, &sfprocessor_plugin_loader::LoadOptions::default());
+    for e in errors {
+        host.error(&format!("key 'actiondir': action plugin not loaded: {e}"));
+    }
+    for lib in libs {
+        for d in lib.descriptors {
             if let sysflow_plugin_api::PluginFactory::Action { new } = d.factory {
                 match new(host).into_result() {
                     Ok(a) => {
                         if registry.register_plugin(d.name.as_str(), a) {
-                            host.warn(&format!("Re-declaration of action '{}' ({})", d.name, f.display()));
+                            host.warn(&format!("Re-declaration of action '{}' ({})", d.name, lib.path.display()));
                         }
                     }
-                    Err(e) => host.error(&format!("action '{}' from {} failed to start: {e}", d.name, f.display())),
+                    Err(e) => host.error(&format!("action '{}' from {} failed to start: {e}", d.name, lib.path.display())),
                 }
             }
         }
@@ -189,7 +183,7 @@ impl Processor for PolicyEngine {
         };
         let mut actions = ActionRegistry::with_builtins();
         let actiondir = config.str("actiondir")?;
-        let dir = PathBuf::from(actiondir.unwrap_or("../resources/actions"));
+        let dir = PathBuf::from(actiondir.unwrap_or(DEFAULT_ACTION_DIR));
         if actiondir.is_some() && !dir.is_dir() {
             host.warn(&format!("key 'actiondir': {} is not a directory; no action plugins loaded", dir.display()));
         }
