@@ -10,6 +10,7 @@ use crate::{
     graph::{self, DriverChoice},
     logging::{self, Threshold},
     pipeline_config, plugins,
+    rule_listing,
     registry::Registry,
     runtime,
     signals::{self, StopFlag},
@@ -51,7 +52,7 @@ where
         }
     };
     let stop = StopFlag::new();
-    if !cli.test {
+    if !(cli.test || cli.listrules) {
         if let Err(e) = signals::install(stop.clone()) {
             tracing::error!("cannot install the SIGINT/SIGTERM handler: {e}");
             return 1;
@@ -103,7 +104,7 @@ where
     if !report(&diag) {
         return 1;
     }
-    if !cli.test && !graph.drivers_without_path.is_empty() {
+    if !(cli.test || cli.listrules) && !graph.drivers_without_path.is_empty() {
         eprintln!(
             "[Error] missing input path: {} needs a trace file/directory or socket path (positional argument, or 'path' in its drivers entry)\n{}",
             graph.drivers_without_path.join(", "),
@@ -113,13 +114,16 @@ where
     }
     // Drivers open files and sockets when built, so `-test` (like upstream) stops before them.
     let mut diag = Diagnostics::default();
-    let instances = runtime::construct(&graph, !cli.test, &mut diag);
+    let instances = runtime::construct(&graph, !(cli.test || cli.listrules), &mut diag);
     let reported_ok = report(&diag);
     let Some(instances) = instances.filter(|_| reported_ok) else {
         return 1;
     };
     tracing::info!(target: "health", "Health checks: passed");
     tracing::info!("Successfully loaded pipeline configuration");
+    if cli.listrules {
+        return rule_listing::print(&cfg);
+    }
     if cli.test {
         return 0;
     }

@@ -62,6 +62,12 @@ pub struct Cli {
           default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
     pub test: bool,
 
+    /// Like -test, then list every policy engine's compiled rules and filters with the
+    /// record types each is evaluated on (tab-separated, one per line).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
+    pub listrules: bool,
+
     /// Print the version and exit.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
           default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod pipeline_config;
 pub mod plugins;
 pub mod registry;
+pub mod rule_listing;
 pub mod runtime;
 pub mod signals;

@@ -147,3 +147,40 @@ fn plugin_directories_load_only_what_is_named() {
     assert!(stderr.contains("plugins/libcustom.so"), "{stderr}");
     assert!(!stdout.contains("Successfully loaded"), "{stdout}");
 }
+
+#[test]
+fn listrules_prints_each_rule_with_its_record_type_bucket() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).expect("mkdir");
+    std::fs::write(
+        policies.join("r.yaml"),
+        "- rule: Exec in container\n  desc: x\n  condition: sf.type = PE and sf.opflags = EXEC and sf.container.id != \"\"\n  priority: high\n  tags: [mitre:T1059]\n\
+         - rule: Any open\n  desc: y\n  condition: sf.opflags = OPEN\n  prefilter: [FF]\n",
+    )
+    .expect("write policy");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"pipeline": [
+            {{"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}},
+            {{"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "policies": "{}"}},
+            {{"processor": "exporter", "in": "evt eventchan", "export": "null"}}]}}"#,
+            policies.display()
+        ),
+    );
+    let out = run_in(dir.path(), &["-listrules", "-config", &cfg], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let rules: Vec<&str> = stdout.lines().filter(|l| l.starts_with("rule\t")).collect();
+    assert_eq!(rules.len(), 2, "{stdout}");
+    assert!(rules[0].starts_with("rule\tExec in container\t[PE]\t") && rules[0].contains("mitre:T1059"), "{}", rules[0]);
+    assert!(rules[1].starts_with("rule\tAny open\t[FF]\t"), "{}", rules[1]);
+
+    std::fs::write(policies.join("bad.yaml"), "- rule: Broken\n  desc: z\n  condition: sf.type = = PE\n").expect("write");
+    let out = run_in(dir.path(), &["-listrules", "-config", &cfg], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(format!("{stdout}{stderr}").contains("bad.yaml:3:"), "error names file:line: {stdout}{stderr}");
+}

@@ -1,0 +1,38 @@
+//! `-listrules`: the compiled rules of every policy engine, with their record-type buckets,
+//! so policy authors see what runs and on which records.
+
+use std::path::Path;
+
+use sysflow_policy_engine::{compile_policies_with, ActionRegistry, CompileOptions, UnknownAttributes};
+
+use crate::pipeline_config::PipelineConfig;
+
+/// Prints the rules of each `policyengine` block; returns the exit status.
+pub fn print(cfg: &PipelineConfig) -> i32 {
+    let mut status = 0;
+    for block in cfg.blocks.iter().filter(|b| b.processor == "policyengine") {
+        let Some(policies) = block.map.get("policies").and_then(|v| v.as_str()) else {
+            println!("# pipeline[{}] (policyengine): no policies (records pass through)", block.index);
+            continue;
+        };
+        let unknown_attributes = match block.map.get("unknown.attributes").and_then(|v| v.as_str()) {
+            Some("literal") => UnknownAttributes::Literal,
+            _ => UnknownAttributes::Disable,
+        };
+        let opts = CompileOptions { unknown_attributes, actions: ActionRegistry::with_builtins(), ..Default::default() };
+        match compile_policies_with(Path::new(policies), &opts) {
+            Ok(rules) => {
+                println!("# pipeline[{}] (policyengine): {policies}", block.index);
+                println!("# kind\tname\t[record types]\tdetails");
+                for info in rules.describe() {
+                    println!("{info}");
+                }
+            }
+            Err(e) => {
+                tracing::error!("pipeline[{}] (policyengine): {e}", block.index);
+                status = 1;
+            }
+        }
+    }
+    status
+}
