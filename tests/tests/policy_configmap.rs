@@ -21,7 +21,6 @@ fn configmap(dir: &Path, text: &str) {
 }
 
 #[test]
-#[ignore = "product bug: policy-engine collects rules.yaml, ..data/rules.yaml and ..<ts>/rules.yaml (each rule 3x); run with --include-ignored once fixed"]
 fn configmap_policy_directory_loads_each_rule_once() {
     let Some(data) = shared_data() else { return };
     let dir = tempfile::tempdir().expect("tempdir");

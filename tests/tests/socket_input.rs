@@ -144,7 +144,6 @@ fn stale_socket_file_is_replaced() {
 /// `-driver socket` with a trace file as the path (a mix-up of the two drivers) must not
 /// delete the file.
 #[test]
-#[ignore = "product bug: the socket driver deletes any non-directory file at its path (avro-drivers prepare_path)"]
 fn regular_file_at_socket_path_is_not_deleted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("important.sf");

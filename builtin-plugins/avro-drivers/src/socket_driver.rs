@@ -67,8 +67,16 @@ fn prepare_path(path: &PathBuf) -> Result<(), PluginError> {
         Ok(meta) if meta.is_dir() => {
             return Err(PluginError::new(format!("socket path {} is a directory; refusing to delete it", path.display())))
         }
-        Ok(_) => fs::remove_file(path)
-            .map_err(|e| PluginError::new(format!("cannot remove existing file at socket path {}: {e}", path.display())))?,
+        // A stale socket (left by a killed run) is replaced; any other file is refused,
+        // so mixing up `-driver socket` and a trace path never deletes a trace.
+        Ok(meta) if meta.file_type().is_socket() => fs::remove_file(path)
+            .map_err(|e| PluginError::new(format!("cannot remove stale socket {}: {e}", path.display())))?,
+        Ok(_) => {
+            return Err(PluginError::new(format!(
+                "socket path {} exists and is not a socket; refusing to delete it (remove it yourself if it is not needed)",
+                path.display()
+            )))
+        }
         Err(_) => {}
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -159,7 +159,8 @@ fn socket_driver_serves_reconnecting_collectors() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let sock = tmp.path().join("run/sysflow/sf.sock");
     std::fs::create_dir_all(sock.parent().unwrap()).expect("mkdir");
-    std::fs::write(&sock, b"stale").expect("stale file at the socket path");
+    // A stale socket left by a killed run is replaced (a regular file would be refused).
+    drop(std::os::unix::net::UnixListener::bind(&sock).expect("stale socket at the socket path"));
     let mut d = SocketDriver::new(&config(&sock), host()).expect("driver");
 
     // Nothing connected: poll returns Idle promptly.

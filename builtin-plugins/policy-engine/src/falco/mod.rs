@@ -35,8 +35,15 @@ pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut out = Vec::new();
+    // A file reached twice through symlinks loads once; a directory reached twice (a
+    // symlink loop) is walked once.
+    let mut seen_files = std::collections::HashSet::new();
+    let mut seen_dirs = std::collections::HashSet::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(dir) = stack.pop() {
+        if !seen_dirs.insert(std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone())) {
+            continue;
+        }
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map_err(|e| io_err(&dir, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -45,9 +52,16 @@ pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
         // Depth-first in sorted order: push subdirectories reversed after handling files.
         let mut subdirs = Vec::new();
         for p in entries {
+            // Kubernetes mounts a ConfigMap as `..<timestamp>/` plus a `..data` symlink, with
+            // each file linked from the top: only the top-level links are the policies.
+            if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("..")) {
+                continue;
+            }
             if p.is_dir() {
                 subdirs.push(p);
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml") | Some("yml")) {
+            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("yaml") | Some("yml"))
+                && seen_files.insert(std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone()))
+            {
                 out.push(p);
             }
         }
