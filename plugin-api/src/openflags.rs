@@ -1,7 +1,7 @@
 //! Open flags (`FileFlow.openFlags`, the capture library's portable encoding) and their names.
 
-/// Rendering order and masks; a name is emitted when all its bits are set.
-const ORDER: [(i32, &str); 14] = [
+/// Open-flag masks and names in rendering order; a name applies when all its bits are set.
+pub const MASKS: [(i32, &str); 14] = [
     (1, "RDONLY"),
     (2, "WRONLY"),
     (3, "RDWR"),
@@ -24,7 +24,7 @@ pub fn for_each_name(flags: i32, mut f: impl FnMut(&'static str)) {
         f("NONE");
         return;
     }
-    for (mask, name) in ORDER {
+    for (mask, name) in MASKS {
         if flags & mask == mask {
             f(name);
         }
