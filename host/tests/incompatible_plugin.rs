@@ -15,27 +15,13 @@ use std::{
     sync::OnceLock,
 };
 
-use common::{run_in, text, write_pipeline};
+use common::{plugin_target_dir, run_in, text, workspace_root, write_pipeline};
 use sfprocessor_plugin_loader::host_api_version;
 
 /// The plugin-api version the fixture is built for.
 const FIXTURE_API: &str = "0.2.0";
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("workspace root")
-}
 
-/// The plugin-loader tests' nested target dir (same FNV-1a key of the workspace path).
-fn plugin_target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SFPROCESSOR_PLUGIN_TEST_TARGET") {
-        return PathBuf::from(dir);
-    }
-    let key = workspace_root()
-        .to_string_lossy()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    std::env::temp_dir().join(format!("sfprocessor-plugin-test-target-{key:016x}"))
-}
 
 /// Writes a file unless it already has this content, so cargo sees no change on a re-run.
 fn write_if_changed(path: &Path, contents: &[u8]) {

@@ -12,7 +12,7 @@ use std::{
     sync::OnceLock,
 };
 
-use common::{expected_counts, lines_of, run_in, shared_data, text, write_pipeline};
+use common::{expected_counts, lines_of, plugin_target_dir, run_in, shared_data, text, workspace_root, write_pipeline};
 
 /// The example plugins: (package, plugin file name to install as).
 const EXAMPLES: &[(&str, &str)] = &[
@@ -24,23 +24,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("now-action", "now.so"),
 ];
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("workspace root")
-}
 
-/// The nested builds' target directory: the one the plugin-loader tests use (same key),
-/// so the example plugins compile once for both; separate from the outer build, whose lock
-/// the running `cargo test` holds.
-fn plugin_target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SFPROCESSOR_PLUGIN_TEST_TARGET") {
-        return PathBuf::from(dir);
-    }
-    let key = workspace_root()
-        .to_string_lossy()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    std::env::temp_dir().join(format!("sfprocessor-plugin-test-target-{key:016x}"))
-}
 
 /// Builds the example plugins once per test process; returns the directory of the `.so` files.
 fn build_dir() -> &'static Path {

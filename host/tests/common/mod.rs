@@ -80,3 +80,22 @@ pub fn lines_of(path: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("workspace root")
+}
+
+/// The nested target dir where plugin fixtures are built: the one the plugin-loader tests
+/// use (same FNV-1a key of the workspace path), so each fixture compiles once for all
+/// suites; separate from the outer build, whose lock the running `cargo test` holds.
+pub fn plugin_target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("SFPROCESSOR_PLUGIN_TEST_TARGET") {
+        return PathBuf::from(dir);
+    }
+    let key = workspace_root()
+        .to_string_lossy()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    std::env::temp_dir().join(format!("sfprocessor-plugin-test-target-{key:016x}"))
+}
