@@ -135,6 +135,9 @@ fn stale_socket_file_is_replaced() {
     let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
     let addr = UnixAddr::new(&sock).expect("address");
     wait_for("a listener on the socket path", Duration::from_secs(20), || connect(fd.as_raw_fd(), &addr).is_ok());
+    // connect() completes in the kernel's backlog; the driver accepts on its next poll
+    // (every ~100 ms), so give it a few polls before stopping.
+    std::thread::sleep(Duration::from_millis(600));
     let (code, stdout, stderr) = stop(child);
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("connections=1"), "{stdout}");
