@@ -9,7 +9,7 @@ use sysflow_plugin_api::{
     Event, FlatRecord, Oid, Pod, Process, RecordType,
 };
 
-use crate::json_text::{write_bool, write_int, write_ipv4, write_str};
+use crate::json_text::{write_bool, write_int, write_ip_array, write_ipv4, write_str};
 
 /// The processor version upstream reports as `agent.version`.
 pub const AGENT_VERSION: &str = "0.7.0";
@@ -294,30 +294,17 @@ fn write_k8s_orchestrator(out: &mut Vec<u8>, message: &str) {
     out.extend_from_slice(b"},\"type\":\"kubernetes\"}");
 }
 
-fn write_ips(out: &mut Vec<u8>, ips: &[i64]) {
-    out.push(b'[');
-    for (i, ip) in ips.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        write_ipv4(out, *ip);
-        out.push(b'"');
-    }
-    out.push(b']');
-}
-
 fn write_pod(out: &mut Vec<u8>, p: &Pod) {
     out.extend_from_slice(b",\"orchestrator\":{\"namespace\":");
     write_str(out, &p.namespace);
     out.extend_from_slice(b",\"resource\":{\"name\":");
     write_str(out, &p.name);
     out.extend_from_slice(b",\"type\":\"pod\"},\"type\":\"kubernetes\"},\"pod\":{\"hostip\":");
-    write_ips(out, &p.host_ip);
+    write_ip_array(out, &p.host_ip);
     out.extend_from_slice(b",\"id\":");
     write_str(out, &p.id);
     out.extend_from_slice(b",\"internalip\":");
-    write_ips(out, &p.internal_ip);
+    write_ip_array(out, &p.internal_ip);
     out.extend_from_slice(b",\"name\":");
     write_str(out, &p.name);
     out.extend_from_slice(b",\"namespace\":");
@@ -336,7 +323,7 @@ fn write_pod(out: &mut Vec<u8>, p: &Pod) {
                 out.push(b',');
             }
             out.extend_from_slice(b"{\"clusterip\":");
-            write_ips(out, &s.cluster_ip);
+            write_ip_array(out, &s.cluster_ip);
             out.extend_from_slice(b",\"id\":");
             write_str(out, &s.id);
             out.extend_from_slice(b",\"name\":");

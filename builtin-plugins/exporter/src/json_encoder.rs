@@ -19,7 +19,7 @@ use sysflow_plugin_api::{
 
 use crate::{
     fragment_cache::FragmentCache,
-    json_text::{write_bool, write_escaped_str, write_hex_bytes, write_hex_u64, write_int, write_ipv4, write_str},
+    json_text::{write_bool, write_escaped_str, write_hex_bytes, write_hex_u64, write_int, write_ip_array, write_ipv4, write_str},
 };
 
 /// The JSON export schema version upstream 0.7 writes (`"version"`).
@@ -242,19 +242,6 @@ fn write_container_section(c: &Container, out: &mut Vec<u8>) -> usize {
 }
 
 /// An array of quoted IPs, comma-separated (upstream omits the commas: invalid JSON).
-fn write_ip_array(out: &mut Vec<u8>, ips: &[i64]) {
-    out.push(b'[');
-    for (i, ip) in ips.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.push(b'"');
-        write_ipv4(out, *ip);
-        out.push(b'"');
-    }
-    out.push(b']');
-}
-
 fn write_pod_section(p: &Pod, out: &mut Vec<u8>) -> usize {
     out.extend_from_slice(b"\"pod\":{\"hostip\":");
     write_ip_array(out, &p.host_ip);

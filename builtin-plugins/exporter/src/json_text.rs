@@ -269,3 +269,17 @@ mod tests {
         assert_eq!(String::from_utf8(out).expect("ascii"), "-42 192.168.59.100 ff9ce0 0 0aff");
     }
 }
+
+/// A JSON array of dotted IPv4 strings from little-endian IPv4 integers.
+pub fn write_ip_array(out: &mut Vec<u8>, ips: &[i64]) {
+    out.push(b'[');
+    for (i, ip) in ips.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'"');
+        write_ipv4(out, *ip);
+        out.push(b'"');
+    }
+    out.push(b']');
+}
