@@ -348,6 +348,37 @@ fn install_by_rename(lib: &Path, dir: &Path, name: &str) {
     fs::rename(&tmp, dir.join(name)).expect("rename");
 }
 
+/// Starts the binary in `dir` with `args`; returns the child and a reader of its log so far.
+fn spawn_logged(dir: &Path, args: &[&str]) -> (std::process::Child, impl Fn() -> String) {
+    let mut child = Command::new(common::bin())
+        .current_dir(dir)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    let stdout = collect(child.stdout.take().expect("stdout"));
+    let stderr = collect(child.stderr.take().expect("stderr"));
+    let log = move || {
+        format!("{}{}", stdout.lock().unwrap_or_else(|p| p.into_inner()), stderr.lock().unwrap_or_else(|p| p.into_inner()))
+    };
+    (child, log)
+}
+
+/// A generated stream as socket datums, each marked whether the reader turns it into an
+/// exported record (events and flows other than process flows).
+fn generated_datums(records: u64) -> Vec<(Vec<u8>, bool)> {
+    let config = sysflow_tracegen::GenConfig { records, ..Default::default() };
+    let mut datums = Vec::new();
+    sysflow_tracegen::generate(&config, |rec| {
+        let event = matches!(rec, sysflow_plugin_api::SysFlowRecord::Event(ref e) if !matches!(e, sysflow_plugin_api::Event::ProcessFlow(_)));
+        let mut buf = Vec::new();
+        sysflow_tracegen::encode_datum(&rec, &mut buf);
+        datums.push((buf, event));
+    });
+    datums
+}
+
 /// Reads a child's output on a thread, so a test can wait for a log line while it runs.
 fn collect(pipe: impl std::io::Read + Send + 'static) -> std::sync::Arc<std::sync::Mutex<String>> {
     use std::io::BufRead;
@@ -404,14 +435,9 @@ fn install_bytes(dir: &Path, name: &str, bytes: &[u8]) {
 }
 
 fn reload_case(replace: impl FnOnce(&Path, &Path), expect_swap: bool) {
-    use std::{
-        os::fd::AsRawFd,
-        process::Stdio,
-        time::Duration,
-    };
+    use std::{os::fd::AsRawFd, time::Duration};
 
     use nix::sys::socket::{connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
-    use sysflow_plugin_api::{Event, SysFlowRecord};
 
     let old_build = tagger_build("tag-one");
     let new_build = tagger_build("tag-two");
@@ -428,27 +454,11 @@ fn reload_case(replace: impl FnOnce(&Path, &Path), expect_swap: bool) {
         ),
     );
     let sock = dir.path().join("sysflow.sock");
-    let mut child = Command::new(common::bin())
-        .current_dir(dir.path())
-        .args(["-config", &cfg, "-plugdir", &s(&plugins), "-driver", "socket", &s(&sock)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sfprocessor");
-    let stdout = collect(child.stdout.take().expect("stdout"));
-    let stderr = collect(child.stderr.take().expect("stderr"));
-    let log = || format!("{}{}", stdout.lock().unwrap_or_else(|p| p.into_inner()), stderr.lock().unwrap_or_else(|p| p.into_inner()));
+    let (mut child, log) = spawn_logged(dir.path(), &["-config", &cfg, "-plugdir", &s(&plugins), "-driver", "socket", &s(&sock)]);
     wait_until("the socket to be bound", Duration::from_secs(20), || sock.exists());
 
     // Encode a generated stream; the first half goes before the swap, the rest after.
-    let config = sysflow_tracegen::GenConfig { records: 4000, ..Default::default() };
-    let mut datums: Vec<(Vec<u8>, bool)> = Vec::new();
-    sysflow_tracegen::generate(&config, |rec| {
-        let event = matches!(rec, SysFlowRecord::Event(ref e) if !matches!(e, Event::ProcessFlow(_)));
-        let mut buf = Vec::new();
-        sysflow_tracegen::encode_datum(&rec, &mut buf);
-        datums.push((buf, event));
-    });
+    let datums = generated_datums(4000);
     let (first, second) = datums.split_at(datums.len() / 2);
     let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
     connect(fd.as_raw_fd(), &UnixAddr::new(&sock).expect("address")).expect("connect");
@@ -506,10 +516,9 @@ fn reload_case(replace: impl FnOnce(&Path, &Path), expect_swap: bool) {
 /// build is the same library with bytes appended: a new content the loader maps anew.)
 #[test]
 fn hot_reload_swaps_a_handler() {
-    use std::{io::Write, os::fd::AsRawFd, process::Stdio, time::Duration};
+    use std::{io::Write, os::fd::AsRawFd, time::Duration};
 
     use nix::sys::socket::{connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
-    use sysflow_plugin_api::{Event, SysFlowRecord};
 
     let dir = scratch();
     let handlers = plugin_dir(dir.path(), "handlers", &["printer-handler"]);
@@ -525,26 +534,10 @@ fn hot_reload_swaps_a_handler() {
         ),
     );
     let sock = dir.path().join("sysflow.sock");
-    let mut child = Command::new(common::bin())
-        .current_dir(dir.path())
-        .args(["-config", &cfg, "-driver", "socket", &s(&sock)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sfprocessor");
-    let stdout = collect(child.stdout.take().expect("stdout"));
-    let stderr = collect(child.stderr.take().expect("stderr"));
-    let log = || format!("{}{}", stdout.lock().unwrap_or_else(|p| p.into_inner()), stderr.lock().unwrap_or_else(|p| p.into_inner()));
+    let (mut child, log) = spawn_logged(dir.path(), &["-config", &cfg, "-driver", "socket", &s(&sock)]);
     wait_until("the socket to be bound", Duration::from_secs(20), || sock.exists());
 
-    let config = sysflow_tracegen::GenConfig { records: 3000, ..Default::default() };
-    let mut datums: Vec<(Vec<u8>, bool)> = Vec::new();
-    sysflow_tracegen::generate(&config, |rec| {
-        let event = matches!(rec, SysFlowRecord::Event(ref e) if !matches!(e, Event::ProcessFlow(_)));
-        let mut buf = Vec::new();
-        sysflow_tracegen::encode_datum(&rec, &mut buf);
-        datums.push((buf, event));
-    });
+    let datums = generated_datums(3000);
     let (first, second) = datums.split_at(datums.len() / 2);
     let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
     connect(fd.as_raw_fd(), &UnixAddr::new(&sock).expect("address")).expect("connect");
