@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use sysflow_avro_drivers::TraceReader;
+use sysflow_avro_drivers::{ReadBuffers, TraceReader};
 
 /// CPU time of this process in seconds (machines are shared; wall time alone misleads).
 fn cpu_seconds() -> f64 {
@@ -41,9 +41,11 @@ fn main() {
     let mut errors = 0u64;
     let start = Instant::now();
     let cpu_start = cpu_seconds();
+    // Handed from reader to reader, as the file driver does for a directory.
+    let mut buffers = ReadBuffers::new();
     for _ in 0..rounds {
         for (name, data) in &traces {
-            let reader = match TraceReader::from_reader(name, std::io::Cursor::new(data.clone())) {
+            let mut reader = match TraceReader::from_reader_with(name, std::io::Cursor::new(data.clone()), &mut buffers) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("{e}");
@@ -51,7 +53,7 @@ fn main() {
                     continue;
                 }
             };
-            for item in reader {
+            for item in reader.by_ref() {
                 match item {
                     Ok(rec) => {
                         records += 1;
@@ -60,6 +62,7 @@ fn main() {
                     Err(_) => errors += 1,
                 }
             }
+            buffers = reader.into_buffers();
         }
     }
     let secs = start.elapsed().as_secs_f64();

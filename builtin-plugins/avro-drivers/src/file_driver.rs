@@ -9,7 +9,7 @@ use std::{
 
 use sysflow_plugin_api::{Batch, Counter, Driver, DriverPoll, Host, PluginConfig, PluginError, SysFlowRecord};
 
-use crate::ocf::{DecodeStats, TraceReader};
+use crate::ocf::{DecodeStats, ReadBuffers, TraceReader};
 
 /// Reads SysFlow Avro object container files.
 ///
@@ -20,6 +20,8 @@ pub struct FileDriver {
     input: PathBuf,
     files: VecDeque<PathBuf>,
     current: Option<TraceReader>,
+    /// Allocations handed from each finished file's reader to the next one.
+    buffers: ReadBuffers,
     /// Stats of finished files.
     totals: DecodeStats,
     files_read: u64,
@@ -64,7 +66,7 @@ impl FileDriver {
     /// Opens the next pending file; `Ok(false)` when none is left.
     fn open_next(&mut self) -> bool {
         while let Some(path) = self.files.pop_front() {
-            match TraceReader::open(&path) {
+            match TraceReader::open_with(&path, &mut self.buffers) {
                 Ok(reader) => {
                     for w in reader.schema_warnings() {
                         self.host.warn(&format!("{}: {w}", reader.name()));
@@ -100,6 +102,7 @@ impl FileDriver {
             }
             add_stats(&mut self.totals, s);
             self.files_read += 1;
+            self.buffers = reader.into_buffers();
         }
     }
 
@@ -134,6 +137,7 @@ impl Driver for FileDriver {
             input: input.clone(),
             files: VecDeque::new(),
             current: None,
+            buffers: ReadBuffers::new(),
             totals: DecodeStats::default(),
             files_read: 0,
             files_failed: 0,

@@ -20,7 +20,7 @@ pub mod socket_driver;
 pub use decode::{DatumDecoder, SCHEMA_V5};
 pub use error::{DecodeError, ErrorKind};
 pub use file_driver::FileDriver;
-pub use ocf::{DecodeStats, TraceReader};
+pub use ocf::{DecodeStats, ReadBuffers, TraceReader};
 pub use socket_driver::SocketDriver;
 
 use sysflow_plugin_api::{ConfigKey, PluginDescriptor};

@@ -49,6 +49,36 @@ pub struct DecodeStats {
     pub warnings: u64,
 }
 
+/// Allocations a [`TraceReader`] needs, kept between files.
+///
+/// Directories of small rotated traces open a reader every few hundred records; reusing
+/// the read buffer (zero-filled once), the inflate output and the inflater state avoids
+/// faulting in fresh pages for every file. Take them back with [`TraceReader::into_buffers`].
+#[derive(Default)]
+pub struct ReadBuffers {
+    input: Vec<u8>,
+    block: Vec<u8>,
+    /// Created on the first deflate block: null-codec files never need it.
+    inflater: Option<Decompress>,
+}
+
+impl ReadBuffers {
+    /// Empty buffers; they grow on first use.
+    pub fn new() -> ReadBuffers {
+        ReadBuffers::default()
+    }
+}
+
+impl std::fmt::Debug for ReadBuffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadBuffers")
+            .field("input", &self.input.len())
+            .field("block", &self.block.capacity())
+            .field("inflater", &self.inflater.is_some())
+            .finish()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Codec {
     Null,
@@ -67,8 +97,10 @@ struct Source {
 }
 
 impl Source {
-    fn new(input: Box<dyn Read + Send>) -> Source {
-        Source { input, buf: Vec::new(), start: 0, end: 0, base: 0, eof: false }
+    /// `buf` may be a previous file's buffer: its contents are ignored, and its length (the
+    /// part already zero-filled) is kept so it is not cleared again.
+    fn new(input: Box<dyn Read + Send>, buf: Vec<u8>) -> Source {
+        Source { input, buf, start: 0, end: 0, base: 0, eof: false }
     }
 
     fn avail(&self) -> &[u8] {
@@ -121,7 +153,7 @@ pub struct TraceReader {
     decoder: DatumDecoder,
     codec: Codec,
     sync: [u8; SYNC_LEN],
-    inflater: Decompress,
+    inflater: Option<Decompress>,
     block: Vec<u8>,
     block_pos: usize,
     block_left: u64,
@@ -143,28 +175,51 @@ impl std::fmt::Debug for TraceReader {
 impl TraceReader {
     /// Opens a file and reads its header (magic, metadata, schema, sync marker).
     pub fn open(path: &Path) -> Result<TraceReader, DecodeError> {
+        TraceReader::open_with(path, &mut ReadBuffers::new())
+    }
+
+    /// Like [`Self::open`], reusing `buffers` (left empty on success, untouched on failure).
+    pub fn open_with(path: &Path, buffers: &mut ReadBuffers) -> Result<TraceReader, DecodeError> {
         let name = path.display().to_string();
         let file = fs::File::open(path).map_err(|e| DecodeError::new(ErrorKind::Io, format!("cannot open: {e}")).in_source(&name))?;
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
             return Err(DecodeError::new(ErrorKind::Io, "is a directory").in_source(&name));
         }
-        TraceReader::from_reader(&name, file)
+        TraceReader::from_reader_with(&name, file, buffers)
     }
 
     /// Reads a container file from any byte stream; `name` is used in messages.
     pub fn from_reader<R: Read + Send + 'static>(name: &str, input: R) -> Result<TraceReader, DecodeError> {
-        let mut src = Source::new(Box::new(input));
-        let (schema, codec, sync) = read_header(&mut src).map_err(|e| e.in_source(name))?;
-        let decoder = DatumDecoder::new(&schema).map_err(|e| e.in_source(name))?;
+        TraceReader::from_reader_with(name, input, &mut ReadBuffers::new())
+    }
+
+    /// Like [`Self::from_reader`], reusing `buffers` (left empty on success, untouched on failure).
+    pub fn from_reader_with<R: Read + Send + 'static>(
+        name: &str,
+        input: R,
+        buffers: &mut ReadBuffers,
+    ) -> Result<TraceReader, DecodeError> {
+        let mut src = Source::new(Box::new(input), std::mem::take(&mut buffers.input));
+        let parsed = read_header(&mut src).and_then(|(schema, codec, sync)| Ok((DatumDecoder::new(&schema)?, codec, sync)));
+        let (decoder, codec, sync) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                buffers.input = src.buf;
+                return Err(e.in_source(name));
+            }
+        };
         let warnings = decoder.warnings().len() as u64;
+        let mut block = std::mem::take(&mut buffers.block);
+        // A previous file's leftovers would read as trailing garbage of "block 0".
+        block.clear();
         Ok(TraceReader {
             name: name.to_string(),
             src,
             decoder,
             codec,
             sync,
-            inflater: Decompress::new(false),
-            block: Vec::new(),
+            inflater: buffers.inflater.take(),
+            block,
             block_pos: 0,
             block_left: 0,
             block_index: 0,
@@ -175,6 +230,11 @@ impl TraceReader {
             done: false,
             counted_unknown_symbols: 0,
         })
+    }
+
+    /// Ends reading and returns the allocations for the next file's reader.
+    pub fn into_buffers(self) -> ReadBuffers {
+        ReadBuffers { input: self.src.buf, block: self.block, inflater: self.inflater }
     }
 
     /// Counters so far.
@@ -249,7 +309,10 @@ impl TraceReader {
                     self.block.extend_from_slice(payload);
                     Ok(())
                 }
-                Codec::Deflate => inflate(&mut self.inflater, payload, &mut self.block),
+                Codec::Deflate => {
+                    let z = self.inflater.get_or_insert_with(|| Decompress::new(false));
+                    inflate(z, payload, &mut self.block)
+                }
             }
         };
         self.src.consume(total);

@@ -5,7 +5,7 @@ mod common;
 
 use std::{collections::HashMap, io::Read, path::Path};
 
-use sysflow_avro_drivers::TraceReader;
+use sysflow_avro_drivers::{ReadBuffers, TraceReader};
 use sysflow_plugin_api::{Event, RecordType, SysFlowRecord};
 
 /// Column names of counts.tsv for each record type.
@@ -224,4 +224,29 @@ fn entity_defaults_for_old_layouts() {
     assert!(pods.iter().all(|p| !p.name.is_empty() && !p.host_ip.is_empty()));
     assert!(pods.iter().any(|p| !p.services.is_empty() && !p.services[0].port_list.is_empty()));
     assert!(recs.iter().any(|r| matches!(r, SysFlowRecord::Container(c) if c.pod_id.is_some())));
+}
+
+/// Buffers handed from reader to reader (as the file driver does) must not leak one
+/// file's bytes into the next: every trace, read after a larger one and after a failed
+/// open, decodes exactly as with fresh buffers.
+#[test]
+fn reused_buffers_decode_like_fresh_ones() {
+    let Some(dir) = common::data_dir() else { return };
+    let mut traces = common::traces(&dir);
+    traces.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)));
+    assert!(traces.len() >= 2);
+    let mut buffers = ReadBuffers::new();
+    for (i, path) in traces.iter().enumerate() {
+        if i == 1 {
+            let garbage = std::io::Cursor::new(b"Obj\x01 cut".to_vec());
+            assert!(TraceReader::from_reader_with("garbage", garbage, &mut buffers).is_err());
+        }
+        let mut reader = TraceReader::open_with(path, &mut buffers).expect("open");
+        let mut recs = Vec::new();
+        for item in reader.by_ref() {
+            recs.push(item.unwrap_or_else(|e| panic!("{}: unexpected error with reused buffers: {e}", path.display())));
+        }
+        assert_eq!(recs, decode_all(path), "{}", path.display());
+        buffers = reader.into_buffers();
+    }
 }
