@@ -293,10 +293,10 @@ impl TraceReader {
         self.src.fill(total).map_err(|e| self.io_error(e))?;
         if self.src.avail().len() < total {
             let have = self.src.avail().len();
-            return Err(self.resync_or_truncated(format!(
-                "file truncated: block declares {size} bytes, only {} follow",
-                have.saturating_sub(hdr_len)
-            )));
+            return Err(self.resync_or_truncated(
+                format!("file truncated: block declares {size} bytes, only {} follow", have.saturating_sub(hdr_len)),
+                count,
+            ));
         }
         if self.src.avail()[hdr_len + size..total] != self.sync {
             return Err(self.resync("sync marker after the block does not match the file's".to_string()));
@@ -361,8 +361,9 @@ impl TraceReader {
         }
     }
 
-    /// Like [`Self::resync`], but when no sync marker follows, the file was simply cut short.
-    fn resync_or_truncated(&mut self, reason: String) -> DecodeError {
+    /// Like [`Self::resync`], but when no sync marker follows, the file was simply cut short
+    /// and the `count` records its intact header announced are counted as skipped.
+    fn resync_or_truncated(&mut self, reason: String, count: u64) -> DecodeError {
         match self.scan_for_sync() {
             Ok(Some((skipped, at))) => {
                 self.stats.blocks_skipped += 1;
@@ -375,7 +376,8 @@ impl TraceReader {
             Ok(None) => {
                 self.done = true;
                 self.stats.blocks_skipped += 1;
-                self.block_error(ErrorKind::Truncated, reason)
+                self.stats.records_skipped += count;
+                self.block_error(ErrorKind::Truncated, format!("{reason}; its {count} records are lost"))
             }
             Err(e) => self.io_error(e),
         }

@@ -98,6 +98,34 @@ fn truncated_file_reports_and_ends_cleanly() {
     assert!(e.to_string().starts_with("head.sf: "), "{e}");
 }
 
+/// A file cut inside its last block (a collector killed mid-write) counts the records that
+/// block's header announced as skipped, whether the cut is in the file's real last block or
+/// in an earlier one.
+#[test]
+fn truncated_final_block_counts_its_records_as_skipped() {
+    let Some(dir) = common::data_dir() else { return };
+    let data = trace(&dir, MULTI_BLOCK);
+    let (_, blocks) = layout(&data);
+    assert!(blocks.len() >= 4, "need a multi-block trace");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for cut_block in [2, blocks.len() - 1] {
+        let (start, count, end) = blocks[cut_block];
+        assert!(count > 0);
+        let path = tmp.path().join(format!("cut{cut_block}.sf"));
+        std::fs::write(&path, &data[..(start + end) / 2]).expect("write");
+        let mut reader = TraceReader::open(&path).expect("header intact");
+        let errs: Vec<DecodeError> = reader.by_ref().filter_map(Result::err).collect();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].kind(), ErrorKind::Truncated, "{}", errs[0]);
+        assert!(errs[0].message().contains(&format!("its {count} records are lost")), "{}", errs[0]);
+        let s = reader.stats();
+        let before: u64 = blocks[..cut_block].iter().map(|b| b.1).sum();
+        assert_eq!(s.records, before, "block {cut_block}");
+        assert_eq!(s.records_skipped, count, "block {cut_block}");
+        assert_eq!((s.blocks, s.blocks_skipped, s.errors), (cut_block as u64, 1, 1), "block {cut_block}");
+    }
+}
+
 #[test]
 fn damaged_block_is_skipped_and_later_blocks_are_read() {
     let Some(dir) = common::data_dir() else { return };
