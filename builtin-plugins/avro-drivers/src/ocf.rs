@@ -527,7 +527,15 @@ fn inflate(z: &mut Decompress, input: &[u8], out: &mut Vec<u8>) -> Result<(), St
 fn read_header(src: &mut Source) -> Result<(String, Codec, [u8; SYNC_LEN]), DecodeError> {
     let io = |e: io::Error| DecodeError::new(ErrorKind::Io, format!("read error: {e}"));
     src.fill(4).map_err(io)?;
-    if src.avail().len() < 4 || &src.avail()[..4] != MAGIC {
+    let head = src.avail();
+    if head.is_empty() {
+        // Typical of a rotated file the collector has just created: say so, not "not Avro".
+        return Err(DecodeError::new(ErrorKind::NotAvro, "empty file (0 bytes)"));
+    }
+    if head.len() < 4 && MAGIC.starts_with(head) {
+        return Err(DecodeError::new(ErrorKind::Truncated, format!("file ends inside the container magic ({} bytes)", head.len())));
+    }
+    if head.len() < 4 || &head[..4] != MAGIC {
         return Err(DecodeError::new(
             ErrorKind::NotAvro,
             "not an Avro object container file (the first bytes are not 'Obj\\x01')",

@@ -195,7 +195,14 @@ fn non_avro_and_missing_files_are_clear_errors() {
     assert!(e.to_string().contains("garbage.sf") && e.to_string().contains("not an Avro"), "{e}");
     let empty = tmp.path().join("empty.sf");
     std::fs::write(&empty, b"").expect("write");
-    assert_eq!(TraceReader::open(&empty).expect_err("empty").kind(), ErrorKind::NotAvro);
+    let e = TraceReader::open(&empty).expect_err("empty");
+    assert_eq!(e.kind(), ErrorKind::NotAvro);
+    assert_eq!(e.to_string(), format!("{}: empty file (0 bytes)", empty.display()));
+    let stub = tmp.path().join("stub.sf");
+    std::fs::write(&stub, b"Ob").expect("write");
+    let e = TraceReader::open(&stub).expect_err("2 bytes of magic");
+    assert_eq!(e.kind(), ErrorKind::Truncated);
+    assert!(e.to_string().starts_with(&format!("{}: file ends inside the container magic", stub.display())), "{e}");
     let e = TraceReader::open(&tmp.path().join("missing.sf")).expect_err("missing");
     assert_eq!(e.kind(), ErrorKind::Io);
     assert!(e.to_string().contains("missing.sf"), "{e}");

@@ -99,16 +99,19 @@ fn file_driver_reads_a_directory_in_name_order_and_survives_bad_files() {
     std::fs::copy(&b, tmp.path().join("1_httpd.sf")).expect("copy");
     std::fs::copy(&a, tmp.path().join("2_tcp.sf")).expect("copy");
     std::fs::write(tmp.path().join("15_garbage"), b"not avro").expect("write");
+    // A just-rotated file the collector has not written to yet.
+    std::fs::write(tmp.path().join("16_empty.sf"), b"").expect("write");
     std::fs::create_dir(tmp.path().join("0_subdir")).expect("mkdir");
     let mut d = FileDriver::new(&config(tmp.path()), host()).expect("driver");
     let recs = drain(&mut d, 7);
-    // Byte order of names: "15_garbage" < "1_httpd.sf" < "2_tcp.sf".
+    // Byte order of names: "15_garbage" < "16_empty.sf" < "1_httpd.sf" < "2_tcp.sf".
     let mut want = decode_file(&b);
     want.extend(decode_file(&a));
     assert_eq!(recs, want);
     let c = d.counters();
     assert_eq!(counter(&c, "files"), 2);
-    assert_eq!(counter(&c, "files_failed"), 1);
+    assert_eq!(counter(&c, "files_failed"), 2);
+    assert_eq!(logged(LogLevel::Error, "16_empty.sf: empty file (0 bytes)"), 1);
     assert_eq!(logged(LogLevel::Warn, "0_subdir"), 1);
     assert_eq!(logged(LogLevel::Error, "15_garbage"), 1);
 }
