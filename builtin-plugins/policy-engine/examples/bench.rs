@@ -1,4 +1,4 @@
-//! Evaluation speed: `cargo run --release --example bench -- <policies> <trace.sf> [seconds] [concurrency]`.
+//! Evaluation speed: `cargo run --release --example bench -- <policies> <trace.sf|dir> [seconds] [concurrency]`.
 //! Resolves the trace once, then evaluates its flat records repeatedly in batches of 1024,
 //! (1) directly with `RuleSet::evaluate` on one thread and (2) through the `policyengine`
 //! processor in alert mode, and prints records per second.
@@ -26,21 +26,32 @@ extern "C" fn quiet(_: LogLevel, _: RStr<'_>, _: RStr<'_>) {}
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: bench <policies> <trace.sf> [seconds] [concurrency]");
+        eprintln!("usage: bench <policies> <trace.sf|dir> [seconds] [concurrency]");
         std::process::exit(2);
     }
     let secs: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let conc: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(2);
-    let trace = TraceReader::open(Path::new(&args[2])).unwrap_or_else(|e| {
-        eprintln!("{e}");
-        std::process::exit(1)
-    });
-    let mut reader = SysFlowReader::with_host(Host::new(quiet, "reader"));
-    let recs: Vec<SysFlowRecord> = trace.filter_map(Result::ok).collect();
-    let flat: Vec<FlatRecord> = match reader.process(Batch::sysflow(recs)) {
-        Ok(Some(Batch::Flat(f))) => f.iter().cloned().collect(),
-        _ => Vec::new(),
+    // A trace file, or a directory of them (each resolved on its own, as the file driver
+    // starts a new entity table per file).
+    let input = Path::new(&args[2]);
+    let files: Vec<std::path::PathBuf> = if input.is_dir() {
+        let mut v: Vec<_> = std::fs::read_dir(input)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    } else {
+        vec![input.to_path_buf()]
     };
+    let mut flat: Vec<FlatRecord> = Vec::new();
+    for f in &files {
+        let Ok(trace) = TraceReader::open(f) else { continue };
+        let mut reader = SysFlowReader::with_host(Host::new(quiet, "reader"));
+        let recs: Vec<SysFlowRecord> = trace.filter_map(Result::ok).collect();
+        if let Ok(Some(Batch::Flat(b))) = reader.process(Batch::sysflow(recs)) {
+            flat.extend(b.iter().cloned());
+        }
+    }
     let batches: Vec<Vec<FlatRecord>> = flat.chunks(1024).map(|c| c.to_vec()).collect();
     println!("{} flat records in {} batches", flat.len(), batches.len());
 

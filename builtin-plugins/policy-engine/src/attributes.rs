@@ -144,6 +144,17 @@ attrs! {
     EvtDir => "evt.dir", List;
 }
 
+/// Bit sets naming what part of a record a value depends on ([`Attr::scope`]).
+pub mod scope {
+    /// The process context: the ancestry list, its container and pod (shared by every
+    /// record of one process while its context is unchanged).
+    pub const PROCESS: u8 = 1;
+    /// The record's file entity (`sf.file.*` except open flags and fd).
+    pub const FILE: u8 = 2;
+    /// Anything else: the event itself, the header, the second file.
+    pub const RECORD: u8 = 4;
+}
+
 /// Field classes whose dotted names are taken as attribute references: an unknown name of
 /// one of these classes is an unknown attribute, not a literal.
 const FIELD_CLASSES: &[&str] = &[
@@ -679,6 +690,24 @@ impl Attr {
                 | NetIp
                 | NetPort
         )
+    }
+
+    /// Which part of a record the value is read from (see [`scope`]): process-context and
+    /// file attributes are the same on every record of one process or file, which lets
+    /// evaluation cache tests over them per entity instead of per record.
+    pub fn scope(self) -> u8 {
+        use Attr::*;
+        match self {
+            ProcOid | ProcPid | ProcName | ProcExe | ProcArgs | ProcCmdline | ProcUid | ProcGid | ProcUser
+            | ProcGroup | ProcCreateTs | ProcTty | ProcEntry | ProcAName | ProcAExe | ProcACmdline | ProcAPid
+            | PprocOid | PprocPid | PprocCreateTs | PprocName | PprocExe | PprocArgs | PprocUser | PprocGroup
+            | PprocCmdline | PprocUid | PprocGid | PprocTty | PprocEntry | ContId | ContName | ContImage
+            | ContImageId | ContType | ContPrivileged | PodTs | PodRestartCnt | PodId | PodName | PodNodeName
+            | PodNamespace | PodHostIp | PodInternalIp | PodServices | PodHostIpArr | PodInternalIpArr
+            | PodServicesArr => scope::PROCESS,
+            FileOid | FilePath | FileSymlink | FileName | FileDirectory | FileType => scope::FILE,
+            _ => scope::RECORD,
+        }
     }
 
     /// True for list attributes that support an element index.

@@ -5,11 +5,16 @@
 //! Literal right sides are split at compile time into hash sets (`=`, `in`) or
 //! Aho-Corasick automata (`contains`, `pmatch`).
 
+use abi_stable::std_types::{RArc, ROption, RVec};
 use aho_corasick::AhoCorasick;
-use rustc_hash::FxHashSet;
-use sysflow_plugin_api::{flat::trim_bounding_quotes, FlatRecord, RecordType};
+use rustc_hash::{FxHashMap, FxHashSet};
+use sysflow_plugin_api::{flat::trim_bounding_quotes, Container, File, FlatRecord, Pod, Process, RecordType};
 
-use crate::{attributes::Attr, ir::Op, jsonpath::JsonPath};
+use crate::{
+    attributes::{scope, Attr},
+    ir::Op,
+    jsonpath::JsonPath,
+};
 
 /// Reusable string buffers for one evaluating thread (no per-record allocation).
 #[derive(Default, Debug)]
@@ -27,6 +32,144 @@ pub struct Scratch {
     gen: u32,
     memo_gen: Vec<u32>,
     memo_val: Vec<bool>,
+    /// Results of process-scoped tests, per process context.
+    processes: EntityResults,
+    /// Results of file-scoped tests, per file.
+    files: EntityResults,
+}
+
+/// The entity an [`Pred::EntityMemo`] result is cached for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    /// The process context (ancestry, container, pod).
+    Process,
+    /// The file of a file flow or file event.
+    File,
+}
+
+/// Most entities cached per thread and kind; when full, the cache starts over (a trace
+/// with more live processes or files than this just evaluates more tests again).
+const MAX_CACHED_ENTITIES: usize = 4096;
+
+/// What keeps a cached entity's address from being reused by another entity while its
+/// results are cached: the cache holds a reference to it.
+#[derive(Debug)]
+enum EntityHandle {
+    Process {
+        _ancestry: RArc<RVec<RArc<Process>>>,
+        container: ROption<RArc<Container>>,
+        pod: ROption<RArc<Pod>>,
+    },
+    File {
+        _file: RArc<File>,
+    },
+}
+
+/// Entity-scoped test results: per entity, a known bit and a value bit per slot.
+#[derive(Default, Debug)]
+struct EntityResults {
+    /// Entity address → entry number.
+    index: FxHashMap<usize, u32>,
+    handles: Vec<EntityHandle>,
+    /// `words` words per entry.
+    known: Vec<u64>,
+    vals: Vec<u64>,
+    words: usize,
+    /// (record generation, entry) of the current record's entity.
+    current: (u32, Option<u32>),
+}
+
+fn same_arc<T>(a: &ROption<RArc<T>>, b: &ROption<RArc<T>>) -> bool {
+    match (a, b) {
+        (ROption::RSome(x), ROption::RSome(y)) => std::ptr::eq(&**x, &**y),
+        (ROption::RNone, ROption::RNone) => true,
+        _ => false,
+    }
+}
+
+impl EntityResults {
+    /// Forgets every entity and sizes entries for `slots` slots.
+    fn reset(&mut self, slots: usize) {
+        self.index.clear();
+        self.handles.clear();
+        self.known.clear();
+        self.vals.clear();
+        self.words = slots.div_ceil(64);
+        self.current = (0, None);
+    }
+
+    /// The entry of the record's entity (created on first sight); `None` when the record
+    /// has no such entity.
+    fn entry(&mut self, kind: Entity, r: &FlatRecord, gen: u32) -> Option<u32> {
+        if self.current.0 == gen {
+            return self.current.1;
+        }
+        let found = self.lookup(kind, r);
+        self.current = (gen, found);
+        found
+    }
+
+    fn lookup(&mut self, kind: Entity, r: &FlatRecord) -> Option<u32> {
+        if self.words == 0 {
+            return None;
+        }
+        let addr = match kind {
+            // An unknown process gets a fresh empty list per record: nothing to share.
+            Entity::Process if r.ancestry.is_empty() => return None,
+            Entity::Process => &*r.ancestry as *const RVec<RArc<Process>> as usize,
+            Entity::File => match &r.file {
+                ROption::RSome(f) => &**f as *const File as usize,
+                ROption::RNone => return None,
+            },
+        };
+        if let Some(&e) = self.index.get(&addr) {
+            // A reader may pair one ancestry with another container or pod: start over.
+            if let EntityHandle::Process { container, pod, .. } = &self.handles[e as usize] {
+                if !same_arc(container, &r.container) || !same_arc(pod, &r.pod) {
+                    self.handles[e as usize] = Self::process_handle(r);
+                    let w = e as usize * self.words;
+                    self.known[w..w + self.words].fill(0);
+                }
+            }
+            return Some(e);
+        }
+        if self.handles.len() >= MAX_CACHED_ENTITIES {
+            let slots = self.words * 64;
+            self.reset(slots);
+        }
+        let e = self.handles.len() as u32;
+        self.handles.push(match (kind, &r.file) {
+            (Entity::File, ROption::RSome(f)) => EntityHandle::File { _file: f.clone() },
+            _ => Self::process_handle(r),
+        });
+        self.known.resize(self.known.len() + self.words, 0);
+        self.vals.resize(self.vals.len() + self.words, 0);
+        self.index.insert(addr, e);
+        Some(e)
+    }
+
+    fn process_handle(r: &FlatRecord) -> EntityHandle {
+        EntityHandle::Process { _ancestry: r.ancestry.clone(), container: r.container.clone(), pod: r.pod.clone() }
+    }
+
+    #[inline]
+    fn get(&self, e: u32, slot: u32) -> Option<bool> {
+        let w = e as usize * self.words + (slot / 64) as usize;
+        let bit = 1u64 << (slot % 64);
+        (self.known[w] & bit != 0).then(|| self.vals[w] & bit != 0)
+    }
+
+    #[inline]
+    fn set(&mut self, e: u32, slot: u32, v: bool) {
+        let w = e as usize * self.words + (slot / 64) as usize;
+        let bit = 1u64 << (slot % 64);
+        self.known[w] |= bit;
+        if v {
+            self.vals[w] |= bit;
+        } else {
+            self.vals[w] &= !bit;
+        }
+    }
 }
 
 impl Scratch {
@@ -43,6 +186,13 @@ impl Scratch {
             *e = (self.gen, start as u32, self.arena.len() as u32, comma);
         }
         (e.1 as usize, e.2 as usize, e.3)
+    }
+
+    /// Forgets all entity-scoped results and sizes the caches for a rule set with
+    /// `slots` entity slots (call when the rule set changes).
+    pub fn reset_entities(&mut self, slots: usize) {
+        self.processes.reset(slots);
+        self.files.reset(slots);
     }
 
     /// Starts a new record: invalidates all memoised sub-results.
@@ -409,6 +559,16 @@ pub enum Pred {
     Exists(Attr),
     /// A sub-condition shared by several rules: evaluated once per record.
     Memo(u32, Box<Pred>),
+    /// A sub-condition that reads only one entity (the process context, or the file):
+    /// evaluated once per entity and cached across records.
+    EntityMemo {
+        /// The entity its value depends on.
+        entity: Entity,
+        /// Cache slot (shared by structurally identical sub-conditions).
+        slot: u32,
+        /// The sub-condition.
+        pred: Box<Pred>,
+    },
 }
 
 impl Pred {
@@ -469,6 +629,24 @@ impl Pred {
                 }
             }
             Pred::Exists(a) => a.exists(r, &mut s.tmp),
+            Pred::EntityMemo { entity, slot, pred } => {
+                let gen = s.gen;
+                let cache = match entity {
+                    Entity::Process => &mut s.processes,
+                    Entity::File => &mut s.files,
+                };
+                let Some(e) = cache.entry(*entity, r, gen) else { return pred.eval(r, s) };
+                if let Some(v) = cache.get(e, *slot) {
+                    return v;
+                }
+                let v = pred.eval(r, s);
+                let cache = match entity {
+                    Entity::Process => &mut s.processes,
+                    Entity::File => &mut s.files,
+                };
+                cache.set(e, *slot, v);
+                v
+            }
             Pred::Memo(slot, p) => {
                 let i = *slot as usize;
                 if s.memo_gen.get(i) == Some(&s.gen) {
@@ -481,6 +659,54 @@ impl Pred {
                 }
                 v
             }
+        }
+    }
+
+    /// What the predicate's value depends on: a set of [`scope`] bits (0: constant).
+    pub fn scope(&self) -> u8 {
+        let val = |v: &Val| match v {
+            Val::Attr(a) | Val::Json(a, _) | Val::Index(a, _) => a.scope(),
+            Val::Lit(_) => 0,
+        };
+        let int = |v: &IntVal| match v {
+            IntVal::Attr(a) => a.scope(),
+            IntVal::Lit(_) => 0,
+        };
+        match self {
+            Pred::Const(_) => 0,
+            Pred::TypeIn(_) | Pred::OpFlags { .. } | Pred::OpenFlags { .. } => scope::RECORD,
+            Pred::Str { lhs, .. } => val(lhs),
+            Pred::StrDyn { lhs, rhs, .. } => val(lhs) | val(rhs),
+            Pred::Int { lhs, rhs, .. } => int(lhs) | int(rhs),
+            Pred::Exists(a) => a.scope(),
+            Pred::Not(p) | Pred::Memo(_, p) => p.scope(),
+            Pred::EntityMemo { entity: Entity::Process, .. } => scope::PROCESS,
+            Pred::EntityMemo { entity: Entity::File, .. } => scope::FILE,
+            Pred::And(v) | Pred::Or(v) => v.iter().fold(0, |m, p| m | p.scope()),
+        }
+    }
+
+    /// The entity whose cache should hold this predicate's value, if it reads one entity
+    /// only and costs more than the cache lookup.
+    pub fn cacheable_entity(&self) -> Option<Entity> {
+        let entity = match self.scope() {
+            scope::PROCESS => Entity::Process,
+            scope::FILE => Entity::File,
+            _ => return None,
+        };
+        (self.cost() > 4).then_some(entity)
+    }
+
+    /// Removes [`Pred::EntityMemo`] wrappers below this node (the node itself is cached,
+    /// so caching its parts as well only costs lookups).
+    pub fn without_entity_memos(self) -> Pred {
+        match self {
+            Pred::EntityMemo { pred, .. } => pred.without_entity_memos(),
+            Pred::And(v) => Pred::And(v.into_vec().into_iter().map(Pred::without_entity_memos).collect()),
+            Pred::Or(v) => Pred::Or(v.into_vec().into_iter().map(Pred::without_entity_memos).collect()),
+            Pred::Not(p) => Pred::Not(Box::new(p.without_entity_memos())),
+            Pred::Memo(s, p) => Pred::Memo(s, Box::new(p.without_entity_memos())),
+            other => other,
         }
     }
 
@@ -510,6 +736,8 @@ impl Pred {
             }
             Pred::StrDyn { .. } => 30,
             Pred::Memo(_, p) => p.cost().min(6),
+            // Almost always a cache hit: a bit test once the entity is looked up.
+            Pred::EntityMemo { pred, .. } => pred.cost().min(3),
             Pred::Not(p) => p.cost(),
             Pred::And(v) | Pred::Or(v) => v.iter().map(Pred::cost).sum(),
         }
@@ -531,6 +759,9 @@ impl Pred {
             }
             Pred::Not(p) => Pred::Not(Box::new(p.order_by_cost())),
             Pred::Memo(s, p) => Pred::Memo(s, Box::new(p.order_by_cost())),
+            Pred::EntityMemo { entity, slot, pred } => {
+                Pred::EntityMemo { entity, slot, pred: Box::new(pred.order_by_cost()) }
+            }
             other => other,
         }
     }
@@ -551,6 +782,13 @@ impl Pred {
             Pred::Memo(slot, p) => match p.specialize(t) {
                 Pred::Const(b) => Pred::Const(b),
                 q => Pred::Memo(*slot, Box::new(q)),
+            },
+            // Entity-scoped tests read no type-dependent attribute except file ones, which
+            // are constant (folded) exactly on the types without a file: one slot serves
+            // every specialisation.
+            Pred::EntityMemo { entity, slot, pred } => match pred.specialize(t) {
+                Pred::Const(b) => Pred::Const(b),
+                q => Pred::EntityMemo { entity: *entity, slot: *slot, pred: Box::new(q) },
             },
             Pred::Not(p) => match p.specialize(t) {
                 Pred::Const(b) => Pred::Const(!b),
@@ -698,13 +936,13 @@ impl Pred {
         fn direct(p: &Pred) -> Option<(Attr, &[String])> {
             match p {
                 Pred::Str { lhs: Val::Attr(a), op: Op::Eq | Op::In, pieces, .. } => Some((*a, pieces.as_slice())),
-                Pred::Memo(_, q) => direct(q),
+                Pred::Memo(_, q) | Pred::EntityMemo { pred: q, .. } => direct(q),
                 _ => None,
             }
         }
         match self {
             Pred::And(v) => v.iter().filter_map(direct).collect(),
-            Pred::Memo(_, q) if matches!(**q, Pred::And(_)) => q.eq_keys(),
+            Pred::Memo(_, q) | Pred::EntityMemo { pred: q, .. } if matches!(**q, Pred::And(_)) => q.eq_keys(),
             p => direct(p).into_iter().collect(),
         }
     }

@@ -138,6 +138,9 @@ impl Bucket {
 
 /// A compiled, immutable rule set: share it between threads with `Arc`.
 pub struct RuleSet {
+    /// Distinguishes rule sets in per-thread caches (slot numbers differ between sets).
+    id: u64,
+    entity_slots: usize,
     rules: Vec<CompiledRule>,
     filters: Vec<CompiledFilter>,
     buckets: Vec<Bucket>,
@@ -201,6 +204,8 @@ pub struct EvalState {
     scratch: Scratch,
     /// Rule positions selected by the dispatch indexes for the current record.
     candidates: Vec<u32>,
+    /// The rule set the scratch caches were filled by (0: none).
+    ruleset: u64,
     /// Action errors since the last drain: (action index in rule, message).
     pub action_errors: Vec<String>,
 }
@@ -237,6 +242,8 @@ struct Compiler<'o> {
     shared: &'o std::collections::HashMap<String, u32>,
     /// Memo slots assigned so far, by structural key.
     slots: &'o mut std::collections::HashMap<String, u32>,
+    /// Entity-cache slots assigned so far, by structural key.
+    entity_slots: &'o mut std::collections::HashMap<String, u32>,
 }
 
 /// Counts structurally identical sub-conditions (macros expand to identical trees).
@@ -328,6 +335,11 @@ impl Compiler<'_> {
     fn cond(&mut self, c: &Cond) -> Pred {
         let key = format!("{c:?}");
         let p = self.cond_inner(c);
+        if let Some(entity) = p.cacheable_entity() {
+            let next = self.entity_slots.len() as u32;
+            let slot = *self.entity_slots.entry(key).or_insert(next);
+            return Pred::EntityMemo { entity, slot, pred: Box::new(p.without_entity_memos()) };
+        }
         let trivial = matches!(p, Pred::Const(_) | Pred::TypeIn(_) | Pred::OpFlags { .. } | Pred::OpenFlags { .. })
             || matches!(&p, Pred::Not(q) if matches!(**q, Pred::Const(_) | Pred::TypeIn(_) | Pred::OpFlags { .. }));
         if trivial || self.shared.get(&key).copied().unwrap_or(0) < 2 {
@@ -525,9 +537,10 @@ impl RuleSet {
             count_subtrees(&r.condition, &mut shared);
         }
         let mut slots = std::collections::HashMap::new();
+        let mut entity_slots = std::collections::HashMap::new();
         let mut out_filters = Vec::new();
         for f in filters {
-            let mut c = Compiler { opts, unknown: Vec::new(), shared: &shared, slots: &mut slots };
+            let mut c = Compiler { opts, unknown: Vec::new(), shared: &shared, slots: &mut slots, entity_slots: &mut entity_slots };
             let pred = c.cond(&f.condition);
             let mut disabled_reason = None;
             if !c.unknown.is_empty() {
@@ -552,7 +565,7 @@ impl RuleSet {
         }
         let mut out_rules = Vec::with_capacity(rules.len());
         for (idx, r) in rules.into_iter().enumerate() {
-            let mut c = Compiler { opts, unknown: Vec::new(), shared: &shared, slots: &mut slots };
+            let mut c = Compiler { opts, unknown: Vec::new(), shared: &shared, slots: &mut slots, entity_slots: &mut entity_slots };
             let pred = c.cond(&r.condition);
             let mut disabled_reason = None;
             if !c.unknown.is_empty() {
@@ -607,7 +620,9 @@ impl RuleSet {
             b.build_indexes();
         }
         let memo_slots = slots.len();
-        RuleSet { rules: out_rules, filters: out_filters, buckets, warnings, files, memo_slots }
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RuleSet { id, entity_slots: entity_slots.len(), rules: out_rules, filters: out_filters, buckets, warnings, files, memo_slots }
     }
 
     /// Evaluates one record: drop filters first, then every applicable rule in order;
@@ -616,6 +631,10 @@ impl RuleSet {
         let Some(bucket) = self.buckets.get(record.record_type() as usize) else {
             return Verdict::Pass { matched: 0 };
         };
+        if st.ruleset != self.id {
+            st.scratch.reset_entities(self.entity_slots);
+            st.ruleset = self.id;
+        }
         st.scratch.begin_record(self.memo_slots);
         for f in &bucket.filters {
             if f.eval(record, &mut st.scratch) {

@@ -303,13 +303,53 @@ impl<'s> Parser<'s> {
 
     /// Parses a condition; a leading `and`/`or` (Falco append continuation) is reported.
     fn condition(&mut self) -> PResult<(Option<bool>, Expr)> {
+        let first = self.i;
         let lead = self.peek();
         let mut cont = None;
         if self.is_kw(lead, "and") || self.is_kw(lead, "or") {
             self.bump();
             cont = Some(self.text(lead) == "or");
         }
-        Ok((cont, self.expr()?))
+        let e = self.expr().map_err(|e| self.at_condition_end(e, first))?;
+        Ok((cont, e))
+    }
+
+    /// A key (`priority:` …), the next item or the end of file: where a value's text ends.
+    fn at_value_end(&self) -> bool {
+        let t = self.peek();
+        t.kind == Tok::Eof
+            || self.at_item_start()
+            || self.at_ext_key()
+            || (t.kind == Tok::Keyword && self.peek_at(1).kind == Tok::KeySep)
+    }
+
+    /// Moves an error that the parser hit at the key after a condition (`condition: a =`
+    /// then `priority:`) to just after the condition's last token, where the text is
+    /// incomplete, and quotes the condition instead of the unrelated key.
+    fn at_condition_end(&self, mut e: PolicyError, first: usize) -> PolicyError {
+        if !self.at_value_end() || self.i == 0 {
+            return e;
+        }
+        let last = self.toks[self.i - 1];
+        let text = self.text(last);
+        let (line, col) = match text.rfind('\n') {
+            Some(nl) => (last.line + text.matches('\n').count() as u32, text[nl + 1..].chars().count() as u32 + 1),
+            None => (last.line, last.col + text.chars().count() as u32),
+        };
+        e.pos = SourcePos { file: self.file.clone(), line, col };
+        if self.i > first {
+            let cond = &self.src[self.toks[first].start..last.end];
+            let cond = cond.split_whitespace().collect::<Vec<_>>().join(" ");
+            const SHOWN: usize = 60;
+            let n = cond.chars().count();
+            // The end is what is incomplete: keep the tail of a long condition.
+            e.text = if n > SHOWN { format!("…{}", cond.chars().skip(n - SHOWN).collect::<String>()) } else { cond };
+            e.message.push_str(" at the end of the condition");
+        } else {
+            e.message = "empty condition".to_string();
+            e.text = String::new();
+        }
+        e
     }
 
     fn macro_item(&mut self, pos: SourcePos) -> PResult<Item> {
@@ -383,7 +423,8 @@ impl<'s> Parser<'s> {
             if self.is_kw(t, "condition") {
                 self.bump();
                 self.expect_keysep()?;
-                let e = self.expr()?;
+                let first = self.i;
+                let e = self.expr().map_err(|e| self.at_condition_end(e, first))?;
                 condition.get_or_insert(e);
             } else if self.is_kw(t, "enabled") {
                 self.bump();
@@ -508,6 +549,9 @@ impl<'s> Parser<'s> {
             let e = self.expr()?;
             let c = self.peek();
             if !self.is_punct(c, ")") {
+                if self.at_value_end() {
+                    return Err(self.err(c, format!("unclosed '(' (opened at {}:{})", t.line, t.col)));
+                }
                 return Err(self.err(c, "expected ')' or an operator"));
             }
             self.bump();
