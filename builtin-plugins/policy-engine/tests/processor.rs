@@ -106,7 +106,8 @@ fn configuration_errors_name_the_key() {
     let bad = tempfile::tempdir().unwrap();
     let p = write_policy(bad.path(), "- rule: r\n  desc: d\n  condition: (sf.ts > 0\n");
     let err = engine(&format!(r#"{{"policies":"{p}"}}"#)).err().unwrap();
-    assert!(err.contains("rules.yaml:4:1"), "{err}");
+    // Reported just after the condition's last token, not at the end of the file.
+    assert!(err.contains("rules.yaml:3:24: unclosed '('"), "{err}");
 }
 
 const FOUR_RULES: &str = "- filter: drop9\n  condition: sf.proc.name = p9\n\

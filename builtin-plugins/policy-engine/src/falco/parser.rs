@@ -152,12 +152,17 @@ impl<'s> Parser<'s> {
     fn file(&mut self) -> Vec<Item> {
         let mut items = Vec::new();
         while self.peek().kind != Tok::Eof {
+            let start = self.i;
             match self.item() {
                 Ok(Some(item)) => items.push(item),
                 Ok(None) => {}
                 Err(e) => {
                     self.errors.push(e);
-                    self.bump();
+                    // An error found at the next item (an incomplete value) must not cost
+                    // that item too.
+                    if self.i == start || !self.at_item_start() {
+                        self.bump();
+                    }
                     self.recover();
                 }
             }
@@ -762,5 +767,56 @@ pub fn parse_bool(raw: &str) -> Option<bool> {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(src: &str) -> Vec<String> {
+        match parse_file(src, Arc::new(PathBuf::from("p.yaml"))) {
+            Ok(items) => panic!("expected syntax errors, parsed {} items", items.len()),
+            Err(errs) => errs.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn incomplete_comparison_is_reported_at_the_end_of_the_condition() {
+        let src = "- rule: r1\n  desc: d\n  condition: sf.proc.name =\n  priority: high\n";
+        assert_eq!(
+            errors(src),
+            ["p.yaml:3:28: expected a value at the end of the condition (at 'sf.proc.name =')"]
+        );
+        // Same when the condition ends the file, and in a filter.
+        let src = "- filter: f\n  condition: sf.proc.name in (bash, sh";
+        assert_eq!(
+            errors(src),
+            ["p.yaml:2:39: expected ',' or ')' in value list at the end of the condition (at 'sf.proc.name in (bash, sh')"]
+        );
+    }
+
+    #[test]
+    fn unclosed_parenthesis_is_reported_at_the_end_of_a_multiline_condition() {
+        let src = "- macro: m\n  condition: (sf.proc.name = bash and\n    sf.proc.exe = /bin/x\n\n- rule: r2\n  desc: d\n  condition: m and\n  priority: low\n";
+        assert_eq!(
+            errors(src),
+            [
+                "p.yaml:3:25: unclosed '(' (opened at 2:14) at the end of the condition (at '(sf.proc.name = bash and sf.proc.exe = /bin/x')",
+                "p.yaml:7:19: expected a value at the end of the condition (at 'm and')",
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_condition_is_reported_after_its_key() {
+        let src = "- rule: r1\n  desc: d\n  condition:\n  priority: high\n";
+        assert_eq!(errors(src), ["p.yaml:3:13: empty condition"]);
+    }
+
+    #[test]
+    fn errors_inside_a_condition_keep_their_position() {
+        let src = "- rule: r1\n  desc: d\n  condition: sf.proc.name = = x\n  priority: high\n";
+        assert_eq!(errors(src), ["p.yaml:3:29: expected a value (at '=')"]);
     }
 }
