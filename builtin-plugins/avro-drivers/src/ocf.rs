@@ -52,14 +52,18 @@ pub struct DecodeStats {
 /// Allocations a [`TraceReader`] needs, kept between files.
 ///
 /// Directories of small rotated traces open a reader every few hundred records; reusing
-/// the read buffer (zero-filled once), the inflate output and the inflater state avoids
-/// faulting in fresh pages for every file. Take them back with [`TraceReader::into_buffers`].
+/// the read buffer (zero-filled once), the inflate output, the inflater state and the
+/// decoder compiled for the previous file's schema (when the next file has the same one)
+/// avoids faulting in fresh pages and re-parsing the schema for every file. Take them
+/// back with [`TraceReader::into_buffers`].
 #[derive(Default)]
 pub struct ReadBuffers {
     input: Vec<u8>,
     block: Vec<u8>,
     /// Created on the first deflate block: null-codec files never need it.
     inflater: Option<Decompress>,
+    /// The previous file's writer schema (JSON text) and its compiled decoder.
+    decoder: Option<(String, DatumDecoder)>,
 }
 
 impl ReadBuffers {
@@ -75,6 +79,7 @@ impl std::fmt::Debug for ReadBuffers {
             .field("input", &self.input.len())
             .field("block", &self.block.capacity())
             .field("inflater", &self.inflater.is_some())
+            .field("decoder", &self.decoder.is_some())
             .finish()
     }
 }
@@ -151,6 +156,8 @@ pub struct TraceReader {
     name: String,
     src: Source,
     decoder: DatumDecoder,
+    /// Writer schema text, kept to match the next file's against when the decoder is reused.
+    schema: String,
     codec: Codec,
     sync: [u8; SYNC_LEN],
     inflater: Option<Decompress>,
@@ -178,7 +185,7 @@ impl TraceReader {
         TraceReader::open_with(path, &mut ReadBuffers::new())
     }
 
-    /// Like [`Self::open`], reusing `buffers` (left empty on success, untouched on failure).
+    /// Like [`Self::open`], reusing `buffers` (taken on success; the read buffer stays on failure).
     pub fn open_with(path: &Path, buffers: &mut ReadBuffers) -> Result<TraceReader, DecodeError> {
         let name = path.display().to_string();
         let file = fs::File::open(path).map_err(|e| DecodeError::new(ErrorKind::Io, format!("cannot open: {e}")).in_source(&name))?;
@@ -193,15 +200,21 @@ impl TraceReader {
         TraceReader::from_reader_with(name, input, &mut ReadBuffers::new())
     }
 
-    /// Like [`Self::from_reader`], reusing `buffers` (left empty on success, untouched on failure).
+    /// Like [`Self::from_reader`], reusing `buffers` (taken on success; the read buffer stays on failure).
     pub fn from_reader_with<R: Read + Send + 'static>(
         name: &str,
         input: R,
         buffers: &mut ReadBuffers,
     ) -> Result<TraceReader, DecodeError> {
         let mut src = Source::new(Box::new(input), std::mem::take(&mut buffers.input));
-        let parsed = read_header(&mut src).and_then(|(schema, codec, sync)| Ok((DatumDecoder::new(&schema)?, codec, sync)));
-        let (decoder, codec, sync) = match parsed {
+        let parsed = read_header(&mut src).and_then(|(schema, codec, sync)| {
+            let decoder = match buffers.decoder.take() {
+                Some((prev, decoder)) if prev == schema => decoder,
+                _ => DatumDecoder::new(&schema)?,
+            };
+            Ok((decoder, schema, codec, sync))
+        });
+        let (decoder, schema, codec, sync) = match parsed {
             Ok(p) => p,
             Err(e) => {
                 buffers.input = src.buf;
@@ -209,6 +222,8 @@ impl TraceReader {
             }
         };
         let warnings = decoder.warnings().len() as u64;
+        // A reused decoder's count is cumulative; this file's warnings start from here.
+        let counted_unknown_symbols = decoder.unknown_enum_symbols();
         let mut block = std::mem::take(&mut buffers.block);
         // A previous file's leftovers would read as trailing garbage of "block 0".
         block.clear();
@@ -216,6 +231,7 @@ impl TraceReader {
             name: name.to_string(),
             src,
             decoder,
+            schema,
             codec,
             sync,
             inflater: buffers.inflater.take(),
@@ -228,13 +244,18 @@ impl TraceReader {
             next_block_index: 0,
             stats: DecodeStats { warnings, ..DecodeStats::default() },
             done: false,
-            counted_unknown_symbols: 0,
+            counted_unknown_symbols,
         })
     }
 
     /// Ends reading and returns the allocations for the next file's reader.
     pub fn into_buffers(self) -> ReadBuffers {
-        ReadBuffers { input: self.src.buf, block: self.block, inflater: self.inflater }
+        ReadBuffers {
+            input: self.src.buf,
+            block: self.block,
+            inflater: self.inflater,
+            decoder: Some((self.schema, self.decoder)),
+        }
     }
 
     /// Counters so far.

@@ -227,8 +227,9 @@ fn entity_defaults_for_old_layouts() {
 }
 
 /// Buffers handed from reader to reader (as the file driver does) must not leak one
-/// file's bytes into the next: every trace, read after a larger one and after a failed
-/// open, decodes exactly as with fresh buffers.
+/// file's bytes or schema into the next: every trace, read after a larger one (of another
+/// layout, or of the same schema, whose decoder is reused) and after a failed open, decodes
+/// with the same records and counters as with fresh buffers.
 #[test]
 fn reused_buffers_decode_like_fresh_ones() {
     let Some(dir) = common::data_dir() else { return };
@@ -247,6 +248,10 @@ fn reused_buffers_decode_like_fresh_ones() {
             recs.push(item.unwrap_or_else(|e| panic!("{}: unexpected error with reused buffers: {e}", path.display())));
         }
         assert_eq!(recs, decode_all(path), "{}", path.display());
+        let mut fresh = TraceReader::open(path).expect("open");
+        fresh.by_ref().for_each(drop);
+        assert_eq!(reader.stats(), fresh.stats(), "{}", path.display());
+        assert_eq!(reader.schema_warnings(), fresh.schema_warnings(), "{}", path.display());
         buffers = reader.into_buffers();
     }
 }
