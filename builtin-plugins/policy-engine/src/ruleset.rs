@@ -77,25 +77,68 @@ struct CompiledFilter {
     pos: SourcePos,
 }
 
-/// Below this many rules keyed on one attribute, a bucket tests its rules one by one.
+/// Below this many rules keyed on one attribute, a bucket does not index them.
 const MIN_INDEXED_RULES: usize = 8;
 /// At most this many attribute indexes per bucket.
 const MAX_INDEXES: usize = 3;
+
+/// A rule needs only this many rules sharing a guard conjunct to form a guard group.
+const MIN_GUARDED_RULES: usize = 2;
+
+/// A set of rule positions in a bucket, one bit per rule.
+type RuleBits = Vec<u64>;
+
+fn set_bit(bits: &mut [u64], pos: u32) {
+    if let Some(w) = bits.get_mut((pos / 64) as usize) {
+        *w |= 1 << (pos % 64);
+    }
+}
+
+/// Rules of a bucket that share a necessary conjunct (a shared sub-condition such as a
+/// macro used by many rules, or an op-flag test): when the conjunct is false, none of
+/// them is tested.
+struct GuardGroup {
+    guard: Pred,
+    rules: RuleBits,
+}
 
 #[derive(Default)]
 struct Bucket {
     filters: Vec<Pred>,
     rules: Vec<(u32, Pred)>,
-    /// Dispatch indexes over `rules` (empty: test every rule).
+    /// Dispatch indexes over `rules`.
     indexes: Vec<RuleIndex>,
-    /// Positions in `rules` of the rules no index covers (with indexes only).
-    unindexed: Vec<u32>,
+    /// Guard groups over the rules no index covers.
+    groups: Vec<GuardGroup>,
+    /// The rules neither an index nor a group covers: tested on every record.
+    always: RuleBits,
+}
+
+/// The necessary conjuncts of a rule condition that can guard a group, with a key that
+/// is equal for identical conjuncts.
+fn guard_candidates(p: &Pred) -> Vec<(String, &Pred)> {
+    let conjuncts: Vec<&Pred> = match p {
+        Pred::And(v) => v.iter().collect(),
+        p => vec![p],
+    };
+    conjuncts
+        .into_iter()
+        .filter_map(|c| {
+            let key = match c {
+                Pred::Memo(slot, _) => format!("memo {slot}"),
+                Pred::EntityMemo { entity, slot, .. } => format!("entity {entity:?} {slot}"),
+                Pred::OpFlags { .. } | Pred::OpenFlags { .. } => format!("{c:?}"),
+                _ => return None,
+            };
+            Some((key, c))
+        })
+        .collect()
 }
 
 impl Bucket {
-    /// Builds dispatch indexes: repeatedly picks the attribute the most remaining rules
-    /// test with `=`/`in` against literals, while enough rules share one.
-    fn build_indexes(&mut self) {
+    /// Builds dispatch indexes, then guard groups over the rest: repeatedly picks the
+    /// attribute (then the guard conjunct) that the most remaining rules share.
+    fn build_dispatch(&mut self) {
         let mut left: Vec<u32> = (0..self.rules.len() as u32).collect();
         while self.indexes.len() < MAX_INDEXES {
             let mut counts: Vec<(Attr, usize)> = Vec::new();
@@ -129,10 +172,51 @@ impl Bucket {
             });
             self.indexes.push(ix);
         }
-        if self.indexes.is_empty() {
-            return;
+        let words = self.rules.len().div_ceil(64);
+        loop {
+            let mut counts: Vec<(String, usize)> = Vec::new();
+            for &pos in &left {
+                for (key, _) in guard_candidates(&self.rules[pos as usize].1) {
+                    match counts.iter_mut().find(|(k, _)| *k == key) {
+                        Some(c) => c.1 += 1,
+                        None => counts.push((key, 1)),
+                    }
+                }
+            }
+            // Ties go to the first seen, which keeps compilation deterministic.
+            let mut best: Option<(String, usize)> = None;
+            for (k, n) in counts {
+                if best.as_ref().is_none_or(|(_, b)| n > *b) {
+                    best = Some((k, n));
+                }
+            }
+            let Some((key, n)) = best else { break };
+            if n < MIN_GUARDED_RULES {
+                break;
+            }
+            let mut guard = None;
+            let mut rules = vec![0u64; words];
+            let all = &self.rules;
+            left.retain(|&pos| {
+                let cands = guard_candidates(&all[pos as usize].1);
+                match cands.into_iter().find(|(k, _)| *k == key) {
+                    Some((_, c)) => {
+                        guard.get_or_insert_with(|| c.clone());
+                        set_bit(&mut rules, pos);
+                        false
+                    }
+                    None => true,
+                }
+            });
+            match guard {
+                Some(guard) => self.groups.push(GuardGroup { guard, rules }),
+                None => break,
+            }
         }
-        self.unindexed = left;
+        self.always = vec![0u64; words];
+        for pos in left {
+            set_bit(&mut self.always, pos);
+        }
     }
 }
 
@@ -202,8 +286,10 @@ pub enum Verdict {
 #[repr(align(128))]
 pub struct EvalState {
     scratch: Scratch,
+    /// The rules to test on the current record (bit per rule position in its bucket).
+    candidates: Vec<u64>,
     /// Rule positions selected by the dispatch indexes for the current record.
-    candidates: Vec<u32>,
+    index_hits: Vec<u32>,
     /// The rule set the scratch caches were filled by (0: none).
     ruleset: u64,
     /// Action errors since the last drain: (action index in rule, message).
@@ -617,7 +703,7 @@ impl RuleSet {
             out_rules.push(CompiledRule { matched, enabled, disabled_reason, types, pos: r.pos, actions });
         }
         for b in &mut buckets {
-            b.build_indexes();
+            b.build_dispatch();
         }
         let memo_slots = slots.len();
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -641,33 +727,43 @@ impl RuleSet {
                 return Verdict::Drop;
             }
         }
-        let mut matched = 0;
-        if bucket.indexes.is_empty() {
-            for (idx, pred) in &bucket.rules {
-                if pred.eval(record, &mut st.scratch) {
-                    matched += 1;
-                    self.on_match(*idx, record, st);
+        // The rules that can hold: the unguarded ones, the groups whose guard holds and
+        // the index hits, as a bit set so that matches come out in rule order.
+        let mut cand = std::mem::take(&mut st.candidates);
+        cand.clear();
+        cand.extend_from_slice(&bucket.always);
+        for g in &bucket.groups {
+            if g.guard.eval(record, &mut st.scratch) {
+                for (c, r) in cand.iter_mut().zip(&g.rules) {
+                    *c |= r;
                 }
             }
-        } else {
-            let mut cand = std::mem::take(&mut st.candidates);
-            cand.clear();
-            cand.extend_from_slice(&bucket.unindexed);
-            for ix in &bucket.indexes {
-                ix.candidates(record, &mut st.scratch, &mut cand);
-            }
-            // Matches are reported in rule order, as without indexes.
-            cand.sort_unstable();
-            cand.dedup();
-            for &pos in &cand {
-                let (idx, pred) = &bucket.rules[pos as usize];
-                if pred.eval(record, &mut st.scratch) {
-                    matched += 1;
-                    self.on_match(*idx, record, st);
-                }
-            }
-            st.candidates = cand;
         }
+        if !bucket.indexes.is_empty() {
+            let mut hits = std::mem::take(&mut st.index_hits);
+            hits.clear();
+            for ix in &bucket.indexes {
+                ix.candidates(record, &mut st.scratch, &mut hits);
+            }
+            for &pos in &hits {
+                set_bit(&mut cand, pos);
+            }
+            st.index_hits = hits;
+        }
+        let mut matched = 0;
+        for (w, &word) in cand.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let pos = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let (idx, pred) = &bucket.rules[pos];
+                if pred.eval(record, &mut st.scratch) {
+                    matched += 1;
+                    self.on_match(*idx, record, st);
+                }
+            }
+        }
+        st.candidates = cand;
         Verdict::Pass { matched }
     }
 
