@@ -39,6 +39,15 @@ thread_local! {
     static WORKER_STATE: std::cell::RefCell<EvalState> = std::cell::RefCell::new(EvalState::default());
 }
 
+/// Batches expected to take less than this to evaluate on one thread are not split:
+/// handing chunks to other cores costs more than it saves (with the entity caches most
+/// records take well under a microsecond), and on a small machine the other pipeline
+/// stages need those cores.
+const MIN_PARALLEL_BATCH_NS: f64 = 400_000.0;
+
+/// The cost assumed for a rule set not yet measured (ns per record).
+const INITIAL_NS_PER_RECORD: f64 = 2_000.0;
+
 /// Records a worker takes from the batch at a time.
 const WORK_CHUNK: usize = 64;
 
@@ -59,6 +68,9 @@ struct Engine {
     states: Vec<EvalState>,
     verdicts: Vec<Verdict>,
     pool: rayon::ThreadPool,
+    /// Moving average of the evaluation cost of one record on one thread (ns); starts
+    /// high so that the first batches of a new rule set are split.
+    ns_per_record: f64,
 }
 
 /// Where action plugins are installed (the package layout), unless `actiondir` says otherwise.
@@ -121,6 +133,7 @@ impl PolicyEngine {
         e.last_check = Instant::now();
         if let Some(rs) = m.take_pending() {
             e.rules = rs;
+            e.ns_per_record = INITIAL_NS_PER_RECORD;
             self.host.info("switched to the reloaded rule set");
         }
     }
@@ -231,6 +244,7 @@ impl Processor for PolicyEngine {
                 .thread_name(|i| format!("policy-worker-{i}"))
                 .build()
                 .map_err(|e| PluginError::new(format!("key 'concurrency': cannot start {workers} workers: {e}")))?,
+            ns_per_record: INITIAL_NS_PER_RECORD,
         });
         Ok(engine)
     }
@@ -250,7 +264,11 @@ impl Processor for PolicyEngine {
         e.verdicts.clear();
         e.verdicts.resize(n, Verdict::Pass { matched: 0 });
         let rules = &*e.rules;
-        let workers = self.workers.min(n / MIN_RECORDS_PER_WORKER).max(1);
+        let mut workers = self.workers.min(n / MIN_RECORDS_PER_WORKER).max(1);
+        if e.ns_per_record * (n as f64) < MIN_PARALLEL_BATCH_NS {
+            workers = 1;
+        }
+        let started = Instant::now();
         if workers <= 1 {
             let st = &mut e.states[0];
             for (r, v) in recs.as_mut_slice().iter_mut().zip(e.verdicts.iter_mut()) {
@@ -283,6 +301,10 @@ impl Processor for PolicyEngine {
                 self.host.error(&msg);
             }
         }
+        // Split batches are charged wall time × workers: an upper bound of their CPU time,
+        // so a cheap rule set still drifts back to one thread.
+        let sample = started.elapsed().as_nanos() as f64 * workers as f64 / n.max(1) as f64;
+        e.ns_per_record = 0.8 * e.ns_per_record + 0.2 * sample;
         for st in e.states.iter_mut() {
             for msg in st.action_errors.drain(..) {
                 self.action_errors += 1;
