@@ -48,8 +48,10 @@ pub enum Entity {
 }
 
 /// Most entities cached per thread and kind; when full, the cache starts over (a trace
-/// with more live processes or files than this just evaluates more tests again).
-const MAX_CACHED_ENTITIES: usize = 4096;
+/// with more live processes or files than this just evaluates more tests again). Each
+/// entry keeps its entity alive: 4096 cost 11 MB more peak RSS than 1024 on
+/// bench/run.sh's policy-alert, and was slower; 128–1024 measured the same.
+const MAX_CACHED_ENTITIES: usize = 1024;
 
 /// What keeps a cached entity's address from being reused by another entity while its
 /// results are cached: the cache holds a reference to it.
