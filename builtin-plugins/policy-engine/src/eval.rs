@@ -390,6 +390,15 @@ pub enum Matcher {
     EndsWith(Vec<Box<str>>),
     /// Matches one of the globs.
     Glob(Vec<Glob>),
+    /// Equal to one of the pieces, ignoring case (pieces lower-cased).
+    IEq(FxHashSet<Box<str>>),
+    /// Starts with one of the pieces, ignoring case (pieces lower-cased).
+    IStartsWith(Vec<Box<str>>),
+    /// Ends with one of the pieces, ignoring case (pieces lower-cased).
+    IEndsWith(Vec<Box<str>>),
+    /// Matches one of the regular expressions (checked by the compiler beforehand; a
+    /// pattern that does not compile never matches).
+    Regex(Vec<regex::Regex>),
 }
 
 const SMALL: usize = 6;
@@ -441,6 +450,12 @@ impl Matcher {
             }
             Op::EndsWith => Matcher::EndsWith(boxed(pieces)),
             Op::Glob => Matcher::Glob(pieces.iter().map(|p| Glob::new(p)).collect()),
+            Op::IEq => Matcher::IEq(pieces.into_iter().map(|p| p.to_lowercase().into_boxed_str()).collect()),
+            Op::IStartsWith => {
+                Matcher::IStartsWith(pieces.into_iter().map(|p| p.to_lowercase().into_boxed_str()).collect())
+            }
+            Op::IEndsWith => Matcher::IEndsWith(pieces.into_iter().map(|p| p.to_lowercase().into_boxed_str()).collect()),
+            Op::Regex => Matcher::Regex(pieces.iter().filter_map(|p| regex::Regex::new(p).ok()).collect()),
             Op::Lt | Op::Le | Op::Gt | Op::Ge => Matcher::EqSmall(Vec::new()),
         }
     }
@@ -450,7 +465,9 @@ impl Matcher {
     /// cannot span two pieces).
     fn matches_form(&self, v: &str, low: &mut String) -> bool {
         match self {
-            Matcher::ContainsSmall(_) | Matcher::ContainsAc(_) | Matcher::IContains(_) => self.matches(v, low),
+            Matcher::ContainsSmall(_) | Matcher::ContainsAc(_) | Matcher::IContains(_) | Matcher::Regex(_) => {
+                self.matches(v, low)
+            }
             _ => any_piece(v, |p| self.matches(p, low)),
         }
     }
@@ -472,8 +489,25 @@ impl Matcher {
             }
             Matcher::EndsWith(v) => v.iter().any(|x| piece.ends_with(&**x)),
             Matcher::Glob(v) => v.iter().any(|g| g.matches(piece)),
+            Matcher::IEq(v) => v.contains(lowered(piece, low)),
+            Matcher::IStartsWith(v) => {
+                let l = lowered(piece, low);
+                v.iter().any(|x| l.starts_with(&**x))
+            }
+            Matcher::IEndsWith(v) => {
+                let l = lowered(piece, low);
+                v.iter().any(|x| l.ends_with(&**x))
+            }
+            Matcher::Regex(v) => v.iter().any(|re| re.is_match(piece)),
         }
     }
+}
+
+/// `s` lower-cased into `buf` (Unicode case folding as `str::to_lowercase`).
+fn lowered<'a>(s: &str, buf: &'a mut String) -> &'a str {
+    buf.clear();
+    buf.extend(s.chars().flat_map(char::to_lowercase));
+    buf
 }
 
 /// Applies a string operator to one pair of pieces.
@@ -485,6 +519,10 @@ fn pair(op: Op, l: &str, r: &str) -> bool {
         Op::StartsWith => l.starts_with(r),
         Op::EndsWith => l.ends_with(r),
         Op::Glob => Glob::new(r).matches(l),
+        Op::IEq => l.to_lowercase() == r.to_lowercase(),
+        Op::IStartsWith => l.to_lowercase().starts_with(&r.to_lowercase()),
+        Op::IEndsWith => l.to_lowercase().ends_with(&r.to_lowercase()),
+        Op::Regex => regex::Regex::new(r).is_ok_and(|re| re.is_match(l)),
         Op::Lt | Op::Le | Op::Gt | Op::Ge => false,
     }
 }
@@ -734,6 +772,9 @@ impl Pred {
                     Matcher::IContains(v) => 10 + 3 * v.len() as u32,
                     Matcher::StartsWith(v) | Matcher::EndsWith(v) => v.len() as u32,
                     Matcher::Glob(v) => 10 * v.len() as u32,
+                    Matcher::IEq(_) => 10,
+                    Matcher::IStartsWith(v) | Matcher::IEndsWith(v) => 10 + v.len() as u32,
+                    Matcher::Regex(v) => 20 * v.len() as u32,
                 }
             }
             Pred::StrDyn { .. } => 30,
@@ -1005,5 +1046,17 @@ mod tests {
         assert!(!m.matches("b33", &mut low));
         let m = Matcher::new(Op::IContains, vec!["HeArT".into()]);
         assert!(m.matches("xxheartbeat", &mut low));
+        let m = Matcher::new(Op::IEq, vec!["/BIN/Bash".into(), "sh".into()]);
+        assert!(m.matches("/bin/BASH", &mut low) && m.matches("SH", &mut low));
+        assert!(!m.matches("/bin/bash2", &mut low));
+        let m = Matcher::new(Op::IStartsWith, vec!["/TMP/".into()]);
+        assert!(m.matches("/tmp/x", &mut low) && !m.matches("/var/tmp/x", &mut low));
+        let m = Matcher::new(Op::IEndsWith, vec!["/Java".into()]);
+        assert!(m.matches("/usr/bin/JAVA", &mut low) && !m.matches("/usr/bin/javac", &mut low));
+        let m = Matcher::new(Op::Regex, vec!["(.){5,}".into(), "^ab+c$".into()]);
+        assert!(m.matches("abbbc", &mut low) && m.matches("123456", &mut low));
+        assert!(!m.matches("abx", &mut low));
+        // Regular expressions see the whole value, commas included.
+        assert!(m.matches_form("a,b,c", &mut low));
     }
 }

@@ -1,6 +1,6 @@
 //! The language-neutral policy representation every front end produces.
 //!
-//! Front ends (Falco syntax today, Sigma later) resolve their own macros and lists and
+//! Front ends (Falco syntax, Sigma) resolve their own macros and lists and
 //! hand over rules and filters whose conditions are [`Cond`] trees. Whether a name is an
 //! attribute or a literal is decided by the evaluator's compiler, from the attribute table.
 
@@ -52,6 +52,15 @@ pub enum Op {
     Pmatch,
     /// `glob`: shell-style pattern match (`*`, `?`, `[…]`).
     Glob,
+    /// Equal, ignoring case (Sigma's default comparison).
+    IEq,
+    /// Starts with, ignoring case (Sigma `startswith`).
+    IStartsWith,
+    /// Ends with, ignoring case (Sigma `endswith`).
+    IEndsWith,
+    /// Matches a regular expression (Rust `regex` syntax) anywhere in the whole value; the
+    /// literal is not split at commas.
+    Regex,
 }
 
 impl Op {
@@ -76,6 +85,10 @@ impl Op {
             Op::In => "in",
             Op::Pmatch => "pmatch",
             Op::Glob => "glob",
+            Op::IEq => "iequals",
+            Op::IStartsWith => "istartswith",
+            Op::IEndsWith => "iendswith",
+            Op::Regex => "regex",
         }
     }
 }

@@ -324,6 +324,9 @@ enum Resolved {
 struct Compiler<'o> {
     opts: &'o CompileOptions,
     unknown: Vec<String>,
+    /// Other reasons the condition cannot run (e.g. a regular expression that does not
+    /// compile).
+    invalid: Vec<String>,
     /// Sub-conditions occurring more than once in the set, by structural key.
     shared: &'o std::collections::HashMap<String, u32>,
     /// Memo slots assigned so far, by structural key.
@@ -348,7 +351,14 @@ fn merge_or(preds: Vec<Pred>) -> Vec<Pred> {
     let family = |op: Op| match op {
         Op::Eq | Op::In => Some(Op::In),
         Op::Contains | Op::Pmatch => Some(Op::Pmatch),
-        Op::StartsWith | Op::EndsWith | Op::IContains | Op::Glob => Some(op),
+        Op::StartsWith
+        | Op::EndsWith
+        | Op::IContains
+        | Op::Glob
+        | Op::IEq
+        | Op::IStartsWith
+        | Op::IEndsWith
+        | Op::Regex => Some(op),
         _ => None,
     };
     let mut flat = Vec::with_capacity(preds.len());
@@ -379,6 +389,16 @@ fn merge_or(preds: Vec<Pred>) -> Vec<Pred> {
 }
 
 impl Compiler<'_> {
+    /// Why the condition just compiled cannot run, if it cannot.
+    fn disabled_reason(&self) -> Option<String> {
+        let mut reasons = Vec::new();
+        if !self.unknown.is_empty() {
+            reasons.push(format!("unknown attribute(s) {}", describe_unknown(&self.unknown)));
+        }
+        reasons.extend(self.invalid.iter().cloned());
+        (!reasons.is_empty()).then(|| reasons.join("; "))
+    }
+
     fn resolve(&mut self, o: &Operand, string_op: bool) -> Resolved {
         let (text, _pos) = match o {
             Operand::Literal(t) => return Resolved::Lit(t.clone()),
@@ -510,7 +530,16 @@ impl Compiler<'_> {
             let mut pieces = Vec::new();
             for r in &rs {
                 if let Resolved::Lit(t) = r {
-                    literal_pieces(t, &mut pieces);
+                    if base_op == Op::Regex {
+                        // A pattern's commas are part of it (`a{1,3}`).
+                        let pattern = sysflow_plugin_api::flat::trim_bounding_quotes(t);
+                        if let Err(e) = regex::Regex::new(pattern) {
+                            self.invalid.push(format!("invalid regular expression '{pattern}': {e}"));
+                        }
+                        pieces.push(pattern.to_string());
+                    } else {
+                        literal_pieces(t, &mut pieces);
+                    }
                 }
             }
             self.literal_cmp(l, base_op, pieces)
@@ -626,11 +655,17 @@ impl RuleSet {
         let mut entity_slots = std::collections::HashMap::new();
         let mut out_filters = Vec::new();
         for f in filters {
-            let mut c = Compiler { opts, unknown: Vec::new(), shared: &shared, slots: &mut slots, entity_slots: &mut entity_slots };
+            let mut c = Compiler {
+                opts,
+                unknown: Vec::new(),
+                invalid: Vec::new(),
+                shared: &shared,
+                slots: &mut slots,
+                entity_slots: &mut entity_slots,
+            };
             let pred = c.cond(&f.condition);
             let mut disabled_reason = None;
-            if !c.unknown.is_empty() {
-                let reason = format!("unknown attribute(s) {}", describe_unknown(&c.unknown));
+            if let Some(reason) = c.disabled_reason() {
                 warnings.push(PolicyWarning {
                     pos: f.pos.clone(),
                     message: format!("filter '{}' disabled: {reason}", f.name),
@@ -651,11 +686,17 @@ impl RuleSet {
         }
         let mut out_rules = Vec::with_capacity(rules.len());
         for (idx, r) in rules.into_iter().enumerate() {
-            let mut c = Compiler { opts, unknown: Vec::new(), shared: &shared, slots: &mut slots, entity_slots: &mut entity_slots };
+            let mut c = Compiler {
+                opts,
+                unknown: Vec::new(),
+                invalid: Vec::new(),
+                shared: &shared,
+                slots: &mut slots,
+                entity_slots: &mut entity_slots,
+            };
             let pred = c.cond(&r.condition);
             let mut disabled_reason = None;
-            if !c.unknown.is_empty() {
-                let reason = format!("unknown attribute(s) {}", describe_unknown(&c.unknown));
+            if let Some(reason) = c.disabled_reason() {
                 warnings.push(PolicyWarning {
                     pos: r.pos.clone(),
                     message: format!("rule '{}' disabled: {reason}", r.name),
