@@ -817,125 +817,85 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn string_list(&mut self, rd: &Read) -> DResult<RVec<RString>> {
+    /// Decodes an array (`map` false) or a map (`map` true; `item` reads each key) that may
+    /// sit in a nullable union, one element at a time with `item`.
+    fn elements<T, F>(&mut self, rd: &Read, map: bool, item: &mut F) -> DResult<RVec<T>>
+    where
+        F: FnMut(&mut Self, &Read) -> DResult<T>,
+    {
         match rd {
-            Read::Array(inner) => {
-                let mut out = RVec::new();
-                self.each_item(|c| {
-                    out.push(c.string(inner)?);
-                    Ok(())
-                })?;
-                Ok(out)
-            }
+            Read::Array(inner) if !map => self.collect_items(inner, item),
+            Read::Map(inner) if map => self.collect_items(inner, item),
             Read::Union(bs) => match self.branch(bs)? {
                 Read::Null => Ok(RVec::new()),
-                b => self.string_list(b),
+                b => self.elements(b, map, item),
             },
             other => Err(self.incompatible(other)),
         }
+    }
+
+    fn collect_items<T, F>(&mut self, inner: &Read, item: &mut F) -> DResult<RVec<T>>
+    where
+        F: FnMut(&mut Self, &Read) -> DResult<T>,
+    {
+        let mut out = RVec::new();
+        self.each_item(|c| {
+            out.push(item(c, inner)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn string_list(&mut self, rd: &Read) -> DResult<RVec<RString>> {
+        self.elements(rd, false, &mut |c, inner| c.string(inner))
     }
 
     fn long_list(&mut self, rd: &Read) -> DResult<RVec<i64>> {
-        match rd {
-            Read::Array(inner) => {
-                let mut out = RVec::new();
-                self.each_item(|c| {
-                    out.push(c.long(inner)?);
-                    Ok(())
-                })?;
-                Ok(out)
-            }
-            Read::Union(bs) => match self.branch(bs)? {
-                Read::Null => Ok(RVec::new()),
-                b => self.long_list(b),
-            },
-            other => Err(self.incompatible(other)),
-        }
+        self.elements(rd, false, &mut |c, inner| c.long(inner))
     }
 
     fn string_map(&mut self, rd: &Read) -> DResult<RVec<KeyValue>> {
-        match rd {
-            Read::Map(inner) => {
-                let mut out = RVec::new();
-                self.each_item(|c| {
-                    let key = to_rstring(c.byte_string()?);
-                    let value = c.string(inner)?;
-                    out.push(KeyValue { key, value });
-                    Ok(())
-                })?;
-                Ok(out)
-            }
-            Read::Union(bs) => match self.branch(bs)? {
-                Read::Null => Ok(RVec::new()),
-                b => self.string_map(b),
-            },
-            other => Err(self.incompatible(other)),
-        }
+        self.elements(rd, true, &mut |c, inner| {
+            let key = to_rstring(c.byte_string()?);
+            Ok(KeyValue { key, value: c.string(inner)? })
+        })
     }
 
     fn services(&mut self, rd: &Read) -> DResult<RVec<Service>> {
-        match rd {
-            Read::Array(inner) => {
-                let Read::Record(ops) = inner.as_ref() else {
-                    return Err(self.incompatible(inner));
-                };
-                let mut out = RVec::new();
-                self.each_item(|c| {
-                    let mut s = Service::default();
-                    for op in ops.iter() {
-                        let rd = &op.read;
-                        match op.target {
-                            0 => s.name = c.string(rd)?,
-                            1 => s.id = c.string(rd)?,
-                            2 => s.namespace = c.string(rd)?,
-                            3 => s.port_list = c.ports(rd)?,
-                            4 => s.cluster_ip = c.long_list(rd)?,
-                            _ => c.skip(rd)?,
-                        }
-                    }
-                    out.push(s);
-                    Ok(())
-                })?;
-                Ok(out)
+        self.elements(rd, false, &mut |c, inner| {
+            let Read::Record(ops) = inner else { return Err(c.incompatible(inner)) };
+            let mut s = Service::default();
+            for op in ops.iter() {
+                let rd = &op.read;
+                match op.target {
+                    0 => s.name = c.string(rd)?,
+                    1 => s.id = c.string(rd)?,
+                    2 => s.namespace = c.string(rd)?,
+                    3 => s.port_list = c.ports(rd)?,
+                    4 => s.cluster_ip = c.long_list(rd)?,
+                    _ => c.skip(rd)?,
+                }
             }
-            Read::Union(bs) => match self.branch(bs)? {
-                Read::Null => Ok(RVec::new()),
-                b => self.services(b),
-            },
-            other => Err(self.incompatible(other)),
-        }
+            Ok(s)
+        })
     }
 
     fn ports(&mut self, rd: &Read) -> DResult<RVec<Port>> {
-        match rd {
-            Read::Array(inner) => {
-                let Read::Record(ops) = inner.as_ref() else {
-                    return Err(self.incompatible(inner));
-                };
-                let mut out = RVec::new();
-                self.each_item(|c| {
-                    let mut p = Port::default();
-                    for op in ops.iter() {
-                        let rd = &op.read;
-                        match op.target {
-                            0 => p.port = c.int(rd)?,
-                            1 => p.target_port = c.int(rd)?,
-                            2 => p.node_port = c.int(rd)?,
-                            3 => p.proto = c.string(rd)?,
-                            _ => c.skip(rd)?,
-                        }
-                    }
-                    out.push(p);
-                    Ok(())
-                })?;
-                Ok(out)
+        self.elements(rd, false, &mut |c, inner| {
+            let Read::Record(ops) = inner else { return Err(c.incompatible(inner)) };
+            let mut p = Port::default();
+            for op in ops.iter() {
+                let rd = &op.read;
+                match op.target {
+                    0 => p.port = c.int(rd)?,
+                    1 => p.target_port = c.int(rd)?,
+                    2 => p.node_port = c.int(rd)?,
+                    3 => p.proto = c.string(rd)?,
+                    _ => c.skip(rd)?,
+                }
             }
-            Read::Union(bs) => match self.branch(bs)? {
-                Read::Null => Ok(RVec::new()),
-                b => self.ports(b),
-            },
-            other => Err(self.incompatible(other)),
-        }
+            Ok(p)
+        })
     }
 
     /// Skips one value of the given writer shape.
