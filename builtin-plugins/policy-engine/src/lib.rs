@@ -1,7 +1,8 @@
 //! The SysFlow policy engine (`policyengine` processor).
 //!
-//! Architecture: a language front end ([`falco`]: lexer, parser, macro/list resolution)
-//! produces the language-neutral [`ir`]; [`ruleset`] compiles it once into typed
+//! Architecture: a language front end ([`falco`]: lexer, parser, macro/list resolution;
+//! [`sigma`]: Sigma rules and field mappings; chosen by [`PolicyLanguage`]) produces the
+//! language-neutral [`ir`]; [`ruleset`] compiles it once into typed
 //! predicates over attribute accessors ([`attributes`], [`eval`]), bucketed by record
 //! type; the [`processor`] runs the compiled [`RuleSet`] over batches in parallel and
 //! swaps in reloaded rule sets ([`monitor`]) between batches.
@@ -13,15 +14,18 @@ pub mod eval;
 pub mod falco;
 pub mod ir;
 pub mod jsonpath;
+pub mod language;
 pub mod monitor;
 pub mod processor;
 pub mod ruleset;
+pub mod sigma;
 
 use std::path::Path;
 
 use sysflow_plugin_api::{ChannelType, PluginDescriptor};
 
 pub use actions::{ActionRegistry, RuleAction};
+pub use language::PolicyLanguage;
 pub use error::{PolicyError, PolicyErrors, PolicyWarning};
 pub use processor::PolicyEngine;
 pub use ruleset::{CompileOptions, EvalState, RuleInfo, RuleSet, UnknownAttributes, Verdict};
@@ -30,7 +34,7 @@ pub use ruleset::{CompileOptions, EvalState, RuleInfo, RuleSet, UnknownAttribute
 pub fn descriptors() -> Vec<PluginDescriptor> {
     vec![PluginDescriptor::processor::<PolicyEngine>(
         "policyengine",
-        "evaluates Falco-syntax policies on flat records (alert or enrich mode)",
+        "evaluates Falco-syntax or Sigma policies on flat records (alert or enrich mode)",
         env!("CARGO_PKG_VERSION"),
         processor::CONFIG_KEYS,
         &[ChannelType::Flat],
@@ -54,4 +58,22 @@ pub fn compile_policies_with(path: &Path, opts: &CompileOptions) -> Result<RuleS
 pub fn compile_policy_text(name: &str, text: &str, opts: &CompileOptions) -> Result<RuleSet, PolicyErrors> {
     let set = falco::load_sources(&[(name.into(), text.to_string())])?;
     Ok(RuleSet::compile(set, opts))
+}
+
+/// Compiles the policy file or directory at `path` written in `language`.
+pub fn compile_policies_in(language: &PolicyLanguage, path: &Path, opts: &CompileOptions) -> Result<RuleSet, PolicyErrors> {
+    Ok(RuleSet::compile(language.load(path)?, opts))
+}
+
+/// Compiles the Sigma rule file or directory at `path`, mapping field names with the
+/// backend config file `config` (`None`: field names are used verbatim). A missing or
+/// unreadable config, or a path with no rule files, is an error; a rule file that does
+/// not parse is skipped with a warning.
+pub fn compile_sigma_policies(path: &Path, config: Option<&Path>, opts: &CompileOptions) -> Result<RuleSet, PolicyErrors> {
+    compile_policies_in(&PolicyLanguage::sigma(config)?, path, opts)
+}
+
+/// Compiles one Sigma rule held in memory (`name` is used in messages).
+pub fn compile_sigma_text(name: &str, text: &str, config: &sigma::SigmaConfig, opts: &CompileOptions) -> RuleSet {
+    RuleSet::compile(sigma::load_sources(&[(name.into(), text.to_string())], config), opts)
 }

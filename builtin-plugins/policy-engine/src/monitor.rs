@@ -17,7 +17,7 @@ use notify::{RecursiveMode, Watcher};
 use parking_lot::Mutex;
 use sysflow_plugin_api::Host;
 
-use crate::{falco, ruleset::CompileOptions, RuleSet};
+use crate::{falco, language::PolicyLanguage, ruleset::CompileOptions, RuleSet};
 
 /// Quiet time after the last filesystem event before the files are re-read.
 const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -55,8 +55,15 @@ fn is_policy_file(p: &Path) -> bool {
 }
 
 impl Monitor {
-    /// Starts watching `path`; `initial_hash` is the hash of the set already running.
-    pub fn start(path: PathBuf, opts: CompileOptions, host: Host, initial_hash: Option<u64>) -> Result<Monitor, String> {
+    /// Starts watching `path`, recompiling it as `language`; `initial_hash` is the hash of
+    /// the set already running.
+    pub fn start(
+        path: PathBuf,
+        language: PolicyLanguage,
+        opts: CompileOptions,
+        host: Host,
+        initial_hash: Option<u64>,
+    ) -> Result<Monitor, String> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel::<PathBuf>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -81,7 +88,7 @@ impl Monitor {
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("policy-monitor".into())
-            .spawn(move || run(path, opts, host, rx, sh, initial_hash))
+            .spawn(move || run(path, language, opts, host, rx, sh, initial_hash))
             .map_err(|e| format!("cannot start policy monitor thread: {e}"))?;
         Ok(Monitor { shared, watcher: Some(watcher), thread: Some(thread) })
     }
@@ -119,6 +126,7 @@ impl Drop for Monitor {
 
 fn run(
     path: PathBuf,
+    language: PolicyLanguage,
     opts: CompileOptions,
     host: Host,
     rx: mpsc::Receiver<PathBuf>,
@@ -143,7 +151,7 @@ fn run(
         if hash.is_some() && hash == last_hash {
             continue;
         }
-        match falco::load(&path) {
+        match language.load(&path) {
             Ok(set) => {
                 let rs = RuleSet::compile(set, &opts);
                 for w in rs.warnings() {

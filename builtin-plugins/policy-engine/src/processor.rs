@@ -11,7 +11,7 @@ use sysflow_plugin_api::{ffi::ConfigKey, Batch, Counter, FlatRecord, Host, Plugi
 
 use crate::{
     actions::ActionRegistry,
-    falco,
+    language::PolicyLanguage,
     monitor::{policy_hash, Monitor},
     ruleset::{CompileOptions, EvalState, RuleSet, UnknownAttributes, Verdict},
 };
@@ -176,15 +176,21 @@ impl Processor for PolicyEngine {
             host.info("no policies configured in enrich mode: forwarding records unchanged");
             return Ok(engine);
         };
-        match config.str("language")? {
-            None | Some("falco") => {}
+        let language = match config.str("language")? {
+            None | Some("falco") => PolicyLanguage::Falco,
             Some("sigma") => {
-                return Err(PluginError::new(
-                    "key 'language': sigma policies are not yet supported by this policy engine (use falco)",
-                ))
+                // An empty `config` (upstream's default) means no field mappings.
+                let cfg = config.str("config")?.filter(|c| !c.is_empty()).map(PathBuf::from);
+                if cfg.is_none() {
+                    host.warn("key 'config': no sigma backend config given; sigma field names are used verbatim");
+                }
+                PolicyLanguage::sigma(cfg.as_deref()).map_err(|e| PluginError::new(format!("key 'config': {e}")))?
             }
-            Some(other) => host.warn(&format!("key 'language': unknown language '{other}', using falco (as upstream)")),
-        }
+            Some(other) => {
+                host.warn(&format!("key 'language': unknown language '{other}', using falco (as upstream)"));
+                PolicyLanguage::Falco
+            }
+        };
         let unknown_attributes = match config.str("unknown.attributes")? {
             None | Some("disable") => UnknownAttributes::Disable,
             Some("literal") => UnknownAttributes::Literal,
@@ -211,22 +217,23 @@ impl Processor for PolicyEngine {
         };
         let path = PathBuf::from(policies);
         let hash = policy_hash(&path);
-        let set = falco::load(&path).map_err(|e| PluginError::new(format!("key 'policies': {e}")))?;
+        let set = language.load(&path).map_err(|e| PluginError::new(format!("key 'policies': {e}")))?;
         let rules = RuleSet::compile(set, &opts);
         for w in rules.warnings() {
             host.warn(&w.to_string());
         }
         host.info(&format!(
-            "loaded {} rules ({} enabled) and {} filters from {}",
+            "loaded {} rules ({} enabled) and {} filters from {} ({} policies)",
             rules.rule_count(),
             rules.enabled_rule_count(),
             rules.filter_count(),
-            path.display()
+            path.display(),
+            language.name()
         ));
         let interval_secs: u64 = config.parse_or("monitor.interval", 30)?;
         let monitor = match config.str("monitor")? {
             None | Some("none") => None,
-            Some("local") => Some(Monitor::start(path, opts, host, hash).map_err(PluginError::new)?),
+            Some("local") => Some(Monitor::start(path, language, opts, host, hash).map_err(PluginError::new)?),
             Some(other) => {
                 host.warn(&format!("key 'monitor': unknown value '{other}', monitoring disabled"));
                 None

@@ -97,7 +97,8 @@ fn configuration_errors_name_the_key() {
     for (json, key) in [
         (format!(r#"{{"policies":"{p}","concurrency":"x"}}"#), "concurrency"),
         (format!(r#"{{"policies":"{p}","concurrency":"0"}}"#), "concurrency"),
-        (format!(r#"{{"policies":"{p}","language":"sigma"}}"#), "sigma"),
+        (format!(r#"{{"policies":"{p}","language":"sigma","config":"/nonexistent/sysflow.yml"}}"#), "key 'config'"),
+        (format!(r#"{{"policies":"{p}","language":"sigma","config":"/nonexistent/sysflow.yml"}}"#), "/nonexistent/sysflow.yml"),
         (format!(r#"{{"policies":"{p}","monitor.interval":"soon"}}"#), "monitor.interval"),
         (format!(r#"{{"policies":"{p}","unknown.attributes":"maybe"}}"#), "unknown.attributes"),
         (r#"{"policies":"/nonexistent/policies"}"#.to_string(), "/nonexistent/policies"),

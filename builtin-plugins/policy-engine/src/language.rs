@@ -1,0 +1,42 @@
+//! Which front end reads a policy path (`language` key), with what that front end needs.
+
+use std::path::Path;
+
+use crate::{error::PolicyErrors, falco, ir::PolicySet, sigma};
+
+/// A policy language and its loader settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum PolicyLanguage {
+    /// Upstream's Falco-syntax policies (the default).
+    #[default]
+    Falco,
+    /// Sigma rules, with the backend config's field mappings (read once, at start-up).
+    Sigma(sigma::SigmaConfig),
+}
+
+impl PolicyLanguage {
+    /// Sigma with the field mappings of the backend config at `config` (none: names verbatim).
+    pub fn sigma(config: Option<&Path>) -> Result<PolicyLanguage, PolicyErrors> {
+        let cfg = match config {
+            Some(p) => sigma::load_config(p).map_err(|e| PolicyErrors(vec![e]))?,
+            None => sigma::SigmaConfig::default(),
+        };
+        Ok(PolicyLanguage::Sigma(cfg))
+    }
+
+    /// The language's name as written in the `language` key.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PolicyLanguage::Falco => "falco",
+            PolicyLanguage::Sigma(_) => "sigma",
+        }
+    }
+
+    /// Reads the policy file or directory at `path` with this language's front end.
+    pub fn load(&self, path: &Path) -> Result<PolicySet, PolicyErrors> {
+        match self {
+            PolicyLanguage::Falco => falco::load(path),
+            PolicyLanguage::Sigma(cfg) => sigma::load(path, cfg),
+        }
+    }
+}
