@@ -150,13 +150,25 @@ fn diff(ours: &[Alert], theirs: &[Alert]) -> Vec<String> {
 }
 
 fn compare_pipeline(pipeline: &str, policies: &str, unknown: &str, concurrency: u32) -> Vec<(String, Vec<Alert>, Vec<Alert>)> {
+    compare_pipeline_with(pipeline, policies, unknown, concurrency, "")
+}
+
+/// As [`compare_pipeline`], with `extra` (`,"key":"value"…`) appended to the engine config.
+fn compare_pipeline_with(
+    pipeline: &str,
+    policies: &str,
+    unknown: &str,
+    concurrency: u32,
+    extra: &str,
+) -> Vec<(String, Vec<Alert>, Vec<Alert>)> {
     let mode = if pipeline.starts_with("enrich") { "enrich" } else { "alert" };
     let Some(dir) = data_dir() else { return Vec::new() };
     let mut traces: Vec<PathBuf> =
         std::fs::read_dir(dir.join("traces")).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).collect();
     traces.sort();
+    let extra = extra.replace("{data}", &dir.display().to_string());
     let config = format!(
-        r#"{{"mode":"{mode}","policies":"{}","concurrency":"{concurrency}","unknown.attributes":"{unknown}","actiondir":"/nonexistent"}}"#,
+        r#"{{"mode":"{mode}","policies":"{}","concurrency":"{concurrency}","unknown.attributes":"{unknown}","actiondir":"/nonexistent"{extra}}}"#,
         dir.join(policies).display()
     );
     let mut report = Vec::new();
@@ -236,4 +248,74 @@ fn alert_runtimeintegrity_default_differs_only_by_disabled_rules() {
         assert!(d.is_empty(), "{name}: {:?}", &d[..d.len().min(5)]);
     }
     eprintln!("records alerted by upstream only through disabled rules: {removed}");
+}
+
+/// The shipped Sigma rule whose results differ from upstream by design:
+/// `proc_creation_lnx_system_network_discovery.yml` writes its search as a list of two
+/// maps (`Image|endswith: [...]`, `CommandLine|contains: /etc/resolv.conf`), which Sigma
+/// defines as OR; upstream ANDs them (BUG), so it never matched there. The one `|re`
+/// rule and the two rules naming the unmapped `sf.proc.cwd` give upstream's results.
+const SIGMA_LIST_OF_MAPS_RULE: &str = "e7bd1cfa-b446-4c88-8afb-403bcd79e3fa";
+
+/// Upstream's `alert-sigma` pipeline (shipped Sigma rules and field mappings), under both
+/// `unknown.attributes` settings: once the matches of [`SIGMA_LIST_OF_MAPS_RULE`] are
+/// taken out (with its tags), the same records match the same rule ids, with the same
+/// tags, in the same order; and that rule's extra matches are exactly the measured ones.
+#[test]
+fn alert_sigma_matches_upstream_except_the_list_of_maps_fix() {
+    let Some(dir) = data_dir() else { return };
+    let rs = sysflow_policy_engine::compile_sigma_policies(
+        &dir.join("policies/sigma/rules"),
+        Some(&dir.join("policies/sigma/config/sysflow.yml")),
+        &sysflow_policy_engine::CompileOptions::default(),
+    )
+    .expect("compiles");
+    let fixed_tags = rs.describe().into_iter().find(|r| r.name == SIGMA_LIST_OF_MAPS_RULE).expect("rule present").tags;
+    let expected_extra: &[(&str, usize)] = &[
+        ("k8s_1621959914.sf", 11),
+        ("k8s_small.sf", 520),
+        ("sf-apis_objectstore_download.sf", 17),
+        ("sf-collector_objectstore_download.sf", 17),
+    ];
+    for unknown in ["literal", "disable"] {
+        let report = compare_pipeline_with(
+            "alert-sigma",
+            "policies/sigma/rules",
+            unknown,
+            1,
+            r#","language":"sigma","config":"{data}/policies/sigma/config/sysflow.yml""#,
+        );
+        assert_eq!(report.len(), 32, "traces with an upstream alert-sigma output");
+        let mut upstream_alerts = 0;
+        let mut extra_by_trace = Vec::new();
+        let stripped: Vec<(String, Vec<Alert>, Vec<Alert>)> = report
+            .into_iter()
+            .map(|(name, ours, theirs)| {
+                upstream_alerts += theirs.len();
+                let extra = ours.iter().filter(|a| a.ids.iter().any(|i| i == SIGMA_LIST_OF_MAPS_RULE)).count();
+                if extra > 0 {
+                    extra_by_trace.push((name.clone(), extra));
+                }
+                let ours = ours
+                    .into_iter()
+                    .filter_map(|mut a| {
+                        if let Some(p) = a.ids.iter().position(|i| i == SIGMA_LIST_OF_MAPS_RULE) {
+                            a.ids.remove(p);
+                            for t in fixed_tags.iter().rev() {
+                                if let Some(q) = a.tags.iter().rposition(|x| x == t) {
+                                    a.tags.remove(q);
+                                }
+                            }
+                        }
+                        (!a.ids.is_empty()).then_some(a)
+                    })
+                    .collect();
+                (name, ours, theirs)
+            })
+            .collect();
+        assert_eq!(upstream_alerts, 520);
+        assert_identical(&stripped);
+        let want: Vec<(String, usize)> = expected_extra.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+        assert_eq!(extra_by_trace, want, "unknown.attributes={unknown}");
+    }
 }
