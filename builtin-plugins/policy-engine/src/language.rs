@@ -24,6 +24,27 @@ impl PolicyLanguage {
         Ok(PolicyLanguage::Sigma(cfg))
     }
 
+    /// The language of a policy engine block from its `language` and `config` keys, as
+    /// the processor reads them (so `-listrules` and the engine agree): absent or `falco`
+    /// → Falco; `sigma` → Sigma with the config's field mappings (absent or empty config:
+    /// none); anything else → Falco, returned with a warning message. Errors name the key.
+    pub fn from_keys(language: Option<&str>, config: Option<&str>) -> Result<(PolicyLanguage, Option<String>), String> {
+        match language {
+            None | Some("falco") => Ok((PolicyLanguage::Falco, None)),
+            Some("sigma") => {
+                let cfg = config.filter(|c| !c.is_empty()).map(Path::new);
+                let warning = cfg
+                    .is_none()
+                    .then(|| "key 'config': no sigma backend config given; sigma field names are used verbatim".to_string());
+                let lang = PolicyLanguage::sigma(cfg).map_err(|e| format!("key 'config': {e}"))?;
+                Ok((lang, warning))
+            }
+            Some(other) => {
+                Ok((PolicyLanguage::Falco, Some(format!("key 'language': unknown language '{other}', using falco (as upstream)"))))
+            }
+        }
+    }
+
     /// The language's name as written in the `language` key.
     pub fn name(&self) -> &'static str {
         match self {

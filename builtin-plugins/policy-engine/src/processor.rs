@@ -176,21 +176,11 @@ impl Processor for PolicyEngine {
             host.info("no policies configured in enrich mode: forwarding records unchanged");
             return Ok(engine);
         };
-        let language = match config.str("language")? {
-            None | Some("falco") => PolicyLanguage::Falco,
-            Some("sigma") => {
-                // An empty `config` (upstream's default) means no field mappings.
-                let cfg = config.str("config")?.filter(|c| !c.is_empty()).map(PathBuf::from);
-                if cfg.is_none() {
-                    host.warn("key 'config': no sigma backend config given; sigma field names are used verbatim");
-                }
-                PolicyLanguage::sigma(cfg.as_deref()).map_err(|e| PluginError::new(format!("key 'config': {e}")))?
-            }
-            Some(other) => {
-                host.warn(&format!("key 'language': unknown language '{other}', using falco (as upstream)"));
-                PolicyLanguage::Falco
-            }
-        };
+        let (language, warning) =
+            PolicyLanguage::from_keys(config.str("language")?, config.str("config")?).map_err(PluginError::new)?;
+        if let Some(w) = warning {
+            host.warn(&w);
+        }
         let unknown_attributes = match config.str("unknown.attributes")? {
             None | Some("disable") => UnknownAttributes::Disable,
             Some("literal") => UnknownAttributes::Literal,

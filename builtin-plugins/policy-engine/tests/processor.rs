@@ -186,3 +186,40 @@ fn live_reload_swaps_rules_and_keeps_them_on_errors() {
     assert!(wait_for(|| counter(&pe, "policy_reloads") == 1), "reload not counted");
     assert_eq!(out_ts(pe.process(Batch::flat(records(10))).unwrap()), vec![1, 3]);
 }
+
+fn sigma_rule(id: &str, names: &str) -> String {
+    format!(
+        "title: {id}\nid: {id}\ndescription: d\nlevel: high\nlogsource:\n  product: linux\n\
+         detection:\n  sel:\n    Image|endswith: [{names}]\n  condition: sel\n"
+    )
+}
+
+#[test]
+fn sigma_language_runs_and_reloads_as_sigma() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let cfg = dir.path().join("sysflow.yml");
+    std::fs::write(&cfg, "fieldmappings:\n  Image: sf.proc.exe\n").unwrap();
+    std::fs::write(rules.join("even.yml"), sigma_rule("even", "/P0, /p2, /p4")).unwrap();
+    let json = format!(
+        r#"{{"policies":"{}","language":"sigma","config":"{}","monitor":"local","monitor.interval":"0"}}"#,
+        rules.display(),
+        cfg.display()
+    );
+    let mut pe = engine(&json).unwrap();
+    assert_eq!(out_ts(pe.process(Batch::flat(records(10))).unwrap()), vec![0, 2, 4]);
+    let counter = |pe: &PolicyEngine, n: &str| pe.counters().iter().find(|c| c.name.as_str() == n).map(|c| c.value).unwrap_or(0);
+    // The reload reads the new file as Sigma (Falco's parser would reject it).
+    let tmp = dir.path().join("new.tmp");
+    std::fs::write(&tmp, sigma_rule("odd", "/p1, /p3")).unwrap();
+    std::fs::rename(&tmp, rules.join("even.yml")).unwrap();
+    assert!(wait_for(|| counter(&pe, "policy_reloads") == 1), "reload not counted: {:?}", pe.last_reload_error());
+    assert_eq!(out_ts(pe.process(Batch::flat(records(10))).unwrap()), vec![1, 3]);
+    let names: Vec<String> = pe.rules().unwrap().rules().iter().map(|r| r.matched.name.to_string()).collect();
+    assert_eq!(names, vec!["odd"]);
+    // Without a config, field names are used verbatim: `Image` is a literal, nothing matches.
+    let json = format!(r#"{{"policies":"{}","language":"sigma"}}"#, rules.display());
+    let mut pe = engine(&json).unwrap();
+    assert!(out_ts(pe.process(Batch::flat(records(10))).unwrap()).is_empty());
+}
