@@ -344,3 +344,18 @@ fn walk(d: &Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// Every shared policy file, Sigma or not (Falco-syntax files are partly invalid YAML),
+/// loads as Sigma without a panic: non-rules are skipped with a warning each.
+#[test]
+fn any_yaml_loads_without_panic() {
+    let Some(dir) = data_dir() else { return };
+    let rs = compile_sigma_policies(&dir.join("policies"), None, &opts()).expect("loads");
+    assert_eq!(rs.rule_count(), 51, "only the Sigma rules are rules");
+    assert!(rs.warnings().iter().any(|w| w.message.contains("skipped")));
+    for junk in ["", "---\n", "[1, 2]", "detection: 5", "detection:\n  condition: [[x]]\n", "detection:\n  s: {a: {b: c}}\n  condition: s\n",
+        "detection:\n  s:\n    - [a]\n  condition: s\n", "detection:\n  s: {a|contains: ~}\n  condition: 1 of them | near x\n",
+        "detection:\n  s: {'|contains': x}\n  condition: not not s\n", "detection:\n  s: {a: &x [1]}\n  t: {b: *x}\n  condition: all of them\n"] {
+        let _ = compile_sigma_text("junk.yml", junk, &config(), &opts());
+    }
+}
