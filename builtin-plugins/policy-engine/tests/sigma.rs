@@ -287,7 +287,7 @@ fn bad_files_are_skipped_with_a_warning() {
     let rs = compile_sigma_policies(dir.path(), None, &opts()).expect("loads");
     assert_eq!(rs.rule_count(), 1);
     let w: Vec<String> = rs.warnings().iter().map(|w| w.to_string()).collect();
-    assert!(w.iter().any(|w| w.contains("broken.yaml:") && w.contains("Could not parse input rule")), "{w:?}");
+    assert!(w.iter().any(|w| w.contains("broken.yaml:4:1: Could not parse input rule, skipped:")), "{w:?}");
     assert!(w.iter().any(|w| w.contains("nodetect.yml") && w.contains("no 'detection'")), "{w:?}");
     // No config: names verbatim (Image is not an attribute, so a literal).
     assert_eq!(hits(&rs, pe("/usr/bin/curl", "x")), 0);
