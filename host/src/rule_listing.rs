@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use sysflow_policy_engine::{compile_policies_with, ActionRegistry, CompileOptions, UnknownAttributes};
+use sysflow_policy_engine::{compile_policies_in, ActionRegistry, CompileOptions, PolicyLanguage, UnknownAttributes};
 
 use crate::pipeline_config::PipelineConfig;
 
@@ -20,9 +20,25 @@ pub fn print(cfg: &PipelineConfig) -> i32 {
             _ => UnknownAttributes::Disable,
         };
         let opts = CompileOptions { unknown_attributes, actions: ActionRegistry::with_builtins(), ..Default::default() };
-        match compile_policies_with(Path::new(policies), &opts) {
+        let key = |k: &str| block.map.get(k).and_then(|v| v.as_str());
+        // The same reading of `language`/`config` as the engine's, so the listing shows
+        // what the engine runs.
+        let language = match PolicyLanguage::from_keys(key("language"), key("config")) {
+            Ok((language, warning)) => {
+                if let Some(w) = warning {
+                    tracing::warn!("pipeline[{}] (policyengine): {w}", block.index);
+                }
+                language
+            }
+            Err(e) => {
+                tracing::error!("pipeline[{}] (policyengine): {e}", block.index);
+                status = 1;
+                continue;
+            }
+        };
+        match compile_policies_in(&language, Path::new(policies), &opts) {
             Ok(rules) => {
-                println!("# pipeline[{}] (policyengine): {policies}", block.index);
+                println!("# pipeline[{}] (policyengine, {}): {policies}", block.index, language.name());
                 println!("# kind\tname\t[record types]\tdetails");
                 for info in rules.describe() {
                     println!("{info}");

@@ -184,3 +184,43 @@ fn listrules_prints_each_rule_with_its_record_type_bucket() {
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(format!("{stdout}{stderr}").contains("bad.yaml:3:"), "error names file:line: {stdout}{stderr}");
 }
+
+#[test]
+fn listrules_reads_sigma_rules_as_sigma() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules).expect("mkdir");
+    std::fs::write(
+        rules.join("curl.yml"),
+        "title: Curl\nid: curl-1\ndescription: curl run\nlevel: medium\ntags: [attack.t1105]\n\
+         detection:\n  selection:\n    Image|endswith: /curl\n  condition: selection\n",
+    )
+    .expect("write rule");
+    let mapping = dir.path().join("sysflow.yml");
+    std::fs::write(&mapping, "fieldmappings:\n  Image: sf.proc.exe\n").expect("write config");
+    let pipeline = |config: &str| {
+        format!(
+            r#"{{"pipeline": [
+            {{"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}},
+            {{"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "language": "sigma",
+              "policies": "{}", "config": "{config}"}},
+            {{"processor": "exporter", "in": "evt eventchan", "export": "null"}}]}}"#,
+            rules.display()
+        )
+    };
+    let cfg = write_pipeline(dir.path(), "p.json", &pipeline(&mapping.display().to_string()));
+    let out = run_in(dir.path(), &["-listrules", "-config", &cfg], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("(policyengine, sigma)"), "{stdout}");
+    let listed: Vec<&str> = stdout.lines().filter(|l| l.starts_with("rule\t")).collect();
+    assert_eq!(listed.len(), 1, "{stdout}");
+    assert!(listed[0].starts_with("rule\tcurl-1\t") && listed[0].contains("priority=2") && listed[0].contains("enabled"), "{}", listed[0]);
+
+    // A config file that does not exist is an error naming the key, as at start-up.
+    let cfg = write_pipeline(dir.path(), "q.json", &pipeline("/nonexistent/sysflow.yml"));
+    let out = run_in(dir.path(), &["-listrules", "-config", &cfg], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(format!("{stdout}{stderr}").contains("key 'config'"), "{stdout}{stderr}");
+}
