@@ -654,7 +654,8 @@ impl RuleSet {
         let mut slots = std::collections::HashMap::new();
         let mut entity_slots = std::collections::HashMap::new();
         let mut out_filters = Vec::new();
-        for f in filters {
+        // One compiler state for the whole set: identical sub-conditions share slots.
+        let mut compile_condition = |warnings: &mut Vec<PolicyWarning>, kind: &str, name: &str, cond: &Cond, pos: &SourcePos| {
             let mut c = Compiler {
                 opts,
                 unknown: Vec::new(),
@@ -663,15 +664,15 @@ impl RuleSet {
                 slots: &mut slots,
                 entity_slots: &mut entity_slots,
             };
-            let pred = c.cond(&f.condition);
-            let mut disabled_reason = None;
-            if let Some(reason) = c.disabled_reason() {
-                warnings.push(PolicyWarning {
-                    pos: f.pos.clone(),
-                    message: format!("filter '{}' disabled: {reason}", f.name),
-                });
-                disabled_reason = Some(reason);
+            let pred = c.cond(cond);
+            let disabled_reason = c.disabled_reason();
+            if let Some(reason) = &disabled_reason {
+                warnings.push(PolicyWarning { pos: pos.clone(), message: format!("{kind} '{name}' disabled: {reason}") });
             }
+            (pred, disabled_reason)
+        };
+        for f in filters {
+            let (pred, disabled_reason) = compile_condition(&mut warnings, "filter", &f.name, &f.condition, &f.pos);
             let mut types = 0;
             if f.enabled && disabled_reason.is_none() {
                 for t in EVENT_TYPES {
@@ -686,23 +687,7 @@ impl RuleSet {
         }
         let mut out_rules = Vec::with_capacity(rules.len());
         for (idx, r) in rules.into_iter().enumerate() {
-            let mut c = Compiler {
-                opts,
-                unknown: Vec::new(),
-                invalid: Vec::new(),
-                shared: &shared,
-                slots: &mut slots,
-                entity_slots: &mut entity_slots,
-            };
-            let pred = c.cond(&r.condition);
-            let mut disabled_reason = None;
-            if let Some(reason) = c.disabled_reason() {
-                warnings.push(PolicyWarning {
-                    pos: r.pos.clone(),
-                    message: format!("rule '{}' disabled: {reason}", r.name),
-                });
-                disabled_reason = Some(reason);
-            }
+            let (pred, disabled_reason) = compile_condition(&mut warnings, "rule", &r.name, &r.condition, &r.pos);
             let mut actions = Vec::new();
             for a in &r.actions {
                 match opts.actions.get(a) {
