@@ -1,23 +1,9 @@
 //! Every shared policy file compiles; the rule sets have the expected shape.
 
-use std::path::PathBuf;
+mod common;
+use common::data_dir;
 
 use sysflow_policy_engine::{compile_policies, RuleSet};
-
-/// The shared test data directory, or `None` (after printing why) when absent outside CI.
-fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SYSFLOW_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("test data not found at {}", dir.display());
-    }
-    eprintln!("skipping: test data not found at {}", dir.display());
-    None
-}
 
 fn compile(rel: &str) -> Option<RuleSet> {
     let dir = data_dir()?;

@@ -1,7 +1,10 @@
 //! The Sigma front end: modifiers, condition forms and search shapes on hand-built
 //! records, the shipped Sigma rules, and loader errors.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::data_dir;
+
+use std::path::Path;
 
 use abi_stable::std_types::{RArc, ROption, RVec};
 use sysflow_plugin_api::{opflags::*, Event, File, FileFlow, FlatRecord, Header, Oid, Process, ProcessEvent};
@@ -13,20 +16,6 @@ use sysflow_policy_engine::{
 
 fn opts() -> CompileOptions {
     CompileOptions { actions: ActionRegistry::with_builtins(), ..Default::default() }
-}
-
-fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SYSFLOW_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("test data not found at {}", dir.display());
-    }
-    eprintln!("skipping: test data not found at {}", dir.display());
-    None
 }
 
 fn config() -> SigmaConfig {

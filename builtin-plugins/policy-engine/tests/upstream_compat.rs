@@ -2,6 +2,9 @@
 //! by the reader and evaluated in alert mode; the matched records' rule ids and tags are
 //! compared with upstream's output (`expected-upstream/<trace>.<pipeline>.json.gz`).
 
+mod common;
+use common::data_dir;
+
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
@@ -14,20 +17,6 @@ use sysflow_policy_engine::PolicyEngine;
 use sysflow_reader::SysFlowReader;
 
 extern "C" fn quiet(_: LogLevel, _: RStr<'_>, _: RStr<'_>) {}
-
-fn data_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("SYSFLOW_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("test data not found at {}", dir.display());
-    }
-    eprintln!("skipping: test data not found at {}", dir.display());
-    None
-}
 
 /// One alert: record ts, type, matched rule ids, tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
