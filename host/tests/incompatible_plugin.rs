@@ -118,6 +118,10 @@ export_plugins![PluginDescriptor::processor::<P>("incompatible", "standalone tes
             .arg(dir.join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", plugin_target_dir())
             .env("CARGO_PROFILE_DEV_DEBUG", "0")
+            // The target dir outlives this clone (it is shared by path in the temp dir): do
+            // not trust its cached rustc probe results, which a broken earlier run can leave
+            // as a failure cargo would replay.
+            .env("CARGO_CACHE_RUSTC_INFO", "0")
             .output()
             .expect("running cargo");
         assert!(out.status.success(), "cargo build of the incompatible plugin failed:\n{}", String::from_utf8_lossy(&out.stderr));

@@ -58,6 +58,9 @@ pub fn cargo_build(manifest: &Path, packages: &[&str]) {
     cmd.env("CARGO_TARGET_DIR", plugin_target_dir());
     // Without debug info the libraries are a fifth of the size: faster to copy and hash.
     cmd.env("CARGO_PROFILE_DEV_DEBUG", "0");
+    // The target dir outlives this clone: do not replay cached rustc probe results (a
+    // broken earlier run can leave a failure there).
+    cmd.env("CARGO_CACHE_RUSTC_INFO", "0");
     let out = cmd.output().expect("running cargo");
     assert!(
         out.status.success(),
