@@ -19,15 +19,24 @@ pub struct FileTransport {
 }
 
 impl FileTransport {
-    /// Deletes `path` if it exists (as upstream does: a symlink is replaced, not followed)
-    /// and creates it anew with mode 0644.
+    /// Deletes `path` if it is a regular file or a symlink (as upstream does: a symlink is
+    /// replaced, not followed) and creates it anew with mode 0644. A device, FIFO or socket
+    /// at `path` (`/dev/null`, `/dev/stdout`, a named pipe) is written to as it is: upstream
+    /// deletes it too, which as root replaces `/dev/null` with a regular file for the
+    /// whole machine.
     pub fn create(path: impl AsRef<Path>) -> Result<FileTransport, TransportError> {
         let path = path.as_ref().to_path_buf();
         let context = |action: &str, e: std::io::Error| TransportError(format!("{action} '{}': {e}", path.display()));
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                return Err(TransportError(format!("cannot create export file '{}': it is a directory", path.display())))
+            }
+            Ok(m) if m.is_file() || m.file_type().is_symlink() => {
+                std::fs::remove_file(&path).map_err(|e| context("cannot remove old export file", e))?
+            }
+            Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(context("cannot remove old export file", e)),
+            Err(e) => return Err(context("cannot inspect old export file", e)),
         }
         let mut options = OpenOptions::new();
         options.write(true).create(true).truncate(true);
@@ -121,6 +130,40 @@ mod tests {
             assert_eq!(mode & !0o644, 0, "mode {mode:o} exceeds 0644");
             assert_eq!(mode & 0o600, 0o600);
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_named_pipe_is_written_to_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("alerts.pipe");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        // Opening a FIFO for writing waits for a reader.
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read_to_string(fifo).expect("read fifo"))
+        };
+        let mut t = FileTransport::create(&fifo).expect("create");
+        // Checked before joining: a replaced pipe would leave the reader waiting.
+        let kind = std::fs::symlink_metadata(&fifo).expect("meta").file_type();
+        assert!(kind.is_fifo(), "the pipe was replaced: {kind:?}");
+        let mut batch = EncodedBatch::new();
+        batch.push_with(|o| o.extend_from_slice(b"{\"x\":1}"));
+        t.export(&batch).expect("export");
+        t.close().expect("close");
+        drop(t);
+        assert_eq!(reader.join().expect("reader"), "{\"x\":1}\n");
+    }
+
+    #[test]
+    fn a_directory_is_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = FileTransport::create(dir.path()).expect_err("must fail");
+        assert!(err.0.contains("is a directory") && err.0.contains(&dir.path().display().to_string()), "{err}");
+        assert!(dir.path().is_dir());
     }
 
     #[test]
