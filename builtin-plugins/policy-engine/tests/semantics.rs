@@ -1,8 +1,11 @@
 //! Operator, item and error semantics on hand-built flat records.
 
+mod common;
+use common::proc;
+
 use abi_stable::std_types::{RArc, ROption, RString, RVec};
 use sysflow_plugin_api::{
-    opflags::*, Container, Event, File, FileFlow, FlatRecord, Header, K8sEvent, NetworkFlow, Oid, Process,
+    opflags::*, Container, Event, File, FileFlow, FlatRecord, Header, K8sEvent, NetworkFlow, Oid,
     ProcessEvent,
 };
 use sysflow_policy_engine::{compile_policy_text, CompileOptions, EvalState, RuleSet, Verdict};
@@ -18,18 +21,6 @@ fn compile(text: &str) -> RuleSet {
     }
 }
 
-fn proc(hpid: i64, exe: &str, args: &str, poid: Option<i64>) -> RArc<Process> {
-    RArc::new(Process {
-        oid: Oid { create_ts: 1000 + hpid, hpid },
-        poid: poid.map(|p| Oid { create_ts: 1000 + p, hpid: p }).into(),
-        exe: exe.into(),
-        exe_args: args.into(),
-        uid: 1000,
-        user_name: "alice".into(),
-        container_id: ROption::RSome("c1".into()),
-        ..Default::default()
-    })
-}
 
 fn header() -> RArc<Header> {
     RArc::new(Header { version: 5, exporter: "node1".into(), ip: "10.0.0.1".into(), filename: "/tmp/trace.sf".into() })

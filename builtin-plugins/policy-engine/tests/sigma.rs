@@ -2,12 +2,12 @@
 //! records, the shipped Sigma rules, and loader errors.
 
 mod common;
-use common::data_dir;
+use common::{data_dir, proc};
 
 use std::path::Path;
 
 use abi_stable::std_types::{RArc, ROption, RVec};
-use sysflow_plugin_api::{opflags::*, Event, File, FileFlow, FlatRecord, Header, Oid, Process, ProcessEvent};
+use sysflow_plugin_api::{opflags::*, Event, File, FileFlow, FlatRecord, Header, Oid, ProcessEvent};
 use sysflow_policy_engine::{
     compile_sigma_policies, compile_sigma_text,
     sigma::{parse_config, SigmaConfig},
@@ -26,17 +26,6 @@ fn config() -> SigmaConfig {
     .expect("config parses")
 }
 
-fn proc(hpid: i64, exe: &str, args: &str, poid: Option<i64>) -> RArc<Process> {
-    RArc::new(Process {
-        oid: Oid { create_ts: 1000 + hpid, hpid },
-        poid: poid.map(|p| Oid { create_ts: 1000 + p, hpid: p }).into(),
-        exe: exe.into(),
-        exe_args: args.into(),
-        uid: 1000,
-        user_name: "alice".into(),
-        ..Default::default()
-    })
-}
 
 fn header() -> RArc<Header> {
     RArc::new(Header { version: 5, exporter: "node1".into(), ip: "10.0.0.1".into(), filename: "/tmp/trace.sf".into() })

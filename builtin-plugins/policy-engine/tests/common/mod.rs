@@ -2,9 +2,13 @@
 
 use std::path::PathBuf;
 
+use abi_stable::std_types::{RArc, ROption};
+use sysflow_plugin_api::{Oid, Process};
+
 /// The shared test data directory (`SYSFLOW_TEST_DATA`, else `../shared/data` beside the
 /// workspace), or `None` after printing why when it is absent outside CI; in CI
 /// (`CI=true`) a missing directory fails the test, so CI cannot pass by skipping.
+#[allow(dead_code)] // not every test file reads the shared data
 pub fn data_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("SYSFLOW_TEST_DATA")
         .map(PathBuf::from)
@@ -17,4 +21,19 @@ pub fn data_dir() -> Option<PathBuf> {
     }
     eprintln!("skipping: test data not found at {}", dir.display());
     None
+}
+
+/// A process of user alice (uid 1000) in container `c1`; `poid` names its parent.
+#[allow(dead_code)] // not every test file builds processes
+pub fn proc(hpid: i64, exe: &str, args: &str, poid: Option<i64>) -> RArc<Process> {
+    RArc::new(Process {
+        oid: Oid { create_ts: 1000 + hpid, hpid },
+        poid: poid.map(|p| Oid { create_ts: 1000 + p, hpid: p }).into(),
+        exe: exe.into(),
+        exe_args: args.into(),
+        uid: 1000,
+        user_name: "alice".into(),
+        container_id: ROption::RSome("c1".into()),
+        ..Default::default()
+    })
 }
