@@ -190,6 +190,13 @@ impl Scratch {
         (e.1 as usize, e.2 as usize, e.3)
     }
 
+    fn entity_results(&mut self, entity: Entity) -> &mut EntityResults {
+        match entity {
+            Entity::Process => &mut self.processes,
+            Entity::File => &mut self.files,
+        }
+    }
+
     /// Forgets all entity-scoped results and sizes the caches for a rule set with
     /// `slots` entity slots (call when the rule set changes).
     pub fn reset_entities(&mut self, slots: usize) {
@@ -671,20 +678,13 @@ impl Pred {
             Pred::Exists(a) => a.exists(r, &mut s.tmp),
             Pred::EntityMemo { entity, slot, pred } => {
                 let gen = s.gen;
-                let cache = match entity {
-                    Entity::Process => &mut s.processes,
-                    Entity::File => &mut s.files,
-                };
+                let cache = s.entity_results(*entity);
                 let Some(e) = cache.entry(*entity, r, gen) else { return pred.eval(r, s) };
                 if let Some(v) = cache.get(e, *slot) {
                     return v;
                 }
                 let v = pred.eval(r, s);
-                let cache = match entity {
-                    Entity::Process => &mut s.processes,
-                    Entity::File => &mut s.files,
-                };
-                cache.set(e, *slot, v);
+                s.entity_results(*entity).set(e, *slot, v);
                 v
             }
             Pred::Memo(slot, p) => {
@@ -946,13 +946,12 @@ impl RuleIndex {
         }
     }
 
-    /// Appends the positions of the rules whose key test can hold on `r` (unsorted,
-    /// possibly repeated when several pieces hit the same rule).
-    pub fn candidates(&self, r: &FlatRecord, s: &mut Scratch, out: &mut Vec<u32>) {
+    /// Sets the bits (rule positions) of the rules whose key test can hold on `r`.
+    pub fn candidates(&self, r: &FlatRecord, s: &mut Scratch, out: &mut [u64]) {
         let a = self.attr;
         let mut push = |piece: &str| {
-            if let Some(v) = self.by_value.get(piece) {
-                out.extend_from_slice(v);
+            for &pos in self.by_value.get(piece).map(Vec::as_slice).unwrap_or_default() {
+                set_bit(out, pos);
             }
             false
         };
@@ -988,6 +987,13 @@ impl Pred {
             Pred::Memo(_, q) | Pred::EntityMemo { pred: q, .. } if matches!(**q, Pred::And(_)) => q.eq_keys(),
             p => direct(p).into_iter().collect(),
         }
+    }
+}
+
+/// Sets bit `pos` of a bit set of rule positions (out-of-range positions are ignored).
+pub fn set_bit(bits: &mut [u64], pos: u32) {
+    if let Some(w) = bits.get_mut((pos / 64) as usize) {
+        *w |= 1 << (pos % 64);
     }
 }
 

@@ -14,7 +14,7 @@ use crate::{
     actions::{ActionRegistry, RuleAction},
     attributes::{self, Attr},
     error::PolicyWarning,
-    eval::{literal_int, literal_pieces, type_bit, IntVal, Matcher, Pred, RuleIndex, Scratch, TypeMask, Val},
+    eval::{literal_int, literal_pieces, set_bit, type_bit, IntVal, Matcher, Pred, RuleIndex, Scratch, TypeMask, Val},
     ir::{Cond, Op, Operand, PolicySet, SourcePos},
     jsonpath::JsonPath,
 };
@@ -88,12 +88,6 @@ const MIN_GUARDED_RULES: usize = 2;
 /// A set of rule positions in a bucket, one bit per rule.
 type RuleBits = Vec<u64>;
 
-fn set_bit(bits: &mut [u64], pos: u32) {
-    if let Some(w) = bits.get_mut((pos / 64) as usize) {
-        *w |= 1 << (pos % 64);
-    }
-}
-
 /// Rules of a bucket that share a necessary conjunct (a shared sub-condition such as a
 /// macro used by many rules, or an op-flag test): when the conjunct is false, none of
 /// them is tested.
@@ -135,26 +129,44 @@ fn guard_candidates(p: &Pred) -> Vec<(String, &Pred)> {
         .collect()
 }
 
+/// The key that the most rules have among their keys (each rule counted once per key),
+/// with how many rules have it; ties go to the first seen, which keeps compilation
+/// deterministic.
+fn most_shared<K: PartialEq>(keys_per_rule: impl Iterator<Item = Vec<K>>) -> Option<(K, usize)> {
+    let mut counts: Vec<(K, usize)> = Vec::new();
+    for mut keys in keys_per_rule {
+        let mut i = 0;
+        while i < keys.len() {
+            if keys[..i].contains(&keys[i]) {
+                keys.swap_remove(i);
+                continue;
+            }
+            i += 1;
+        }
+        for k in keys {
+            match counts.iter_mut().find(|(c, _)| *c == k) {
+                Some(c) => c.1 += 1,
+                None => counts.push((k, 1)),
+            }
+        }
+    }
+    let mut best: Option<(K, usize)> = None;
+    for (k, n) in counts {
+        if best.as_ref().is_none_or(|(_, b)| n > *b) {
+            best = Some((k, n));
+        }
+    }
+    best
+}
+
 impl Bucket {
     /// Builds dispatch indexes, then guard groups over the rest: repeatedly picks the
     /// attribute (then the guard conjunct) that the most remaining rules share.
     fn build_dispatch(&mut self) {
         let mut left: Vec<u32> = (0..self.rules.len() as u32).collect();
         while self.indexes.len() < MAX_INDEXES {
-            let mut counts: Vec<(Attr, usize)> = Vec::new();
-            for &pos in &left {
-                let mut seen: Vec<Attr> = Vec::new();
-                for (a, _) in self.rules[pos as usize].1.eq_keys() {
-                    if !seen.contains(&a) {
-                        seen.push(a);
-                        match counts.iter_mut().find(|(b, _)| *b == a) {
-                            Some(c) => c.1 += 1,
-                            None => counts.push((a, 1)),
-                        }
-                    }
-                }
-            }
-            let Some(&(attr, n)) = counts.iter().max_by_key(|(_, n)| *n) else { break };
+            let keys = left.iter().map(|&pos| self.rules[pos as usize].1.eq_keys().into_iter().map(|(a, _)| a).collect());
+            let Some((attr, n)) = most_shared(keys) else { break };
             if n < MIN_INDEXED_RULES {
                 break;
             }
@@ -174,23 +186,8 @@ impl Bucket {
         }
         let words = self.rules.len().div_ceil(64);
         loop {
-            let mut counts: Vec<(String, usize)> = Vec::new();
-            for &pos in &left {
-                for (key, _) in guard_candidates(&self.rules[pos as usize].1) {
-                    match counts.iter_mut().find(|(k, _)| *k == key) {
-                        Some(c) => c.1 += 1,
-                        None => counts.push((key, 1)),
-                    }
-                }
-            }
-            // Ties go to the first seen, which keeps compilation deterministic.
-            let mut best: Option<(String, usize)> = None;
-            for (k, n) in counts {
-                if best.as_ref().is_none_or(|(_, b)| n > *b) {
-                    best = Some((k, n));
-                }
-            }
-            let Some((key, n)) = best else { break };
+            let keys = left.iter().map(|&pos| guard_candidates(&self.rules[pos as usize].1).into_iter().map(|(k, _)| k).collect());
+            let Some((key, n)) = most_shared(keys) else { break };
             if n < MIN_GUARDED_RULES {
                 break;
             }
@@ -288,8 +285,6 @@ pub struct EvalState {
     scratch: Scratch,
     /// The rules to test on the current record (bit per rule position in its bucket).
     candidates: Vec<u64>,
-    /// Rule positions selected by the dispatch indexes for the current record.
-    index_hits: Vec<u32>,
     /// The rule set the scratch caches were filled by (0: none).
     ruleset: u64,
     /// Action errors since the last drain: (action index in rule, message).
@@ -765,16 +760,8 @@ impl RuleSet {
                 }
             }
         }
-        if !bucket.indexes.is_empty() {
-            let mut hits = std::mem::take(&mut st.index_hits);
-            hits.clear();
-            for ix in &bucket.indexes {
-                ix.candidates(record, &mut st.scratch, &mut hits);
-            }
-            for &pos in &hits {
-                set_bit(&mut cand, pos);
-            }
-            st.index_hits = hits;
+        for ix in &bucket.indexes {
+            ix.candidates(record, &mut st.scratch, &mut cand);
         }
         let mut matched = 0;
         for (w, &word) in cand.iter().enumerate() {
