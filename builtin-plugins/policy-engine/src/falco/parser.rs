@@ -659,26 +659,16 @@ impl<'s> Parser<'s> {
     }
 
     fn comp_list(&mut self) -> PResult<Vec<String>> {
-        self.bump();
-        let mut out = Vec::new();
-        loop {
-            let t = self.peek();
-            if self.is_punct(t, "]") {
-                self.bump();
-                return Ok(out);
-            }
-            if self.is_punct(t, ",") {
-                self.bump();
-                continue;
-            }
-            if t.kind == Tok::Eof {
-                return Err(self.err(t, "unclosed '['"));
-            }
-            out.push(self.comp_word()?);
-        }
+        self.bracketed(Self::comp_word)
     }
 
     fn atom_list(&mut self) -> PResult<Vec<Atom>> {
+        self.bracketed(Self::atom)
+    }
+
+    /// `[item, item, …]` at the current `[`: commas separate (and may trail), and an
+    /// unclosed list is reported at its `[`.
+    fn bracketed<T>(&mut self, mut item: impl FnMut(&mut Self) -> PResult<T>) -> PResult<Vec<T>> {
         let open = self.bump();
         let mut out = Vec::new();
         loop {
@@ -694,7 +684,7 @@ impl<'s> Parser<'s> {
             if t.kind == Tok::Eof {
                 return Err(self.err(open, "unclosed '['"));
             }
-            out.push(self.atom()?);
+            out.push(item(self)?);
         }
     }
 
@@ -702,41 +692,26 @@ impl<'s> Parser<'s> {
     fn values_list(&mut self) -> PResult<Vec<Vec<Atom>>> {
         let mut out = Vec::new();
         if self.is_punct(self.peek(), "[") {
-            let open = self.bump();
-            loop {
-                let t = self.peek();
-                if self.is_punct(t, "]") {
-                    self.bump();
-                    break;
-                }
-                if self.is_punct(t, ",") {
-                    self.bump();
-                    continue;
-                }
-                if t.kind == Tok::Eof {
-                    return Err(self.err(open, "unclosed '['"));
-                }
-                if self.is_punct(t, "[") {
-                    out.push(self.atom_list()?);
-                } else {
-                    out.push(vec![self.atom()?]);
-                }
+            return self.bracketed(Self::value_tuple);
+        }
+        while self.is_punct(self.peek(), "-") && !self.at_item_start() {
+            // Only `- [..]` / `- value` entries; a `- name:` starts the next exception.
+            if self.peek_at(2).kind == Tok::KeySep {
+                break;
             }
-        } else {
-            while self.is_punct(self.peek(), "-") && !self.at_item_start() {
-                // Only `- [..]` / `- value` entries; a `- name:` starts the next exception.
-                if self.peek_at(2).kind == Tok::KeySep {
-                    break;
-                }
-                self.bump();
-                if self.is_punct(self.peek(), "[") {
-                    out.push(self.atom_list()?);
-                } else {
-                    out.push(vec![self.atom()?]);
-                }
-            }
+            self.bump();
+            out.push(self.value_tuple()?);
         }
         Ok(out)
+    }
+
+    /// One entry of `values:`: `[a, b]`, or a single value.
+    fn value_tuple(&mut self) -> PResult<Vec<Atom>> {
+        if self.is_punct(self.peek(), "[") {
+            self.atom_list()
+        } else {
+            Ok(vec![self.atom()?])
+        }
     }
 
     /// `override:` — `key: append|replace` pairs.
