@@ -6,7 +6,7 @@
 use std::{
     io::{BufRead, BufReader},
     os::fd::{AsRawFd, OwnedFd},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -141,6 +141,49 @@ fn replace(dir: &Path, target: &Path, text: &str) {
     std::fs::rename(&tmp, target).expect("rename into place");
 }
 
+/// A running enrich pipeline fed by the socket driver, watching `policies/rules.yaml`
+/// (rule A at start) and exporting JSON to `out.json`, all in one directory.
+struct Rig {
+    p: Proc,
+    policy_file: PathBuf,
+    out_path: PathBuf,
+    sock: PathBuf,
+}
+
+/// Starts a [`Rig`] in `dir` with the engine's `monitor.interval` and `concurrency`, and
+/// waits until its socket is bound.
+fn start_rig(dir: &Path, interval: &str, concurrency: &str) -> Rig {
+    let policies = dir.join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    let policy_file = policies.join("rules.yaml");
+    std::fs::write(&policy_file, rule("Rule A", "phase-a")).expect("write rule A");
+    let out_path = dir.join("out.json");
+    let cfg = write_pipeline(
+        dir,
+        "p.json",
+        &json!({"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "mode": "enrich",
+             "policies": policies.to_string_lossy(), "monitor": "local", "monitor.interval": interval,
+             "concurrency": concurrency},
+            {"processor": "exporter", "in": "evt eventchan", "export": "file", "format": "json",
+             "file.path": out_path.to_string_lossy()}]}),
+    );
+    let sock = dir.join("sysflow.sock");
+    let mut child = Command::new(sfprocessor_bin())
+        .current_dir(dir)
+        .args(["-config", &cfg.to_string_lossy(), "-driver", "socket", &sock.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    let stdout = collect(child.stdout.take().expect("stdout"));
+    let stderr = collect(child.stderr.take().expect("stderr"));
+    let p = Proc { child, stdout, stderr };
+    p.wait_log("the socket to be bound", Duration::from_secs(20), |_, _| sock.exists());
+    Rig { p, policy_file, out_path, sock }
+}
+
 fn rule_ids(line: &Value) -> Vec<String> {
     line["policies"]
         .as_array()
@@ -151,33 +194,7 @@ fn rule_ids(line: &Value) -> Vec<String> {
 #[test]
 fn rules_swap_atomically_mid_stream_and_a_broken_file_is_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let policies = dir.path().join("policies");
-    std::fs::create_dir(&policies).expect("mkdir");
-    let policy_file = policies.join("rules.yaml");
-    std::fs::write(&policy_file, rule("Rule A", "phase-a")).expect("write rule A");
-    let out_path = dir.path().join("out.json");
-    let cfg = write_pipeline(
-        dir.path(),
-        "p.json",
-        &json!({"pipeline": [
-            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
-            {"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "mode": "enrich",
-             "policies": policies.to_string_lossy(), "monitor": "local", "monitor.interval": "1", "concurrency": "1"},
-            {"processor": "exporter", "in": "evt eventchan", "export": "file", "format": "json",
-             "file.path": out_path.to_string_lossy()}]}),
-    );
-    let sock = dir.path().join("sysflow.sock");
-    let mut child = Command::new(sfprocessor_bin())
-        .current_dir(dir.path())
-        .args(["-config", &cfg.to_string_lossy(), "-driver", "socket", &sock.to_string_lossy()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sfprocessor");
-    let stdout = collect(child.stdout.take().expect("stdout"));
-    let stderr = collect(child.stderr.take().expect("stderr"));
-    let p = Proc { child, stdout, stderr };
-    p.wait_log("the socket to be bound", Duration::from_secs(20), |_, _| sock.exists());
+    let Rig { p, policy_file, out_path, sock } = start_rig(dir.path(), "1", "1");
 
     let data = datums(8000);
     let (c1, rest) = data.split_at(2500);
@@ -288,33 +305,7 @@ fn rules_swap_atomically_mid_stream_and_a_broken_file_is_ignored() {
 #[test]
 fn rules_swap_while_a_reconnecting_collector_streams() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let policies = dir.path().join("policies");
-    std::fs::create_dir(&policies).expect("mkdir");
-    let policy_file = policies.join("rules.yaml");
-    std::fs::write(&policy_file, rule("Rule A", "phase-a")).expect("write rule A");
-    let out_path = dir.path().join("out.json");
-    let cfg = write_pipeline(
-        dir.path(),
-        "p.json",
-        &json!({"pipeline": [
-            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
-            {"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "mode": "enrich",
-             "policies": policies.to_string_lossy(), "monitor": "local", "monitor.interval": "0", "concurrency": "2"},
-            {"processor": "exporter", "in": "evt eventchan", "export": "file", "format": "json",
-             "file.path": out_path.to_string_lossy()}]}),
-    );
-    let sock = dir.path().join("sysflow.sock");
-    let mut child = Command::new(sfprocessor_bin())
-        .current_dir(dir.path())
-        .args(["-config", &cfg.to_string_lossy(), "-driver", "socket", &sock.to_string_lossy()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sfprocessor");
-    let stdout = collect(child.stdout.take().expect("stdout"));
-    let stderr = collect(child.stderr.take().expect("stderr"));
-    let mut p = Proc { child, stdout, stderr };
-    p.wait_log("the socket to be bound", Duration::from_secs(20), |_, _| sock.exists());
+    let Rig { mut p, policy_file, out_path, sock } = start_rig(dir.path(), "0", "2");
 
     let config = sysflow_tracegen::GenConfig { records: 60_000, seed: 11, rotate_every: 20_000, ..Default::default() };
     let (data, segments) = datums_with(&config);
