@@ -3,7 +3,8 @@
 mod common;
 
 use std::{
-    process::{Command, Stdio},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
@@ -27,36 +28,48 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn signal_drains_socket_pipeline(signal: &str) {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Starts reader → JSON file exporter (`out.json` in `dir`) behind the socket driver and
+/// waits until the socket is bound; returns the process and the socket path.
+fn spawn_socket_pipeline(dir: &Path) -> (Child, PathBuf) {
     let cfg = write_pipeline(
-        dir.path(),
+        dir,
         "p.json",
         r#"{"pipeline": [
             {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
             {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": "out.json"}]}"#,
     );
-    let sock = dir.path().join("sysflow.sock");
-    let mut child = Command::new(bin())
-        .current_dir(dir.path())
+    let sock = dir.join("sysflow.sock");
+    let child = Command::new(bin())
+        .current_dir(dir)
         .args(["-config", &cfg, "-driver", "socket", &sock.to_string_lossy()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sfprocessor");
     wait_for("the socket to be bound", Duration::from_secs(20), || sock.exists());
-    send_signal(&child, if signal == "TERM" { Signal::SIGTERM } else { Signal::SIGINT });
+    (child, sock)
+}
+
+/// Waits for the process to exit; after `timeout` kills it and fails with `what`.
+fn wait_exit(child: &mut Child, timeout: Duration, what: &str) -> ExitStatus {
     let start = Instant::now();
-    let status = loop {
+    loop {
         if let Some(s) = child.try_wait().expect("wait") {
-            break s;
+            return s;
         }
-        if start.elapsed() > Duration::from_secs(15) {
+        if start.elapsed() > timeout {
             let _ = child.kill();
-            panic!("sfprocessor did not exit within 15 s of SIG{signal}");
+            panic!("{what}");
         }
         std::thread::sleep(Duration::from_millis(50));
-    };
+    }
+}
+
+fn signal_drains_socket_pipeline(signal: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, _sock) = spawn_socket_pipeline(dir.path());
+    send_signal(&child, if signal == "TERM" { Signal::SIGTERM } else { Signal::SIGINT });
+    let status = wait_exit(&mut child, Duration::from_secs(15), &format!("sfprocessor did not exit within 15 s of SIG{signal}"));
     let out = child.wait_with_output().expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -85,22 +98,7 @@ fn sigterm_after_socket_data_exports_every_record() {
     use sysflow_plugin_api::{Event, SysFlowRecord};
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_pipeline(
-        dir.path(),
-        "p.json",
-        r#"{"pipeline": [
-            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
-            {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": "out.json"}]}"#,
-    );
-    let sock = dir.path().join("sysflow.sock");
-    let mut child = Command::new(bin())
-        .current_dir(dir.path())
-        .args(["-config", &cfg, "-driver", "socket", &sock.to_string_lossy()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sfprocessor");
-    wait_for("the socket to be bound", Duration::from_secs(20), || sock.exists());
+    let (mut child, sock) = spawn_socket_pipeline(dir.path());
 
     let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
     let addr = UnixAddr::new(&sock).expect("address");
@@ -120,14 +118,7 @@ fn sigterm_after_socket_data_exports_every_record() {
     // Give the driver time to take in what was sent; the connection stays open.
     std::thread::sleep(Duration::from_millis(1500));
     send_signal(&child, Signal::SIGTERM);
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            panic!("sfprocessor did not exit within 15 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_exit(&mut child, Duration::from_secs(15), "sfprocessor did not exit within 15 s of SIGTERM");
     let out = child.wait_with_output().expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -164,17 +155,7 @@ fn second_signal_forces_exit_one() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(child.try_wait().expect("wait").is_none(), "the drain is blocked, so the first signal cannot finish it");
     send_signal(&child, Signal::SIGTERM);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("second SIGTERM did not end the process");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&mut child, Duration::from_secs(10), "second SIGTERM did not end the process");
     assert_eq!(status.code(), Some(1));
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
