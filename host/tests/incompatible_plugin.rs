@@ -11,128 +11,33 @@ use std::{
     fs,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::Command,
     sync::OnceLock,
 };
 
-use common::{plugin_target_dir, run_in, text, workspace_root, write_pipeline};
+use common::{
+    plugin_fixtures::{built_so, cargo_build, copy_plugin_api, private_dir, standalone_root, write_standalone_plugin},
+    run_in, text, write_pipeline,
+};
 use sfprocessor_plugin_loader::host_api_version;
 
 /// The plugin-api version the fixture is built for.
 const FIXTURE_API: &str = "0.2.0";
-
-
-
-/// Writes a file unless it already has this content, so cargo sees no change on a re-run.
-fn write_if_changed(path: &Path, contents: &[u8]) {
-    if fs::read(path).map(|old| old == contents).unwrap_or(false) {
-        return;
-    }
-    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    fs::write(path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("file type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            write_if_changed(&target, &fs::read(entry.path()).expect("read"));
-        }
-    }
-}
-
-/// `plugin-api/` copied to `dest` with its version bumped and workspace-inherited keys
-/// written out — byte for byte what the plugin-loader tests' `copy_plugin_api` writes.
-fn copy_plugin_api(dest: &Path, version: &str) {
-    let src = workspace_root().join("plugin-api");
-    copy_tree(&src.join("src"), &dest.join("src"));
-    let root_manifest = fs::read_to_string(workspace_root().join("Cargo.toml")).expect("root Cargo.toml");
-    let manifest = fs::read_to_string(src.join("Cargo.toml")).expect("plugin-api Cargo.toml");
-    let mut out = String::new();
-    for line in manifest.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with("version") && trimmed.contains('=') && !out.contains("\nversion") {
-            out.push_str(&format!("version = \"{version}\"\n"));
-        } else if let Some(key) = trimmed.strip_suffix(".workspace = true") {
-            let def = root_manifest
-                .lines()
-                .find(|l| l.split('=').next().map(str::trim) == Some(key))
-                .unwrap_or_else(|| panic!("workspace defines no '{key}'"));
-            out.push_str(def);
-            out.push('\n');
-        } else {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    write_if_changed(&dest.join("Cargo.toml"), out.as_bytes());
-}
 
 /// Builds the `incompatible` processor plugin against a plugin-api copy at version
 /// `FIXTURE_API`, once per test process; returns the built library.
 fn incompatible_so() -> &'static Path {
     static SO: OnceLock<PathBuf> = OnceLock::new();
     SO.get_or_init(|| {
-        let root = plugin_target_dir().join("standalone-crates");
-        let api = root.join("plugin-api-0.2");
-        copy_plugin_api(&api, FIXTURE_API);
-        let dir = root.join("incompatible-plugin");
-        write_if_changed(
-            &dir.join("Cargo.toml"),
-            format!(
-                "[package]\nname = \"incompatible-plugin\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-                 [lib]\ncrate-type = [\"cdylib\"]\n\n\
-                 [dependencies]\nsysflow-plugin-api = {{ path = \"{}\" }}\n\n[workspace]\n",
-                api.display()
-            )
-            .as_bytes(),
-        );
-        write_if_changed(
-            &dir.join("src/lib.rs"),
-            r#"use sysflow_plugin_api::{export_plugins, Batch, ChannelType, Host, PluginConfig, PluginDescriptor, PluginError, Processor};
-
-pub struct P;
-
-impl Processor for P {
-    fn new(_: &PluginConfig, _: Host) -> Result<Self, PluginError> {
-        Ok(P)
-    }
-    fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
-        Ok(Some(batch))
-    }
-}
-
-export_plugins![PluginDescriptor::processor::<P>("incompatible", "standalone test plugin", "0.1.0", &[], &[ChannelType::Flat], Some(ChannelType::Flat))];
-"#
-            .as_bytes(),
-        );
-        // The workspace's lock pins dependency versions: shared artifacts, no registry access.
-        write_if_changed(&dir.join("Cargo.lock"), &fs::read(workspace_root().join("Cargo.lock")).expect("read Cargo.lock"));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .arg("build")
-            .arg("--manifest-path")
-            .arg(dir.join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", plugin_target_dir())
-            .env("CARGO_PROFILE_DEV_DEBUG", "0")
-            // The target dir outlives this clone (it is shared by path in the temp dir): do
-            // not trust its cached rustc probe results, which a broken earlier run can leave
-            // as a failure cargo would replay.
-            .env("CARGO_CACHE_RUSTC_INFO", "0")
-            .output()
-            .expect("running cargo");
-        assert!(out.status.success(), "cargo build of the incompatible plugin failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        plugin_target_dir().join("debug/libincompatible_plugin.so")
+        let api = copy_plugin_api(&standalone_root().join("plugin-api-0.2"), FIXTURE_API, &[]);
+        let krate = write_standalone_plugin(&standalone_root(), "incompatible-plugin", "incompatible", &api);
+        cargo_build(&krate.join("Cargo.toml"), &[]);
+        built_so("incompatible-plugin")
     })
 }
 
 /// A private scratch dir (0700) holding a 0755 `sub` dir with the fixture as `incompatible.so` (0644).
 fn setup(sub: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let scratch = tempfile::tempdir().expect("tempdir");
-    fs::set_permissions(scratch.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
+    let scratch = private_dir();
     let dir = scratch.path().join(sub);
     fs::create_dir(&dir).expect("mkdir");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod dir");

@@ -9,39 +9,13 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
-    sync::OnceLock,
 };
 
-use common::{expected_counts, lines_of, plugin_target_dir, run_in, shared_data, text, workspace_root, write_pipeline};
-
-/// The example plugins: (package, plugin file name to install as).
-const EXAMPLES: &[(&str, &str)] = &[
-    ("example-processor", "example.so"),
-    ("printer-handler", "printer.so"),
-    ("ndjson-driver", "ndjson.so"),
-    ("passthrough", "passthrough.so"),
-    ("panicking-processor", "panicky.so"),
-    ("now-action", "now.so"),
-];
-
-
-
-/// Builds the example plugins once per test process; returns the directory of the `.so` files.
-fn build_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.arg("build").arg("--manifest-path").arg(workspace_root().join("Cargo.toml"));
-        for (p, _) in EXAMPLES {
-            cmd.arg("-p").arg(p);
-        }
-        cmd.env("CARGO_TARGET_DIR", plugin_target_dir()).env("CARGO_PROFILE_DEV_DEBUG", "0");
-        let out = cmd.output().expect("running cargo");
-        assert!(out.status.success(), "cargo build of the example plugins failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        plugin_target_dir().join("debug")
-    })
-}
+use common::{
+    expected_counts, lines_of,
+    plugin_fixtures::{built_so, cargo_build_with_env, install_example, plugin_target_dir, private_dir, EXAMPLES},
+    run_in, shared_data, text, workspace_root, write_pipeline,
+};
 
 /// A 0755 directory holding the named example plugins (mode 0644).
 fn plugin_dir(parent: &Path, name: &str, packages: &[&str]) -> PathBuf {
@@ -50,18 +24,9 @@ fn plugin_dir(parent: &Path, name: &str, packages: &[&str]) -> PathBuf {
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod dir");
     for p in packages {
         let (_, file) = EXAMPLES.iter().find(|(pkg, _)| pkg == p).expect("known example");
-        let dest = dir.join(file);
-        fs::copy(build_dir().join(format!("lib{}.so", p.replace('-', "_"))), &dest).expect("copy plugin");
-        fs::set_permissions(&dest, fs::Permissions::from_mode(0o644)).expect("chmod plugin");
+        install_example(p, &dir, file);
     }
     dir
-}
-
-/// A private temp dir (0700) whose images are mapped from its own runtime dir.
-fn scratch() -> tempfile::TempDir {
-    let d = tempfile::tempdir().expect("tempdir");
-    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700)).expect("chmod");
-    d
 }
 
 fn count_for(data: &Path, trace: &str) -> usize {
@@ -78,7 +43,7 @@ fn s(p: &Path) -> String {
 #[test]
 fn example_processor_passes_records_unchanged_and_logs() {
     let Some(data) = shared_data() else { return };
-    let dir = scratch();
+    let dir = private_dir();
     let plugins = plugin_dir(dir.path(), "plugins", &["example-processor"]);
     let trace = s(&data.join("traces/k8s_small.sf"));
     // Reference run without the plugin.
@@ -115,7 +80,7 @@ fn example_processor_passes_records_unchanged_and_logs() {
 #[test]
 fn passthrough_and_printer_handler_from_their_directories() {
     let Some(data) = shared_data() else { return };
-    let dir = scratch();
+    let dir = private_dir();
     let plugins = plugin_dir(dir.path(), "plugins", &["passthrough"]);
     let handlers = plugin_dir(dir.path(), "handlers", &["printer-handler"]);
     let cfg = write_pipeline(
@@ -142,7 +107,7 @@ fn passthrough_and_printer_handler_from_their_directories() {
 
 #[test]
 fn ndjson_driver_from_driverdir() {
-    let dir = scratch();
+    let dir = private_dir();
     let drivers = plugin_dir(dir.path(), "drivers", &["ndjson-driver"]);
     let input = dir.path().join("in.ndjson");
     let mut text_in = String::from(r#"{"type":"H","version":5,"exporter":"node1","ip":"10.0.0.1","filename":"x"}"#);
@@ -174,7 +139,7 @@ fn ndjson_driver_from_driverdir() {
 
 #[test]
 fn world_writable_plugin_directory_and_file_are_refused() {
-    let dir = scratch();
+    let dir = private_dir();
     let plugins = plugin_dir(dir.path(), "plugins", &["passthrough"]);
     let cfg = write_pipeline(
         dir.path(),
@@ -210,7 +175,7 @@ fn world_writable_plugin_directory_and_file_are_refused() {
 
 #[test]
 fn missing_plugin_is_not_found_in_plugin_cache() {
-    let dir = scratch();
+    let dir = private_dir();
     let plugins = plugin_dir(dir.path(), "plugins", &[]);
     let cfg = write_pipeline(
         dir.path(),
@@ -226,7 +191,7 @@ fn missing_plugin_is_not_found_in_plugin_cache() {
 
 #[test]
 fn duplicate_plugin_names_both_files() {
-    let dir = scratch();
+    let dir = private_dir();
     let drivers = plugin_dir(dir.path(), "drivers", &["ndjson-driver"]);
     fs::copy(drivers.join("ndjson.so"), drivers.join("ndjson2.so")).expect("copy");
     let cfg = write_pipeline(
@@ -243,7 +208,7 @@ fn duplicate_plugin_names_both_files() {
 #[test]
 fn panicking_plugin_stops_only_its_branch() {
     let Some(data) = shared_data() else { return };
-    let dir = scratch();
+    let dir = private_dir();
     let plugins = plugin_dir(dir.path(), "plugins", &["panicking-processor"]);
     let cfg = write_pipeline(
         dir.path(),
@@ -271,7 +236,7 @@ fn panicking_plugin_stops_only_its_branch() {
 #[test]
 fn on_error_restart_rebuilds_the_plugin_and_records_keep_flowing() {
     let Some(data) = shared_data() else { return };
-    let dir = scratch();
+    let dir = private_dir();
     let plugins = plugin_dir(dir.path(), "plugins", &["panicking-processor"]);
     let cfg = write_pipeline(
         dir.path(),
@@ -306,7 +271,7 @@ fn on_error_restart_rebuilds_the_plugin_and_records_keep_flowing() {
 
 #[test]
 fn on_error_takes_stop_or_restart_only() {
-    let dir = scratch();
+    let dir = private_dir();
     let cfg = write_pipeline(
         dir.path(),
         "p.json",
@@ -322,21 +287,11 @@ fn on_error_takes_stop_or_restart_only() {
 /// next build (another tag) does not overwrite it.
 fn tagger_build(tag: &str) -> PathBuf {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // Held from the build to the copy, so two tags cannot interleave.
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .arg("build")
-        .arg("--manifest-path")
-        .arg(workspace_root().join("Cargo.toml"))
-        .args(["-p", "tagging-processor"])
-        .env("CARGO_TARGET_DIR", plugin_target_dir())
-        .env("CARGO_PROFILE_DEV_DEBUG", "0")
-        .env("TAG", tag)
-        .output()
-        .expect("running cargo");
-    assert!(out.status.success(), "cargo build of the tagger failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    cargo_build_with_env(&workspace_root().join("Cargo.toml"), &["tagging-processor"], &[("TAG", tag)]);
     let dest = plugin_target_dir().join(format!("tagger-{tag}.so"));
-    fs::copy(plugin_target_dir().join("debug/libtagging_processor.so"), &dest).expect("copy tagger");
+    fs::copy(built_so("tagging-processor"), &dest).expect("copy tagger");
     dest
 }
 
@@ -441,7 +396,7 @@ fn reload_case(replace: impl FnOnce(&Path, &Path), expect_swap: bool) {
 
     let old_build = tagger_build("tag-one");
     let new_build = tagger_build("tag-two");
-    let dir = scratch();
+    let dir = private_dir();
     let plugins = plugin_dir(dir.path(), "plugins", &[]);
     install_by_rename(&old_build, &plugins, "tagger.so");
     let cfg = write_pipeline(
@@ -520,7 +475,7 @@ fn hot_reload_swaps_a_handler() {
 
     use nix::sys::socket::{connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
 
-    let dir = scratch();
+    let dir = private_dir();
     let handlers = plugin_dir(dir.path(), "handlers", &["printer-handler"]);
     let cfg = write_pipeline(
         dir.path(),
@@ -572,7 +527,7 @@ fn hot_reload_swaps_a_handler() {
 #[test]
 fn now_action_from_actiondir_tags_matched_records() {
     let Some(data) = shared_data() else { return };
-    let dir = scratch();
+    let dir = private_dir();
     let actions = plugin_dir(dir.path(), "actions", &["now-action"]);
     let policies = dir.path().join("policies");
     fs::create_dir_all(&policies).expect("mkdir policies");
@@ -615,7 +570,7 @@ fn now_action_from_actiondir_tags_matched_records() {
 #[test]
 fn world_writable_action_library_is_refused() {
     let Some(data) = shared_data() else { return };
-    let dir = scratch();
+    let dir = private_dir();
     let actions = plugin_dir(dir.path(), "actions", &["now-action"]);
     fs::set_permissions(actions.join("now.so"), fs::Permissions::from_mode(0o666)).expect("chmod");
     let cfg = write_pipeline(

@@ -7,10 +7,6 @@ mod common;
 use common::*;
 use sfprocessor_plugin_loader::{host_api_version, load_library, plugin_kind, LoadError};
 
-fn built_so(package: &str) -> std::path::PathBuf {
-    plugin_target_dir().join("debug").join(format!("lib{}.so", package.replace('-', "_")))
-}
-
 #[test]
 fn a_plugin_crate_outside_the_workspace_builds_and_loads() {
     let plugins = private_dir();

@@ -81,21 +81,10 @@ pub fn lines_of(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// The workspace root.
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("workspace root")
-}
+/// Plugin fixtures (example plugins, standalone crates) built by a nested cargo into the
+/// target dir the plugin-loader tests share, so each compiles once for both suites.
+#[path = "../../plugin-loader/tests/common/mod.rs"]
+pub mod plugin_fixtures;
 
-/// The nested target dir where plugin fixtures are built: the one the plugin-loader tests
-/// use (same FNV-1a key of the workspace path), so each fixture compiles once for all
-/// suites; separate from the outer build, whose lock the running `cargo test` holds.
-pub fn plugin_target_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SFPROCESSOR_PLUGIN_TEST_TARGET") {
-        return PathBuf::from(dir);
-    }
-    let key = workspace_root()
-        .to_string_lossy()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    std::env::temp_dir().join(format!("sfprocessor-plugin-test-target-{key:016x}"))
-}
+#[allow(unused_imports)] // not every test file needs it
+pub use plugin_fixtures::workspace_root;

@@ -1,4 +1,5 @@
-//! Building plugin libraries for the loader tests.
+//! Building plugin libraries for the loader tests (the host's tests include this module
+//! too, so both suites build the same fixtures once).
 //!
 //! Plugins are built by a nested `cargo build` into one target directory shared by every
 //! test and kept between runs (`$TMPDIR/sfprocessor-plugin-test-target-<checkout key>`, or
@@ -27,9 +28,15 @@ pub const EXAMPLES: &[(&str, &str)] = &[
 
 static CARGO_LOCK: Mutex<()> = Mutex::new(());
 
-/// The workspace root.
+/// The workspace root: the nearest directory holding `Cargo.lock` above the crate whose
+/// tests include this module (the plugin-loader's or the host's).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).canonicalize().expect("crate dir");
+    crate_dir
+        .ancestors()
+        .find(|d| d.join("Cargo.lock").is_file())
+        .expect("a workspace root with Cargo.lock")
+        .to_path_buf()
 }
 
 /// The shared target directory for nested builds, one per checkout (keyed by the workspace
@@ -48,6 +55,12 @@ pub fn plugin_target_dir() -> PathBuf {
 
 /// Runs `cargo build` for `manifest` with the shared target dir; panics with cargo's output on failure.
 pub fn cargo_build(manifest: &Path, packages: &[&str]) {
+    cargo_build_with_env(manifest, packages, &[]);
+}
+
+/// [`cargo_build`] with extra environment variables for the build (e.g. a fixture's
+/// compile-time settings).
+pub fn cargo_build_with_env(manifest: &Path, packages: &[&str], envs: &[(&str, &str)]) {
     let _guard = CARGO_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -61,6 +74,7 @@ pub fn cargo_build(manifest: &Path, packages: &[&str]) {
     // The target dir outlives this clone: do not replay cached rustc probe results (a
     // broken earlier run can leave a failure there).
     cmd.env("CARGO_CACHE_RUSTC_INFO", "0");
+    cmd.envs(envs.iter().copied());
     let out = cmd.output().expect("running cargo");
     assert!(
         out.status.success(),
@@ -82,7 +96,13 @@ pub fn example_build_dir() -> &'static Path {
 
 /// The built library of an example package.
 pub fn example_so(package: &str) -> PathBuf {
-    example_build_dir().join(format!("lib{}.so", package.replace('-', "_")))
+    example_build_dir();
+    built_so(package)
+}
+
+/// The library a nested build of `package` produced in the shared target dir.
+pub fn built_so(package: &str) -> PathBuf {
+    plugin_target_dir().join("debug").join(format!("lib{}.so", package.replace('-', "_")))
 }
 
 /// Copies an example plugin into `dir` as `name`, mode 0644.
