@@ -1,5 +1,7 @@
 //! Hot reload of processor and handler plugins loaded from libraries: a watcher thread
-//! reloads a library whose file changed (rename into place or copy over it) and hands the
+//! reloads a library whose file changed (rename into place or copy over it) once its size
+//! and mtime held still for a quiet period, refuses one that is truncated or half-written
+//! (the loader's ELF check, on the private copy), and hands the
 //! new plugin to the nodes running the old one; each node swaps instances at a batch
 //! boundary on its own thread (see `runtime`), so no record is lost or processed twice.
 
@@ -10,7 +12,7 @@ use std::{
 };
 
 use crossbeam_channel::{select, unbounded, Receiver, Sender};
-use sfprocessor_plugin_loader::{self as loader, LoadOptions, PluginEvent, PluginWatcher, DEFAULT_DEBOUNCE};
+use sfprocessor_plugin_loader::{self as loader, LoadError, LoadOptions, PluginEvent, PluginWatcher, DEFAULT_DEBOUNCE};
 use sysflow_plugin_api::ChannelType;
 
 use crate::{
@@ -153,8 +155,15 @@ fn watch_loop(
 }
 
 fn reload(path: &Path, sha256: &str, subs: &[Subscriber], watcher: &PluginWatcher, opts: &LoadOptions, labels: &[String]) {
-    let lib = match loader::load_library(path, opts) {
+    // The watcher hashed the file once its size and mtime held still for a quiet period;
+    // a copy with another content means it is being written again, and that write's own
+    // event brings it back here once it settles.
+    let lib = match loader::load_library_expecting(path, opts, sha256) {
         Ok(lib) => lib,
+        Err(e @ LoadError::ChangedSinceCheck { .. }) => {
+            tracing::warn!("hot reload of {} postponed: {e}; the running instances are kept meanwhile", path.display());
+            return;
+        }
         Err(e) => {
             // Remember the content, so the same broken build is not retried on every event.
             watcher.set_known(path, sha256);

@@ -54,6 +54,24 @@ pub enum LoadError {
         /// The dynamic loader's or abi_stable's explanation.
         detail: String,
     },
+    /// Not a complete ELF shared library for this host (truncated, another machine, not
+    /// ET_DYN): refused before the dynamic loader maps it.
+    BadElf {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with byte offsets for a truncated file.
+        detail: String,
+    },
+    /// The file's content differs from the content the caller expected (it changed after
+    /// the plugin watcher saw it settle); nothing was mapped.
+    ChangedSinceCheck {
+        /// The file.
+        path: PathBuf,
+        /// Hex SHA-256 the caller expected.
+        expected: String,
+        /// Hex SHA-256 of the copy that was made.
+        found: String,
+    },
     /// Built against a plugin-api this host cannot talk to.
     Incompatible {
         /// The file.
@@ -92,6 +110,8 @@ impl LoadError {
             | LoadError::InsecurePermissions { path, .. }
             | LoadError::BadOwner { path, .. }
             | LoadError::NotAPlugin { path, .. }
+            | LoadError::BadElf { path, .. }
+            | LoadError::ChangedSinceCheck { path, .. }
             | LoadError::Incompatible { path, .. }
             | LoadError::InitFailed { path, .. }
             | LoadError::TooManyImages { path, .. } => path,
@@ -129,6 +149,17 @@ impl fmt::Display for LoadError {
                 "{} is not a sysflow plugin library: {}",
                 path.display(),
                 one_line(detail)
+            ),
+            LoadError::BadElf { path, detail } => {
+                write!(f, "refusing to load plugin library {}: {detail}", path.display())
+            }
+            LoadError::ChangedSinceCheck { path, expected, found } => write!(
+                f,
+                "plugin library {} changed after it was checked (sha256 {} now, {} when its writes settled): \
+                 still being written? it is loaded once it stays unchanged",
+                path.display(),
+                short_hash(found),
+                short_hash(expected)
             ),
             LoadError::Incompatible { path, plugin_api, host_api, detail } => {
                 write!(
@@ -176,6 +207,10 @@ impl std::error::Error for LoadError {
             _ => None,
         }
     }
+}
+
+fn short_hash(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
 }
 
 /// abi_stable's messages are laid out over several indented lines; a log line wants one.

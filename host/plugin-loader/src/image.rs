@@ -5,7 +5,8 @@
 //! loader never maps the operator's file: it copies it to `<runtime dir>/<sha256>.so`, a
 //! file nobody else writes, and maps that. The same content is mapped once per process;
 //! a new content gets a new path, hence a fresh image beside the old one (which stays
-//! mapped: abi_stable never unloads libraries).
+//! mapped: abi_stable never unloads libraries). The copy is checked to be a complete ELF
+//! shared object before it is installed under its final name and mapped.
 
 use std::{
     collections::BTreeMap,
@@ -19,7 +20,10 @@ use std::{
 use sha2::{Digest, Sha256};
 use sysflow_plugin_api::PluginLibraryRef;
 
-use crate::{permissions, LoadError};
+use crate::{
+    elf_check::{self, ElfProblem},
+    permissions, LoadError,
+};
 
 /// Hex SHA-256 of everything `reader` yields, copying it to `sink` on the way.
 pub fn hash_copy(reader: &mut impl Read, mut sink: Option<&mut File>) -> io::Result<String> {
@@ -101,6 +105,12 @@ pub fn copy_in(library: &Path, source: &mut File, runtime_dir: &Path) -> Result<
             Err(LoadError::Io { path: library.to_path_buf(), action: "copying to the runtime directory", source })
         }
     }
+}
+
+/// Checks a copy made by [`copy_in`] is a complete ELF shared object for this host.
+pub fn check_copy(tmp_path: &Path) -> Result<(), ElfProblem> {
+    let copy = File::open(tmp_path).map_err(ElfProblem::Io)?;
+    elf_check::check(&copy)
 }
 
 /// Moves a copy made by [`copy_in`] to its content-addressed name `<sha256>.so`, read-only.

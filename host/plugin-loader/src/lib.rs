@@ -6,13 +6,17 @@
 //!    someone other than root or the current user (unless explicitly allowed);
 //! 2. copy it to `<runtime dir>/<sha256>.so`, hashing the bytes on the way, and map that copy,
 //!    so an operator copying a new build over the original cannot corrupt the running image;
-//! 3. check the plugin-api version and abi_stable's type layouts before any of the plugin's
+//! 3. check that copy is a complete ELF shared object for this host (every segment and the
+//!    section header table inside the file), so a truncated or half-written file is refused
+//!    with a message instead of killing the process with SIGBUS once mapped;
+//! 4. check the plugin-api version and abi_stable's type layouts before any of the plugin's
 //!    entry points runs (ELF initialisers run at mapping time, as for any shared library);
-//! 4. read the library's [`PluginDescriptor`]s.
+//! 5. read the library's [`PluginDescriptor`]s.
 //!
 //! Libraries are never unloaded (abi_stable leaks them), so each distinct content maps one
 //! more image; [`LoadOptions::max_loaded_images`] caps how many a process may accumulate.
 
+mod elf_check;
 mod error;
 mod image;
 mod permissions;
@@ -116,6 +120,17 @@ pub fn plugin_kind(factory: &PluginFactory) -> &'static str {
 
 /// Loads one plugin library (see the crate documentation for the steps).
 pub fn load_library(path: &Path, opts: &LoadOptions) -> Result<LoadedLibrary, LoadError> {
+    load(path, opts, None)
+}
+
+/// [`load_library`], refusing before anything is mapped when the copy's content is not
+/// `expected_sha256` (what a [`PluginWatcher`] reported after the file settled): a file
+/// written to again since then is left for the next quiet period.
+pub fn load_library_expecting(path: &Path, opts: &LoadOptions, expected_sha256: &str) -> Result<LoadedLibrary, LoadError> {
+    load(path, opts, Some(expected_sha256))
+}
+
+fn load(path: &Path, opts: &LoadOptions, expected_sha256: Option<&str>) -> Result<LoadedLibrary, LoadError> {
     let io_err = |action: &'static str| move |source: io::Error| LoadError::Io { path: path.to_path_buf(), action, source };
     let resolved = fs::canonicalize(path).map_err(io_err("resolving the path"))?;
     if !opts.allow_insecure_permissions {
@@ -143,6 +158,15 @@ pub fn load_library(path: &Path, opts: &LoadOptions) -> Result<LoadedLibrary, Lo
     image::prepare_runtime_dir(&runtime_dir)?;
     let (sha, tmp_path) = image::copy_in(path, &mut file, &runtime_dir)?;
     drop(file);
+    if let Some(expected) = expected_sha256.filter(|e| *e != sha) {
+        let _ = fs::remove_file(&tmp_path);
+        return Err(LoadError::ChangedSinceCheck { path: path.to_path_buf(), expected: expected.to_string(), found: sha });
+    }
+    // The copy, not the original: it is the file that gets mapped, and nobody else writes it.
+    if let Err(problem) = image::check_copy(&tmp_path) {
+        let _ = fs::remove_file(&tmp_path);
+        return Err(elf_refusal(path, problem));
+    }
 
     let mut table = image::table();
     if let Some(known) = table.by_sha.get(&sha).cloned() {
@@ -169,6 +193,17 @@ pub fn load_library(path: &Path, opts: &LoadOptions) -> Result<LoadedLibrary, Lo
     let outcome = check_and_init(header, image_path);
     table.by_sha.insert(sha.clone(), outcome.clone());
     from_mapped(path, sha, outcome, true)
+}
+
+fn elf_refusal(path: &Path, problem: elf_check::ElfProblem) -> LoadError {
+    let path = path.to_path_buf();
+    match problem {
+        elf_check::ElfProblem::Io(source) => LoadError::Io { path, action: "reading the copy's ELF headers", source },
+        elf_check::ElfProblem::NotElf => LoadError::NotAPlugin { path, detail: problem.to_string() },
+        elf_check::ElfProblem::Truncated { .. } | elf_check::ElfProblem::Unsuitable(_) => {
+            LoadError::BadElf { path, detail: problem.to_string() }
+        }
+    }
 }
 
 fn header_error(path: &Path, e: LibraryError) -> LoadError {

@@ -2,8 +2,12 @@
 //!
 //! Installing a build produces a burst of events (create, several writes, close, or a
 //! rename into place); the watcher waits until a file has been quiet for the debounce
-//! interval, hashes it, and reports it only if its content differs from what was last
-//! seen (a `touch`, a `chmod` or re-copying the same build reports nothing).
+//! interval — no event, and the same size and mtime at the end of the interval as at its
+//! start, so writes whose events were merged or lost still count — hashes it, and reports
+//! it only if its content differs from what was last seen (a `touch`, a `chmod` or
+//! re-copying the same build reports nothing). A writer that pauses longer than the
+//! interval can still be caught mid-file: the loader's ELF check refuses such a file, and
+//! the rest of the write brings a new event.
 
 use std::{
     collections::HashMap,
@@ -146,14 +150,36 @@ fn is_content_event(kind: &EventKind) -> bool {
     )
 }
 
+/// What changes when a file is written or replaced: size, mtime, inode, ctime.
+type FileStamp = (u64, Option<std::time::SystemTime>, u64, i64, i64);
+
+/// The file's stamp, `None` when it is gone.
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok(), m.ino(), m.ctime_nsec(), m.ctime()))
+}
+
 /// The file's hash, or `None` if it vanished or changed while being read (hashing a large
 /// library takes long enough for a slow copy to resume).
 fn stable_hash(path: &Path) -> Option<String> {
-    let stamp = |m: std::fs::Metadata| (m.len(), m.modified().ok(), m.ino(), m.ctime_nsec(), m.ctime());
-    let before = std::fs::metadata(path).ok().map(stamp)?;
+    let before = file_stamp(path)?;
     let sha = sha256_file(path).ok()?;
-    let after = std::fs::metadata(path).ok().map(stamp)?;
+    let after = file_stamp(path)?;
     (before == after).then_some(sha)
+}
+
+/// A file waiting for its quiet period to end.
+struct Pending {
+    /// When the quiet period ends.
+    deadline: Instant,
+    /// The file's stamp when the quiet period began; it must be the same at its end.
+    stamp: Option<FileStamp>,
+}
+
+impl Pending {
+    fn starting_now(path: &Path, debounce: Duration) -> Pending {
+        Pending { deadline: Instant::now() + debounce, stamp: file_stamp(path) }
+    }
 }
 
 fn debounce_loop(
@@ -162,17 +188,19 @@ fn debounce_loop(
     known: KnownHashes,
     debounce: Duration,
 ) {
-    let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
+    let mut pending: HashMap<PathBuf, Pending> = HashMap::new();
     loop {
         let wait = pending
             .values()
+            .map(|p| p.deadline)
             .min()
             .map(|deadline| deadline.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(3600));
         match raw.recv_timeout(wait) {
             Ok(Ok(event)) if is_content_event(&event.kind) => {
                 for path in event.paths.into_iter().filter(|p| is_plugin_file_name(p)) {
-                    pending.insert(path, Instant::now() + debounce);
+                    let quiet = Pending::starting_now(&path, debounce);
+                    pending.insert(path, quiet);
                 }
             }
             Ok(Ok(_)) => {}
@@ -185,14 +213,22 @@ fn debounce_loop(
             Err(RecvTimeoutError::Disconnected) => return,
         }
         let now = Instant::now();
-        let due: Vec<PathBuf> = pending.iter().filter(|(_, d)| **d <= now).map(|(p, _)| p.clone()).collect();
+        let due: Vec<PathBuf> = pending.iter().filter(|(_, p)| p.deadline <= now).map(|(p, _)| p.clone()).collect();
         for path in due {
-            pending.remove(&path);
+            let Some(quiet) = pending.remove(&path) else { continue };
+            let stamp = file_stamp(&path);
+            if stamp.is_some() && stamp != quiet.stamp {
+                // Grew or was rewritten during the quiet period without an event saying so
+                // (events merged, or a writer through a mapping): another quiet period.
+                pending.insert(path, Pending { deadline: Instant::now() + debounce, stamp });
+                continue;
+            }
             // Gone again (an installer's intermediate name, or a removal): nothing to load.
             let Some(sha) = stable_hash(&path) else {
                 if path.exists() {
                     // Written to while being hashed: wait for it to settle again.
-                    pending.insert(path, Instant::now() + debounce);
+                    let quiet = Pending::starting_now(&path, debounce);
+                    pending.insert(path, quiet);
                 }
                 continue;
             };
