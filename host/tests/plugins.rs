@@ -362,14 +362,14 @@ fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -
 /// the new one after it.
 #[test]
 fn hot_reload_swaps_a_processor_between_batches() {
-    reload_case(|new_build, plugins| install_by_rename(new_build, plugins, "tagger.so"), true);
+    reload_case(|new_build, plugins, _| install_by_rename(new_build, plugins, "tagger.so"), true);
 }
 
 /// The same with a plain copy over the running library's file.
 #[test]
 fn hot_reload_after_copying_over_the_library() {
     reload_case(
-        |new_build, plugins| {
+        |new_build, plugins, _| {
             fs::copy(new_build, plugins.join("tagger.so")).expect("cp over");
         },
         true,
@@ -379,7 +379,46 @@ fn hot_reload_after_copying_over_the_library() {
 /// A file that is no plugin, put in place of the running library: logged, the old build keeps running.
 #[test]
 fn hot_reload_of_a_broken_build_keeps_the_running_instance() {
-    reload_case(|_, plugins| install_bytes(plugins, "tagger.so", b"not a shared library"), false);
+    reload_case(|_, plugins, _| install_bytes(plugins, "tagger.so", b"not a shared library"), false);
+}
+
+/// A `cp` of a new build caught half-way: the first half is written over the running
+/// library's file, left alone past the quiet period, then the rest follows. The half file
+/// is refused (the old build keeps running, nothing is mapped) and the complete one is
+/// swapped in.
+#[test]
+fn hot_reload_of_a_half_written_library_waits_for_the_rest() {
+    reload_case(
+        |new_build, plugins, log| {
+            use std::io::Write;
+            let bytes = fs::read(new_build).expect("read new build");
+            let target = plugins.join("tagger.so");
+            let mut file = fs::OpenOptions::new().write(true).truncate(true).open(&target).expect("open over");
+            file.write_all(&bytes[..bytes.len() / 2]).expect("write first half");
+            wait_until("the half-written file to be refused", std::time::Duration::from_secs(20), || {
+                log().lines().any(|l| l.contains(&s(&target)) && l.contains("truncated: "))
+            });
+            assert!(!log().contains("swapped in the new build"), "{}", log());
+            file.write_all(&bytes[bytes.len() / 2..]).expect("write the rest");
+        },
+        true,
+    );
+}
+
+/// A new build that stays cut short: refused with the file and the cut named, the old build
+/// keeps running.
+#[test]
+fn hot_reload_of_a_truncated_library_keeps_the_running_instance() {
+    reload_case(
+        |new_build, plugins, log| {
+            let bytes = fs::read(new_build).expect("read new build");
+            install_bytes(plugins, "tagger.so", &bytes[..bytes.len() - 1]);
+            wait_until("the truncated file to be refused", std::time::Duration::from_secs(20), || {
+                log().lines().any(|l| l.contains("tagger.so") && l.contains("truncated: "))
+            });
+        },
+        false,
+    );
 }
 
 fn install_bytes(dir: &Path, name: &str, bytes: &[u8]) {
@@ -389,7 +428,9 @@ fn install_bytes(dir: &Path, name: &str, bytes: &[u8]) {
     fs::rename(&tmp, dir.join(name)).expect("rename");
 }
 
-fn reload_case(replace: impl FnOnce(&Path, &Path), expect_swap: bool) {
+/// Runs the tagger's `tag-one` build on a socket stream, calls `replace(new build, plugin
+/// dir, log so far)` half-way, and checks which build tagged each record.
+fn reload_case(replace: impl FnOnce(&Path, &Path, &dyn Fn() -> String), expect_swap: bool) {
     use std::{os::fd::AsRawFd, time::Duration};
 
     use nix::sys::socket::{connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
@@ -425,7 +466,7 @@ fn reload_case(replace: impl FnOnce(&Path, &Path), expect_swap: bool) {
     let out_path = dir.path().join("out.json");
     let exported = || fs::read_to_string(&out_path).map(|t| t.lines().count()).unwrap_or(0);
     wait_until("the first half to be exported", Duration::from_secs(30), || exported() >= events_first);
-    replace(&new_build, &plugins);
+    replace(&new_build, &plugins, &log);
     if expect_swap {
         wait_until("the swap", Duration::from_secs(20), || log().contains("swapped in the new build"));
     } else {
