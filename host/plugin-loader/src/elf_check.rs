@@ -99,6 +99,8 @@ pub fn check(file: &File) -> Result<(), ElfProblem> {
     check_data(&cache, file_len)
 }
 
+// `.into()` widens the 32-bit words of `FileHeader32` on 32-bit hosts.
+#[allow(clippy::useless_conversion)]
 fn check_data<'data, R: ReadRef<'data>>(data: R, file_len: u64) -> Result<(), ElfProblem> {
     let truncated = |what: &str, ends_at: u64| ElfProblem::Truncated { what: what.to_string(), ends_at, file_len };
     let ident_len = mem::size_of::<elf::Ident>() as u64;
@@ -180,6 +182,7 @@ fn check_data<'data, R: ReadRef<'data>>(data: R, file_len: u64) -> Result<(), El
 
 /// The section header table lies inside the file (a library without one is accepted: the
 /// dynamic loader does not need it).
+#[allow(clippy::useless_conversion)]
 fn check_section_table<'data, R: ReadRef<'data>>(
     header: &HostFileHeader,
     endian: Endianness,

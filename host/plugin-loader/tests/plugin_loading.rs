@@ -281,6 +281,52 @@ fn the_watcher_reports_content_changes_once_and_ignores_same_content() {
     assert_eq!(next_change(&watcher, Duration::from_millis(1200)), None);
 }
 
+/// Writes through a shared mapping raise no inotify event, only a new mtime (here forced by
+/// `msync`, as writeback would): the watcher still reports the file only once its size and
+/// mtime held still for a whole quiet period, so never with a content still being written.
+#[test]
+fn the_watcher_waits_for_size_and_mtime_to_settle_even_without_events() {
+    use std::os::unix::fs::FileExt;
+
+    const PAGE: usize = 4096;
+    const PAGES: usize = 24;
+    let plugins = private_dir();
+    let target = plugins.path().join("mapped.so");
+    fs::write(&target, vec![0u8; PAGE * PAGES]).unwrap();
+    let watcher = PluginWatcher::new(&[plugins.path().to_path_buf()], Duration::from_millis(300)).unwrap();
+    let file = fs::OpenOptions::new().read(true).write(true).open(&target).unwrap();
+    // One ordinary write starts the quiet period.
+    file.write_at(&[1], 0).unwrap();
+    // SAFETY: a fresh shared mapping of a file this test owns, of the file's length; only
+    // this test touches it, within bounds, and it is unmapped before the file is closed.
+    let map = unsafe {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        libc::mmap(std::ptr::null_mut(), PAGE * PAGES, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0)
+    };
+    assert_ne!(map, libc::MAP_FAILED, "mmap");
+    // Keep writing, one page every 60 ms, for four quiet periods.
+    for page in 1..PAGES - 4 {
+        std::thread::sleep(Duration::from_millis(60));
+        // SAFETY: `page * PAGE` is inside the mapping; msync covers the mapping only.
+        unsafe {
+            *(map as *mut u8).add(page * PAGE) = 1;
+            assert_eq!(libc::msync(map, PAGE * PAGES, libc::MS_SYNC), 0, "msync");
+        }
+    }
+    // SAFETY: the mapping made above, no longer used.
+    unsafe { libc::munmap(map, PAGE * PAGES) };
+    drop(file);
+    let final_sha = sha256_file(&target).unwrap();
+    let event = next_change(&watcher, Duration::from_secs(5)).expect("a change event");
+    let canonical = target.canonicalize().unwrap();
+    assert_eq!(
+        event,
+        PluginEvent::Changed { path: canonical, sha256: final_sha },
+        "reported while the mapped writes were still going on"
+    );
+    assert_eq!(next_change(&watcher, Duration::from_millis(800)), None, "one event, for the settled content");
+}
+
 #[test]
 fn a_symlink_in_a_writable_directory_is_refused() {
     let plugins = private_dir();
