@@ -9,7 +9,10 @@ use std::{
 
 use sysflow_plugin_api::{Batch, Counter, Driver, DriverPoll, Host, PluginConfig, PluginError, SysFlowRecord};
 
-use crate::ocf::{DecodeStats, ReadBuffers, TraceReader};
+use crate::{
+    error::ErrorKind,
+    ocf::{DecodeStats, ReadBuffers, TraceReader},
+};
 
 /// Reads SysFlow Avro object container files.
 ///
@@ -87,13 +90,14 @@ impl FileDriver {
     fn finish_current(&mut self) {
         if let Some(reader) = self.current.take() {
             let s = reader.stats();
-            if s.blocks_skipped > 0 || s.records_skipped > 0 {
+            if s.blocks_skipped > 0 || s.records_skipped > 0 || s.bytes_skipped > 0 {
                 self.host.warn(&format!(
-                    "{}: {} records read; {} blocks and {} records skipped because of damage",
+                    "{}: {} records read; skipped because of damage: {} blocks, {} records, {} bytes (the errors above give each block's byte offset)",
                     reader.name(),
                     s.records,
                     s.blocks_skipped,
-                    s.records_skipped
+                    s.records_skipped,
+                    s.bytes_skipped
                 ));
             }
             let unknown = s.warnings.saturating_sub(reader.schema_warnings().len() as u64);
@@ -121,6 +125,7 @@ fn add_stats(t: &mut DecodeStats, s: &DecodeStats) {
     t.blocks_skipped += s.blocks_skipped;
     t.records_skipped += s.records_skipped;
     t.bytes_skipped += s.bytes_skipped;
+    t.damaged_markers += s.damaged_markers;
     t.errors += s.errors;
     t.warnings += s.warnings;
 }
@@ -171,6 +176,8 @@ impl Driver for FileDriver {
             };
             match reader.next() {
                 Some(Ok(rec)) => out.push(rec),
+                // A damaged marker after an intact block loses nothing: a warning, not an error.
+                Some(Err(e)) if e.kind() == ErrorKind::DamagedMarker => self.host.warn(&e.to_string()),
                 Some(Err(e)) => self.host.error(&e.to_string()),
                 None => self.finish_current(),
             }
@@ -199,6 +206,7 @@ impl Driver for FileDriver {
             Counter::new("blocks_skipped", s.blocks_skipped),
             Counter::new("records_skipped", s.records_skipped),
             Counter::new("bytes_skipped", s.bytes_skipped),
+            Counter::new("damaged_sync_markers", s.damaged_markers),
             Counter::new("warnings", s.warnings),
         ]
     }
