@@ -113,10 +113,19 @@ struct NodeReport {
     counters: Vec<(String, Vec<Counter>)>,
 }
 
+/// How a run reports and judges itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Log per-node rates every [`PERF_INTERVAL`] and at exit (`-perflog`).
+    pub perflog: bool,
+    /// Input a driver skipped or lost (its loss counters) makes the exit status 1 (`-strict`).
+    pub strict: bool,
+}
+
 /// Runs the pipeline until every driver ended (input exhausted or stop requested) and
 /// every node drained; returns the process exit status (0: everything accepted was processed).
-pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, perflog: bool) -> i32 {
-    run_reloading(graph, instances, stop, perflog, None)
+pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, options: RunOptions) -> i32 {
+    run_reloading(graph, instances, stop, options, None)
 }
 
 /// [`run`], and with `reload` (the options plugin libraries were loaded with) the processors
@@ -125,9 +134,10 @@ pub fn run_reloading(
     graph: &Graph,
     instances: Instances,
     stop: &StopFlag,
-    perflog: bool,
+    options: RunOptions,
     reload: Option<&sfprocessor_plugin_loader::LoadOptions>,
 ) -> i32 {
+    let perflog = options.perflog;
     let (reloader, mut swaps) = match reload {
         Some(opts) => hot_reload::start(graph, opts),
         None => (None, Vec::new()),
@@ -204,6 +214,7 @@ pub fn run_reloading(
     };
 
     let mut reports: Vec<(Arc<NodeMetrics>, NodeReport)> = Vec::new();
+    let driver_count = driver_threads.len();
     for (m, h) in driver_threads.into_iter().chain(threads) {
         match h.join() {
             Ok(r) => reports.push((m, r)),
@@ -232,14 +243,40 @@ pub fn run_reloading(
     }
     let failed: Vec<&str> =
         reports.iter().filter(|(m, _)| m.failed.load(Ordering::Relaxed)).map(|(m, _)| m.label.as_str()).collect();
+    let input_lost = input_losses(&reports[..driver_count.min(reports.len())]);
     if !failed.is_empty() {
         tracing::error!("pipeline finished with failed branches: {}", failed.join(", "));
     } else if status != 0 {
         tracing::error!("pipeline finished, but some records were lost or not delivered (see the warnings above)");
-    } else {
+    } else if input_lost.is_empty() {
         tracing::info!("pipeline finished: all records processed");
+    } else if options.strict {
+        status = 1;
+        tracing::error!(
+            "pipeline finished, but the input was not read in full ({}); exit status 1 because of -strict",
+            input_lost.join(", ")
+        );
+    } else {
+        tracing::warn!(
+            "pipeline finished: every record read was processed, but the input was not read in full ({}); see the warnings above (-strict makes this exit 1)",
+            input_lost.join(", ")
+        );
     }
     status
+}
+
+/// The drivers' non-zero loss counters (skipped blocks, undecodable or unread messages,
+/// unreadable files), as `label: name=value`.
+fn input_losses(driver_reports: &[(Arc<NodeMetrics>, NodeReport)]) -> Vec<String> {
+    let mut lost = Vec::new();
+    for (m, r) in driver_reports {
+        for (owner, counters) in &r.counters {
+            for c in counters.iter().filter(|c| c.value > 0 && metrics::is_loss_counter(c.name.as_str())) {
+                lost.push(format!("{}: {owner}{}={}", m.label, c.name.as_str(), c.value));
+            }
+        }
+    }
+    lost
 }
 
 /// Sends a batch to every output: shared copies to all but the last, which gets it by move.

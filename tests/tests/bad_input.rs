@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use sysflow_avro_drivers::TraceReader;
-use sysflow_e2e_tests::{output_text, read_json_lines, run_sfprocessor_in, shared_data, write_pipeline};
+use sysflow_e2e_tests::{output_text, read_json_lines, run_sfprocessor_in, shared_data, workspace_root, write_pipeline};
 use sysflow_plugin_api::{Event, SysFlowRecord};
 
 /// A trace with many blocks, so damage in the middle leaves readable blocks on both sides.
@@ -20,6 +20,11 @@ struct Run {
 }
 
 fn run(dir: &Path, input: &Path) -> Run {
+    run_with(dir, input, &[])
+}
+
+/// [`run`] with extra flags before the input path.
+fn run_with(dir: &Path, input: &Path, flags: &[&str]) -> Run {
     let out_path = dir.join("out.json");
     let _ = std::fs::remove_file(&out_path);
     let cfg = write_pipeline(
@@ -30,7 +35,12 @@ fn run(dir: &Path, input: &Path) -> Run {
             {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "format": "json",
              "file.path": out_path.to_string_lossy()}]}),
     );
-    let out = run_sfprocessor_in(dir, &["-config", &cfg.to_string_lossy(), "-driver", "file", &input.to_string_lossy()], &[]);
+    let cfg = cfg.to_string_lossy();
+    let input = input.to_string_lossy();
+    let mut args = vec!["-config", &cfg, "-driver", "file"];
+    args.extend_from_slice(flags);
+    args.push(&input);
+    let out = run_sfprocessor_in(dir, &args, &[]);
     let (stdout, stderr) = output_text(&out);
     let lines = if out_path.is_file() { read_json_lines(&out_path) } else { Vec::new() };
     Run { code: out.status.code(), stdout, stderr, lines }
@@ -206,4 +216,107 @@ fn directory_of_only_bad_files_fails() {
     assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("no readable trace file"), "{}", r.stderr);
     assert!(r.stderr.contains("x.sf") && r.stderr.contains("y.sf"), "each bad file is named\n{}", r.stderr);
+}
+
+/// The demo trace, and the (start, record count, payload start) of its block 1, found through
+/// the file's sync marker (the 16 bytes that end the header and every block).
+fn demo_and_block_1() -> (Vec<u8>, usize, u64, usize) {
+    let bytes = std::fs::read(workspace_root().join("config/demo.sf")).expect("config/demo.sf");
+    let sync_end = |from: usize, sync: &[u8]| -> usize {
+        from + bytes[from..].windows(16).position(|w| w == sync).expect("a sync marker") + 16
+    };
+    let varint = |i: &mut usize| -> u64 {
+        let (mut n, mut shift) = (0u64, 0);
+        loop {
+            let b = bytes[*i];
+            *i += 1;
+            n |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b < 0x80 {
+                return (n >> 1) ^ (n & 1).wrapping_neg();
+            }
+        }
+    };
+    // Skip the header's metadata map (after the 4-byte magic): the file's marker follows it.
+    let mut i = 4;
+    let header_end = {
+        loop {
+            let n = varint(&mut i) as i64;
+            if n == 0 {
+                break;
+            }
+            for _ in 0..n.unsigned_abs() * 2 {
+                let len = varint(&mut i) as usize;
+                i += len;
+            }
+        }
+        i + 16
+    };
+    let sync = bytes[header_end - 16..header_end].to_vec();
+    let block1 = sync_end(header_end, &sync);
+    let mut p = block1;
+    let count = varint(&mut p);
+    varint(&mut p);
+    (bytes.clone(), block1, count, p)
+}
+
+/// A damaged block in the middle of the demo trace: exactly its records are counted as
+/// skipped, the loss is warned about with the file and byte offset, the final line does not
+/// claim that all records were processed, and `-strict` turns it into exit status 1.
+#[test]
+fn damaged_block_is_counted_warned_and_fails_only_with_strict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (bytes, block1, count, payload) = demo_and_block_1();
+    let clean = run(dir.path(), &workspace_root().join("config/demo.sf"));
+    assert_eq!(clean.code, Some(0), "{}\n{}", clean.stdout, clean.stderr);
+    let mut bad = bytes.clone();
+    // BFINAL=1, BTYPE=11 (reserved): the block's deflate stream is invalid.
+    bad[payload] = 0x07;
+    let path = dir.path().join("demo-damaged.sf");
+    std::fs::write(&path, &bad).expect("write");
+    let r = run(dir.path(), &path);
+    assert_eq!(r.code, Some(0), "without -strict a damaged block is not fatal\n{}\n{}", r.stdout, r.stderr);
+    let summary = driver_summary(&r.stdout);
+    assert_eq!(counter(&summary, "records_skipped"), count, "{summary}");
+    assert_eq!(counter(&summary, "blocks_skipped"), 1, "{summary}");
+    assert_eq!(counter(&summary, "records"), 3000 - count, "{summary}");
+    let all = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        all.lines().any(|l| l.contains("demo-damaged.sf") && l.contains(&format!("block 1 at byte offset {block1}"))),
+        "the damage is reported with file and byte offset\n{all}"
+    );
+    assert!(
+        r.stdout.lines().any(|l| l.contains("[Warn]") && l.contains("demo-damaged.sf") && l.contains(&format!("{count} records"))),
+        "the loss is warned about naming the file and the records skipped\n{}",
+        r.stdout
+    );
+    assert!(!all.contains("all records processed"), "{all}");
+    assert!(r.stdout.lines().any(|l| l.contains("[Warn]") && l.contains("not read in full")), "{}", r.stdout);
+    assert!(is_subsequence(&r.lines, &clean.lines) && r.lines.len() < clean.lines.len());
+
+    let strict = run_with(dir.path(), &path, &["-strict"]);
+    assert_eq!(strict.code, Some(1), "-strict: skipped data fails the run\n{}\n{}", strict.stdout, strict.stderr);
+    assert_eq!(strict.lines, r.lines, "-strict still exports everything readable");
+    assert!(strict.stderr.contains("-strict"), "{}", strict.stderr);
+}
+
+/// One flipped byte in the demo's last sync marker loses nothing: all 3,000 records are read
+/// and exported, nothing is counted as skipped, and even `-strict` exits 0.
+#[test]
+fn flipped_last_byte_of_demo_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut bytes, _, _, _) = demo_and_block_1();
+    let clean = run(dir.path(), &workspace_root().join("config/demo.sf"));
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    let path = dir.path().join("demo-flipped.sf");
+    std::fs::write(&path, &bytes).expect("write");
+    let r = run_with(dir.path(), &path, &["-strict"]);
+    assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
+    let summary = driver_summary(&r.stdout);
+    assert_eq!(counter(&summary, "records"), 3000, "{summary}");
+    assert_eq!(counter(&summary, "records_skipped") + counter(&summary, "bytes_skipped"), 0, "{summary}");
+    assert_eq!(counter(&summary, "damaged_sync_markers"), 1, "{summary}");
+    assert_eq!(r.lines, clean.lines, "the same records are exported");
+    assert!(r.stdout.lines().any(|l| l.contains("[Warn]") && l.contains("demo-flipped.sf") && l.contains("sync marker")), "{}", r.stdout);
 }
