@@ -5,7 +5,7 @@ use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{atomic::Ordering, Arc},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use abi_stable::std_types::{RArc, RResult, RStr, RVec};
@@ -32,6 +32,10 @@ pub const CHANNEL_CAPACITY: usize = 8;
 pub const MAX_DRIVER_BATCH: usize = 1024;
 /// Idle time after which a processor is asked to flush.
 pub const IDLE_FLUSH: Duration = Duration::from_secs(1);
+/// Longest a driver is polled after the stop request while it still returns what its input
+/// already holds (the socket driver drains its kernel queue for at most 5 s); then the host
+/// stops polling it and the pipeline drains.
+pub const DRIVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Consecutive driver errors after which the driver is given up.
 const MAX_CONSECUTIVE_DRIVER_ERRORS: u32 = 100;
 /// Errors of one node logged individually before only every 1000th is.
@@ -313,14 +317,26 @@ impl DriverWorker {
         let label = self.node.label.clone();
         let mut consecutive_errors = 0u32;
         let mut clean = true;
+        let mut stopping_since: Option<Instant> = None;
         loop {
-            if self.stop.requested() {
-                tracing::info!("{label}: stop requested: closing the input");
-                if let RResult::RErr(e) = self.driver.stop() {
-                    tracing::error!("{label}: error while stopping: {e}");
-                    NodeMetrics::add(&self.metrics.errors, 1);
+            match stopping_since {
+                None if self.stop.requested() => {
+                    tracing::info!("{label}: stop requested: reading what the input already holds, then closing it");
+                    if let RResult::RErr(e) = self.driver.stop() {
+                        tracing::error!("{label}: error while stopping: {e}");
+                        NodeMetrics::add(&self.metrics.errors, 1);
+                        break;
+                    }
+                    stopping_since = Some(Instant::now());
                 }
-                break;
+                Some(since) if since.elapsed() >= DRIVER_DRAIN_TIMEOUT => {
+                    tracing::warn!(
+                        "{label}: still not finished {} s after the stop request: no longer polled",
+                        DRIVER_DRAIN_TIMEOUT.as_secs()
+                    );
+                    break;
+                }
+                _ => {}
             }
             match self.driver.poll(MAX_DRIVER_BATCH) {
                 RResult::ROk(DriverPoll::Batch(batch)) => {
