@@ -12,6 +12,7 @@
 mod cursor;
 mod decode;
 pub mod error;
+mod fifo_input;
 pub mod file_driver;
 pub mod ocf;
 mod schema;

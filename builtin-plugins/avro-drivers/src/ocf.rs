@@ -267,6 +267,12 @@ impl TraceReader {
         &self.stats
     }
 
+    /// Records of the current block not returned yet; at 0 the next record needs more input
+    /// (a stream reader hands over what it has before that read can wait).
+    pub fn records_buffered(&self) -> u64 {
+        self.block_left
+    }
+
     /// The file (or stream) name used in messages.
     pub fn name(&self) -> &str {
         &self.name
