@@ -2,11 +2,17 @@
 //! and directories mixing good and bad files. The run reports each problem naming the file and
 //! block/offset, still exports every readable record, and reports the losses at exit.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use serde_json::{json, Value};
 use sysflow_avro_drivers::TraceReader;
-use sysflow_e2e_tests::{output_text, read_json_lines, run_sfprocessor_in, shared_data, workspace_root, write_pipeline};
+use sysflow_e2e_tests::{
+    output_text, read_json_lines, run_sfprocessor_in, sfprocessor_bin, shared_data, workspace_root, write_pipeline,
+};
 use sysflow_plugin_api::{Event, SysFlowRecord};
 
 /// A trace with many blocks, so damage in the middle leaves readable blocks on both sides.
@@ -27,14 +33,7 @@ fn run(dir: &Path, input: &Path) -> Run {
 fn run_with(dir: &Path, input: &Path, flags: &[&str]) -> Run {
     let out_path = dir.join("out.json");
     let _ = std::fs::remove_file(&out_path);
-    let cfg = write_pipeline(
-        dir,
-        "p.json",
-        &json!({"pipeline": [
-            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
-            {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "format": "json",
-             "file.path": out_path.to_string_lossy()}]}),
-    );
+    let cfg = reader_to_json_file(dir, &out_path);
     let cfg = cfg.to_string_lossy();
     let input = input.to_string_lossy();
     let mut args = vec!["-config", &cfg, "-driver", "file"];
@@ -44,6 +43,18 @@ fn run_with(dir: &Path, input: &Path, flags: &[&str]) -> Run {
     let (stdout, stderr) = output_text(&out);
     let lines = if out_path.is_file() { read_json_lines(&out_path) } else { Vec::new() };
     Run { code: out.status.code(), stdout, stderr, lines }
+}
+
+/// Writes the reader → JSON file exporter pipeline (`out_path`) into `dir`.
+fn reader_to_json_file(dir: &Path, out_path: &Path) -> PathBuf {
+    write_pipeline(
+        dir,
+        "p.json",
+        &json!({"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "format": "json",
+             "file.path": out_path.to_string_lossy()}]}),
+    )
 }
 
 /// Flat records (the kinds the reader forwards) the decoder recovers from `path`, and whether
@@ -319,4 +330,78 @@ fn flipped_last_byte_of_demo_loses_nothing() {
     assert_eq!(counter(&summary, "damaged_sync_markers"), 1, "{summary}");
     assert_eq!(r.lines, clean.lines, "the same records are exported");
     assert!(r.stdout.lines().any(|l| l.contains("[Warn]") && l.contains("demo-flipped.sf") && l.contains("sync marker")), "{}", r.stdout);
+}
+
+/// Starts the binary on `input` (reader → `out.json`) without waiting for it.
+fn spawn_file_pipeline(dir: &Path, input: &Path) -> Child {
+    let cfg = reader_to_json_file(dir, &dir.join("out.json"));
+    Command::new(sfprocessor_bin())
+        .current_dir(dir)
+        .args(["-config", &cfg.to_string_lossy(), "-driver", "file", &input.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor")
+}
+
+/// Waits at most `limit` for the exit; kills the process and fails the test otherwise.
+fn exit_within(mut child: Child, limit: Duration, what: &str) -> (Option<i32>, String, String) {
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: no exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    let (stdout, stderr) = output_text(&out);
+    (out.status.code(), stdout, stderr)
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).expect("mkfifo");
+}
+
+/// A FIFO nobody writes to, among the traces of a directory: it is skipped with a warning
+/// naming it, the other files are exported and the run exits by itself.
+#[test]
+fn fifo_in_a_trace_directory_is_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    std::fs::create_dir(&input).expect("mkdir");
+    std::fs::copy(workspace_root().join("config/demo.sf"), input.join("a.sf")).expect("copy");
+    mkfifo(&input.join("b.fifo"));
+    let clean = run(dir.path(), &workspace_root().join("config/demo.sf"));
+    let child = spawn_file_pipeline(dir.path(), &input);
+    let (code, stdout, stderr) = exit_within(child, Duration::from_secs(30), "a FIFO in the directory");
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.lines().any(|l| l.contains("[Warn]") && l.contains("b.fifo") && l.contains("FIFO")), "{stdout}");
+    assert_eq!(read_json_lines(&dir.path().join("out.json")), clean.lines, "the regular file is exported in full");
+    let summary = driver_summary(&stdout);
+    assert_eq!((counter(&summary, "files"), counter(&summary, "files_skipped")), (1, 1), "{summary}");
+}
+
+/// A FIFO given as the path with no writer: SIGTERM ends the waiting run promptly, exit 0.
+#[test]
+fn sigterm_ends_a_run_waiting_on_a_fifo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("trace.fifo");
+    mkfifo(&fifo);
+    let child = spawn_file_pipeline(dir.path(), &fifo);
+    // Started: the exporter has created its file (the drivers are built after it).
+    let out = dir.path().join("out.json");
+    let start = Instant::now();
+    while !out.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "the pipeline never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = i32::try_from(child.id()).expect("pid fits i32");
+    let signalled = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let (code, stdout, stderr) = exit_within(child, Duration::from_secs(5), "SIGTERM while waiting on the FIFO");
+    assert!(signalled.elapsed() < Duration::from_secs(3), "{:?}", signalled.elapsed());
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
 }
