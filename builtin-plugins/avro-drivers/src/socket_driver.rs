@@ -150,17 +150,16 @@ impl SocketDriver {
         }
     }
 
-    /// Handles `recv`'s result on the current connection; false when the connection ended.
-    fn on_received(&mut self, conn: RawFd, n: usize, out: &mut Vec<SysFlowRecord>) -> bool {
+    /// Handles `recv`'s result on the current connection (closing it at the end of the stream).
+    fn on_received(&mut self, conn: RawFd, n: usize, out: &mut Vec<SysFlowRecord>) {
         if n > 0 {
             self.handle_message(n, out);
-            return true;
+            return;
         }
         match classify_zero_read(conn) {
             ZeroRead::EmptyMessage => {
                 self.message_index += 1;
                 self.empty_messages += 1;
-                true
             }
             ZeroRead::EndOfStream => {
                 self.conn = None;
@@ -169,7 +168,6 @@ impl SocketDriver {
                     self.path.display(),
                     self.message_index
                 ));
-                false
             }
         }
     }
@@ -219,9 +217,7 @@ impl SocketDriver {
                 break;
             };
             match recv(conn, &mut self.buf, MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => {
-                    self.on_received(conn, n, &mut out);
-                }
+                Ok(n) => self.on_received(conn, n, &mut out),
                 Err(Errno::EINTR) => {}
                 // Nothing queued: this connection is drained; close it.
                 Err(Errno::EAGAIN) => self.conn = None,
@@ -374,9 +370,7 @@ impl Driver for SocketDriver {
                 continue;
             };
             match recv(conn, &mut self.buf, MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => {
-                    self.on_received(conn, n, &mut out);
-                }
+                Ok(n) => self.on_received(conn, n, &mut out),
                 Err(Errno::EAGAIN | Errno::EINTR) => {
                     if !out.is_empty() || remaining.is_zero() || !wait_readable(conn, remaining) {
                         break;
