@@ -129,7 +129,8 @@ where
     }
     tracing::info!("Starting the processing pipeline");
     tracing::info!("Initializing {} drivers", graph.drivers.len());
-    runtime::run_reloading(&graph, instances, stop, cli.perflog, Some(&opts))
+    let options = runtime::RunOptions { perflog: cli.perflog, strict: cli.strict };
+    runtime::run_reloading(&graph, instances, stop, options, Some(&opts))
 }
 
 /// Logs warnings and errors; true when there is no error.

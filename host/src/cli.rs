@@ -84,6 +84,13 @@ pub struct Cli {
           default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
     pub allowinsecureplugins: bool,
 
+    /// Exit with status 1 when a driver skipped or lost input (damaged trace blocks,
+    /// undecodable or unread messages, unreadable files); without it such a run exits 0
+    /// after warning about what was skipped.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
+    pub strict: bool,
+
     /// Accepted for compatibility with upstream; Go profiles are not produced.
     #[arg(long, value_name = "FILE", hide = true, allow_hyphen_values = true)]
     pub cpuprofile: Option<String>,
@@ -219,6 +226,9 @@ mod tests {
         assert_eq!(c.driver.as_deref(), Some("socket"));
         assert!(c.test);
         assert_eq!(c.path.as_deref(), Some("x.sf"));
+        assert!(!c.strict);
+        assert!(run(&["-strict", "x.sf"]).strict);
+        assert!(!run(&["-strict=false", "x.sf"]).strict);
     }
 
     #[test]

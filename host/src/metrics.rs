@@ -144,9 +144,9 @@ impl PerfReporter {
 }
 
 /// Whether a plugin counter counts lost records or errors (worth a warning when non-zero).
-fn is_loss_counter(name: &str) -> bool {
+pub fn is_loss_counter(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["drop", "error", "fail", "corrupt", "discard", "skip", "lost", "invalid"].iter().any(|w| n.contains(w))
+    ["drop", "error", "fail", "corrupt", "discard", "skip", "lost", "invalid", "truncat", "unread"].iter().any(|w| n.contains(w))
 }
 
 /// Logs the exit summary of one node: host counters, plugin counters, and warnings for losses.

@@ -5,7 +5,7 @@ use std::{
     panic::{catch_unwind, AssertUnwindSafe},
     sync::{atomic::Ordering, Arc},
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use abi_stable::std_types::{RArc, RResult, RStr, RVec};
@@ -32,6 +32,10 @@ pub const CHANNEL_CAPACITY: usize = 8;
 pub const MAX_DRIVER_BATCH: usize = 1024;
 /// Idle time after which a processor is asked to flush.
 pub const IDLE_FLUSH: Duration = Duration::from_secs(1);
+/// Longest a driver is polled after the stop request while it still returns what its input
+/// already holds (the socket driver drains its kernel queue for at most 5 s); then the host
+/// stops polling it and the pipeline drains.
+pub const DRIVER_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Consecutive driver errors after which the driver is given up.
 const MAX_CONSECUTIVE_DRIVER_ERRORS: u32 = 100;
 /// Errors of one node logged individually before only every 1000th is.
@@ -113,10 +117,19 @@ struct NodeReport {
     counters: Vec<(String, Vec<Counter>)>,
 }
 
+/// How a run reports and judges itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    /// Log per-node rates every [`PERF_INTERVAL`] and at exit (`-perflog`).
+    pub perflog: bool,
+    /// Input a driver skipped or lost (its loss counters) makes the exit status 1 (`-strict`).
+    pub strict: bool,
+}
+
 /// Runs the pipeline until every driver ended (input exhausted or stop requested) and
 /// every node drained; returns the process exit status (0: everything accepted was processed).
-pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, perflog: bool) -> i32 {
-    run_reloading(graph, instances, stop, perflog, None)
+pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, options: RunOptions) -> i32 {
+    run_reloading(graph, instances, stop, options, None)
 }
 
 /// [`run`], and with `reload` (the options plugin libraries were loaded with) the processors
@@ -125,9 +138,10 @@ pub fn run_reloading(
     graph: &Graph,
     instances: Instances,
     stop: &StopFlag,
-    perflog: bool,
+    options: RunOptions,
     reload: Option<&sfprocessor_plugin_loader::LoadOptions>,
 ) -> i32 {
+    let perflog = options.perflog;
     let (reloader, mut swaps) = match reload {
         Some(opts) => hot_reload::start(graph, opts),
         None => (None, Vec::new()),
@@ -204,6 +218,7 @@ pub fn run_reloading(
     };
 
     let mut reports: Vec<(Arc<NodeMetrics>, NodeReport)> = Vec::new();
+    let driver_count = driver_threads.len();
     for (m, h) in driver_threads.into_iter().chain(threads) {
         match h.join() {
             Ok(r) => reports.push((m, r)),
@@ -232,14 +247,40 @@ pub fn run_reloading(
     }
     let failed: Vec<&str> =
         reports.iter().filter(|(m, _)| m.failed.load(Ordering::Relaxed)).map(|(m, _)| m.label.as_str()).collect();
+    let input_lost = input_losses(&reports[..driver_count.min(reports.len())]);
     if !failed.is_empty() {
         tracing::error!("pipeline finished with failed branches: {}", failed.join(", "));
     } else if status != 0 {
         tracing::error!("pipeline finished, but some records were lost or not delivered (see the warnings above)");
-    } else {
+    } else if input_lost.is_empty() {
         tracing::info!("pipeline finished: all records processed");
+    } else if options.strict {
+        status = 1;
+        tracing::error!(
+            "pipeline finished, but the input was not read in full ({}); exit status 1 because of -strict",
+            input_lost.join(", ")
+        );
+    } else {
+        tracing::warn!(
+            "pipeline finished: every record read was processed, but the input was not read in full ({}); see the warnings above (-strict makes this exit 1)",
+            input_lost.join(", ")
+        );
     }
     status
+}
+
+/// The drivers' non-zero loss counters (skipped blocks, undecodable or unread messages,
+/// unreadable files), as `label: name=value`.
+fn input_losses(driver_reports: &[(Arc<NodeMetrics>, NodeReport)]) -> Vec<String> {
+    let mut lost = Vec::new();
+    for (m, r) in driver_reports {
+        for (owner, counters) in &r.counters {
+            for c in counters.iter().filter(|c| c.value > 0 && metrics::is_loss_counter(c.name.as_str())) {
+                lost.push(format!("{}: {owner}{}={}", m.label, c.name.as_str(), c.value));
+            }
+        }
+    }
+    lost
 }
 
 /// Sends a batch to every output: shared copies to all but the last, which gets it by move.
@@ -276,14 +317,26 @@ impl DriverWorker {
         let label = self.node.label.clone();
         let mut consecutive_errors = 0u32;
         let mut clean = true;
+        let mut stopping_since: Option<Instant> = None;
         loop {
-            if self.stop.requested() {
-                tracing::info!("{label}: stop requested: closing the input");
-                if let RResult::RErr(e) = self.driver.stop() {
-                    tracing::error!("{label}: error while stopping: {e}");
-                    NodeMetrics::add(&self.metrics.errors, 1);
+            match stopping_since {
+                None if self.stop.requested() => {
+                    tracing::info!("{label}: stop requested: reading what the input already holds, then closing it");
+                    if let RResult::RErr(e) = self.driver.stop() {
+                        tracing::error!("{label}: error while stopping: {e}");
+                        NodeMetrics::add(&self.metrics.errors, 1);
+                        break;
+                    }
+                    stopping_since = Some(Instant::now());
                 }
-                break;
+                Some(since) if since.elapsed() >= DRIVER_DRAIN_TIMEOUT => {
+                    tracing::warn!(
+                        "{label}: still not finished {} s after the stop request: no longer polled",
+                        DRIVER_DRAIN_TIMEOUT.as_secs()
+                    );
+                    break;
+                }
+                _ => {}
             }
             match self.driver.poll(MAX_DRIVER_BATCH) {
                 RResult::ROk(DriverPoll::Batch(batch)) => {

@@ -159,7 +159,9 @@ pub trait Driver: Send + 'static {
         Vec::new()
     }
 
-    /// Shutdown was requested: release sockets and files; the next poll should return `End`.
+    /// Shutdown was requested: stop taking new input. The host keeps polling (for at most
+    /// 10 s) until `End`, so a driver may first return what its input already holds (the
+    /// socket driver drains its kernel queue); one with nothing to drain returns `End` next.
     fn stop(&mut self) {}
 }
 

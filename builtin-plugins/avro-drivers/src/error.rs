@@ -13,6 +13,9 @@ pub enum ErrorKind {
     Schema,
     /// A block is damaged (bad sync marker, bad compression, implausible header); skipped.
     CorruptBlock,
+    /// The sync marker after a block is damaged, but the block decoded intact and was kept
+    /// (a notice: no data was skipped).
+    DamagedMarker,
     /// A datum could not be decoded; the rest of its block is skipped.
     Datum,
     /// A datum of a record type this decoder does not know; that datum is skipped.

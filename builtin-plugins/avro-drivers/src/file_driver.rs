@@ -3,13 +3,21 @@
 use std::{
     collections::VecDeque,
     fs,
-    os::unix::ffi::OsStrExt,
+    os::unix::{ffi::OsStrExt, fs::FileTypeExt},
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use sysflow_plugin_api::{Batch, Counter, Driver, DriverPoll, Host, PluginConfig, PluginError, SysFlowRecord};
 
-use crate::ocf::{DecodeStats, ReadBuffers, TraceReader};
+use crate::{
+    error::{DecodeError, ErrorKind},
+    fifo_input::{FifoInput, FifoItem, FifoPoll},
+    ocf::{DecodeStats, ReadBuffers, TraceReader},
+};
+
+/// Longest a poll waits for a FIFO's writer before returning `Idle`.
+const FIFO_POLL_WAIT: Duration = Duration::from_millis(100);
 
 /// Reads SysFlow Avro object container files.
 ///
@@ -26,6 +34,13 @@ pub struct FileDriver {
     totals: DecodeStats,
     files_read: u64,
     files_failed: u64,
+    /// Directory entries that are neither regular files nor directories (FIFOs, sockets,
+    /// devices): never opened, since reading them can block for ever.
+    files_skipped: u64,
+    /// The input when the path is a FIFO.
+    fifo: Option<FifoInput>,
+    /// Records of a FIFO batch beyond the poll's `max_records`.
+    carry: Vec<SysFlowRecord>,
     finished: bool,
 }
 
@@ -35,8 +50,24 @@ impl std::fmt::Debug for FileDriver {
     }
 }
 
-/// Lists the files of `dir` in byte order of their names, skipping subdirectories with a warning.
-fn list_dir(dir: &Path, host: &Host) -> Result<Vec<PathBuf>, PluginError> {
+/// What kind of non-regular file `t` is, for messages.
+fn kind_name(t: &fs::FileType) -> &'static str {
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Lists the regular files of `dir` in byte order of their names, skipping subdirectories
+/// and other non-regular entries with a warning; returns them and how many were skipped.
+fn list_dir(dir: &Path, host: &Host) -> Result<(Vec<PathBuf>, u64), PluginError> {
     let entries = fs::read_dir(dir).map_err(|e| PluginError::new(format!("cannot read directory {}: {e}", dir.display())))?;
     let mut names = Vec::new();
     for entry in entries {
@@ -48,18 +79,32 @@ fn list_dir(dir: &Path, host: &Host) -> Result<Vec<PathBuf>, PluginError> {
     }
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     let mut files = Vec::with_capacity(names.len());
+    let mut skipped = 0;
     for name in names {
         let path = dir.join(&name);
-        if path.is_dir() {
-            host.warn(&format!("skipping subdirectory {} (directories are not read recursively)", path.display()));
-        } else {
-            files.push(path);
+        // Follows symlinks; one that cannot be followed is kept, and opening it reports why.
+        match fs::metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                host.warn(&format!("skipping subdirectory {} (directories are not read recursively)", path.display()))
+            }
+            Ok(m) if !m.is_file() => {
+                skipped += 1;
+                host.warn(&format!(
+                    "skipping {}: it is {}, not a regular file (reading it could block; give a FIFO as the path itself to read it)",
+                    path.display(),
+                    kind_name(&m.file_type())
+                ));
+            }
+            _ => files.push(path),
         }
     }
     if files.is_empty() {
-        return Err(PluginError::new(format!("No files present in directory: {} (only subdirectories)", dir.display())));
+        return Err(PluginError::new(format!(
+            "No files present in directory: {} (only subdirectories and non-regular files)",
+            dir.display()
+        )));
     }
-    Ok(files)
+    Ok((files, skipped))
 }
 
 impl FileDriver {
@@ -87,13 +132,14 @@ impl FileDriver {
     fn finish_current(&mut self) {
         if let Some(reader) = self.current.take() {
             let s = reader.stats();
-            if s.blocks_skipped > 0 || s.records_skipped > 0 {
+            if s.blocks_skipped > 0 || s.records_skipped > 0 || s.bytes_skipped > 0 {
                 self.host.warn(&format!(
-                    "{}: {} records read; {} blocks and {} records skipped because of damage",
+                    "{}: {} records read; skipped because of damage: {} blocks, {} records, {} bytes (the errors above give each block's byte offset)",
                     reader.name(),
                     s.records,
                     s.blocks_skipped,
-                    s.records_skipped
+                    s.records_skipped,
+                    s.bytes_skipped
                 ));
             }
             let unknown = s.warnings.saturating_sub(reader.schema_warnings().len() as u64);
@@ -113,6 +159,51 @@ impl FileDriver {
         }
         t
     }
+
+    fn log_problem(&self, e: &DecodeError) {
+        // A damaged marker after an intact block loses nothing: a warning, not an error.
+        if e.kind() == ErrorKind::DamagedMarker {
+            self.host.warn(&e.to_string());
+        } else {
+            self.host.error(&e.to_string());
+        }
+    }
+
+    /// [`Driver::poll`] when the input is a FIFO.
+    fn poll_fifo(&mut self, max: usize) -> Result<DriverPoll, PluginError> {
+        if !self.carry.is_empty() {
+            let rest = self.carry.split_off(self.carry.len().min(max));
+            return Ok(DriverPoll::Batch(Batch::sysflow(std::mem::replace(&mut self.carry, rest))));
+        }
+        let Some(fifo) = self.fifo.as_mut() else { return Ok(DriverPoll::End) };
+        match fifo.poll(FIFO_POLL_WAIT) {
+            FifoPoll::Item(FifoItem::Records(mut records)) => {
+                if records.len() > max {
+                    self.carry = records.split_off(max);
+                }
+                Ok(DriverPoll::Batch(Batch::sysflow(records)))
+            }
+            FifoPoll::Item(FifoItem::Problem(e)) => {
+                self.log_problem(&e);
+                Ok(DriverPoll::Idle)
+            }
+            FifoPoll::Item(FifoItem::Unreadable(e)) => {
+                self.files_failed += 1;
+                Err(PluginError::new(format!("cannot read trace: {e}")))
+            }
+            FifoPoll::Nothing => Ok(DriverPoll::Idle),
+            FifoPoll::Ended => {
+                let s = fifo.stats();
+                add_stats(&mut self.totals, &s);
+                if self.files_failed == 0 {
+                    self.files_read += 1;
+                }
+                self.fifo = None;
+                self.finished = true;
+                Ok(DriverPoll::End)
+            }
+        }
+    }
 }
 
 fn add_stats(t: &mut DecodeStats, s: &DecodeStats) {
@@ -121,6 +212,7 @@ fn add_stats(t: &mut DecodeStats, s: &DecodeStats) {
     t.blocks_skipped += s.blocks_skipped;
     t.records_skipped += s.records_skipped;
     t.bytes_skipped += s.bytes_skipped;
+    t.damaged_markers += s.damaged_markers;
     t.errors += s.errors;
     t.warnings += s.warnings;
 }
@@ -141,10 +233,24 @@ impl Driver for FileDriver {
             totals: DecodeStats::default(),
             files_read: 0,
             files_failed: 0,
+            files_skipped: 0,
+            fifo: None,
+            carry: Vec::new(),
             finished: false,
         };
         if meta.is_dir() {
-            driver.files = list_dir(&input, &host)?.into();
+            let (files, skipped) = list_dir(&input, &host)?;
+            driver.files = files.into();
+            driver.files_skipped = skipped;
+        } else if meta.file_type().is_fifo() {
+            // Given explicitly, a FIFO is a deliberate stream (`mkfifo` + a collector).
+            driver.fifo = Some(FifoInput::start(&input, host)?);
+        } else if !meta.is_file() {
+            return Err(PluginError::new(format!(
+                "{} is {}: the file driver reads a trace file, a directory of trace files, or a FIFO",
+                input.display(),
+                kind_name(&meta.file_type())
+            )));
         } else {
             // A single file that cannot be read is a configuration error: fail at startup.
             let reader = TraceReader::open(&input).map_err(|e| PluginError::new(e.to_string()))?;
@@ -161,6 +267,9 @@ impl Driver for FileDriver {
             return Ok(DriverPoll::End);
         }
         let max = max_records.max(1);
+        if self.fifo.is_some() || !self.carry.is_empty() {
+            return self.poll_fifo(max);
+        }
         let mut out: Vec<SysFlowRecord> = Vec::with_capacity(max.min(8192));
         while out.len() < max {
             let Some(reader) = self.current.as_mut() else {
@@ -171,7 +280,7 @@ impl Driver for FileDriver {
             };
             match reader.next() {
                 Some(Ok(rec)) => out.push(rec),
-                Some(Err(e)) => self.host.error(&e.to_string()),
+                Some(Err(e)) => self.log_problem(&e),
                 None => self.finish_current(),
             }
         }
@@ -195,15 +304,23 @@ impl Driver for FileDriver {
             Counter::new("records", s.records),
             Counter::new("files", self.files_read + u64::from(self.current.is_some())),
             Counter::new("files_failed", self.files_failed),
+            Counter::new("files_skipped", self.files_skipped),
             Counter::new("decode_errors", s.errors),
             Counter::new("blocks_skipped", s.blocks_skipped),
             Counter::new("records_skipped", s.records_skipped),
             Counter::new("bytes_skipped", s.bytes_skipped),
+            Counter::new("damaged_sync_markers", s.damaged_markers),
             Counter::new("warnings", s.warnings),
         ]
     }
 
+    /// Stops reading files at once (what was read goes on down the pipeline); a FIFO is
+    /// read until its pipe is empty, then ends.
     fn stop(&mut self) {
+        if let Some(fifo) = &self.fifo {
+            fifo.stop();
+            return;
+        }
         self.finish_current();
         self.files.clear();
         self.finished = true;

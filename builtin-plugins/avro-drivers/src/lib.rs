@@ -5,13 +5,15 @@
 //!   by symbol, older layouts defaulted).
 //! - [`ocf::TraceReader`]: reads Avro object container files (`*.sf`), recovering from
 //!   damaged blocks.
-//! - [`FileDriver`] / [`SocketDriver`]: the data sources registered by [`descriptors`].
+//! - [`FileDriver`] / [`SocketDriver`]: the data sources registered by [`descriptors`]; a
+//!   FIFO given to the file driver is read on a thread of its own (`fifo_input`).
 
 #![warn(missing_docs)]
 
 mod cursor;
 mod decode;
 pub mod error;
+mod fifo_input;
 pub mod file_driver;
 pub mod ocf;
 mod schema;
@@ -27,7 +29,7 @@ use sysflow_plugin_api::{ConfigKey, PluginDescriptor};
 
 const FILE_KEYS: &[ConfigKey] = &[ConfigKey::new(
     "path",
-    "trace file, or directory whose files (not subdirectories) are read in name order",
+    "trace file, directory whose regular files (not subdirectories) are read in name order, or FIFO",
 )];
 const SOCKET_KEYS: &[ConfigKey] =
     &[ConfigKey::new("path", "path of the AF_UNIX SOCK_SEQPACKET socket the collector connects to")];

@@ -2,7 +2,9 @@
 //!
 //! The file is streamed through a buffer (never read whole). A damaged block is reported
 //! with its index and byte offset and skipped; when the block framing itself is lost
-//! (bad sync marker, implausible sizes) reading resynchronises on the next sync marker.
+//! (implausible sizes, a bad sync marker after a block that does not decode) reading
+//! resynchronises on the next sync marker. A bad marker after a block that decodes intact
+//! only costs the marker: the block is kept and reading goes on after it.
 
 use std::{
     fs,
@@ -43,6 +45,8 @@ pub struct DecodeStats {
     pub records_skipped: u64,
     /// Bytes skipped while resynchronising.
     pub bytes_skipped: u64,
+    /// Damaged sync markers after intact blocks: the block was kept, nothing was skipped.
+    pub damaged_markers: u64,
     /// Problems reported as `Err` items.
     pub errors: u64,
     /// Warnings: schema resolution notes and enum symbols unknown to us.
@@ -263,6 +267,12 @@ impl TraceReader {
         &self.stats
     }
 
+    /// Records of the current block not returned yet; at 0 the next record needs more input
+    /// (a stream reader hands over what it has before that read can wait).
+    pub fn records_buffered(&self) -> u64 {
+        self.block_left
+    }
+
     /// The file (or stream) name used in messages.
     pub fn name(&self) -> &str {
         &self.name
@@ -320,22 +330,9 @@ impl TraceReader {
             ));
         }
         if self.src.avail()[hdr_len + size..total] != self.sync {
-            return Err(self.resync("sync marker after the block does not match the file's".to_string()));
+            return self.keep_block_before_damaged_marker(hdr_len, size, count);
         }
-        let inflated = {
-            let payload = &self.src.avail()[hdr_len..hdr_len + size];
-            match self.codec {
-                Codec::Null => {
-                    self.block.clear();
-                    self.block.extend_from_slice(payload);
-                    Ok(())
-                }
-                Codec::Deflate => {
-                    let z = self.inflater.get_or_insert_with(|| Decompress::new(false));
-                    inflate(z, payload, &mut self.block)
-                }
-            }
-        };
+        let inflated = self.load_payload(hdr_len, size).map(|_| ());
         self.src.consume(total);
         if let Err(msg) = inflated {
             self.stats.blocks_skipped += 1;
@@ -354,6 +351,73 @@ impl TraceReader {
         self.block_left = count;
         self.record_in_block = 0;
         Ok(true)
+    }
+
+    /// Copies (null codec) or inflates (deflate) the payload at `avail()[hdr_len..hdr_len + size]`
+    /// into `self.block`; `Ok(true)` when every payload byte was used (a deflate stream may end early).
+    fn load_payload(&mut self, hdr_len: usize, size: usize) -> Result<bool, String> {
+        let payload = &self.src.avail()[hdr_len..hdr_len + size];
+        match self.codec {
+            Codec::Null => {
+                self.block.clear();
+                self.block.extend_from_slice(payload);
+                Ok(true)
+            }
+            Codec::Deflate => {
+                let z = self.inflater.get_or_insert_with(|| Decompress::new(false));
+                inflate(z, payload, &mut self.block)?;
+                Ok(z.total_in() == payload.len() as u64)
+            }
+        }
+    }
+
+    /// The 16 bytes after the block are not the file's sync marker. Either only the marker is
+    /// damaged (the block itself is intact), or the block's size is wrong and the framing is
+    /// lost. The block is kept when its payload is used exactly and its `count` datums decode
+    /// to exactly its end — a wrong size cannot pass that test — and reading goes on at the
+    /// header after the damaged marker (whose own checks resynchronise if it is damaged too).
+    /// Otherwise reading resynchronises on the next marker.
+    fn keep_block_before_damaged_marker(&mut self, hdr_len: usize, size: usize, count: u64) -> Result<bool, DecodeError> {
+        let reason = "sync marker after the block does not match the file's";
+        if !matches!(self.load_payload(hdr_len, size), Ok(true)) || !self.block_decodes_exactly(count) {
+            return Err(self.resync(reason.to_string()));
+        }
+        let marker_at = self.src.offset() + (hdr_len + size) as u64;
+        self.src.consume(hdr_len + size + SYNC_LEN);
+        self.stats.blocks += 1;
+        self.stats.damaged_markers += 1;
+        self.block_pos = 0;
+        self.block_left = count;
+        self.record_in_block = 0;
+        Err(DecodeError::new(
+            ErrorKind::DamagedMarker,
+            format!(
+                "{reason} (16 bytes at byte offset {marker_at}); the block decodes intact, its {count} records are kept and reading goes on after the marker"
+            ),
+        )
+        .at_block(self.block_index, self.block_offset)
+        .in_source(&self.name))
+    }
+
+    /// Whether `self.block` holds exactly `count` well-formed datums. Runs the decoder, so
+    /// the unknown enum symbols it meets are discounted here (the real decode counts them).
+    fn block_decodes_exactly(&mut self, count: u64) -> bool {
+        let before = self.decoder.unknown_enum_symbols();
+        let mut c = Cursor::new(&self.block);
+        let mut ok = true;
+        for _ in 0..count {
+            match self.decoder.decode_next(&mut c) {
+                Ok(_) => {}
+                Err(e) if e.skippable => {}
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        ok = ok && c.pos == self.block.len();
+        self.counted_unknown_symbols += self.decoder.unknown_enum_symbols() - before;
+        ok
     }
 
     fn io_error(&mut self, e: io::Error) -> DecodeError {

@@ -3,6 +3,12 @@
 //! One message is one binary SysFlow datum (schema v5). Connections are served one at a
 //! time; after a disconnect the driver accepts the next one. Every wait is bounded (~100 ms)
 //! so the host can stop the driver at any time.
+//!
+//! On stop the driver first drains what the collector already sent — the messages queued in
+//! the kernel for the current connection and for connections waiting to be accepted — for at
+//! most [`DRAIN_LIMIT`]; what is still queued then is counted as `unread_at_stop`. A
+//! zero-length message is counted (`empty_messages`) and reading goes on: only a
+//! zero-length read with the peer gone and nothing queued is the end of the stream.
 
 use std::{
     fs,
@@ -26,6 +32,11 @@ use crate::decode::DatumDecoder;
 const MAX_MESSAGE: usize = 1 << 20;
 /// Longest a poll waits when nothing arrives.
 const POLL_WAIT: Duration = Duration::from_millis(100);
+/// Longest the driver keeps reading already-queued messages after a stop request (a
+/// collector that keeps sending could otherwise hold the shutdown forever).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// Longest the driver spends counting the messages it could not read within [`DRAIN_LIMIT`].
+const COUNT_UNREAD_LIMIT: Duration = Duration::from_millis(500);
 
 /// Receives SysFlow datums from a live collector.
 pub struct SocketDriver {
@@ -43,12 +54,49 @@ pub struct SocketDriver {
     first_record_seen: bool,
     /// Messages received on the current connection (for error context).
     message_index: u64,
+    /// Zero-length messages received (no record in them, nothing lost).
+    empty_messages: u64,
+    /// Messages still queued when the drain after a stop ran out of time.
+    unread_at_stop: u64,
+    /// Set by `stop`: until then the queued messages are drained, then polls return `End`.
+    drain_deadline: Option<Instant>,
     stopped: bool,
 }
 
 impl std::fmt::Debug for SocketDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SocketDriver").field("path", &self.path).field("connected", &self.conn.is_some()).finish()
+    }
+}
+
+/// What a zero-length read on a connection means.
+#[derive(Debug, PartialEq, Eq)]
+enum ZeroRead {
+    /// A zero-length message: more may follow.
+    EmptyMessage,
+    /// The peer closed and nothing is queued.
+    EndOfStream,
+}
+
+/// Tells a zero-length message from the end of the stream: `recv` returns 0 for both on a
+/// `SOCK_SEQPACKET` socket. While the peer is connected it cannot be the end; once the peer
+/// has hung up, it is the end only if no bytes are queued behind it (`FIONREAD` counts every
+/// queued message's bytes on unix stream and seqpacket sockets).
+fn classify_zero_read(fd: RawFd) -> ZeroRead {
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN | libc::POLLRDHUP, revents: 0 };
+    // SAFETY: one valid pollfd, count 1, no wait.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    let hung_up = n > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0;
+    if !hung_up {
+        return ZeroRead::EmptyMessage;
+    }
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the valid pointer.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) };
+    if rc == 0 && queued > 0 {
+        ZeroRead::EmptyMessage
+    } else {
+        ZeroRead::EndOfStream
     }
 }
 
@@ -100,6 +148,119 @@ impl SocketDriver {
                 }
             }
         }
+    }
+
+    /// Handles `recv`'s result on the current connection (closing it at the end of the stream).
+    fn on_received(&mut self, conn: RawFd, n: usize, out: &mut Vec<SysFlowRecord>) {
+        if n > 0 {
+            self.handle_message(n, out);
+            return;
+        }
+        match classify_zero_read(conn) {
+            ZeroRead::EmptyMessage => {
+                self.message_index += 1;
+                self.empty_messages += 1;
+            }
+            ZeroRead::EndOfStream => {
+                self.conn = None;
+                self.host.info(&format!(
+                    "{}: input stream closed after {} messages; waiting for a new connection",
+                    self.path.display(),
+                    self.message_index
+                ));
+            }
+        }
+    }
+
+    /// Accepts a waiting connection without blocking; false when none is waiting.
+    fn accept_pending(&mut self, listener: RawFd) -> Result<bool, Errno> {
+        match accept4(listener, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) {
+            Ok(fd) => {
+                // SAFETY: accept4 returned a new descriptor that nothing else owns.
+                self.conn = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+                self.connections += 1;
+                self.first_record_seen = false;
+                self.message_index = 0;
+                self.host.health("Successfully accepted new input stream");
+                Ok(true)
+            }
+            Err(Errno::EAGAIN | Errno::EINTR | Errno::ECONNABORTED) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// After a stop: reads what is queued on the current and the waiting connections, without
+    /// waiting for more, until [`DRAIN_LIMIT`] has passed since the stop.
+    fn drain(&mut self, max: usize, deadline: Instant) -> DriverPoll {
+        let mut out = Vec::new();
+        let mut drained = false;
+        while out.len() < max {
+            if Instant::now() >= deadline {
+                self.count_unread();
+                drained = true;
+                break;
+            }
+            let Some(conn) = self.conn.as_ref().map(AsRawFd::as_raw_fd) else {
+                let Some(listener) = self.listener.as_ref().map(AsRawFd::as_raw_fd) else {
+                    drained = true;
+                    break;
+                };
+                match self.accept_pending(listener) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.socket_errors += 1;
+                        self.host.error(&format!("{}: accept failed while draining: {e}", self.path.display()));
+                    }
+                }
+                drained = true;
+                break;
+            };
+            match recv(conn, &mut self.buf, MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => self.on_received(conn, n, &mut out),
+                Err(Errno::EINTR) => {}
+                // Nothing queued: this connection is drained; close it.
+                Err(Errno::EAGAIN) => self.conn = None,
+                Err(e) => {
+                    self.socket_errors += 1;
+                    self.conn = None;
+                    self.host.error(&format!("{}: connection {} failed while draining: {e}", self.path.display(), self.connections));
+                }
+            }
+        }
+        if drained {
+            self.stopped = true;
+            self.close_listener();
+        }
+        if out.is_empty() {
+            DriverPoll::End
+        } else {
+            DriverPoll::Batch(Batch::sysflow(out))
+        }
+    }
+
+    /// Counts (without decoding) the messages still queued on the current connection when the
+    /// drain ran out of time, for at most [`COUNT_UNREAD_LIMIT`].
+    fn count_unread(&mut self) {
+        let Some(conn) = self.conn.as_ref().map(AsRawFd::as_raw_fd) else { return };
+        let until = Instant::now() + COUNT_UNREAD_LIMIT;
+        let mut unread = 0u64;
+        while Instant::now() < until {
+            match recv(conn, &mut self.buf, MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT) {
+                Ok(0) if classify_zero_read(conn) == ZeroRead::EndOfStream => break,
+                Ok(_) => unread += 1,
+                Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        self.unread_at_stop += unread;
+        self.host.warn(&format!(
+            "{}: stop: {} messages still queued after draining for {} s were not read (counted as unread_at_stop)",
+            self.path.display(),
+            unread,
+            DRAIN_LIMIT.as_secs()
+        ));
+        self.conn = None;
     }
 
     fn handle_message(&mut self, n: usize, out: &mut Vec<SysFlowRecord>) {
@@ -166,6 +327,9 @@ impl Driver for SocketDriver {
             socket_errors: 0,
             first_record_seen: false,
             message_index: 0,
+            empty_messages: 0,
+            unread_at_stop: 0,
+            drain_deadline: None,
             stopped: false,
         })
     }
@@ -173,6 +337,9 @@ impl Driver for SocketDriver {
     fn poll(&mut self, max_records: usize) -> Result<DriverPoll, PluginError> {
         if self.stopped {
             return Ok(DriverPoll::End);
+        }
+        if let Some(deadline) = self.drain_deadline {
+            return Ok(self.drain(max_records.max(1), deadline));
         }
         let Some(listener) = self.listener.as_ref().map(AsRawFd::as_raw_fd) else {
             return Ok(DriverPoll::End);
@@ -186,16 +353,9 @@ impl Driver for SocketDriver {
                 break;
             }
             let Some(conn) = self.conn.as_ref().map(AsRawFd::as_raw_fd) else {
-                match accept4(listener, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK) {
-                    Ok(fd) => {
-                        // SAFETY: accept4 returned a new descriptor that nothing else owns.
-                        self.conn = Some(unsafe { OwnedFd::from_raw_fd(fd) });
-                        self.connections += 1;
-                        self.first_record_seen = false;
-                        self.message_index = 0;
-                        self.host.health("Successfully accepted new input stream");
-                    }
-                    Err(Errno::EAGAIN | Errno::EINTR | Errno::ECONNABORTED) => {
+                match self.accept_pending(listener) {
+                    Ok(true) => {}
+                    Ok(false) => {
                         if !out.is_empty() || remaining.is_zero() || !wait_readable(listener, remaining) {
                             break;
                         }
@@ -210,15 +370,7 @@ impl Driver for SocketDriver {
                 continue;
             };
             match recv(conn, &mut self.buf, MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT) {
-                Ok(0) => {
-                    self.conn = None;
-                    self.host.info(&format!(
-                        "{}: input stream closed after {} messages; waiting for a new connection",
-                        self.path.display(),
-                        self.message_index
-                    ));
-                }
-                Ok(n) => self.handle_message(n, &mut out),
+                Ok(n) => self.on_received(conn, n, &mut out),
                 Err(Errno::EAGAIN | Errno::EINTR) => {
                     if !out.is_empty() || remaining.is_zero() || !wait_readable(conn, remaining) {
                         break;
@@ -246,12 +398,16 @@ impl Driver for SocketDriver {
             Counter::new("truncated_messages", self.truncated),
             Counter::new("socket_errors", self.socket_errors),
             Counter::new("unknown_enum_symbols", self.decoder.unknown_enum_symbols()),
+            Counter::new("empty_messages", self.empty_messages),
+            Counter::new("unread_at_stop", self.unread_at_stop),
         ]
     }
 
+    /// Starts the drain: the next polls return what is already queued, then `End`.
     fn stop(&mut self) {
-        self.stopped = true;
-        self.close_listener();
+        if self.drain_deadline.is_none() && !self.stopped {
+            self.drain_deadline = Some(Instant::now() + DRAIN_LIMIT);
+        }
     }
 }
 

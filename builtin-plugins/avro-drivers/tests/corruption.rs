@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use sysflow_avro_drivers::{DecodeError, ErrorKind, TraceReader};
+use sysflow_avro_drivers::{DecodeError, DecodeStats, ErrorKind, TraceReader};
 use sysflow_plugin_api::SysFlowRecord;
 
 /// Block layout of a container file: (sync marker, [(block start, record count, block end incl. sync)]).
@@ -152,37 +152,144 @@ fn damaged_block_is_skipped_and_later_blocks_are_read() {
     let _ = end;
 }
 
-#[test]
-fn broken_sync_marker_resynchronises() {
-    let Some(dir) = common::data_dir() else { return };
-    let data = trace(&dir, MULTI_BLOCK);
-    let (clean, _) = read_all("clean", data.clone()).expect("open");
-    let (_, blocks) = layout(&data);
-    let (_, count, end) = blocks[1];
-    let mut bad = data.clone();
-    bad[end - 3] ^= 0xff;
-    let mut reader = TraceReader::from_reader("sync.sf", std::io::Cursor::new(bad)).expect("open");
-    let mut recs = Vec::new();
-    let mut errs = Vec::new();
+/// Byte offset of a block's payload (after its count and size varints).
+fn payload_start(data: &[u8], block_start: usize) -> usize {
+    let mut i = block_start;
+    for _ in 0..2 {
+        while data[i] >= 0x80 {
+            i += 1;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Reads a container file from memory: records, problems, and the reader's final counters.
+fn read_with_stats(name: &str, data: Vec<u8>) -> (Vec<SysFlowRecord>, Vec<DecodeError>, DecodeStats) {
+    let mut reader = TraceReader::from_reader(name, std::io::Cursor::new(data)).expect("header intact");
+    let (mut recs, mut errs) = (Vec::new(), Vec::new());
     for item in reader.by_ref() {
         match item {
             Ok(r) => recs.push(r),
             Err(e) => errs.push(e),
         }
     }
+    (recs, errs, reader.stats().clone())
+}
+
+/// The demo trace shipped in `config/`.
+fn demo_trace() -> Vec<u8> {
+    std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/demo.sf")).expect("config/demo.sf")
+}
+
+/// The red-team case: one flipped byte in the file's last sync marker used to lose the whole
+/// last block (862 of 3,000 records) with `records_skipped=0`.
+#[test]
+fn flipped_last_byte_of_demo_keeps_every_record() {
+    let data = demo_trace();
+    let (clean, clean_errs, _) = read_with_stats("clean", data.clone());
+    assert!(clean_errs.is_empty(), "{clean_errs:?}");
+    assert_eq!(clean.len(), 3000);
+    let mut bad = data.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x01;
+    let (recs, errs, s) = read_with_stats("demo.sf", bad);
+    assert_eq!(recs, clean, "every record read, in order");
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert_eq!(errs[0].kind(), ErrorKind::CorruptBlock);
-    assert_eq!(errs[0].block(), Some(1));
+    assert_eq!(errs[0].kind(), ErrorKind::DamagedMarker, "{}", errs[0]);
+    assert!(errs[0].to_string().starts_with("demo.sf: block "), "{}", errs[0]);
+    assert!(errs[0].message().contains(&format!("at byte offset {}", data.len() - 16)), "{}", errs[0]);
+    assert_eq!((s.records, s.records_skipped, s.bytes_skipped, s.blocks_skipped), (3000, 0, 0, 0), "{s:?}");
+    assert_eq!((s.damaged_markers, s.errors), (1, 0), "{s:?}");
+}
+
+/// A damaged marker after block 0 used to lose blocks 0 and 1, both intact.
+#[test]
+fn damaged_sync_after_block_keeps_intact_blocks() {
+    let Some(dir) = common::data_dir() else { return };
+    for data in [trace(&dir, MULTI_BLOCK), demo_trace()] {
+        let (clean, _, _) = read_with_stats("clean", data.clone());
+        let (_, blocks) = layout(&data);
+        assert!(blocks.len() >= 3, "need a multi-block trace");
+        for damaged in [0, 1] {
+            let end = blocks[damaged].2;
+            let mut bad = data.clone();
+            for b in &mut bad[end - 12..end - 4] {
+                *b ^= 0xff;
+            }
+            let (recs, errs, s) = read_with_stats("sync.sf", bad);
+            assert!(recs == clean, "block {damaged}: {} of {} records read", recs.len(), clean.len());
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!((errs[0].kind(), errs[0].block()), (ErrorKind::DamagedMarker, Some(damaged as u64)), "{}", errs[0]);
+            assert_eq!((s.records_skipped, s.bytes_skipped, s.blocks_skipped, s.damaged_markers), (0, 0, 0, 1), "{s:?}");
+        }
+    }
+}
+
+/// When the block before a damaged marker is damaged too, the framing is lost: reading
+/// resynchronises on the next marker, and exactly the bytes up to it are counted.
+#[test]
+fn damaged_block_and_marker_resynchronise_with_exact_byte_count() {
+    let Some(dir) = common::data_dir() else { return };
+    let data = trace(&dir, MULTI_BLOCK);
+    let (clean, _, _) = read_with_stats("clean", data.clone());
+    let (_, blocks) = layout(&data);
+    let (start, count, end) = blocks[1];
+    let mut bad = data.clone();
+    // BFINAL=1, BTYPE=11 (reserved): an invalid deflate stream, whatever follows.
+    bad[payload_start(&data, start)] = 0x07;
+    bad[end - 3] ^= 0xff;
+    let (recs, errs, s) = read_with_stats("sync.sf", bad);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].kind(), errs[0].block()), (ErrorKind::CorruptBlock, Some(1)), "{}", errs[0]);
     assert!(errs[0].message().contains("resynchronised"), "{}", errs[0]);
-    // Block 1 lost its trailing marker, so it and block 2 (whose start is now unknown) are skipped.
+    // Block 1 lost its trailing marker, so block 2 (whose start is then unknown) goes with it.
     let lost = count + blocks[2].1;
     assert_eq!(recs.len() as u64, clean.len() as u64 - lost);
-    let after = clean.len() - blocks[0].1 as usize - lost as usize;
-    assert_eq!(&recs[recs.len() - after..], &clean[clean.len() - after..]);
-    let s = reader.stats();
-    assert_eq!(s.blocks_skipped, 1);
-    assert!(s.bytes_skipped > 0);
-    assert_eq!(s.errors, 1);
+    let first = blocks[0].1 as usize;
+    assert_eq!(&recs[..first], &clean[..first]);
+    assert_eq!(&recs[first..], &clean[first + lost as usize..]);
+    assert_eq!((s.blocks_skipped, s.bytes_skipped, s.errors), (1, (blocks[2].2 - start) as u64, 1), "{s:?}");
+}
+
+/// A damaged block header (implausible size) resynchronises on that block's own marker:
+/// only that block is lost, and the bytes counted are exactly its span.
+#[test]
+fn damaged_block_header_loses_only_that_block() {
+    let data = demo_trace();
+    let (clean, _, _) = read_with_stats("clean", data.clone());
+    let (_, blocks) = layout(&data);
+    assert!(blocks.len() >= 3, "need a multi-block trace");
+    let (start, count, end) = blocks[1];
+    let mut bad = data.clone();
+    let size_at = payload_start(&data, start) - 1;
+    // The size varint's last byte gets its top bits set: a size beyond every limit.
+    bad[size_at] |= 0x70;
+    let (recs, errs, s) = read_with_stats("header.sf", bad);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].kind(), errs[0].block()), (ErrorKind::CorruptBlock, Some(1)), "{}", errs[0]);
+    let first = blocks[0].1 as usize;
+    assert_eq!(&recs[..first], &clean[..first]);
+    assert_eq!(&recs[first..], &clean[first + count as usize..]);
+    assert_eq!((s.blocks_skipped, s.bytes_skipped), (1, (end - start) as u64), "{s:?}");
+}
+
+/// A block whose payload is damaged (its marker intact) loses exactly its records, counted.
+#[test]
+fn damaged_payload_counts_exactly_its_records() {
+    let data = demo_trace();
+    let (clean, _, _) = read_with_stats("clean", data.clone());
+    let (_, blocks) = layout(&data);
+    let (start, count, _) = blocks[1];
+    let mut bad = data.clone();
+    bad[payload_start(&data, start)] = 0x07;
+    let (recs, errs, s) = read_with_stats("payload.sf", bad);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].kind(), errs[0].block()), (ErrorKind::CorruptBlock, Some(1)), "{}", errs[0]);
+    let first = blocks[0].1 as usize;
+    assert_eq!(&recs[..first], &clean[..first]);
+    assert_eq!(&recs[first..], &clean[first + count as usize..]);
+    assert_eq!((s.records_skipped, s.blocks_skipped, s.bytes_skipped), (count, 1, 0), "{s:?}");
 }
 
 #[test]

@@ -5,8 +5,10 @@ mod common;
 
 use std::{
     cell::RefCell,
+    io::Write,
     os::fd::AsRawFd,
-    path::Path,
+    path::{Path, PathBuf},
+    sync::mpsc,
     time::{Duration, Instant},
 };
 
@@ -212,8 +214,8 @@ fn socket_driver_serves_reconnecting_collectors() {
     assert_eq!(logged(LogLevel::Error, "message 1:"), 1);
 
     d.stop();
-    assert!(!sock.exists(), "stop removes the socket file");
     assert!(matches!(d.poll(10), Ok(DriverPoll::End)));
+    assert!(!sock.exists(), "the end of the drain after a stop removes the socket file");
 }
 
 #[test]
@@ -260,8 +262,193 @@ fn socket_driver_stops_promptly_with_an_idle_collector_connected() {
     }
     assert_eq!(counter(&d.counters(), "connections"), 1);
     d.stop();
-    assert!(!sock.exists());
+    // Nothing queued: the drain ends at once.
+    let t = Instant::now();
     assert!(matches!(d.poll(1000), Ok(DriverPoll::End)));
+    assert!(t.elapsed() < Duration::from_millis(600), "{:?}", t.elapsed());
+    assert!(!sock.exists());
     // The collector sees the connection closed.
     assert!(send(fd.as_raw_fd(), &[0], MsgFlags::MSG_NOSIGNAL).is_err());
+}
+
+/// Polls a driver until `End`, failing if that takes longer than `limit` (a hang).
+fn drain_within<D: Driver>(d: &mut D, limit: Duration) -> Vec<SysFlowRecord> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    loop {
+        assert!(start.elapsed() < limit, "no End within {limit:?}");
+        match d.poll(1024).expect("poll") {
+            DriverPoll::Batch(b) => out.extend(records_of(b)),
+            DriverPoll::Idle => {}
+            DriverPoll::End => return out,
+        }
+    }
+}
+
+/// What the collector sent before the stop request is read after it: the drain on stop.
+#[test]
+fn socket_driver_drains_queued_messages_on_stop() {
+    let Some(dir) = common::data_dir() else { return };
+    let recs = decode_file(&dir.join("traces/tcp.sf"));
+    let msgs = messages(&recs[..recs.len().min(150)]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sock = tmp.path().join("drain.sock");
+    let mut d = SocketDriver::new(&config(&sock), host()).expect("driver");
+    // Connected and sent, but never polled: everything sits in the kernel (and the
+    // connection in the listen backlog) when the stop arrives.
+    send_all(&sock, &msgs);
+    d.stop();
+    let got = drain_within(&mut d, Duration::from_secs(8));
+    assert_eq!(got.len(), msgs.len(), "every queued message read after the stop");
+    let cs = d.counters();
+    assert_eq!((counter(&cs, "connections"), counter(&cs, "unread_at_stop")), (1, 0));
+    assert!(!sock.exists());
+}
+
+/// A zero-length message is counted and the messages behind it are still read.
+#[test]
+fn socket_driver_reads_past_a_zero_length_message() {
+    let Some(dir) = common::data_dir() else { return };
+    let recs = decode_file(&dir.join("traces/tcp.sf"));
+    let mut msgs = messages(&recs[..recs.len().min(40)]);
+    msgs.insert(20, Vec::new());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sock = tmp.path().join("empty.sock");
+    let mut d = SocketDriver::new(&config(&sock), host()).expect("driver");
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    connect(fd.as_raw_fd(), &UnixAddr::new(&sock).expect("addr")).expect("connect");
+    for m in &msgs {
+        send(fd.as_raw_fd(), m, MsgFlags::MSG_NOSIGNAL).expect("send");
+    }
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.len() < msgs.len() - 1 && start.elapsed() < Duration::from_secs(3) {
+        if let DriverPoll::Batch(b) = d.poll(1024).expect("poll") {
+            got.extend(records_of(b));
+        }
+    }
+    assert_eq!(got.len(), msgs.len() - 1, "the messages after the empty one are read");
+    assert_eq!(counter(&d.counters(), "empty_messages"), 1);
+    // The peer closing is still the end of the stream, also right after an empty message.
+    send(fd.as_raw_fd(), &[], MsgFlags::MSG_NOSIGNAL).expect("send");
+    drop(fd);
+    let start = Instant::now();
+    while logged(LogLevel::Info, "input stream closed after") == 0 {
+        assert!(start.elapsed() < Duration::from_secs(3), "the close was not seen");
+        let _ = d.poll(1024).expect("poll");
+    }
+    assert_eq!(counter(&d.counters(), "empty_messages"), 1, "the empty message before the close is its end");
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).expect("mkfifo");
+}
+
+fn demo_path() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/demo.sf"))
+}
+
+/// A FIFO among the traces of a directory (nobody writing to it) is skipped with a warning
+/// naming it; the other files are read and the driver ends.
+#[test]
+fn file_driver_skips_a_fifo_in_a_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(demo_path(), tmp.path().join("a.sf")).expect("copy");
+    mkfifo(&tmp.path().join("b.fifo"));
+    std::fs::copy(demo_path(), tmp.path().join("c.sf")).expect("copy");
+    let dir = tmp.path().to_path_buf();
+    // On a thread of its own: a driver that opens the FIFO blocks inside `poll` for ever.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut d = FileDriver::new(&config(&dir), host()).expect("driver");
+        let got = drain_within(&mut d, Duration::from_secs(10));
+        let _ = tx.send((got.len(), logged(LogLevel::Warn, "b.fifo: it is a FIFO, not a regular file"), d.counters()));
+    });
+    let (records, warned, cs) = rx.recv_timeout(Duration::from_secs(15)).expect("the driver hangs on the FIFO");
+    assert_eq!(records, 6000, "both traces read");
+    assert_eq!(warned, 1);
+    assert_eq!((counter(&cs, "files"), counter(&cs, "files_skipped"), counter(&cs, "files_failed")), (2, 1, 0));
+}
+
+/// Other non-regular files given as the path are refused at start-up, naming what they are.
+#[test]
+fn file_driver_refuses_a_socket_as_its_path() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sock = tmp.path().join("x.sock");
+    let _listener = SocketDriver::new(&config(&sock), host()).expect("socket");
+    let e = FileDriver::new(&config(&sock), host()).expect_err("a socket is no trace");
+    assert!(e.to_string().contains("x.sock is a socket"), "{e}");
+}
+
+/// A FIFO given as the path is read as a stream: the driver starts without a writer, stays
+/// responsive while there is none, reads everything a writer sends, and ends when it closes.
+#[test]
+fn file_driver_reads_an_explicit_fifo() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fifo = tmp.path().join("trace.fifo");
+    mkfifo(&fifo);
+    let start = Instant::now();
+    let mut d = FileDriver::new(&config(&fifo), host()).expect("driver");
+    for _ in 0..3 {
+        assert!(matches!(d.poll(1024), Ok(DriverPoll::Idle)), "no writer yet");
+    }
+    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).expect("open for writing");
+            w.write_all(&std::fs::read(demo_path()).expect("demo")).expect("write");
+        })
+    };
+    let got = drain_within(&mut d, Duration::from_secs(10));
+    writer.join().expect("writer");
+    assert_eq!(got, decode_file(&demo_path()));
+    let cs = d.counters();
+    assert_eq!((counter(&cs, "records"), counter(&cs, "files"), counter(&cs, "decode_errors")), (3000, 1, 0));
+}
+
+/// A stop request ends a FIFO read that is blocked — no writer at all, or a writer that
+/// stays connected without writing — after taking what is already in the pipe.
+#[test]
+fn stop_ends_a_blocked_fifo_read() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let fifo = tmp.path().join("idle.fifo");
+    mkfifo(&fifo);
+    let mut d = FileDriver::new(&config(&fifo), host()).expect("driver");
+    assert!(matches!(d.poll(1024), Ok(DriverPoll::Idle)));
+    d.stop();
+    let start = Instant::now();
+    assert!(drain_within(&mut d, Duration::from_secs(2)).is_empty());
+    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+
+    // A writer that sent the whole trace and then idles with the FIFO open.
+    let mut d = FileDriver::new(&config(&fifo), host()).expect("driver");
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).expect("open for writing");
+            w.write_all(&std::fs::read(demo_path()).expect("demo")).expect("write");
+            // Keep the FIFO open until the test is done.
+            let _ = done_rx.recv_timeout(Duration::from_secs(20));
+        })
+    };
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.len() < 3000 {
+        assert!(start.elapsed() < Duration::from_secs(10), "only {} records read", got.len());
+        if let DriverPoll::Batch(b) = d.poll(1024).expect("poll") {
+            got.extend(records_of(b));
+        }
+    }
+    // Now the read waits on an idle writer; the stop ends it.
+    assert!(matches!(d.poll(1024), Ok(DriverPoll::Idle)));
+    d.stop();
+    let start = Instant::now();
+    assert!(drain_within(&mut d, Duration::from_secs(2)).is_empty());
+    assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+    let cs = d.counters();
+    assert_eq!((counter(&cs, "records"), counter(&cs, "decode_errors"), counter(&cs, "records_skipped")), (3000, 0, 0));
+    done_tx.send(()).expect("writer waiting");
+    writer.join().expect("writer");
 }
