@@ -17,6 +17,7 @@ use std::{
 use crate::{
     error::{PolicyError, PolicyErrors, PolicyWarning},
     ir::{Cond, FilterDef, Op, Operand, PolicySet, RuleDef, SourcePos},
+    limits::{self, MAX_CONDITION_DEPTH, MAX_EXPANDED_SIZE, MAX_LIST_ITEMS, MAX_REFERENCE_DEPTH},
 };
 
 use ast::{Atom, Exception, Expr, Item, RuleItem};
@@ -160,6 +161,85 @@ fn combine(old: Cond, new: Cond, or: bool) -> Cond {
     }
 }
 
+/// Depth of a condition as written, without recursion (macro `append`s nest one level each).
+fn expr_depth(e: &Expr) -> usize {
+    let mut depth = 0;
+    let mut stack = vec![(e, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        depth = depth.max(d);
+        match e {
+            Expr::And(v) | Expr::Or(v) => stack.extend(v.iter().map(|x| (x, d + 1))),
+            Expr::Not(x) => stack.push((x, d + 1)),
+            _ => {}
+        }
+    }
+    depth
+}
+
+/// Appends `new` to a macro's condition with `or` (or `and`): into the existing
+/// disjunction (conjunction) when there is one, so that repeated appends do not nest.
+fn append_expr(old: Expr, new: Expr, or: bool) -> Expr {
+    match (old, or) {
+        (Expr::Or(mut v), true) => {
+            v.push(new);
+            Expr::Or(v)
+        }
+        (Expr::And(mut v), false) => {
+            v.push(new);
+            Expr::And(v)
+        }
+        (old, true) => Expr::Or(vec![old, new]),
+        (old, false) => Expr::And(vec![old, new]),
+    }
+}
+
+/// The expansion of one rule's or filter's condition: what it is (for messages), the
+/// macros being expanded, and the nodes and list elements produced so far.
+struct Expansion<'a> {
+    /// `rule 'X'` / `filter 'Y'`.
+    what: &'a str,
+    /// Where the rule or filter is written.
+    pos: &'a SourcePos,
+    /// Macros being expanded, outermost first.
+    stack: Vec<String>,
+    /// Nodes and list elements produced so far (bounded by [`MAX_EXPANDED_SIZE`]).
+    size: usize,
+}
+
+impl Expansion<'_> {
+    fn new<'a>(what: &'a str, pos: &'a SourcePos) -> Expansion<'a> {
+        Expansion { what, pos, stack: Vec::new(), size: 0 }
+    }
+
+    /// Where the expansion is, for messages: ` (in macro a -> b)` or nothing.
+    fn via(&self) -> String {
+        if self.stack.is_empty() {
+            String::new()
+        } else if self.stack.len() <= 6 {
+            format!(" (in macro {})", self.stack.join(" -> "))
+        } else {
+            let n = self.stack.len();
+            format!(" (in macro {} -> … -> {})", self.stack[..3].join(" -> "), self.stack[n - 3..].join(" -> "))
+        }
+    }
+
+    fn error(&self, pos: &SourcePos, message: String) -> PolicyError {
+        PolicyError { pos: pos.clone(), message: format!("{}: {message}{}", self.what, self.via()), text: String::new() }
+    }
+
+    /// Counts `n` more nodes or elements; an error once the condition is too large.
+    fn grow(&mut self, n: usize, cause: impl FnOnce() -> String) -> Result<(), PolicyError> {
+        self.size += n;
+        if self.size > MAX_EXPANDED_SIZE {
+            let cause = cause();
+            let cause = if cause.is_empty() { cause } else { format!(" {cause}") };
+            let msg = format!("condition expands to more than {MAX_EXPANDED_SIZE} nodes and list elements{cause}");
+            return Err(self.error(self.pos, msg));
+        }
+        Ok(())
+    }
+}
+
 impl Lowering {
     fn warn(&mut self, pos: &SourcePos, message: String) {
         self.set.warnings.push(PolicyWarning { pos: pos.clone(), message });
@@ -172,22 +252,35 @@ impl Lowering {
                 Item::List { name, items, append, pos } => {
                     self.list_pos.insert(name.clone(), pos.clone());
                     if *append {
-                        self.lists.entry(name.clone()).or_default().extend(items.iter().cloned());
+                        let list = self.lists.entry(name.clone()).or_default();
+                        if list.len() + items.len() > MAX_LIST_ITEMS {
+                            let message = format!(
+                                "list '{name}' would have {} items after this append (limit {MAX_LIST_ITEMS})",
+                                list.len() + items.len()
+                            );
+                            self.errors.push(PolicyError { pos: pos.clone(), message, text: name.clone() });
+                            continue;
+                        }
+                        list.extend(items.iter().cloned());
                     } else {
                         self.lists.insert(name.clone(), items.clone());
                     }
                 }
-                Item::Macro { name, condition, append, continuation, .. } => {
+                Item::Macro { name, condition, append, continuation, pos } => {
                     let new = match (append, self.macros.remove(name)) {
-                        (true, Some(old)) => {
-                            if continuation.unwrap_or(true) {
-                                Expr::Or(vec![old, condition.clone()])
-                            } else {
-                                Expr::And(vec![old, condition.clone()])
-                            }
-                        }
+                        (true, Some(old)) => append_expr(old, condition.clone(), continuation.unwrap_or(true)),
                         _ => condition.clone(),
                     };
+                    // Each `and`/`or` alternation of appends nests one level: bounded here,
+                    // before anything recurses over the macro.
+                    let depth = expr_depth(&new);
+                    if depth > MAX_CONDITION_DEPTH {
+                        let message = format!(
+                            "macro '{name}': condition nests {depth} levels deep after its appends (limit {MAX_CONDITION_DEPTH})"
+                        );
+                        self.errors.push(PolicyError { pos: pos.clone(), message, text: name.clone() });
+                        continue;
+                    }
                     self.macros.insert(name.clone(), new);
                 }
                 _ => {}
@@ -198,7 +291,8 @@ impl Lowering {
                 Item::Rule(r) => self.rule(*r),
                 Item::Filter { name, condition, enabled, pos } => {
                     let enabled = self.enabled_flag(enabled.as_ref());
-                    match self.lower(&condition, &mut Vec::new()) {
+                    let what = format!("filter '{name}'");
+                    match self.lower(&condition, &mut Expansion::new(&what, &pos), 1) {
                         Ok(condition) => self.set.filters.push(FilterDef { name, enabled, condition, pos }),
                         Err(e) => self.errors.push(e),
                     }
@@ -235,7 +329,9 @@ impl Lowering {
             }
         }
         let append = r.append.as_deref().is_some_and(|a| parser::parse_bool(a) == Some(true));
-        let exceptions = match self.exceptions(&r.exceptions) {
+        let what = format!("rule '{}'", r.name);
+        let mut expansion = Expansion::new(&what, &r.pos);
+        let exceptions = match self.exceptions(&r.exceptions, &mut expansion) {
             Ok(e) => e,
             Err(e) => {
                 self.errors.push(e);
@@ -243,7 +339,7 @@ impl Lowering {
             }
         };
         let cond = match &r.condition {
-            Some(c) => match self.lower(c, &mut Vec::new()) {
+            Some(c) => match self.lower(c, &mut expansion, 1) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     self.errors.push(e);
@@ -272,6 +368,16 @@ impl Lowering {
             }
             if let Some(ex) = exceptions {
                 rule.condition = Cond::And(vec![rule.condition, Cond::Not(Box::new(ex))]);
+            }
+            // Appends nest the condition one level each: checked before the rule is kept.
+            let (depth, size) = limits::measure(&rule.condition);
+            if let Some(why) = limits::exceeded(depth, size) {
+                self.errors.push(PolicyError {
+                    pos: r.pos.clone(),
+                    message: format!("rule '{}': {why} (with its appends)", r.name),
+                    text: r.name.clone(),
+                });
+                return;
             }
             if let Some(t) = r.tags {
                 match mode("tags") {
@@ -374,29 +480,44 @@ impl Lowering {
         }
     }
 
-    /// Expands list names (recursively) into literal operands.
-    fn expand_elem(&self, text: &str, out: &mut Vec<Operand>, depth: usize) {
+    /// Expands list names (recursively, [`MAX_REFERENCE_DEPTH`] deep) into literal operands,
+    /// counting each element against the expansion's size limit.
+    fn expand_elem(&self, text: &str, out: &mut Vec<Operand>, depth: usize, x: &mut Expansion) -> Result<(), PolicyError> {
         match self.lists.get(text) {
-            Some(items) if depth < 32 => {
+            Some(items) if depth < MAX_REFERENCE_DEPTH => {
                 for it in items {
                     if !self.lists.contains_key(it.as_str()) {
                         if let Some(pos) = self.list_pos.get(text) {
                             self.check_list_name(it, true, pos);
                         }
                     }
-                    self.expand_elem(it, out, depth + 1);
+                    self.expand_elem(it, out, depth + 1, x)?;
                 }
             }
-            _ => out.push(Operand::Literal(text.to_string())),
+            _ => {
+                x.grow(1, || format!("while expanding into element '{text}'"))?;
+                out.push(Operand::Literal(text.to_string()));
+            }
         }
+        Ok(())
     }
 
-    fn lower(&self, e: &Expr, stack: &mut Vec<String>) -> Result<Cond, PolicyError> {
+    /// Lowers a condition at tree depth `depth`, expanding macros and lists within the
+    /// limits (depth, macro chain, size), so that the recursion here is bounded too.
+    fn lower(&self, e: &Expr, x: &mut Expansion, depth: usize) -> Result<Cond, PolicyError> {
+        if depth > MAX_CONDITION_DEPTH {
+            let msg = format!("condition nests deeper than {MAX_CONDITION_DEPTH} levels after macro expansion");
+            return Err(x.error(x.pos, msg));
+        }
+        if !matches!(e, Expr::Ref { .. }) {
+            x.grow(1, String::new)?;
+        }
         Ok(match e {
-            Expr::And(v) => Cond::And(v.iter().map(|x| self.lower(x, stack)).collect::<Result<_, _>>()?),
-            Expr::Or(v) => Cond::Or(v.iter().map(|x| self.lower(x, stack)).collect::<Result<_, _>>()?),
-            Expr::Not(x) => Cond::Not(Box::new(self.lower(x, stack)?)),
+            Expr::And(v) => Cond::And(v.iter().map(|e| self.lower(e, x, depth + 1)).collect::<Result<_, _>>()?),
+            Expr::Or(v) => Cond::Or(v.iter().map(|e| self.lower(e, x, depth + 1)).collect::<Result<_, _>>()?),
+            Expr::Not(e) => Cond::Not(Box::new(self.lower(e, x, depth + 1)?)),
             Expr::Ref { name, pos } => {
+                let stack = &x.stack;
                 let Some(m) = self.macros.get(name) else {
                     return Err(PolicyError {
                         pos: pos.clone(),
@@ -411,9 +532,13 @@ impl Lowering {
                         text: name.clone(),
                     });
                 }
-                stack.push(name.clone());
-                let c = self.lower(m, stack);
-                stack.pop();
+                if stack.len() >= MAX_REFERENCE_DEPTH {
+                    let msg = format!("macro references nest deeper than {MAX_REFERENCE_DEPTH} levels at '{name}'");
+                    return Err(x.error(pos, msg));
+                }
+                x.stack.push(name.clone());
+                let c = self.lower(m, x, depth);
+                x.stack.pop();
                 c?
             }
             Expr::Exists(a) => Cond::Exists(Self::operand(a)),
@@ -422,7 +547,7 @@ impl Lowering {
                 let mut rhs = Vec::new();
                 for el in elems {
                     self.check_list_name(&el.text, el.kind == Tok::Id, &el.pos);
-                    self.expand_elem(&el.text, &mut rhs, 0);
+                    self.expand_elem(&el.text, &mut rhs, 0, x)?;
                 }
                 Cond::Cmp { lhs: Self::operand(lhs), op: *op, rhs }
             }
@@ -430,7 +555,7 @@ impl Lowering {
     }
 
     /// Falco exceptions: the rule holds unless one exception's value tuple matches.
-    fn exceptions(&self, exs: &[Exception]) -> Result<Option<Cond>, PolicyError> {
+    fn exceptions(&self, exs: &[Exception], x: &mut Expansion) -> Result<Option<Cond>, PolicyError> {
         let mut alts = Vec::new();
         for ex in exs {
             if ex.fields.is_empty() {
@@ -465,7 +590,7 @@ impl Lowering {
                 let mut rhs = Vec::new();
                 for tuple in &ex.values {
                     for v in tuple {
-                        self.expand_elem(&v.text, &mut rhs, 0);
+                        self.expand_elem(&v.text, &mut rhs, 0, x)?;
                     }
                 }
                 if !rhs.is_empty() {
@@ -480,8 +605,9 @@ impl Lowering {
                     let op = comp_op(ex.comps.get(i).map(String::as_str).unwrap_or("="))?;
                     let mut rhs = Vec::new();
                     if matches!(op, Op::In | Op::Pmatch) {
-                        self.expand_elem(&v.text, &mut rhs, 0);
+                        self.expand_elem(&v.text, &mut rhs, 0, x)?;
                     } else {
+                        x.grow(1, String::new)?;
                         rhs.push(Operand::Literal(v.text.clone()));
                     }
                     conj.push(Cond::Cmp { lhs: Self::operand(field), op, rhs });
