@@ -214,3 +214,15 @@ fn large_lists_exceptions_and_or_chains_compile_in_near_linear_time() {
     let s = load_seconds("or.yaml", &rule("or chain", &terms.join(" or ")));
     assert!(s < BOUND_S, "20,000-term or chain: {s:.1} s");
 }
+
+#[test]
+fn sigma_rule_with_deeply_nested_yaml_does_not_abort() {
+    let nested = format!("{}x{}", "[".repeat(50_000), "]".repeat(50_000));
+    let text = format!(
+        "title: nested\nid: nested\ndescription: d\nlevel: high\nlogsource:\n  product: linux\n\
+         detection:\n  sel:\n    Image: {nested}\n  condition: sel\n"
+    );
+    let rs = compile_sigma_text("nested.yml", &text, &SigmaConfig::default(), &opts());
+    assert_eq!(rs.enabled_rule_count(), 0, "{:?}", rs.warnings());
+    assert!(rs.warnings().iter().any(|w| w.to_string().contains("nested.yml:")), "{:?}", rs.warnings());
+}
