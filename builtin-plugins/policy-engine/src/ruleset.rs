@@ -339,19 +339,46 @@ struct SubtreeIds {
     ids: std::collections::HashMap<String, u32>,
     /// Occurrences in the set, by number.
     counts: Vec<u32>,
+    /// Policy files by address, numbered for keys (one `Arc` per file read).
+    files: std::collections::HashMap<*const PathBuf, u32>,
 }
 
 impl SubtreeIds {
     /// The number of the node `c` whose children have the numbers `children`.
     fn id(&mut self, c: &Cond, children: &[u32]) -> u32 {
-        let key = match c {
-            Cond::And(_) => format!("and{children:?}"),
-            Cond::Or(_) => format!("or{children:?}"),
-            Cond::Not(_) => format!("not{children:?}"),
-            leaf => format!("{leaf:?}"),
+        use std::fmt::Write;
+        let mut key = String::new();
+        // Texts are written with their length, so that no text can fake a separator;
+        // a name's position stays in the key (as before numbering), with the file by number.
+        let _ = match c {
+            Cond::And(_) => write!(key, "and{children:?}"),
+            Cond::Or(_) => write!(key, "or{children:?}"),
+            Cond::Not(_) => write!(key, "not{children:?}"),
+            Cond::Const(b) => write!(key, "const {b}"),
+            Cond::Exists(o) => {
+                key.push_str("exists");
+                self.operand_key(o, &mut key)
+            }
+            Cond::Cmp { lhs, op, rhs } => {
+                let _ = write!(key, "{op:?}");
+                let _ = self.operand_key(lhs, &mut key);
+                rhs.iter().try_for_each(|r| self.operand_key(r, &mut key))
+            }
         };
         let next = self.ids.len() as u32;
         *self.ids.entry(key).or_insert(next)
+    }
+
+    fn operand_key(&mut self, o: &Operand, key: &mut String) -> std::fmt::Result {
+        use std::fmt::Write;
+        match o {
+            Operand::Literal(t) => write!(key, " L{}:{t}", t.len()),
+            Operand::Name { text, pos } => {
+                let next = self.files.len() as u32;
+                let file = *self.files.entry(Arc::as_ptr(&pos.file)).or_insert(next);
+                write!(key, " N{}:{text}@{file}:{}:{}", text.len(), pos.line, pos.col)
+            }
+        }
     }
 
     /// Numbers every sub-condition of `c` and counts it; returns the number of `c`.

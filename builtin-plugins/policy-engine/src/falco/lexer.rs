@@ -209,7 +209,10 @@ fn tag_len(s: &[u8]) -> usize {
 }
 
 fn word_match(s: &[u8], word: &str, case_insensitive: bool) -> bool {
-    s.len() >= word.len()
+    // The first byte rules out almost every word before a full comparison.
+    let first = |b: u8| if case_insensitive { b.to_ascii_lowercase() } else { b };
+    s.first().map(|&b| first(b)) == word.as_bytes().first().map(|&b| first(b))
+        && s.len() >= word.len()
         && if case_insensitive {
             s[..word.len()].eq_ignore_ascii_case(word.as_bytes())
         } else {
