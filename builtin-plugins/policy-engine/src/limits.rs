@@ -20,9 +20,13 @@ pub const MAX_REFERENCE_DEPTH: usize = 32;
 /// and comparison is one level).
 pub const MAX_CONDITION_DEPTH: usize = 500;
 
-/// Largest condition after macros and lists are expanded, counted in tree nodes plus
-/// list elements: a 100,000-item list counts 100,000.
-pub const MAX_EXPANDED_SIZE: usize = 2_000_000;
+/// Most tree nodes (`and`, `or`, `not`, comparisons) of one condition after macros and
+/// exceptions are expanded (a node with its position costs ~200 bytes: ~100 MB here).
+pub const MAX_EXPANDED_NODES: usize = 500_000;
+
+/// Most list elements (right-hand values of `in`/`pmatch` and comparisons) of one
+/// condition after lists are expanded: a 100,000-item list counts 100,000.
+pub const MAX_EXPANDED_ELEMENTS: usize = 2_000_000;
 
 /// Most items one list may have, after its `append`s.
 pub const MAX_LIST_ITEMS: usize = 1_000_000;
@@ -32,32 +36,47 @@ pub const MAX_LIST_ITEMS: usize = 1_000_000;
 /// condition need.
 pub const COMPILE_STACK_SIZE: usize = 64 << 20;
 
-/// Depth and size of a condition tree (as counted by [`MAX_CONDITION_DEPTH`] and
-/// [`MAX_EXPANDED_SIZE`]), measured without recursion.
-pub fn measure(c: &Cond) -> (usize, usize) {
-    let (mut depth, mut size) = (0, 0);
-    let mut stack = vec![(c, 1usize)];
-    while let Some((c, d)) = stack.pop() {
-        depth = depth.max(d);
-        size += 1;
-        match c {
-            Cond::And(v) | Cond::Or(v) => stack.extend(v.iter().map(|x| (x, d + 1))),
-            Cond::Not(x) => stack.push((x, d + 1)),
-            Cond::Cmp { rhs, .. } => size += rhs.len().saturating_sub(1),
-            Cond::Const(_) | Cond::Exists(_) => {}
-        }
-    }
-    (depth, size)
+/// The shape of a condition tree, as the limits count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shape {
+    /// Levels ([`MAX_CONDITION_DEPTH`]).
+    pub depth: usize,
+    /// Nodes ([`MAX_EXPANDED_NODES`]).
+    pub nodes: usize,
+    /// List elements ([`MAX_EXPANDED_ELEMENTS`]).
+    pub elements: usize,
 }
 
-/// Why a condition of this depth and size is refused, if it is.
-pub fn exceeded(depth: usize, size: usize) -> Option<String> {
-    if depth > MAX_CONDITION_DEPTH {
-        Some(format!("condition nests {depth} levels deep after macro expansion (limit {MAX_CONDITION_DEPTH})"))
-    } else if size > MAX_EXPANDED_SIZE {
-        Some(format!("condition expands to {size} nodes and list elements (limit {MAX_EXPANDED_SIZE})"))
-    } else {
-        None
+impl Shape {
+    /// Measures a condition tree without recursion.
+    pub fn of(c: &Cond) -> Shape {
+        let mut shape = Shape::default();
+        let mut stack = vec![(c, 1usize)];
+        while let Some((c, d)) = stack.pop() {
+            shape.depth = shape.depth.max(d);
+            shape.nodes += 1;
+            match c {
+                Cond::And(v) | Cond::Or(v) => stack.extend(v.iter().map(|x| (x, d + 1))),
+                Cond::Not(x) => stack.push((x, d + 1)),
+                Cond::Cmp { rhs, .. } => shape.elements += rhs.len(),
+                Cond::Const(_) | Cond::Exists(_) => {}
+            }
+        }
+        shape
+    }
+
+    /// Why a condition of this shape is refused, if it is.
+    pub fn exceeded(&self) -> Option<String> {
+        let Shape { depth, nodes, elements } = *self;
+        if depth > MAX_CONDITION_DEPTH {
+            Some(format!("condition nests {depth} levels deep after macro expansion (limit {MAX_CONDITION_DEPTH})"))
+        } else if nodes > MAX_EXPANDED_NODES {
+            Some(format!("condition expands to {nodes} nodes (limit {MAX_EXPANDED_NODES})"))
+        } else if elements > MAX_EXPANDED_ELEMENTS {
+            Some(format!("condition expands to {elements} list elements (limit {MAX_EXPANDED_ELEMENTS})"))
+        } else {
+            None
+        }
     }
 }
 

@@ -725,8 +725,7 @@ impl RuleSet {
         let mut subtrees = SubtreeIds::default();
         // Conditions over the limits are not walked (their rule is disabled below).
         let within_limits = |c: &Cond| {
-            let (depth, size) = limits::measure(c);
-            limits::exceeded(depth, size).is_none()
+            limits::Shape::of(c).exceeded().is_none()
         };
         for f in filters.iter().filter(|f| f.enabled && within_limits(&f.condition)) {
             subtrees.count(&f.condition);
@@ -741,8 +740,7 @@ impl RuleSet {
         let mut compile_condition = |warnings: &mut Vec<PolicyWarning>, kind: &str, name: &str, cond: &Cond, pos: &SourcePos| {
             // The front ends refuse such conditions; a policy set built by other code is
             // held to the same limits before the recursion below.
-            let (depth, size) = limits::measure(cond);
-            if let Some(reason) = limits::exceeded(depth, size) {
+            if let Some(reason) = limits::Shape::of(cond).exceeded() {
                 warnings.push(PolicyWarning { pos: pos.clone(), message: format!("{kind} '{name}' disabled: {reason}") });
                 return (Pred::Const(false), Some(reason));
             }

@@ -9,7 +9,7 @@ use abi_stable::std_types::{RArc, RVec};
 use sysflow_plugin_api::{Event, FlatRecord, Header, Process, ProcessEvent};
 use sysflow_policy_engine::{
     compile_policy_text, compile_sigma_text,
-    limits::{MAX_CONDITION_DEPTH, MAX_CONDITION_NESTING, MAX_EXPANDED_SIZE, MAX_REFERENCE_DEPTH},
+    limits::{MAX_CONDITION_DEPTH, MAX_CONDITION_NESTING, MAX_EXPANDED_ELEMENTS, MAX_EXPANDED_NODES, MAX_REFERENCE_DEPTH},
     sigma::SigmaConfig,
     ActionRegistry, CompileOptions, EvalState, Verdict,
 };
@@ -79,7 +79,7 @@ fn doubling_lists_and_macros_are_refused_quickly() {
     }
     text.push_str(&rule("lists", "sf.proc.name in (l40)"));
     let err = load_error("lists.yaml", &text);
-    assert!(err.contains(&format!("expands to more than {MAX_EXPANDED_SIZE} nodes")), "{err}");
+    assert!(err.contains(&format!("expands to more than {MAX_EXPANDED_ELEMENTS} list elements")), "{err}");
     assert!(err.contains("rule 'lists'") && err.contains("lists.yaml:"), "{err}");
 
     // 40 levels: past the reference depth; 30 levels: 2^30 nodes, past the size limit.
@@ -93,7 +93,7 @@ fn doubling_lists_and_macros_are_refused_quickly() {
     let err = load_error("macros.yaml", &doubling(40));
     assert!(err.contains(&format!("macro references nest deeper than {MAX_REFERENCE_DEPTH} levels")), "{err}");
     let err = load_error("macros.yaml", &doubling(30));
-    assert!(err.contains(&format!("expands to more than {MAX_EXPANDED_SIZE} nodes")), "{err}");
+    assert!(err.contains(&format!("expands to more than {MAX_EXPANDED_NODES} nodes")), "{err}");
     assert!(err.contains("rule 'macros'") && err.contains("in macro m30 -> m29"), "{err}");
     // Refused when the limit is reached, not after building 2^40 nodes.
     assert!(started.elapsed().as_secs() < 30, "took {:?}", started.elapsed());

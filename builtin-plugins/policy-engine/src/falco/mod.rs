@@ -17,7 +17,7 @@ use std::{
 use crate::{
     error::{PolicyError, PolicyErrors, PolicyWarning},
     ir::{Cond, FilterDef, Op, Operand, PolicySet, RuleDef, SourcePos},
-    limits::{self, MAX_CONDITION_DEPTH, MAX_EXPANDED_SIZE, MAX_LIST_ITEMS, MAX_REFERENCE_DEPTH},
+    limits::{self, MAX_CONDITION_DEPTH, MAX_EXPANDED_ELEMENTS, MAX_EXPANDED_NODES, MAX_LIST_ITEMS, MAX_REFERENCE_DEPTH},
 };
 
 use ast::{Atom, Exception, Expr, Item, RuleItem};
@@ -132,6 +132,9 @@ struct Lowering {
     /// Where each list was (last) defined.
     list_pos: HashMap<String, SourcePos>,
     macros: HashMap<String, Expr>,
+    /// Depth of each macro's condition as written (kept up to date through appends, so
+    /// that checking it costs no walk of the whole macro per append).
+    macro_depth: HashMap<String, usize>,
     set: PolicySet,
     errors: Vec<PolicyError>,
 }
@@ -202,13 +205,15 @@ struct Expansion<'a> {
     pos: &'a SourcePos,
     /// Macros being expanded, outermost first.
     stack: Vec<String>,
-    /// Nodes and list elements produced so far (bounded by [`MAX_EXPANDED_SIZE`]).
-    size: usize,
+    /// Nodes produced so far (bounded by [`MAX_EXPANDED_NODES`]).
+    nodes: usize,
+    /// List elements produced so far (bounded by [`MAX_EXPANDED_ELEMENTS`]).
+    elements: usize,
 }
 
 impl Expansion<'_> {
     fn new<'a>(what: &'a str, pos: &'a SourcePos) -> Expansion<'a> {
-        Expansion { what, pos, stack: Vec::new(), size: 0 }
+        Expansion { what, pos, stack: Vec::new(), nodes: 0, elements: 0 }
     }
 
     /// Where the expansion is, for messages: ` (in macro a -> b)` or nothing.
@@ -227,13 +232,21 @@ impl Expansion<'_> {
         PolicyError { pos: pos.clone(), message: format!("{}: {message}{}", self.what, self.via()), text: String::new() }
     }
 
-    /// Counts `n` more nodes or elements; an error once the condition is too large.
-    fn grow(&mut self, n: usize, cause: impl FnOnce() -> String) -> Result<(), PolicyError> {
-        self.size += n;
-        if self.size > MAX_EXPANDED_SIZE {
-            let cause = cause();
-            let cause = if cause.is_empty() { cause } else { format!(" {cause}") };
-            let msg = format!("condition expands to more than {MAX_EXPANDED_SIZE} nodes and list elements{cause}");
+    /// Counts one more node; an error once the condition has too many.
+    fn node(&mut self) -> Result<(), PolicyError> {
+        self.nodes += 1;
+        if self.nodes > MAX_EXPANDED_NODES {
+            let msg = format!("condition expands to more than {MAX_EXPANDED_NODES} nodes");
+            return Err(self.error(self.pos, msg));
+        }
+        Ok(())
+    }
+
+    /// Counts one more list element (`text`); an error once the condition has too many.
+    fn element(&mut self, text: &str) -> Result<(), PolicyError> {
+        self.elements += 1;
+        if self.elements > MAX_EXPANDED_ELEMENTS {
+            let msg = format!("condition expands to more than {MAX_EXPANDED_ELEMENTS} list elements (at '{text}')");
             return Err(self.error(self.pos, msg));
         }
         Ok(())
@@ -267,21 +280,33 @@ impl Lowering {
                     }
                 }
                 Item::Macro { name, condition, append, continuation, pos } => {
-                    let new = match (append, self.macros.remove(name)) {
-                        (true, Some(old)) => append_expr(old, condition.clone(), continuation.unwrap_or(true)),
-                        _ => condition.clone(),
+                    let added = expr_depth(condition);
+                    let (new, depth) = match (append, self.macros.remove(name)) {
+                        (true, Some(old)) => {
+                            let or = continuation.unwrap_or(true);
+                            let old_depth = self.macro_depth.get(name).copied().unwrap_or_else(|| expr_depth(&old));
+                            // Appended into the old disjunction (conjunction): one level below it.
+                            let flat = matches!((&old, or), (Expr::Or(_), true) | (Expr::And(_), false));
+                            let depth = if flat { old_depth.max(added + 1) } else { old_depth.max(added) + 1 };
+                            (append_expr(old, condition.clone(), or), depth)
+                        }
+                        _ => (condition.clone(), added),
                     };
                     // Each `and`/`or` alternation of appends nests one level: bounded here,
                     // before anything recurses over the macro.
-                    let depth = expr_depth(&new);
                     if depth > MAX_CONDITION_DEPTH {
                         let message = format!(
                             "macro '{name}': condition nests {depth} levels deep after its appends (limit {MAX_CONDITION_DEPTH})"
                         );
                         self.errors.push(PolicyError { pos: pos.clone(), message, text: name.clone() });
+                        // An empty stand-in: rules using the macro report no second,
+                        // misleading "undefined macro" error (the load fails anyway).
+                        self.macros.insert(name.clone(), Expr::Or(Vec::new()));
+                        self.macro_depth.insert(name.clone(), 1);
                         continue;
                     }
                     self.macros.insert(name.clone(), new);
+                    self.macro_depth.insert(name.clone(), depth);
                 }
                 _ => {}
             }
@@ -370,8 +395,7 @@ impl Lowering {
                 rule.condition = Cond::And(vec![rule.condition, Cond::Not(Box::new(ex))]);
             }
             // Appends nest the condition one level each: checked before the rule is kept.
-            let (depth, size) = limits::measure(&rule.condition);
-            if let Some(why) = limits::exceeded(depth, size) {
+            if let Some(why) = limits::Shape::of(&rule.condition).exceeded() {
                 self.errors.push(PolicyError {
                     pos: r.pos.clone(),
                     message: format!("rule '{}': {why} (with its appends)", r.name),
@@ -495,7 +519,7 @@ impl Lowering {
                 }
             }
             _ => {
-                x.grow(1, || format!("while expanding into element '{text}'"))?;
+                x.element(text)?;
                 out.push(Operand::Literal(text.to_string()));
             }
         }
@@ -510,7 +534,7 @@ impl Lowering {
             return Err(x.error(x.pos, msg));
         }
         if !matches!(e, Expr::Ref { .. }) {
-            x.grow(1, String::new)?;
+            x.node()?;
         }
         Ok(match e {
             Expr::And(v) => Cond::And(v.iter().map(|e| self.lower(e, x, depth + 1)).collect::<Result<_, _>>()?),
@@ -607,7 +631,7 @@ impl Lowering {
                     if matches!(op, Op::In | Op::Pmatch) {
                         self.expand_elem(&v.text, &mut rhs, 0, x)?;
                     } else {
-                        x.grow(1, String::new)?;
+                        x.element(&v.text)?;
                         rhs.push(Operand::Literal(v.text.clone()));
                     }
                     conj.push(Cond::Cmp { lhs: Self::operand(field), op, rhs });
