@@ -121,6 +121,26 @@ fn macro_appends_that_nest_too_deep_are_refused() {
 }
 
 #[test]
+fn rule_appends_that_nest_too_deep_are_refused() {
+    let base = rule("r", "sf.ts > 0");
+    let mut text = base.clone();
+    for i in 0..(MAX_CONDITION_DEPTH + 10) {
+        let op = if i % 2 == 0 { "and" } else { "or" };
+        writeln!(text, "- rule: r\n  append: true\n  condition: {op} sf.ret = {i}").unwrap();
+    }
+    let err = load_error("rule_appends.yaml", &text);
+    assert!(err.contains("rule 'r': condition nests") && err.contains("with its appends"), "{err}");
+    assert!(err.contains("rule_appends.yaml:"), "{err}");
+
+    // 10,000 `and` appends stay one flat conjunction.
+    let mut text = base;
+    for i in 0..10_000 {
+        writeln!(text, "- rule: r\n  append: true\n  condition: and sf.ret != {i}").unwrap();
+    }
+    assert!(compile_policy_text("rule_appends.yaml", &text, &opts()).is_ok());
+}
+
+#[test]
 fn sigma_condition_with_10000_nots_disables_its_rule() {
     let cond = format!("{}sel", "not ".repeat(10_000));
     let text = format!(

@@ -156,11 +156,20 @@ pub fn priority_of(word: &str) -> Option<i32> {
     }
 }
 
+/// A rule's condition with an appended one: into the existing disjunction (conjunction)
+/// when there is one, so that repeated appends do not nest.
 fn combine(old: Cond, new: Cond, or: bool) -> Cond {
-    if or {
-        Cond::Or(vec![old, new])
-    } else {
-        Cond::And(vec![old, new])
+    match (old, or) {
+        (Cond::Or(mut v), true) => {
+            v.push(new);
+            Cond::Or(v)
+        }
+        (Cond::And(mut v), false) => {
+            v.push(new);
+            Cond::And(v)
+        }
+        (old, true) => Cond::Or(vec![old, new]),
+        (old, false) => Cond::And(vec![old, new]),
     }
 }
 
@@ -384,7 +393,11 @@ impl Lowering {
                 return;
             };
             let mode = |key: &str| if append { Some("append") } else { overrides.get(key).copied() };
+            // Moved out, not cloned: cloning the condition per append is quadratic in
+            // the number of appends (on an error the load fails, so nothing is restored).
+            let condition = std::mem::replace(&mut self.set.rules[idx].condition, Cond::Const(false));
             let mut rule = self.set.rules[idx].clone();
+            rule.condition = condition;
             if let Some(c) = cond {
                 rule.condition = match mode("condition") {
                     Some("replace") => c,
