@@ -170,6 +170,7 @@ struct Hold {
     reason: String,
 }
 
+/// The monitor thread's state: what to compile, how, and what runs.
 struct Reloader {
     path: PathBuf,
     language: PolicyLanguage,
