@@ -6,6 +6,10 @@
 //! predicates over attribute accessors ([`attributes`], [`eval`]), bucketed by record
 //! type; the [`processor`] runs the compiled [`RuleSet`] over batches in parallel and
 //! swaps in reloaded rule sets ([`monitor`]) between batches.
+//!
+//! Every entry point below parses and compiles on a thread with a known stack
+//! ([`limits::on_compile_thread`]) within the documented [`limits`], so that no policy
+//! file can exhaust a stack or the memory: it is refused with an error instead.
 
 pub mod actions;
 pub mod attributes;
@@ -15,6 +19,7 @@ pub mod falco;
 pub mod ir;
 pub mod jsonpath;
 pub mod language;
+pub mod limits;
 pub mod monitor;
 pub mod processor;
 pub mod ruleset;
@@ -50,19 +55,20 @@ pub fn compile_policies(path: &Path) -> Result<RuleSet, PolicyErrors> {
 
 /// Compiles the Falco-syntax policy file or directory at `path`.
 pub fn compile_policies_with(path: &Path, opts: &CompileOptions) -> Result<RuleSet, PolicyErrors> {
-    let set = falco::load(path)?;
-    Ok(RuleSet::compile(set, opts))
+    compile_policies_in(&PolicyLanguage::Falco, path, opts)
 }
 
 /// Compiles policy text held in memory (`name` is used in messages).
 pub fn compile_policy_text(name: &str, text: &str, opts: &CompileOptions) -> Result<RuleSet, PolicyErrors> {
-    let set = falco::load_sources(&[(name.into(), text.to_string())])?;
-    Ok(RuleSet::compile(set, opts))
+    limits::on_compile_thread(|| {
+        let set = falco::load_sources(&[(name.into(), text.to_string())])?;
+        Ok(RuleSet::compile(set, opts))
+    })
 }
 
 /// Compiles the policy file or directory at `path` written in `language`.
 pub fn compile_policies_in(language: &PolicyLanguage, path: &Path, opts: &CompileOptions) -> Result<RuleSet, PolicyErrors> {
-    Ok(RuleSet::compile(language.load(path)?, opts))
+    limits::on_compile_thread(|| Ok(RuleSet::compile(language.load(path)?, opts)))
 }
 
 /// Compiles the Sigma rule file or directory at `path`, mapping field names with the
@@ -75,5 +81,5 @@ pub fn compile_sigma_policies(path: &Path, config: Option<&Path>, opts: &Compile
 
 /// Compiles one Sigma rule held in memory (`name` is used in messages).
 pub fn compile_sigma_text(name: &str, text: &str, config: &sigma::SigmaConfig, opts: &CompileOptions) -> RuleSet {
-    RuleSet::compile(sigma::load_sources(&[(name.into(), text.to_string())], config), opts)
+    limits::on_compile_thread(|| RuleSet::compile(sigma::load_sources(&[(name.into(), text.to_string())], config), opts))
 }

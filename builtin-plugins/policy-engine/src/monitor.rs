@@ -2,6 +2,13 @@
 //! background thread that debounces events, compares content hashes of the policy files,
 //! compiles a changed set off the hot path and leaves it for the engine to swap in
 //! between batches. A set that fails to compile is logged and the running one is kept.
+//!
+//! A reload that would lose a policy file of the running set, or take the enabled rules
+//! to 0, is held back (a delete-then-create deploy passes through such a state): the
+//! monitor warns, keeps the running rules and keeps watching; when the files come back
+//! the set compiles normally, and only if the reduced state lasts the hold time is it
+//! applied, with a warning. 0 enabled rules are never swapped in when the engine alerts
+//! (it would forward nothing): that is an error each time.
 
 use std::{
     path::{Path, PathBuf},
@@ -10,17 +17,37 @@ use std::{
         mpsc, Arc,
     },
     thread::JoinHandle,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use notify::{RecursiveMode, Watcher};
 use parking_lot::Mutex;
 use sysflow_plugin_api::Host;
 
-use crate::{falco, language::PolicyLanguage, ruleset::CompileOptions, RuleSet};
+use crate::{falco, language::PolicyLanguage, limits::COMPILE_STACK_SIZE, ruleset::CompileOptions, RuleSet};
 
 /// Quiet time after the last filesystem event before the files are re-read.
 const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// How long a reload that loses policy files or all enabled rules is held back, unless
+/// the `monitor.hold` key says otherwise.
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(5);
+
+/// How the monitor treats reloads that would reduce the running set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReloadPolicy {
+    /// How long a reload that loses files (or, in enrich mode, all enabled rules) waits
+    /// for the directory to come back before it is applied.
+    pub hold: Duration,
+    /// Never swap in a set with 0 enabled rules (alert mode: it would forward nothing).
+    pub refuse_empty: bool,
+}
+
+impl Default for ReloadPolicy {
+    fn default() -> Self {
+        ReloadPolicy { hold: DEFAULT_HOLD, refuse_empty: true }
+    }
+}
 
 #[derive(Default)]
 struct Shared {
@@ -62,7 +89,9 @@ impl Monitor {
         language: PolicyLanguage,
         opts: CompileOptions,
         host: Host,
+        running: &RuleSet,
         initial_hash: Option<u64>,
+        policy: ReloadPolicy,
     ) -> Result<Monitor, String> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel::<PathBuf>();
@@ -86,9 +115,13 @@ impl Monitor {
             .watch(&watch_path, mode)
             .map_err(|e| format!("cannot watch policy path {}: {e}", watch_path.display()))?;
         let sh = shared.clone();
+        let state = Running { files: running.files().to_vec(), enabled: running.enabled_rule_count(), hash: initial_hash };
+        let reloader = Reloader { path, language, opts, host, shared: sh, policy, running: state, hold: None };
+        // It parses and compiles: the stack the limits are sized for.
         let thread = std::thread::Builder::new()
             .name("policy-monitor".into())
-            .spawn(move || run(path, language, opts, host, rx, sh, initial_hash))
+            .stack_size(COMPILE_STACK_SIZE)
+            .spawn(move || reloader.run(rx))
             .map_err(|e| format!("cannot start policy monitor thread: {e}"))?;
         Ok(Monitor { shared, watcher: Some(watcher), thread: Some(thread) })
     }
@@ -124,57 +157,154 @@ impl Drop for Monitor {
     }
 }
 
-fn run(
+/// What the monitor knows of the set running (or about to run) in the engine.
+struct Running {
+    files: Vec<PathBuf>,
+    enabled: usize,
+    hash: Option<u64>,
+}
+
+/// A reload being held back: since when, and what was warned about.
+struct Hold {
+    until: Instant,
+    reason: String,
+}
+
+/// The monitor thread's state: what to compile, how, and what runs.
+struct Reloader {
     path: PathBuf,
     language: PolicyLanguage,
     opts: CompileOptions,
     host: Host,
-    rx: mpsc::Receiver<PathBuf>,
     shared: Arc<Shared>,
-    mut last_hash: Option<u64>,
-) {
-    loop {
-        // Wait for a relevant event, then until events stop for DEBOUNCE.
-        match rx.recv() {
-            Ok(p) if is_policy_file(&p) || p == path => {}
-            Ok(_) => continue,
-            Err(_) => return,
-        }
+    policy: ReloadPolicy,
+    running: Running,
+    hold: Option<Hold>,
+}
+
+impl Reloader {
+    fn run(mut self, rx: mpsc::Receiver<PathBuf>) {
         loop {
-            match rx.recv_timeout(DEBOUNCE) {
-                Ok(_) => continue,
-                Err(mpsc::RecvTimeoutError::Timeout) => break,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-        }
-        let hash = policy_hash(&path);
-        if hash.is_some() && hash == last_hash {
-            continue;
-        }
-        match language.load(&path) {
-            Ok(set) => {
-                let rs = RuleSet::compile(set, &opts);
-                for w in rs.warnings() {
-                    host.warn(&w.to_string());
+            // Wait for a relevant event (or the end of a hold), then until events stop
+            // for DEBOUNCE.
+            let event = match &self.hold {
+                Some(h) => match rx.recv_timeout(h.until.saturating_duration_since(Instant::now())) {
+                    Ok(p) => Some(p),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                },
+                None => match rx.recv() {
+                    Ok(p) => Some(p),
+                    Err(_) => return,
+                },
+            };
+            if let Some(p) = event {
+                if !(is_policy_file(&p) || p == self.path) {
+                    continue;
                 }
-                host.info(&format!(
-                    "policies reloaded from {}: {} rules ({} enabled), {} filters",
-                    path.display(),
-                    rs.rule_count(),
-                    rs.enabled_rule_count(),
-                    rs.filter_count()
-                ));
-                *shared.pending.lock() = Some(Arc::new(rs));
-                shared.reloads.fetch_add(1, Ordering::Relaxed);
-                last_hash = hash;
+                loop {
+                    match rx.recv_timeout(DEBOUNCE) {
+                        Ok(_) => continue,
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
             }
-            Err(e) => {
-                let msg = format!("policy reload failed, keeping the running rules: {e}");
-                host.error(&msg);
-                *shared.last_error.lock() = Some(msg);
-                shared.failures.fetch_add(1, Ordering::Relaxed);
-                last_hash = hash;
+            let hold_over = self.hold.as_ref().is_some_and(|h| Instant::now() >= h.until);
+            self.check(hold_over);
+        }
+    }
+
+    /// Starts (or continues) holding back a reload; warns when the reason is new.
+    fn hold_back(&mut self, reason: String) {
+        let hold = self.policy.hold;
+        match &mut self.hold {
+            Some(h) if h.reason == reason => {}
+            Some(h) => {
+                self.host.warn(&format!("policy reload held back: {reason}; keeping the running rules"));
+                h.reason = reason;
+            }
+            None => {
+                self.host.warn(&format!(
+                    "policy reload held back: {reason}; keeping the running rules for up to {:.1} s while the directory settles",
+                    hold.as_secs_f64()
+                ));
+                self.hold = Some(Hold { until: Instant::now() + hold, reason });
             }
         }
+    }
+
+    /// Re-reads the policy path after a change; `hold_over`: a held reload has waited
+    /// its hold time.
+    fn check(&mut self, hold_over: bool) {
+        let hash = policy_hash(&self.path);
+        if hash.is_some() && hash == self.running.hash {
+            if self.hold.take().is_some() {
+                self.host.info(&format!("policy files back in {}: running rules unchanged", self.path.display()));
+            }
+            return;
+        }
+        let files = falco::collect_files(&self.path).unwrap_or_default();
+        let missing: Vec<String> =
+            self.running.files.iter().filter(|f| !files.contains(f)).map(|f| f.display().to_string()).collect();
+        if !missing.is_empty() && !hold_over {
+            self.hold_back(format!("policy file(s) missing: {}", missing.join(", ")));
+            return;
+        }
+        let loaded = self.language.load(&self.path).map(|set| RuleSet::compile(set, &self.opts));
+        let rs = match loaded {
+            Ok(rs) => rs,
+            Err(e) => {
+                self.hold = None;
+                self.fail(format!("policy reload failed, keeping the running rules: {e}"), hash);
+                return;
+            }
+        };
+        if rs.enabled_rule_count() == 0 && self.running.enabled > 0 {
+            if self.policy.refuse_empty {
+                self.hold = None;
+                let msg = format!(
+                    "policy reload refused: {} has no enabled rules ({} rules); in alert mode that would forward nothing, keeping the running {} enabled rules",
+                    self.path.display(),
+                    rs.rule_count(),
+                    self.running.enabled
+                );
+                self.fail(msg, hash);
+                return;
+            }
+            if !hold_over {
+                self.hold_back(format!("{} has no enabled rules", self.path.display()));
+                return;
+            }
+        }
+        for w in rs.warnings() {
+            self.host.warn(&w.to_string());
+        }
+        if let Some(h) = self.hold.take() {
+            self.host.warn(&format!(
+                "policy reload applied after holding it back {:.1} s: {}",
+                self.policy.hold.as_secs_f64(),
+                h.reason
+            ));
+        }
+        self.host.info(&format!(
+            "policies reloaded from {}: {} rules ({} enabled), {} filters",
+            self.path.display(),
+            rs.rule_count(),
+            rs.enabled_rule_count(),
+            rs.filter_count()
+        ));
+        self.running = Running { files: rs.files().to_vec(), enabled: rs.enabled_rule_count(), hash };
+        *self.shared.pending.lock() = Some(Arc::new(rs));
+        self.shared.reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Logs and counts a reload that is not applied.
+    fn fail(&mut self, msg: String, hash: Option<u64>) {
+        self.host.error(&msg);
+        *self.shared.last_error.lock() = Some(msg);
+        self.shared.failures.fetch_add(1, Ordering::Relaxed);
+        // Not retried until the files change again.
+        self.running.hash = hash;
     }
 }

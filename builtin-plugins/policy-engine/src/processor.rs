@@ -11,8 +11,9 @@ use sysflow_plugin_api::{ffi::ConfigKey, Batch, Counter, FlatRecord, Host, Plugi
 
 use crate::{
     actions::ActionRegistry,
+    falco,
     language::PolicyLanguage,
-    monitor::{policy_hash, Monitor},
+    monitor::{policy_hash, Monitor, ReloadPolicy, DEFAULT_HOLD},
     ruleset::{CompileOptions, EvalState, RuleSet, UnknownAttributes, Verdict},
 };
 
@@ -24,6 +25,7 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("config", "sigma backend configuration file (field mappings)"),
     ConfigKey::new("monitor", "policy hot reload: none (default) or local"),
     ConfigKey::new("monitor.interval", "seconds between checks for a reloaded rule set (default 30)"),
+    ConfigKey::new("monitor.hold", "seconds a reload that loses policy files or all enabled rules waits for them to return (default 5)"),
     ConfigKey::new("concurrency", "worker threads evaluating a batch (default 5, capped at the CPU count)"),
     ConfigKey::new("actiondir", "directory of action plugins (.so), default /usr/local/sysflow/resources/actions"),
     ConfigKey::new("bench.rulesetsize", "benchmarking: keep only the first N rules (default -1: all)"),
@@ -207,10 +209,39 @@ impl Processor for PolicyEngine {
         };
         let path = PathBuf::from(policies);
         let hash = policy_hash(&path);
-        let set = language.load(&path).map_err(|e| PluginError::new(format!("key 'policies': {e}")))?;
-        let rules = RuleSet::compile(set, &opts);
+        let hold = match config.str("monitor.hold")? {
+            None => DEFAULT_HOLD,
+            Some(v) => v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .ok_or_else(|| PluginError::new(format!("key 'monitor.hold': invalid value '{v}' (expected seconds, e.g. 5 or 0.5)")))?,
+        };
+        let rules = match crate::compile_policies_in(&language, &path, &opts) {
+            Ok(rules) => rules,
+            // Enrich mode forwards every record anyway: an empty directory is worth a
+            // warning, not a stop (the monitor loads files added later).
+            Err(e) if mode == Mode::Enrich && path.is_dir() && falco::collect_files(&path).is_err() => {
+                host.warn(&format!("key 'policies': {e}; records pass through without rule matches"));
+                RuleSet::compile(Default::default(), &opts)
+            }
+            Err(e) => return Err(PluginError::new(format!("key 'policies': {e}"))),
+        };
         for w in rules.warnings() {
             host.warn(&w.to_string());
+        }
+        if rules.enabled_rule_count() == 0 {
+            let what = format!(
+                "key 'policies': {} has no enabled rules ({} rules, {} filters)",
+                path.display(),
+                rules.rule_count(),
+                rules.filter_count()
+            );
+            if mode == Mode::Alert {
+                return Err(PluginError::new(format!("{what}: in alert mode nothing would be forwarded")));
+            }
+            host.warn(&format!("{what}: records pass through without rule matches"));
         }
         host.info(&format!(
             "loaded {} rules ({} enabled) and {} filters from {} ({} policies)",
@@ -223,7 +254,10 @@ impl Processor for PolicyEngine {
         let interval_secs: u64 = config.parse_or("monitor.interval", 30)?;
         let monitor = match config.str("monitor")? {
             None | Some("none") => None,
-            Some("local") => Some(Monitor::start(path, language, opts, host, hash).map_err(PluginError::new)?),
+            Some("local") => {
+                let policy = ReloadPolicy { hold, refuse_empty: mode == Mode::Alert };
+                Some(Monitor::start(path, language, opts, host, &rules, hash, policy).map_err(PluginError::new)?)
+            }
             Some(other) => {
                 host.warn(&format!("key 'monitor': unknown value '{other}', monitoring disabled"));
                 None

@@ -17,6 +17,7 @@ use crate::{
     eval::{literal_int, literal_pieces, set_bit, type_bit, IntVal, Matcher, Pred, RuleIndex, Scratch, TypeMask, Val},
     ir::{Cond, Op, Operand, PolicySet, SourcePos},
     jsonpath::JsonPath,
+    limits,
 };
 
 /// The record types a flat record can have.
@@ -322,21 +323,82 @@ struct Compiler<'o> {
     /// Other reasons the condition cannot run (e.g. a regular expression that does not
     /// compile).
     invalid: Vec<String>,
-    /// Sub-conditions occurring more than once in the set, by structural key.
-    shared: &'o std::collections::HashMap<String, u32>,
-    /// Memo slots assigned so far, by structural key.
-    slots: &'o mut std::collections::HashMap<String, u32>,
-    /// Entity-cache slots assigned so far, by structural key.
-    entity_slots: &'o mut std::collections::HashMap<String, u32>,
+    /// Structural numbers of the set's sub-conditions, with their occurrence counts.
+    subtrees: &'o mut SubtreeIds,
+    /// Memo slots assigned so far, by structural number.
+    slots: &'o mut std::collections::HashMap<u32, u32>,
+    /// Entity-cache slots assigned so far, by structural number.
+    entity_slots: &'o mut std::collections::HashMap<u32, u32>,
 }
 
-/// Counts structurally identical sub-conditions (macros expand to identical trees).
-fn count_subtrees(c: &Cond, counts: &mut std::collections::HashMap<String, u32>) {
-    *counts.entry(format!("{c:?}")).or_default() += 1;
-    match c {
-        Cond::And(v) | Cond::Or(v) => v.iter().for_each(|x| count_subtrees(x, counts)),
-        Cond::Not(x) => count_subtrees(x, counts),
-        _ => {}
+/// Numbers structurally identical sub-conditions alike (macros expand to identical
+/// trees) and counts them. A node's key is its kind and its children's numbers, so the
+/// keys of a whole tree take space linear in its size, however deep it is.
+#[derive(Default)]
+struct SubtreeIds {
+    ids: std::collections::HashMap<String, u32>,
+    /// Occurrences in the set, by number.
+    counts: Vec<u32>,
+    /// Policy files by address, numbered for keys (one `Arc` per file read).
+    files: std::collections::HashMap<*const PathBuf, u32>,
+}
+
+impl SubtreeIds {
+    /// The number of the node `c` whose children have the numbers `children`.
+    fn id(&mut self, c: &Cond, children: &[u32]) -> u32 {
+        use std::fmt::Write;
+        let mut key = String::new();
+        // Texts are written with their length, so that no text can fake a separator;
+        // a name's position stays in the key (as before numbering), with the file by number.
+        let _ = match c {
+            Cond::And(_) => write!(key, "and{children:?}"),
+            Cond::Or(_) => write!(key, "or{children:?}"),
+            Cond::Not(_) => write!(key, "not{children:?}"),
+            Cond::Const(b) => write!(key, "const {b}"),
+            Cond::Exists(o) => {
+                key.push_str("exists");
+                self.operand_key(o, &mut key)
+            }
+            Cond::Cmp { lhs, op, rhs } => {
+                let _ = write!(key, "{op:?}");
+                let _ = self.operand_key(lhs, &mut key);
+                rhs.iter().try_for_each(|r| self.operand_key(r, &mut key))
+            }
+        };
+        let next = self.ids.len() as u32;
+        *self.ids.entry(key).or_insert(next)
+    }
+
+    fn operand_key(&mut self, o: &Operand, key: &mut String) -> std::fmt::Result {
+        use std::fmt::Write;
+        match o {
+            Operand::Literal(t) => write!(key, " L{}:{t}", t.len()),
+            Operand::Name { text, pos } => {
+                let next = self.files.len() as u32;
+                let file = *self.files.entry(Arc::as_ptr(&pos.file)).or_insert(next);
+                write!(key, " N{}:{text}@{file}:{}:{}", text.len(), pos.line, pos.col)
+            }
+        }
+    }
+
+    /// Numbers every sub-condition of `c` and counts it; returns the number of `c`.
+    fn count(&mut self, c: &Cond) -> u32 {
+        let children: Vec<u32> = match c {
+            Cond::And(v) | Cond::Or(v) => v.iter().map(|x| self.count(x)).collect(),
+            Cond::Not(x) => vec![self.count(x)],
+            _ => Vec::new(),
+        };
+        let id = self.id(c, &children);
+        if self.counts.len() <= id as usize {
+            self.counts.resize(id as usize + 1, 0);
+        }
+        self.counts[id as usize] += 1;
+        id
+    }
+
+    /// How often the sub-condition numbered `id` occurs in the set.
+    fn occurrences(&self, id: u32) -> u32 {
+        self.counts.get(id as usize).copied().unwrap_or(0)
     }
 }
 
@@ -364,21 +426,34 @@ fn merge_or(preds: Vec<Pred>) -> Vec<Pred> {
         }
     }
     let mut out: Vec<Pred> = Vec::with_capacity(flat.len());
+    // The first test of each attribute and family, which the later ones merge into; its
+    // matcher is built once, after all merges (per merge would be quadratic).
+    let mut first: std::collections::HashMap<(Attr, Op), usize> = std::collections::HashMap::new();
+    let mut merged = std::collections::BTreeSet::new();
     for p in flat {
         if let Pred::Str { lhs: Val::Attr(a), op, pieces, .. } = &p {
             if let Some(fam) = family(*op) {
-                let target = out.iter_mut().find(|q| {
-                    matches!(q, Pred::Str { lhs: Val::Attr(b), op: qop, .. } if b == a && family(*qop) == Some(fam))
-                });
-                if let Some(Pred::Str { pieces: qp, m, op: qop, .. }) = target {
-                    qp.extend(pieces.iter().cloned());
-                    *qop = fam;
-                    *m = Matcher::new(fam, qp.clone());
-                    continue;
+                match first.get(&(*a, fam)) {
+                    Some(&i) => {
+                        if let Some(Pred::Str { pieces: qp, op: qop, .. }) = out.get_mut(i) {
+                            qp.extend(pieces.iter().cloned());
+                            merged.insert(i);
+                            *qop = fam;
+                            continue;
+                        }
+                    }
+                    None => {
+                        first.insert((*a, fam), out.len());
+                    }
                 }
             }
         }
         out.push(p);
+    }
+    for i in merged {
+        if let Some(Pred::Str { pieces, m, op, .. }) = out.get_mut(i) {
+            *m = Matcher::new(*op, pieces.clone());
+        }
     }
     out
 }
@@ -433,29 +508,37 @@ impl Compiler<'_> {
         }
     }
 
-    fn cond(&mut self, c: &Cond) -> Pred {
-        let key = format!("{c:?}");
-        let p = self.cond_inner(c);
+    /// Compiles a sub-condition; returns it with its structural number.
+    fn cond(&mut self, c: &Cond) -> (Pred, u32) {
+        let mut children = Vec::new();
+        let p = self.cond_inner(c, &mut children);
+        let key = self.subtrees.id(c, &children);
         if let Some(entity) = p.cacheable_entity() {
             let next = self.entity_slots.len() as u32;
             let slot = *self.entity_slots.entry(key).or_insert(next);
-            return Pred::EntityMemo { entity, slot, pred: Box::new(p.without_entity_memos()) };
+            return (Pred::EntityMemo { entity, slot, pred: Box::new(p.without_entity_memos()) }, key);
         }
         let trivial = matches!(p, Pred::Const(_) | Pred::TypeIn(_) | Pred::OpFlags { .. } | Pred::OpenFlags { .. })
             || matches!(&p, Pred::Not(q) if matches!(**q, Pred::Const(_) | Pred::TypeIn(_) | Pred::OpFlags { .. }));
-        if trivial || self.shared.get(&key).copied().unwrap_or(0) < 2 {
-            return p;
+        if trivial || self.subtrees.occurrences(key) < 2 {
+            return (p, key);
         }
         let next = self.slots.len() as u32;
         let slot = *self.slots.entry(key).or_insert(next);
-        Pred::Memo(slot, Box::new(p))
+        (Pred::Memo(slot, Box::new(p)), key)
     }
 
-    fn cond_inner(&mut self, c: &Cond) -> Pred {
+    /// Compiles the node itself; the structural numbers of its children go to `children`.
+    fn cond_inner(&mut self, c: &Cond, children: &mut Vec<u32>) -> Pred {
+        let mut sub = |this: &mut Self, x: &Cond| {
+            let (p, id) = this.cond(x);
+            children.push(id);
+            p
+        };
         match c {
             Cond::And(v) => {
                 // `not a and not b` = `not (a or b)`: merge negated literal tests too.
-                let preds: Vec<Pred> = v.iter().map(|x| self.cond(x)).collect();
+                let preds: Vec<Pred> = v.iter().map(|x| sub(self, x)).collect();
                 let (negs, mut rest): (Vec<Pred>, Vec<Pred>) =
                     preds.into_iter().partition(|p| matches!(p, Pred::Not(q) if matches!(**q, Pred::Str { .. })));
                 if negs.len() > 1 {
@@ -479,7 +562,7 @@ impl Compiler<'_> {
                 }
             }
             Cond::Or(v) => {
-                let preds: Vec<Pred> = v.iter().map(|x| self.cond(x)).collect();
+                let preds: Vec<Pred> = v.iter().map(|x| sub(self, x)).collect();
                 let mut merged = merge_or(preds);
                 if merged.len() == 1 {
                     merged.pop().unwrap_or(Pred::Const(false))
@@ -487,7 +570,7 @@ impl Compiler<'_> {
                     Pred::Or(merged.into_boxed_slice())
                 }
             }
-            Cond::Not(x) => Pred::Not(Box::new(self.cond(x))),
+            Cond::Not(x) => Pred::Not(Box::new(sub(self, x))),
             Cond::Const(b) => Pred::Const(*b),
             Cond::Exists(o) => match self.resolve(o, false) {
                 Resolved::Attr(a) => Pred::Exists(a),
@@ -639,27 +722,37 @@ impl RuleSet {
             rules.truncate(n);
         }
         let mut buckets: Vec<Bucket> = (0..RecordType::ALL.len()).map(|_| Bucket::default()).collect();
-        let mut shared = std::collections::HashMap::new();
-        for f in filters.iter().filter(|f| f.enabled) {
-            count_subtrees(&f.condition, &mut shared);
+        let mut subtrees = SubtreeIds::default();
+        // Conditions over the limits are not walked (their rule is disabled below).
+        let within_limits = |c: &Cond| {
+            limits::Shape::of(c).exceeded().is_none()
+        };
+        for f in filters.iter().filter(|f| f.enabled && within_limits(&f.condition)) {
+            subtrees.count(&f.condition);
         }
-        for r in rules.iter().filter(|r| r.enabled) {
-            count_subtrees(&r.condition, &mut shared);
+        for r in rules.iter().filter(|r| r.enabled && within_limits(&r.condition)) {
+            subtrees.count(&r.condition);
         }
         let mut slots = std::collections::HashMap::new();
         let mut entity_slots = std::collections::HashMap::new();
         let mut out_filters = Vec::new();
         // One compiler state for the whole set: identical sub-conditions share slots.
         let mut compile_condition = |warnings: &mut Vec<PolicyWarning>, kind: &str, name: &str, cond: &Cond, pos: &SourcePos| {
+            // The front ends refuse such conditions; a policy set built by other code is
+            // held to the same limits before the recursion below.
+            if let Some(reason) = limits::Shape::of(cond).exceeded() {
+                warnings.push(PolicyWarning { pos: pos.clone(), message: format!("{kind} '{name}' disabled: {reason}") });
+                return (Pred::Const(false), Some(reason));
+            }
             let mut c = Compiler {
                 opts,
                 unknown: Vec::new(),
                 invalid: Vec::new(),
-                shared: &shared,
+                subtrees: &mut subtrees,
                 slots: &mut slots,
                 entity_slots: &mut entity_slots,
             };
-            let pred = c.cond(cond);
+            let (pred, _) = c.cond(cond);
             let disabled_reason = c.disabled_reason();
             if let Some(reason) = &disabled_reason {
                 warnings.push(PolicyWarning { pos: pos.clone(), message: format!("{kind} '{name}' disabled: {reason}") });

@@ -175,6 +175,11 @@ fn id_len(s: &[u8]) -> usize {
 }
 
 fn string_len(s: &[u8]) -> usize {
+    // Only a quote can open a string: the line end is looked for only then, so that a
+    // long line costs linear time.
+    if !matches!(s.first(), Some(b'"' | b'\'' | b'\\')) {
+        return 0;
+    }
     let line_end = s.iter().position(|&b| b == b'\n').unwrap_or(s.len());
     let line = &s[..line_end];
     let find = |open: &[u8], close: &[u8]| -> usize {
@@ -204,7 +209,10 @@ fn tag_len(s: &[u8]) -> usize {
 }
 
 fn word_match(s: &[u8], word: &str, case_insensitive: bool) -> bool {
-    s.len() >= word.len()
+    // The first byte rules out almost every word before a full comparison.
+    let first = |b: u8| if case_insensitive { b.to_ascii_lowercase() } else { b };
+    s.first().map(|&b| first(b)) == word.as_bytes().first().map(|&b| first(b))
+        && s.len() >= word.len()
         && if case_insensitive {
             s[..word.len()].eq_ignore_ascii_case(word.as_bytes())
         } else {
@@ -218,14 +226,20 @@ pub fn tokenize(src: &str) -> Vec<Token> {
     let mut out = Vec::with_capacity(src.len() / 4);
     let mut i = 0;
     let mut line = 1u32;
-    let mut line_start = 0usize;
-    let col_of = |pos: usize, line_start: usize| -> u32 { src[line_start..pos].chars().count() as u32 + 1 };
+    // The column of the last token, counted on from there (not from the line start) so
+    // that a long line costs linear time.
+    let mut col_mark = (0usize, 1u32);
+    let col_of = |pos: usize, mark: &mut (usize, u32)| -> u32 {
+        let col = mark.1 + src[mark.0..pos].chars().count() as u32;
+        *mark = (pos, col);
+        col
+    };
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'\n' {
             i += 1;
             line += 1;
-            line_start = i;
+            col_mark = (i, 1);
             continue;
         }
         if b.is_ascii_whitespace() {
@@ -278,10 +292,10 @@ pub fn tokenize(src: &str) -> Vec<Token> {
         } else {
             best.0
         };
-        out.push(Token { kind: best.1, start: i, end: i + len, line, col: col_of(i, line_start) });
+        out.push(Token { kind: best.1, start: i, end: i + len, line, col: col_of(i, &mut col_mark) });
         i += len;
     }
-    out.push(Token { kind: Tok::Eof, start: src.len(), end: src.len(), line, col: col_of(src.len(), line_start) });
+    out.push(Token { kind: Tok::Eof, start: src.len(), end: src.len(), line, col: col_of(src.len(), &mut col_mark) });
     out
 }
 

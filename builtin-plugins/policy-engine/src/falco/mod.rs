@@ -17,6 +17,7 @@ use std::{
 use crate::{
     error::{PolicyError, PolicyErrors, PolicyWarning},
     ir::{Cond, FilterDef, Op, Operand, PolicySet, RuleDef, SourcePos},
+    limits::{self, MAX_CONDITION_DEPTH, MAX_EXPANDED_ELEMENTS, MAX_EXPANDED_NODES, MAX_LIST_ITEMS, MAX_REFERENCE_DEPTH},
 };
 
 use ast::{Atom, Exception, Expr, Item, RuleItem};
@@ -131,6 +132,9 @@ struct Lowering {
     /// Where each list was (last) defined.
     list_pos: HashMap<String, SourcePos>,
     macros: HashMap<String, Expr>,
+    /// Depth of each macro's condition as written (kept up to date through appends, so
+    /// that checking it costs no walk of the whole macro per append).
+    macro_depth: HashMap<String, usize>,
     set: PolicySet,
     errors: Vec<PolicyError>,
 }
@@ -152,11 +156,109 @@ pub fn priority_of(word: &str) -> Option<i32> {
     }
 }
 
+/// A rule's condition with an appended one: into the existing disjunction (conjunction)
+/// when there is one, so that repeated appends do not nest.
 fn combine(old: Cond, new: Cond, or: bool) -> Cond {
-    if or {
-        Cond::Or(vec![old, new])
-    } else {
-        Cond::And(vec![old, new])
+    match (old, or) {
+        (Cond::Or(mut v), true) => {
+            v.push(new);
+            Cond::Or(v)
+        }
+        (Cond::And(mut v), false) => {
+            v.push(new);
+            Cond::And(v)
+        }
+        (old, true) => Cond::Or(vec![old, new]),
+        (old, false) => Cond::And(vec![old, new]),
+    }
+}
+
+/// Depth of a condition as written, without recursion (macro `append`s nest one level each).
+fn expr_depth(e: &Expr) -> usize {
+    let mut depth = 0;
+    let mut stack = vec![(e, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        depth = depth.max(d);
+        match e {
+            Expr::And(v) | Expr::Or(v) => stack.extend(v.iter().map(|x| (x, d + 1))),
+            Expr::Not(x) => stack.push((x, d + 1)),
+            _ => {}
+        }
+    }
+    depth
+}
+
+/// Appends `new` to a macro's condition with `or` (or `and`): into the existing
+/// disjunction (conjunction) when there is one, so that repeated appends do not nest.
+fn append_expr(old: Expr, new: Expr, or: bool) -> Expr {
+    match (old, or) {
+        (Expr::Or(mut v), true) => {
+            v.push(new);
+            Expr::Or(v)
+        }
+        (Expr::And(mut v), false) => {
+            v.push(new);
+            Expr::And(v)
+        }
+        (old, true) => Expr::Or(vec![old, new]),
+        (old, false) => Expr::And(vec![old, new]),
+    }
+}
+
+/// The expansion of one rule's or filter's condition: what it is (for messages), the
+/// macros being expanded, and the nodes and list elements produced so far.
+struct Expansion<'a> {
+    /// `rule 'X'` / `filter 'Y'`.
+    what: &'a str,
+    /// Where the rule or filter is written.
+    pos: &'a SourcePos,
+    /// Macros being expanded, outermost first.
+    stack: Vec<String>,
+    /// Nodes produced so far (bounded by [`MAX_EXPANDED_NODES`]).
+    nodes: usize,
+    /// List elements produced so far (bounded by [`MAX_EXPANDED_ELEMENTS`]).
+    elements: usize,
+}
+
+impl Expansion<'_> {
+    fn new<'a>(what: &'a str, pos: &'a SourcePos) -> Expansion<'a> {
+        Expansion { what, pos, stack: Vec::new(), nodes: 0, elements: 0 }
+    }
+
+    /// Where the expansion is, for messages: ` (in macro a -> b)` or nothing.
+    fn via(&self) -> String {
+        if self.stack.is_empty() {
+            String::new()
+        } else if self.stack.len() <= 6 {
+            format!(" (in macro {})", self.stack.join(" -> "))
+        } else {
+            let n = self.stack.len();
+            format!(" (in macro {} -> … -> {})", self.stack[..3].join(" -> "), self.stack[n - 3..].join(" -> "))
+        }
+    }
+
+    fn error(&self, pos: &SourcePos, message: String) -> PolicyError {
+        PolicyError { pos: pos.clone(), message: format!("{}: {message}{}", self.what, self.via()), text: String::new() }
+    }
+
+    /// Counts one more node; an error once the condition has too many.
+    fn node(&mut self) -> Result<(), PolicyError> {
+        self.nodes += 1;
+        if self.nodes > MAX_EXPANDED_NODES {
+            let msg = format!("condition expands to more than {MAX_EXPANDED_NODES} nodes");
+            return Err(self.error(self.pos, msg));
+        }
+        Ok(())
+    }
+
+    /// Counts one more list element (`text`); an error once the condition has too many.
+    fn element(&mut self, text: &str) -> Result<(), PolicyError> {
+        self.elements += 1;
+        if self.elements > MAX_EXPANDED_ELEMENTS {
+            let msg = format!("condition expands to more than {MAX_EXPANDED_ELEMENTS} list elements (at '{text}')");
+            return Err(self.error(self.pos, msg));
+        }
+        Ok(())
     }
 }
 
@@ -172,23 +274,48 @@ impl Lowering {
                 Item::List { name, items, append, pos } => {
                     self.list_pos.insert(name.clone(), pos.clone());
                     if *append {
-                        self.lists.entry(name.clone()).or_default().extend(items.iter().cloned());
+                        let list = self.lists.entry(name.clone()).or_default();
+                        if list.len() + items.len() > MAX_LIST_ITEMS {
+                            let message = format!(
+                                "list '{name}' would have {} items after this append (limit {MAX_LIST_ITEMS})",
+                                list.len() + items.len()
+                            );
+                            self.errors.push(PolicyError { pos: pos.clone(), message, text: name.clone() });
+                            continue;
+                        }
+                        list.extend(items.iter().cloned());
                     } else {
                         self.lists.insert(name.clone(), items.clone());
                     }
                 }
-                Item::Macro { name, condition, append, continuation, .. } => {
-                    let new = match (append, self.macros.remove(name)) {
+                Item::Macro { name, condition, append, continuation, pos } => {
+                    let added = expr_depth(condition);
+                    let (new, depth) = match (append, self.macros.remove(name)) {
                         (true, Some(old)) => {
-                            if continuation.unwrap_or(true) {
-                                Expr::Or(vec![old, condition.clone()])
-                            } else {
-                                Expr::And(vec![old, condition.clone()])
-                            }
+                            let or = continuation.unwrap_or(true);
+                            let old_depth = self.macro_depth.get(name).copied().unwrap_or_else(|| expr_depth(&old));
+                            // Appended into the old disjunction (conjunction): one level below it.
+                            let flat = matches!((&old, or), (Expr::Or(_), true) | (Expr::And(_), false));
+                            let depth = if flat { old_depth.max(added + 1) } else { old_depth.max(added) + 1 };
+                            (append_expr(old, condition.clone(), or), depth)
                         }
-                        _ => condition.clone(),
+                        _ => (condition.clone(), added),
                     };
+                    // Each `and`/`or` alternation of appends nests one level: bounded here,
+                    // before anything recurses over the macro.
+                    if depth > MAX_CONDITION_DEPTH {
+                        let message = format!(
+                            "macro '{name}': condition nests {depth} levels deep after its appends (limit {MAX_CONDITION_DEPTH})"
+                        );
+                        self.errors.push(PolicyError { pos: pos.clone(), message, text: name.clone() });
+                        // An empty stand-in: rules using the macro report no second,
+                        // misleading "undefined macro" error (the load fails anyway).
+                        self.macros.insert(name.clone(), Expr::Or(Vec::new()));
+                        self.macro_depth.insert(name.clone(), 1);
+                        continue;
+                    }
                     self.macros.insert(name.clone(), new);
+                    self.macro_depth.insert(name.clone(), depth);
                 }
                 _ => {}
             }
@@ -198,7 +325,8 @@ impl Lowering {
                 Item::Rule(r) => self.rule(*r),
                 Item::Filter { name, condition, enabled, pos } => {
                     let enabled = self.enabled_flag(enabled.as_ref());
-                    match self.lower(&condition, &mut Vec::new()) {
+                    let what = format!("filter '{name}'");
+                    match self.lower(&condition, &mut Expansion::new(&what, &pos), 1) {
                         Ok(condition) => self.set.filters.push(FilterDef { name, enabled, condition, pos }),
                         Err(e) => self.errors.push(e),
                     }
@@ -235,7 +363,9 @@ impl Lowering {
             }
         }
         let append = r.append.as_deref().is_some_and(|a| parser::parse_bool(a) == Some(true));
-        let exceptions = match self.exceptions(&r.exceptions) {
+        let what = format!("rule '{}'", r.name);
+        let mut expansion = Expansion::new(&what, &r.pos);
+        let exceptions = match self.exceptions(&r.exceptions, &mut expansion) {
             Ok(e) => e,
             Err(e) => {
                 self.errors.push(e);
@@ -243,7 +373,7 @@ impl Lowering {
             }
         };
         let cond = match &r.condition {
-            Some(c) => match self.lower(c, &mut Vec::new()) {
+            Some(c) => match self.lower(c, &mut expansion, 1) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     self.errors.push(e);
@@ -263,7 +393,11 @@ impl Lowering {
                 return;
             };
             let mode = |key: &str| if append { Some("append") } else { overrides.get(key).copied() };
+            // Moved out, not cloned: cloning the condition per append is quadratic in
+            // the number of appends (on an error the load fails, so nothing is restored).
+            let condition = std::mem::replace(&mut self.set.rules[idx].condition, Cond::Const(false));
             let mut rule = self.set.rules[idx].clone();
+            rule.condition = condition;
             if let Some(c) = cond {
                 rule.condition = match mode("condition") {
                     Some("replace") => c,
@@ -272,6 +406,15 @@ impl Lowering {
             }
             if let Some(ex) = exceptions {
                 rule.condition = Cond::And(vec![rule.condition, Cond::Not(Box::new(ex))]);
+            }
+            // Appends nest the condition one level each: checked before the rule is kept.
+            if let Some(why) = limits::Shape::of(&rule.condition).exceeded() {
+                self.errors.push(PolicyError {
+                    pos: r.pos.clone(),
+                    message: format!("rule '{}': {why} (with its appends)", r.name),
+                    text: r.name.clone(),
+                });
+                return;
             }
             if let Some(t) = r.tags {
                 match mode("tags") {
@@ -374,29 +517,44 @@ impl Lowering {
         }
     }
 
-    /// Expands list names (recursively) into literal operands.
-    fn expand_elem(&self, text: &str, out: &mut Vec<Operand>, depth: usize) {
+    /// Expands list names (recursively, [`MAX_REFERENCE_DEPTH`] deep) into literal operands,
+    /// counting each element against the expansion's size limit.
+    fn expand_elem(&self, text: &str, out: &mut Vec<Operand>, depth: usize, x: &mut Expansion) -> Result<(), PolicyError> {
         match self.lists.get(text) {
-            Some(items) if depth < 32 => {
+            Some(items) if depth < MAX_REFERENCE_DEPTH => {
                 for it in items {
                     if !self.lists.contains_key(it.as_str()) {
                         if let Some(pos) = self.list_pos.get(text) {
                             self.check_list_name(it, true, pos);
                         }
                     }
-                    self.expand_elem(it, out, depth + 1);
+                    self.expand_elem(it, out, depth + 1, x)?;
                 }
             }
-            _ => out.push(Operand::Literal(text.to_string())),
+            _ => {
+                x.element(text)?;
+                out.push(Operand::Literal(text.to_string()));
+            }
         }
+        Ok(())
     }
 
-    fn lower(&self, e: &Expr, stack: &mut Vec<String>) -> Result<Cond, PolicyError> {
+    /// Lowers a condition at tree depth `depth`, expanding macros and lists within the
+    /// limits (depth, macro chain, size), so that the recursion here is bounded too.
+    fn lower(&self, e: &Expr, x: &mut Expansion, depth: usize) -> Result<Cond, PolicyError> {
+        if depth > MAX_CONDITION_DEPTH {
+            let msg = format!("condition nests deeper than {MAX_CONDITION_DEPTH} levels after macro expansion");
+            return Err(x.error(x.pos, msg));
+        }
+        if !matches!(e, Expr::Ref { .. }) {
+            x.node()?;
+        }
         Ok(match e {
-            Expr::And(v) => Cond::And(v.iter().map(|x| self.lower(x, stack)).collect::<Result<_, _>>()?),
-            Expr::Or(v) => Cond::Or(v.iter().map(|x| self.lower(x, stack)).collect::<Result<_, _>>()?),
-            Expr::Not(x) => Cond::Not(Box::new(self.lower(x, stack)?)),
+            Expr::And(v) => Cond::And(v.iter().map(|e| self.lower(e, x, depth + 1)).collect::<Result<_, _>>()?),
+            Expr::Or(v) => Cond::Or(v.iter().map(|e| self.lower(e, x, depth + 1)).collect::<Result<_, _>>()?),
+            Expr::Not(e) => Cond::Not(Box::new(self.lower(e, x, depth + 1)?)),
             Expr::Ref { name, pos } => {
+                let stack = &x.stack;
                 let Some(m) = self.macros.get(name) else {
                     return Err(PolicyError {
                         pos: pos.clone(),
@@ -411,9 +569,13 @@ impl Lowering {
                         text: name.clone(),
                     });
                 }
-                stack.push(name.clone());
-                let c = self.lower(m, stack);
-                stack.pop();
+                if stack.len() >= MAX_REFERENCE_DEPTH {
+                    let msg = format!("macro references nest deeper than {MAX_REFERENCE_DEPTH} levels at '{name}'");
+                    return Err(x.error(pos, msg));
+                }
+                x.stack.push(name.clone());
+                let c = self.lower(m, x, depth);
+                x.stack.pop();
                 c?
             }
             Expr::Exists(a) => Cond::Exists(Self::operand(a)),
@@ -422,7 +584,7 @@ impl Lowering {
                 let mut rhs = Vec::new();
                 for el in elems {
                     self.check_list_name(&el.text, el.kind == Tok::Id, &el.pos);
-                    self.expand_elem(&el.text, &mut rhs, 0);
+                    self.expand_elem(&el.text, &mut rhs, 0, x)?;
                 }
                 Cond::Cmp { lhs: Self::operand(lhs), op: *op, rhs }
             }
@@ -430,7 +592,7 @@ impl Lowering {
     }
 
     /// Falco exceptions: the rule holds unless one exception's value tuple matches.
-    fn exceptions(&self, exs: &[Exception]) -> Result<Option<Cond>, PolicyError> {
+    fn exceptions(&self, exs: &[Exception], x: &mut Expansion) -> Result<Option<Cond>, PolicyError> {
         let mut alts = Vec::new();
         for ex in exs {
             if ex.fields.is_empty() {
@@ -465,7 +627,7 @@ impl Lowering {
                 let mut rhs = Vec::new();
                 for tuple in &ex.values {
                     for v in tuple {
-                        self.expand_elem(&v.text, &mut rhs, 0);
+                        self.expand_elem(&v.text, &mut rhs, 0, x)?;
                     }
                 }
                 if !rhs.is_empty() {
@@ -480,8 +642,9 @@ impl Lowering {
                     let op = comp_op(ex.comps.get(i).map(String::as_str).unwrap_or("="))?;
                     let mut rhs = Vec::new();
                     if matches!(op, Op::In | Op::Pmatch) {
-                        self.expand_elem(&v.text, &mut rhs, 0);
+                        self.expand_elem(&v.text, &mut rhs, 0, x)?;
                     } else {
+                        x.element(&v.text)?;
                         rhs.push(Operand::Literal(v.text.clone()));
                     }
                     conj.push(Cond::Cmp { lhs: Self::operand(field), op, rhs });

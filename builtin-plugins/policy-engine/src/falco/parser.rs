@@ -7,6 +7,7 @@ use std::{path::PathBuf, sync::Arc};
 use crate::{
     error::PolicyError,
     ir::{Op, SourcePos},
+    limits::{MAX_CONDITION_NESTING, MAX_LIST_ITEMS},
 };
 
 use super::{
@@ -39,7 +40,7 @@ const EXT_KEYS: &[&str] = &["source", "exceptions", "override", "required_plugin
 /// the next item after an error).
 pub fn parse_file(src: &str, file: Arc<PathBuf>) -> Result<Vec<Item>, Vec<PolicyError>> {
     let toks = tokenize(src);
-    let mut p = Parser { src, toks, i: 0, file, errors: Vec::new() };
+    let mut p = Parser { src, toks, i: 0, file, errors: Vec::new(), nesting: 0, item: String::new() };
     let items = p.file();
     if p.errors.is_empty() {
         Ok(items)
@@ -54,6 +55,10 @@ struct Parser<'s> {
     i: usize,
     file: Arc<PathBuf>,
     errors: Vec<PolicyError>,
+    /// Parentheses and `not`s open at the cursor in the current condition.
+    nesting: usize,
+    /// The item being parsed (`rule 'X'`), named in limit errors.
+    item: String,
 }
 
 type PResult<T> = Result<T, PolicyError>;
@@ -191,6 +196,8 @@ impl<'s> Parser<'s> {
         self.bump();
         self.expect_keysep()?;
         let pos = self.pos(dash);
+        self.nesting = 0;
+        self.item = word.to_string();
         match word {
             "rule" => self.rule(pos).map(|r| Some(Item::Rule(Box::new(r)))),
             "macro" => self.macro_item(pos).map(Some),
@@ -226,6 +233,7 @@ impl<'s> Parser<'s> {
 
     fn rule(&mut self, pos: SourcePos) -> PResult<RuleItem> {
         let name = self.text_value()?;
+        self.item = format!("rule '{name}'");
         let mut r = RuleItem { name, pos, ..Default::default() };
         loop {
             let t = self.peek();
@@ -359,6 +367,7 @@ impl<'s> Parser<'s> {
 
     fn macro_item(&mut self, pos: SourcePos) -> PResult<Item> {
         let name = self.name_id()?;
+        self.item = format!("macro '{name}'");
         let mut condition = None;
         let mut continuation = None;
         let mut append = None;
@@ -400,7 +409,15 @@ impl<'s> Parser<'s> {
             if self.is_kw(t, "items") {
                 self.bump();
                 self.expect_keysep()?;
-                items = Some(self.blist()?);
+                let list = self.blist()?;
+                if list.len() > MAX_LIST_ITEMS {
+                    return Err(PolicyError {
+                        pos,
+                        message: format!("list '{name}' has {} items (limit {MAX_LIST_ITEMS})", list.len()),
+                        text: name,
+                    });
+                }
+                items = Some(list);
             } else if self.is_kw(t, "append") {
                 self.bump();
                 self.expect_keysep()?;
@@ -418,6 +435,7 @@ impl<'s> Parser<'s> {
 
     fn filter_item(&mut self, pos: SourcePos) -> PResult<Item> {
         let name = self.name_id()?;
+        self.item = format!("filter '{name}'");
         let mut condition = None;
         let mut enabled = None;
         loop {
@@ -545,23 +563,47 @@ impl<'s> Parser<'s> {
 
     fn term(&mut self) -> PResult<Expr> {
         let t = self.peek();
+        let opens = self.is_kw(t, "not") || self.is_punct(t, "(");
+        if opens && self.nesting >= MAX_CONDITION_NESTING {
+            // Refused here, before the recursion below can exhaust the stack.
+            return Err(self.err(
+                t,
+                format!(
+                    "{}: condition nests deeper than {MAX_CONDITION_NESTING} levels of parentheses and 'not'",
+                    self.item
+                ),
+            ));
+        }
+        if opens {
+            self.nesting += 1;
+            let e = self.nested_term(t);
+            self.nesting -= 1;
+            return e;
+        }
+        self.plain_term()
+    }
+
+    /// A `not …` or `( … )` term starting at `t`.
+    fn nested_term(&mut self, t: Token) -> PResult<Expr> {
         if self.is_kw(t, "not") {
             self.bump();
             return Ok(Expr::Not(Box::new(self.term()?)));
         }
-        if self.is_punct(t, "(") {
-            self.bump();
-            let e = self.expr()?;
-            let c = self.peek();
-            if !self.is_punct(c, ")") {
-                if self.at_value_end() {
-                    return Err(self.err(c, format!("unclosed '(' (opened at {}:{})", t.line, t.col)));
-                }
-                return Err(self.err(c, "expected ')' or an operator"));
+        self.bump();
+        let e = self.expr()?;
+        let c = self.peek();
+        if !self.is_punct(c, ")") {
+            if self.at_value_end() {
+                return Err(self.err(c, format!("unclosed '(' (opened at {}:{})", t.line, t.col)));
             }
-            self.bump();
-            return Ok(e);
+            return Err(self.err(c, "expected ')' or an operator"));
         }
+        self.bump();
+        Ok(e)
+    }
+
+    /// A comparison, `exists` test or macro reference.
+    fn plain_term(&mut self) -> PResult<Expr> {
         let lhs = self.atom()?;
         let n = self.peek();
         if self.is_kw(n, "exists") {

@@ -2,6 +2,8 @@
 //! identifiers, `1 of`/`any of`/`all of` over `them` or a name pattern; an aggregation
 //! after `|` is split off (the caller warns that it is ignored).
 
+use crate::limits::MAX_CONDITION_NESTING;
+
 /// What a quantifier ranges over.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Selector {
@@ -69,6 +71,8 @@ fn lex(s: &str) -> Vec<Tok> {
 struct Parser {
     toks: Vec<Tok>,
     i: usize,
+    /// Parentheses and `not`s open at the cursor.
+    nesting: usize,
 }
 
 impl Parser {
@@ -97,10 +101,23 @@ impl Parser {
         Ok(if v.len() == 1 { v.remove(0) } else { CondExpr::And(v) })
     }
 
+    /// Enters a `not` or `(`: refused beyond [`MAX_CONDITION_NESTING`], before the
+    /// recursion can exhaust the stack.
+    fn enter(&mut self) -> Result<(), String> {
+        if self.nesting >= MAX_CONDITION_NESTING {
+            return Err(format!("condition nests deeper than {MAX_CONDITION_NESTING} levels of parentheses and 'not'"));
+        }
+        self.nesting += 1;
+        Ok(())
+    }
+
     fn not(&mut self) -> Result<CondExpr, String> {
         if self.peek_word().as_deref() == Some("not") {
             self.i += 1;
-            return Ok(CondExpr::Not(Box::new(self.not()?)));
+            self.enter()?;
+            let e = self.not();
+            self.nesting -= 1;
+            return Ok(CondExpr::Not(Box::new(e?)));
         }
         self.primary()
     }
@@ -109,7 +126,10 @@ impl Parser {
         match self.toks.get(self.i).cloned() {
             Some(Tok::Open) => {
                 self.i += 1;
-                let e = self.or()?;
+                self.enter()?;
+                let e = self.or();
+                self.nesting -= 1;
+                let e = e?;
                 if self.toks.get(self.i) != Some(&Tok::Close) {
                     return Err("missing ')'".into());
                 }
@@ -147,7 +167,7 @@ pub fn parse(text: &str) -> Result<Condition, String> {
         Some((e, a)) => (e, Some(a.trim().to_string())),
         None => (text, None),
     };
-    let mut p = Parser { toks: lex(expr_text), i: 0 };
+    let mut p = Parser { toks: lex(expr_text), i: 0, nesting: 0 };
     let expr = p.or()?;
     if let Some(t) = p.toks.get(p.i) {
         return Err(format!("unexpected {} after the expression", match t {
