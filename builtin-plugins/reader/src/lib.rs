@@ -18,12 +18,14 @@
 //! * the rate limiter measures its TTL on the monotonic clock, not on the wall clock.
 
 pub mod entity_cache;
+pub mod eviction;
 pub mod flattener;
 pub mod reader;
 
 use sysflow_plugin_api::{ChannelType, PluginDescriptor};
 
 pub use entity_cache::{EntityCache, ProcessContext, MAX_ANCESTRY_DEPTH};
+pub use eviction::{CacheLimits, EvictionStats};
 pub use flattener::{semantic_hash, Flattener, RateLimiter};
 pub use reader::{ReaderCounters, SysFlowReader};
 
