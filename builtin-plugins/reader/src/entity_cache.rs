@@ -56,6 +56,10 @@ pub(crate) fn key_of_foid(oid: &Foid) -> u64 {
     FxBuildHasher.hash_one(oid)
 }
 
+/// Insertion stamp of an entity that arrived before the segment's first event (stream
+/// time is unknown until then).
+const UNSTAMPED: i64 = i64::MIN;
+
 /// Longest ancestry list built; deeper chains are cut (and counted).
 pub const MAX_ANCESTRY_DEPTH: usize = 256;
 
@@ -168,6 +172,8 @@ pub struct EntityCache {
     limits: CacheLimits,
     /// Stream time: the largest event timestamp seen (ns).
     now: i64,
+    /// Whether an event has set `now` in this segment.
+    clock_set: bool,
     /// Stream time moved since the last eviction sweep.
     sweep_pending: bool,
     /// Use counter for LRU order.
@@ -214,6 +220,20 @@ impl EntityCache {
         self.exits.clear();
         self.unowned_files.clear();
         self.tombstones.clear();
+        // Each segment has its own clock: entities re-sent after a header are aged from
+        // the segment's first event, not from the last event of the previous one.
+        self.clock_set = false;
+        self.sweep_pending = false;
+    }
+
+    /// When an entity arriving now was last seen: `now`, or [`UNSTAMPED`] before the
+    /// segment's first event.
+    fn stamp(&self) -> i64 {
+        if self.clock_set {
+            self.now
+        } else {
+            UNSTAMPED
+        }
     }
 
     fn next_tick(&mut self) -> u64 {
@@ -303,7 +323,7 @@ impl EntityCache {
         trim_in_place(&mut f.path);
         let oid = f.oid;
         let last_used = self.next_tick();
-        let now = self.now;
+        let now = self.stamp();
         match self.files.get_mut(&oid) {
             Some(entry) => {
                 entry.file = RArc::new(f);
@@ -343,8 +363,9 @@ impl EntityCache {
     /// the event carrying `ts` still finds the entities sent just before it, however long
     /// the stream was idle.
     pub fn advance_clock(&mut self, ts: i64) {
-        if ts > self.now {
+        if ts > self.now || !self.clock_set {
             self.now = ts;
+            self.clock_set = true;
             self.sweep_pending = true;
         }
     }
@@ -357,7 +378,7 @@ impl EntityCache {
         }
     }
 
-    /// Stream time (ns): the largest event timestamp seen.
+    /// Stream time (ns): the largest event timestamp seen in this segment.
     pub fn now(&self) -> i64 {
         self.now
     }
@@ -393,16 +414,21 @@ impl EntityCache {
     }
 
     fn evict_idle_files(&mut self) {
+        let now = self.now;
         while let Some(&(since, foid)) = self.unowned_files.front() {
-            if since.saturating_add(self.limits.file_max_age_ns) >= self.now {
+            if since != UNSTAMPED && since.saturating_add(self.limits.file_max_age_ns) >= now {
                 break;
             }
             self.unowned_files.pop_front();
-            let Some(entry) = self.files.get(&foid) else { continue };
+            let Some(entry) = self.files.get_mut(&foid) else { continue };
             if entry.owners > 0 {
                 continue; // it is queued again when its last owner goes
             }
-            if entry.last_ref.saturating_add(self.limits.file_max_age_ns) >= self.now {
+            if entry.last_ref == UNSTAMPED {
+                // Sent before the segment's first event: its age starts now.
+                entry.last_ref = now;
+            }
+            if entry.last_ref.saturating_add(self.limits.file_max_age_ns) >= now {
                 let last_ref = entry.last_ref;
                 self.unowned_files.push_back((last_ref, foid));
                 continue;

@@ -844,3 +844,28 @@ fn bad_cache_keys_name_the_key() {
         assert!(err.to_string().contains(key), "{err}");
     }
 }
+
+#[test]
+fn files_sent_before_the_first_event_are_aged_from_it() {
+    // Stream time starts at the segment's first event: entities re-sent after a header
+    // are not aged by the gap since the previous segment (nor from time 0).
+    let mut reader = configured_reader(&[("cache.filemaxage", "60")]);
+    let t0 = 1_600_000_000 * SEC;
+    let mut records = vec![
+        header("node"),
+        process(1, None, ObjectState::Reup, "/usr/sbin/sshd", None),
+        file(7, "/etc/ssh/sshd_config"),
+        file(8, "/var/log/auth.log"),
+        ff(1, 7, t0),
+        ff(1, 8, t0 + 30 * SEC),
+        header("node"),
+        process(1, None, ObjectState::Reup, "/usr/sbin/sshd", None),
+        file(7, "/etc/ssh/sshd_config"),
+        file(8, "/var/log/auth.log"),
+    ];
+    records.extend([ff(1, 7, t0 + 86_400 * SEC), ff(1, 8, t0 + 86_430 * SEC)]);
+    let out = run(&mut reader, records);
+    assert_eq!(out.len(), 4);
+    assert!(out.iter().all(|r| r.file.is_some()), "every file resolved");
+    assert_eq!((counter(&reader, "evicted_file"), counter(&reader, "missing_file")), (0, 0));
+}
