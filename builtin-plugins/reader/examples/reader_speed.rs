@@ -3,12 +3,13 @@
 //! `process`, dropping its output included), so decoding and machine load from other
 //! processes are left out.
 //!
-//! `cargo run --release -p sysflow-reader --example reader_speed -- <trace.sf>`
+//! `cargo run --release -p sysflow-reader --example reader_speed -- <trace.sf> [key=value …]`
 //!
-//! Prints SysFlow records per reader CPU-second and the reader's cache counters.
+//! `key=value` pairs are reader pipeline keys (e.g. `cache.filemaxage=86400`). Prints
+//! SysFlow records per reader CPU-second and the reader's counters.
 
 use sysflow_avro_drivers::TraceReader;
-use sysflow_plugin_api::{abi_stable::std_types::RStr, Batch, Host, LogLevel, Processor, SysFlowRecord};
+use sysflow_plugin_api::{abi_stable::std_types::RStr, Batch, Host, LogLevel, PluginConfig, Processor, SysFlowRecord};
 use sysflow_reader::SysFlowReader;
 
 extern "C" fn quiet(_: LogLevel, _: RStr<'_>, _: RStr<'_>) {}
@@ -25,8 +26,14 @@ fn cpu_ns() -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args().nth(1).ok_or("usage: reader_speed <trace.sf>")?;
-    let mut reader = SysFlowReader::with_host(Host::new(quiet, "bench"));
+    let mut args = std::env::args().skip(1);
+    let path = args.next().ok_or("usage: reader_speed <trace.sf> [key=value …]")?;
+    let mut keys = serde_json::Map::new();
+    for pair in args {
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("'{pair}': expected key=value"))?;
+        keys.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+    }
+    let mut reader = SysFlowReader::new(&PluginConfig::from_map(keys), Host::new(quiet, "bench"))?;
     let mut trace = TraceReader::open(path.as_ref())?;
     let (mut records, mut flat, mut cpu) = (0u64, 0u64, 0u64);
     loop {

@@ -146,6 +146,8 @@ struct FileEntry {
     last_ref: i64,
     /// Cached processes that own it.
     owners: u32,
+    /// In `unowned_files` (at most once, so that queue never outgrows the table).
+    queued: bool,
 }
 
 /// A cached container or pod.
@@ -164,6 +166,8 @@ pub struct EntityCache {
     dependents: FxHashMap<Dependency, FxHashSet<Oid>>,
     /// Cached processes per parent OID (the parent need not be cached).
     children: FxHashMap<Oid, u32>,
+    /// (process, file) ownership pairs, so each process counts once per file.
+    owned: FxHashSet<(Oid, Foid)>,
     /// Exited processes in exit order, with their exit stream time.
     exits: VecDeque<(i64, Oid)>,
     /// Files that may have become unowned, with the stream time they did.
@@ -217,6 +221,7 @@ impl EntityCache {
         self.files.clear();
         self.dependents.clear();
         self.children.clear();
+        self.owned.clear();
         self.exits.clear();
         self.unowned_files.clear();
         self.tombstones.clear();
@@ -301,6 +306,8 @@ impl EntityCache {
             (Some(best), Some(new)) => (std::ptr::eq(&**best, &**new), best.poid.into_option()),
             _ => (true, None),
         };
+        // A process naming itself as parent must not keep itself alive.
+        let parent = parent.filter(|p| *p != oid);
         let counted = entry.counted_parent;
         if parent != counted {
             entry.counted_parent = parent;
@@ -338,6 +345,7 @@ impl EntityCache {
                         last_used,
                         last_ref: now,
                         owners: 0,
+                        queued: true,
                     },
                 );
                 // Unowned until an event references it: age it from now.
@@ -421,6 +429,7 @@ impl EntityCache {
             }
             self.unowned_files.pop_front();
             let Some(entry) = self.files.get_mut(&foid) else { continue };
+            entry.queued = false;
             if entry.owners > 0 {
                 continue; // it is queued again when its last owner goes
             }
@@ -429,6 +438,7 @@ impl EntityCache {
                 entry.last_ref = now;
             }
             if entry.last_ref.saturating_add(self.limits.file_max_age_ns) >= now {
+                entry.queued = true;
                 let last_ref = entry.last_ref;
                 self.unowned_files.push_back((last_ref, foid));
                 continue;
@@ -462,9 +472,11 @@ impl EntityCache {
             self.release_child(parent);
         }
         for foid in &entry.files {
+            self.owned.remove(&(oid, *foid));
             if let Some(file) = self.files.get_mut(foid) {
                 file.owners = file.owners.saturating_sub(1);
-                if file.owners == 0 {
+                if file.owners == 0 && !file.queued {
+                    file.queued = true;
                     self.unowned_files.push_back((self.now, *foid));
                 }
             }
@@ -614,8 +626,8 @@ impl EntityCache {
         let entry = self.files.get_mut(foid)?;
         entry.last_used = tick;
         entry.last_ref = self.now;
-        if let Some(process) = owner.and_then(|o| self.processes.get_mut(o)) {
-            if process.files.len() < MAX_OWNED_FILES && !process.files.contains(foid) {
+        if let Some((oid, process)) = owner.and_then(|o| self.processes.get_mut(o).map(|p| (o, p))) {
+            if process.files.len() < MAX_OWNED_FILES && self.owned.insert((*oid, *foid)) {
                 process.files.push(*foid);
                 entry.owners += 1;
             }
@@ -985,5 +997,42 @@ mod tests {
         assert_eq!(ctx.evicted_parent, Some(oid(1)));
         assert!(c.eviction_stats().over_cap >= 1);
         assert!(c.len() <= 4);
+    }
+
+    #[test]
+    fn a_popular_file_is_queued_for_ageing_once() {
+        let mut c = EntityCache::with_limits(CacheLimits {
+            exit_grace_ns: 10,
+            ..CacheLimits::default()
+        });
+        c.insert_file(File {
+            oid: [7; 20],
+            ..File::default()
+        });
+        // 10,000 short-lived processes each read the same file, then exit.
+        for i in 0..10_000i64 {
+            c.advance_clock(i * 100);
+            c.insert_process(proc_rec(100 + i, None, ObjectState::Created, "cat"));
+            assert!(c.reference_file(&[7; 20], Some(&oid(100 + i))).is_some());
+            c.note_exit(&oid(100 + i));
+            c.evict_due();
+        }
+        assert!(c.unowned_files.len() <= 1, "{} queue entries for one file", c.unowned_files.len());
+        assert!(c.exits.len() <= 2);
+        assert!(c.file(&[7; 20]).is_some(), "referenced a moment ago: still cached");
+    }
+
+    #[test]
+    fn a_process_naming_itself_as_parent_is_still_evicted() {
+        let mut c = EntityCache::with_limits(CacheLimits {
+            exit_grace_ns: 10,
+            ..CacheLimits::default()
+        });
+        c.advance_clock(1);
+        c.insert_process(proc_rec(7, Some(7), ObjectState::Created, "self"));
+        c.note_exit(&oid(7));
+        c.advance_clock(100);
+        c.evict_due();
+        assert_eq!(c.sizes().0, 0);
     }
 }

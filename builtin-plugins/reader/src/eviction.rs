@@ -20,13 +20,14 @@ pub const DEFAULT_FILE_MAX_AGE_SECS: u64 = 3_600;
 /// Default of `cache.maxentities`: hard cap on cached processes, files, containers and pods together.
 pub const DEFAULT_MAX_ENTITIES: usize = 262_144;
 
-/// How many evicted ids are remembered (to tell a reference to an evicted entity from one
+/// How many evicted ids of each kind are remembered (to tell a reference to an evicted entity from one
 /// to a never-seen entity); older ones are forgotten first, and then count as never seen.
 pub const MAX_TOMBSTONES: usize = 65_536;
 
 /// How many distinct files one process owns at most; a file it touches beyond that is kept
 /// by age alone (`cache.filemaxage`), so a long-lived process cannot pin files without bound.
-pub const MAX_OWNED_FILES: usize = 64;
+/// (A kubelet or `ps` reads thousands of `/proc` files the collector sends only once.)
+pub const MAX_OWNED_FILES: usize = 4_096;
 
 /// Nanoseconds per second (stream time is in ns, as SysFlow timestamps).
 const NS_PER_SEC: i64 = 1_000_000_000;
@@ -89,47 +90,57 @@ pub enum EntityKind {
     Pod,
 }
 
-/// Fingerprints of recently evicted entities, oldest forgotten first beyond [`MAX_TOMBSTONES`].
+/// Fingerprints of recently evicted entities, per kind, oldest forgotten first beyond
+/// [`MAX_TOMBSTONES`] per kind (so thousands of exited processes cannot push out the few
+/// evicted files).
 #[derive(Default)]
 pub struct Tombstones {
-    set: FxHashSet<(u8, u64)>,
-    order: VecDeque<(u8, u64)>,
+    kinds: [TombstoneRing; 4],
+}
+
+/// The remembered evictions of one kind.
+#[derive(Default)]
+struct TombstoneRing {
+    set: FxHashSet<u64>,
+    order: VecDeque<u64>,
 }
 
 impl Tombstones {
     /// Remembers that the entity `key` of `kind` was evicted.
     pub fn bury(&mut self, kind: EntityKind, key: u64) {
-        let entry = (kind as u8, key);
-        if !self.set.insert(entry) {
+        let ring = &mut self.kinds[kind as usize];
+        if !ring.set.insert(key) {
             return;
         }
-        self.order.push_back(entry);
-        if self.order.len() > MAX_TOMBSTONES {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+        ring.order.push_back(key);
+        if ring.order.len() > MAX_TOMBSTONES {
+            if let Some(old) = ring.order.pop_front() {
+                ring.set.remove(&old);
             }
         }
     }
 
     /// Whether the entity `key` of `kind` was evicted (and is still remembered).
     pub fn contains(&self, kind: EntityKind, key: u64) -> bool {
-        self.set.contains(&(kind as u8, key))
+        self.kinds[kind as usize].set.contains(&key)
     }
 
     /// Forgets everything (a header starts a new segment).
     pub fn clear(&mut self) {
-        self.set.clear();
-        self.order.clear();
+        for ring in &mut self.kinds {
+            ring.set.clear();
+            ring.order.clear();
+        }
     }
 
     /// Number of remembered evictions.
     pub fn len(&self) -> usize {
-        self.order.len()
+        self.kinds.iter().map(|r| r.order.len()).sum()
     }
 
     /// Whether nothing is remembered.
     pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.len() == 0
     }
 }
 
