@@ -869,3 +869,20 @@ fn files_sent_before_the_first_event_are_aged_from_it() {
     assert!(out.iter().all(|r| r.file.is_some()), "every file resolved");
     assert_eq!((counter(&reader, "evicted_file"), counter(&reader, "missing_file")), (0, 0));
 }
+
+#[test]
+fn a_long_lived_process_keeps_hundreds_of_idle_files() {
+    // Like postgres cycling through its WAL segments or a kubelet reading /proc: the
+    // collector sends each file once, and the live process comes back to it hours later.
+    let mut reader = configured_reader(&[("cache.filemaxage", "3600")]);
+    let mut records = vec![header("node"), process(1, None, ObjectState::Created, "/usr/lib/postgresql/bin/postgres", None)];
+    for n in 0..300u32 {
+        records.push(numbered_file(n, &format!("/var/lib/postgresql/data/pg_wal/{n:08X}")));
+        records.push(numbered_ff(1, n, (1 + n as i64) * SEC));
+    }
+    records.extend([pe(1, 20_000 * SEC), numbered_ff(1, 0, 20_001 * SEC), numbered_ff(1, 299, 20_002 * SEC)]);
+    let out = run(&mut reader, records);
+    assert_eq!(out.len(), 303);
+    assert!(out.iter().all(|r| r.event.record_type() != sysflow_plugin_api::RecordType::FileFlow || r.file.is_some()));
+    assert_eq!((counter(&reader, "evicted_file"), counter(&reader, "missing_file")), (0, 0));
+}
