@@ -3,18 +3,20 @@
 //! Entity records feed the [`EntityCache`]; every PE, NF, FF, FE, NE and KE record becomes
 //! one [`FlatRecord`] carrying shared references to the header current before it, its
 //! process ancestry, container, pod and file(s). Records whose entities are missing are
-//! still forwarded with what resolved (upstream does the same), and each miss is counted.
+//! still forwarded with what resolved (upstream does the same), and each miss is counted:
+//! as `missing_*` when the entity was never seen in the segment, as `evicted_*` when the
+//! bounded cache had let it go (see [`crate::eviction`] for the `cache.*` keys).
 
 use abi_stable::std_types::{RArc, ROption, RVec};
 use rustc_hash::FxHashSet;
 use sysflow_plugin_api::{
-    ffi::ConfigKey, flat::foid_hex, Batch, Counter, Event, FlatRecord, Foid, Header, Host, Oid, PluginConfig,
-    PluginError, PolicyContext, Processor, SysFlowRecord,
+    ffi::ConfigKey, flat::foid_hex, opflags::OP_EXIT, Batch, Counter, Event, FlatRecord, Foid, Header, Host, Oid,
+    PluginConfig, PluginError, PolicyContext, Processor, SysFlowRecord,
 };
 
 use crate::{
-    entity_cache::{Ancestry, EntityCache},
-    entity_cache::hash_str,
+    entity_cache::{hash_str, key_of_foid, key_of_oid, Ancestry, EntityCache},
+    eviction::CacheLimits,
 };
 
 /// Keys of the reader's pipeline block. The host hands `handler`/`handlerlibpath` to
@@ -30,6 +32,18 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ),
     ConfigKey::new("filter.enabled", "flattener rate limiter: on / off (default off)"),
     ConfigKey::new("filter.maxage", "flattener rate limiter TTL in seconds (default 86400)"),
+    ConfigKey::new(
+        "cache.exitgrace",
+        "seconds of stream time an exited process stays resolvable (default 60)",
+    ),
+    ConfigKey::new(
+        "cache.filemaxage",
+        "seconds of stream time a file no live process owns stays after its last use (default 3600)",
+    ),
+    ConfigKey::new(
+        "cache.maxentities",
+        "most cached processes, files, containers and pods; least recently used go first (default 262144)",
+    ),
 ];
 
 /// How many distinct missing ids of one kind are logged before further ones are only counted.
@@ -42,6 +56,10 @@ enum MissingKind {
     File,
     Container,
     Pod,
+    EvictedProcess,
+    EvictedFile,
+    EvictedContainer,
+    EvictedPod,
 }
 
 impl MissingKind {
@@ -54,8 +72,8 @@ impl MissingKind {
 /// messages per kind for the life of the reader, so a broken stream cannot flood the log.
 #[derive(Default)]
 struct MissingLog {
-    seen: [FxHashSet<u64>; 4],
-    logged: [u64; 4],
+    seen: [FxHashSet<u64>; 8],
+    logged: [u64; 8],
 }
 
 impl MissingLog {
@@ -85,16 +103,6 @@ impl MissingLog {
     }
 }
 
-fn key_of_oid(oid: &Oid) -> u64 {
-    (oid.create_ts as u64).rotate_left(17) ^ (oid.hpid as u64)
-}
-
-fn key_of_foid(oid: &Foid) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&oid[..8]);
-    u64::from_le_bytes(w)
-}
-
 /// Counters the reader reports.
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReaderCounters {
@@ -114,6 +122,14 @@ pub struct ReaderCounters {
     pub missing_container: u64,
     /// Records whose container names a pod that is not cached.
     pub missing_pod: u64,
+    /// Events and flows whose process (or an ancestor that ended its ancestry) was evicted.
+    pub evicted_process: u64,
+    /// File flows and events whose file (or FE new file) was evicted.
+    pub evicted_file: u64,
+    /// Records whose process names a container that was evicted.
+    pub evicted_container: u64,
+    /// Records whose container names a pod that was evicted.
+    pub evicted_pod: u64,
     /// Process flows, ignored as upstream does.
     pub ignored_process_flows: u64,
     /// Network events, flattened (upstream ignores them).
@@ -134,11 +150,16 @@ pub struct SysFlowReader {
 }
 
 impl SysFlowReader {
-    /// A reader with an empty cache. (Configuration keys all belong to the handler.)
+    /// A reader with an empty cache and the default cache limits.
     pub fn with_host(host: Host) -> SysFlowReader {
+        SysFlowReader::with_limits(host, CacheLimits::default())
+    }
+
+    /// A reader with an empty cache bounded by `limits`.
+    pub fn with_limits(host: Host, limits: CacheLimits) -> SysFlowReader {
         SysFlowReader {
             host,
-            cache: EntityCache::new(),
+            cache: EntityCache::with_limits(limits),
             header: RArc::new(Header::default()),
             seen_header: false,
             empty_ancestry: RArc::new(RVec::new()),
@@ -193,10 +214,22 @@ impl SysFlowReader {
                 self.cache.insert_file(f);
             }
             SysFlowRecord::Event(e) => {
+                self.cache.advance_clock(e.ts());
+                // Only the main thread's exit ends the process (thread exits carry their tid).
+                let exited = match &e {
+                    Event::Process(pe) if pe.op_flags & OP_EXIT != 0 && pe.tid == pe.proc_oid.hpid => {
+                        Some(pe.proc_oid)
+                    }
+                    _ => None,
+                };
                 if let Some(flat) = self.flatten(e) {
                     out.push(flat);
                     self.counters.flat_records_out += 1;
                 }
+                if let Some(oid) = exited {
+                    self.cache.note_exit(&oid);
+                }
+                self.cache.evict_due();
             }
         }
     }
@@ -239,19 +272,39 @@ impl SysFlowReader {
                     flat.container = ctx.container;
                     flat.pod = ctx.pod;
                     if let Some(id) = &ctx.missing_container {
-                        self.counters.missing_container += 1;
-                        self.missing
-                            .report(&self.host, MissingKind::Container, hash_str(id), || {
-                                format!("No container object for ID: {id}")
-                            });
+                        if self.cache.was_evicted_container(id) {
+                            self.counters.evicted_container += 1;
+                            self.missing
+                                .report(&self.host, MissingKind::EvictedContainer, hash_str(id), || {
+                                    format!("Container object for ID {id} was evicted from the entity cache (cache.maxentities too small?)")
+                                });
+                        } else {
+                            self.counters.missing_container += 1;
+                            self.missing
+                                .report(&self.host, MissingKind::Container, hash_str(id), || {
+                                    format!("No container object for ID: {id}")
+                                });
+                        }
                     }
                     if let Some(id) = &ctx.missing_pod {
-                        self.counters.missing_pod += 1;
-                        self.missing.report(&self.host, MissingKind::Pod, hash_str(id), || {
-                            format!("No pod object for ID: {id}")
-                        });
+                        if self.cache.was_evicted_pod(id) {
+                            self.counters.evicted_pod += 1;
+                            self.missing
+                                .report(&self.host, MissingKind::EvictedPod, hash_str(id), || {
+                                    format!("Pod object for ID {id} was evicted from the entity cache (cache.maxentities too small?)")
+                                });
+                        } else {
+                            self.counters.missing_pod += 1;
+                            self.missing.report(&self.host, MissingKind::Pod, hash_str(id), || {
+                                format!("No pod object for ID: {id}")
+                            });
+                        }
+                    }
+                    if let Some(parent) = ctx.evicted_parent {
+                        self.report_evicted_process(&parent);
                     }
                 }
+                None if self.cache.was_evicted_process(&oid) => self.report_evicted_process(&oid),
                 None => {
                     self.counters.missing_process += 1;
                     self.missing
@@ -262,17 +315,41 @@ impl SysFlowReader {
             }
         }
         if let Some(foid) = file_oid {
-            flat.file = self.lookup_file(&foid);
+            flat.file = self.lookup_file(&foid, proc_oid.as_ref());
         }
         if let Some(foid) = new_file_oid {
-            flat.new_file = self.lookup_file(&foid);
+            flat.new_file = self.lookup_file(&foid, proc_oid.as_ref());
         }
         Some(flat)
     }
 
-    fn lookup_file(&mut self, foid: &Foid) -> ROption<RArc<sysflow_plugin_api::File>> {
-        match self.cache.file(foid) {
-            Some(f) => ROption::RSome(f.clone()),
+    fn report_evicted_process(&mut self, oid: &Oid) {
+        self.counters.evicted_process += 1;
+        self.missing
+            .report(&self.host, MissingKind::EvictedProcess, key_of_oid(oid), || {
+                format!(
+                    "Process object for ID {{{} {}}} was evicted from the entity cache \
+                     (referenced after cache.exitgrace, or cache.maxentities too small?)",
+                    oid.create_ts, oid.hpid
+                )
+            });
+    }
+
+    fn lookup_file(&mut self, foid: &Foid, owner: Option<&Oid>) -> ROption<RArc<sysflow_plugin_api::File>> {
+        match self.cache.reference_file(foid, owner) {
+            Some(f) => ROption::RSome(f),
+            None if self.cache.was_evicted_file(foid) => {
+                self.counters.evicted_file += 1;
+                self.missing
+                    .report(&self.host, MissingKind::EvictedFile, key_of_foid(foid), || {
+                        format!(
+                            "File object for FOID {} was evicted from the entity cache \
+                             (referenced after cache.filemaxage, or cache.maxentities too small?)",
+                            foid_hex(foid)
+                        )
+                    });
+                ROption::RNone
+            }
             None => {
                 self.counters.missing_file += 1;
                 self.missing
@@ -286,8 +363,9 @@ impl SysFlowReader {
 }
 
 impl Processor for SysFlowReader {
-    fn new(_config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
-        Ok(SysFlowReader::with_host(host))
+    fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
+        let limits = CacheLimits::from_config(config)?;
+        Ok(SysFlowReader::with_limits(host, limits))
     }
 
     fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
@@ -316,6 +394,8 @@ impl Processor for SysFlowReader {
     fn counters(&self) -> Vec<Counter> {
         let c = self.counters;
         let a = self.cache.ancestry_stats();
+        let e = self.cache.eviction_stats();
+        let (processes, containers, pods, files) = self.cache.sizes();
         vec![
             Counter::new("records_in", c.records_in),
             Counter::new("flat_records_out", c.flat_records_out),
@@ -325,11 +405,20 @@ impl Processor for SysFlowReader {
             Counter::new("missing_file", c.missing_file),
             Counter::new("missing_container", c.missing_container),
             Counter::new("missing_pod", c.missing_pod),
+            Counter::new("evicted_process", c.evicted_process),
+            Counter::new("evicted_file", c.evicted_file),
+            Counter::new("evicted_container", c.evicted_container),
+            Counter::new("evicted_pod", c.evicted_pod),
             Counter::new("ignored_process_flows", c.ignored_process_flows),
             Counter::new("network_events", c.network_events),
             Counter::new("records_before_header", c.records_before_header),
             Counter::new("ancestry_cycles", a.cycles),
             Counter::new("ancestry_depth_capped", a.depth_capped),
+            Counter::new("cache_evictions_exited", e.exited_processes),
+            Counter::new("cache_evictions_idle_files", e.idle_files),
+            Counter::new("cache_evictions_over_cap", e.over_cap),
+            Counter::new("cache_peak_entities", e.peak_entities),
+            Counter::new("cache_entities", (processes + containers + pods + files) as u64),
         ]
     }
 }

@@ -613,3 +613,276 @@ fn descriptors_build_working_abi_objects() {
         .iter()
         .any(|c| c.name.as_str() == "rate_limited" && c.value == 1));
 }
+
+// ---------------------------------------------------------------- bounded entity cache
+
+const SEC: i64 = 1_000_000_000;
+
+/// A reader built from pipeline keys, as the host builds it.
+fn configured_reader(pairs: &[(&str, &str)]) -> SysFlowReader {
+    <SysFlowReader as Processor>::new(&config(pairs), host()).expect("valid cache keys")
+}
+
+/// The main thread's exit event of `hpid`.
+fn exit_event(hpid: i64, ts: i64) -> SysFlowRecord {
+    SysFlowRecord::Event(Event::Process(ProcessEvent {
+        proc_oid: oid(hpid),
+        ts,
+        tid: hpid,
+        op_flags: sysflow_plugin_api::opflags::OP_EXIT,
+        ..ProcessEvent::default()
+    }))
+}
+
+/// A file entity with a FOID built from `n` (more ids than [`file`] offers).
+fn numbered_file(n: u32, path: &str) -> SysFlowRecord {
+    let mut oid = [0xf0; 20];
+    oid[..4].copy_from_slice(&n.to_le_bytes());
+    SysFlowRecord::File(File {
+        oid,
+        path: path.into(),
+        restype: b'f' as i32,
+        ..File::default()
+    })
+}
+
+/// A file flow of `hpid` on the file of [`numbered_file`] `n`.
+fn numbered_ff(hpid: i64, n: u32, ts: i64) -> SysFlowRecord {
+    let mut file_oid = [0xf0; 20];
+    file_oid[..4].copy_from_slice(&n.to_le_bytes());
+    SysFlowRecord::Event(Event::FileFlow(FileFlow {
+        proc_oid: oid(hpid),
+        ts,
+        file_oid,
+        op_flags: 1408,
+        ..FileFlow::default()
+    }))
+}
+
+fn cached_entities(reader: &SysFlowReader) -> usize {
+    let (p, c, pd, f) = reader.cache().sizes();
+    p + c + pd + f
+}
+
+#[test]
+fn short_lived_processes_keep_the_cache_bounded() {
+    let mut reader = configured_reader(&[("cache.filemaxage", "10")]);
+    let mut out = RVec::new();
+    reader.read_records(
+        vec![
+            header("node"),
+            process(1, None, ObjectState::Created, "/bin/bash", None),
+            pe(1, SEC),
+        ],
+        &mut out,
+    );
+    let mut peak = 0;
+    // 20,000 tools, one per second of stream time, each reading its own file then exiting.
+    for i in 0..20_000u32 {
+        let hpid = 100 + i as i64;
+        let t = (2 + i as i64) * SEC;
+        reader.read_records(
+            vec![
+                process(hpid, Some(1), ObjectState::Created, "/usr/bin/tool", None),
+                numbered_file(i, &format!("/tmp/tool-{i}")),
+                numbered_ff(hpid, i, t),
+                exit_event(hpid, t + SEC / 2),
+            ],
+            &mut out,
+        );
+        peak = peak.max(cached_entities(&reader));
+    }
+    assert_eq!(out.len(), 1 + 2 * 20_000, "every event is still forwarded");
+    assert!(out.iter().all(|r| r.process().is_some()), "every record resolved its process");
+    assert_eq!(counter(&reader, "missing_process"), 0);
+    assert_eq!(counter(&reader, "missing_file"), 0);
+    assert_eq!(counter(&reader, "evicted_process"), 0);
+    assert_eq!(counter(&reader, "evicted_file"), 0);
+    // Default grace (60 s) + the 10 s file age at one tool per second: ~60 tools and ~70
+    // files at a time, not 40,000 entities.
+    assert!(peak <= 200, "cache peaked at {peak} entities");
+    assert!(counter(&reader, "cache_peak_entities") <= 200);
+    assert!(counter(&reader, "cache_evictions_exited") >= 19_900);
+    assert!(reader.cache().process(&oid(1)).is_some(), "the live shell stays");
+}
+
+#[test]
+fn exited_process_resolves_within_the_grace_window_and_its_children_keep_it() {
+    let mut reader = configured_reader(&[("cache.exitgrace", "60")]);
+    let out = run(
+        &mut reader,
+        vec![
+            header("node"),
+            process(1, None, ObjectState::Created, "/bin/sh", None),
+            process(2, Some(1), ObjectState::Created, "/usr/bin/daemon", None),
+            file(7, "/etc/passwd"),
+            exit_event(1, SEC),
+            // Flows exported after the exit, inside the grace window.
+            ff(1, 7, 50 * SEC),
+            // The parent is long past its grace window, but its live child still names it.
+            pe(2, 1_000 * SEC),
+        ],
+    );
+    assert_eq!(out.len(), 3);
+    assert_eq!(exes(&out[1]), ["/bin/sh"]);
+    assert_eq!(out[1].file.as_ref().map(|f| f.path.to_string()).into_option().as_deref(), Some("/etc/passwd"));
+    assert_eq!(exes(&out[2]), ["/usr/bin/daemon", "/bin/sh"]);
+    assert_eq!(counter(&reader, "evicted_process"), 0);
+    assert_eq!(counter(&reader, "missing_process"), 0);
+
+    // Once the child exits too, both go after the grace window.
+    run(&mut reader, vec![exit_event(2, 1_001 * SEC), pe(3, 2_000 * SEC)]);
+    assert_eq!(reader.cache().sizes().0, 0, "parent and child evicted");
+}
+
+#[test]
+fn thread_exit_does_not_end_the_process() {
+    let mut reader = configured_reader(&[("cache.exitgrace", "1")]);
+    let thread_exit = SysFlowRecord::Event(Event::Process(ProcessEvent {
+        proc_oid: oid(1),
+        ts: SEC,
+        tid: 4242,
+        op_flags: sysflow_plugin_api::opflags::OP_EXIT,
+        ..ProcessEvent::default()
+    }));
+    let out = run(
+        &mut reader,
+        vec![header("node"), process(1, None, ObjectState::Created, "/usr/bin/java", None), thread_exit, pe(1, 100 * SEC)],
+    );
+    assert_eq!(exes(&out[1]), ["/usr/bin/java"]);
+    assert_eq!(counter(&reader, "evicted_process"), 0);
+}
+
+#[test]
+fn reference_after_the_grace_window_counts_as_evicted_not_missing() {
+    let mut reader = configured_reader(&[("cache.exitgrace", "5")]);
+    take_logs();
+    let out = run(
+        &mut reader,
+        vec![
+            header("node"),
+            process(1, None, ObjectState::Created, "/usr/bin/curl", None),
+            process(2, None, ObjectState::Created, "/usr/bin/sleep", None),
+            pe(1, SEC),
+            exit_event(1, 2 * SEC),
+            pe(2, 10 * SEC),
+            // Process 1 exited 9 s ago (grace 5 s): it has been evicted.
+            pe(1, 11 * SEC),
+            pe(1, 12 * SEC),
+            // Never seen at all.
+            pe(99, 13 * SEC),
+        ],
+    );
+    assert_eq!(out.len(), 6, "records of evicted processes are still forwarded");
+    assert!(out[4].process().is_none());
+    assert_eq!(counter(&reader, "evicted_process"), 2);
+    assert_eq!(counter(&reader, "missing_process"), 1);
+    let logs = take_logs();
+    let evicted: Vec<_> = logs.iter().filter(|(_, m)| m.contains("evicted")).collect();
+    assert_eq!(evicted.len(), 1, "logged once per id: {logs:?}");
+    assert!(evicted[0].1.contains("{5001 1}") && evicted[0].1.contains("cache.exitgrace"), "{logs:?}");
+}
+
+#[test]
+fn entity_cap_evicts_least_recently_used_and_counts_it() {
+    let mut reader = configured_reader(&[("cache.maxentities", "8")]);
+    let mut records = vec![header("node")];
+    for hpid in 1..=8 {
+        records.push(process(hpid, None, ObjectState::Created, "/bin/x", None));
+    }
+    // Process 1 is used again: 2 and 3 are now the least recently used.
+    records.push(pe(1, SEC));
+    records.push(process(9, None, ObjectState::Created, "/bin/y", None));
+    records.push(process(10, None, ObjectState::Created, "/bin/y", None));
+    records.extend([pe(1, 2 * SEC), pe(2, 3 * SEC), pe(10, 4 * SEC)]);
+    let out = run(&mut reader, records);
+    assert!(cached_entities(&reader) <= 8);
+    assert_eq!(exes(&out[1]), ["/bin/x"], "the recently used process stays");
+    assert!(out[2].process().is_none(), "the least recently used one went");
+    assert_eq!(exes(&out[3]), ["/bin/y"], "the newest stays");
+    assert_eq!(counter(&reader, "evicted_process"), 1);
+    assert_eq!(counter(&reader, "missing_process"), 0);
+    assert!(counter(&reader, "cache_evictions_over_cap") >= 2);
+}
+
+#[test]
+fn a_file_goes_with_its_last_owner_and_owned_files_stay() {
+    let mut reader = configured_reader(&[("cache.exitgrace", "5"), ("cache.filemaxage", "10")]);
+    let out = run(
+        &mut reader,
+        vec![
+            header("node"),
+            process(1, None, ObjectState::Created, "/usr/bin/vim", None),
+            process(2, None, ObjectState::Created, "/usr/sbin/nginx", None),
+            file(7, "/tmp/edit.swp"),
+            file(8, "/var/log/nginx/access.log"),
+            ff(1, 7, SEC),
+            ff(2, 8, SEC),
+            exit_event(1, 2 * SEC),
+            // Stream time moves on: vim goes, and its file with it; nginx's file stays.
+            pe(2, 100 * SEC),
+            // 10 s later (the file max age) the file vim owned is gone too; nginx's stays.
+            pe(2, 150 * SEC),
+            ff(2, 8, 10_000 * SEC),
+            ff(2, 7, 10_001 * SEC),
+        ],
+    );
+    assert_eq!(out.len(), 7);
+    assert_eq!(reader.cache().sizes().3, 1, "only nginx's file is cached");
+    assert!(out[5].file.is_some(), "a file owned by a live process stays, however idle");
+    assert!(out[6].file.is_none(), "the exited owner's file went with it");
+    assert_eq!(counter(&reader, "evicted_file"), 1);
+    assert_eq!(counter(&reader, "missing_file"), 0);
+}
+
+#[test]
+fn bad_cache_keys_name_the_key() {
+    for (key, value) in [("cache.maxentities", "0"), ("cache.exitgrace", "soon"), ("cache.filemaxage", "-5")] {
+        let err = <SysFlowReader as Processor>::new(&config(&[(key, value)]), host())
+            .err()
+            .unwrap_or_else(|| panic!("{key}={value} must be refused"));
+        assert!(err.to_string().contains(key), "{err}");
+    }
+}
+
+#[test]
+fn files_sent_before_the_first_event_are_aged_from_it() {
+    // Stream time starts at the segment's first event: entities re-sent after a header
+    // are not aged by the gap since the previous segment (nor from time 0).
+    let mut reader = configured_reader(&[("cache.filemaxage", "60")]);
+    let t0 = 1_600_000_000 * SEC;
+    let mut records = vec![
+        header("node"),
+        process(1, None, ObjectState::Reup, "/usr/sbin/sshd", None),
+        file(7, "/etc/ssh/sshd_config"),
+        file(8, "/var/log/auth.log"),
+        ff(1, 7, t0),
+        ff(1, 8, t0 + 30 * SEC),
+        header("node"),
+        process(1, None, ObjectState::Reup, "/usr/sbin/sshd", None),
+        file(7, "/etc/ssh/sshd_config"),
+        file(8, "/var/log/auth.log"),
+    ];
+    records.extend([ff(1, 7, t0 + 86_400 * SEC), ff(1, 8, t0 + 86_430 * SEC)]);
+    let out = run(&mut reader, records);
+    assert_eq!(out.len(), 4);
+    assert!(out.iter().all(|r| r.file.is_some()), "every file resolved");
+    assert_eq!((counter(&reader, "evicted_file"), counter(&reader, "missing_file")), (0, 0));
+}
+
+#[test]
+fn a_long_lived_process_keeps_hundreds_of_idle_files() {
+    // Like postgres cycling through its WAL segments or a kubelet reading /proc: the
+    // collector sends each file once, and the live process comes back to it hours later.
+    let mut reader = configured_reader(&[("cache.filemaxage", "3600")]);
+    let mut records = vec![header("node"), process(1, None, ObjectState::Created, "/usr/lib/postgresql/bin/postgres", None)];
+    for n in 0..300u32 {
+        records.push(numbered_file(n, &format!("/var/lib/postgresql/data/pg_wal/{n:08X}")));
+        records.push(numbered_ff(1, n, (1 + n as i64) * SEC));
+    }
+    records.extend([pe(1, 20_000 * SEC), numbered_ff(1, 0, 20_001 * SEC), numbered_ff(1, 299, 20_002 * SEC)]);
+    let out = run(&mut reader, records);
+    assert_eq!(out.len(), 303);
+    assert!(out.iter().all(|r| r.event.record_type() != sysflow_plugin_api::RecordType::FileFlow || r.file.is_some()));
+    assert_eq!((counter(&reader, "evicted_file"), counter(&reader, "missing_file")), (0, 0));
+}

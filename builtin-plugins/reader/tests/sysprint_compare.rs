@@ -297,6 +297,12 @@ fn every_trace_matches_the_reference_reader() {
             .to_string();
         let run = common::read_trace(trace);
         let (ours, stats) = (run.records, run.stats);
+        // The bounded cache must never let go of an entity a real trace still refers to.
+        assert_eq!(
+            (stats.evicted_process, stats.evicted_file, stats.evicted_container, stats.evicted_pod),
+            (0, 0, 0, 0),
+            "{name}: references to evicted entities"
+        );
         total_time += run.reader_time;
         for (i, (k, v)) in [
             ("records_in", stats.records_in),
