@@ -236,6 +236,24 @@ fn large_lists_exceptions_and_or_chains_compile_in_near_linear_time() {
 }
 
 #[test]
+fn sigma_condition_copying_a_large_search_is_refused_before_it_is_built() {
+    // 2,000 copies of a 5,000-value search: 10 M nodes (~2 GB) if built.
+    let values: Vec<String> = (0..5_000).map(|i| format!("/bin/p{i}")).collect();
+    let cond = vec!["sel"; 2_000].join(" or ");
+    let text = format!(
+        "title: big\nid: big\ndescription: d\nlevel: high\nlogsource:\n  product: linux\n\
+         detection:\n  sel:\n    Image: [{}]\n  condition: {cond}\n",
+        values.join(", ")
+    );
+    let started = Instant::now();
+    let rs = compile_sigma_text("big.yml", &text, &SigmaConfig::default(), &opts());
+    assert_eq!(rs.enabled_rule_count(), 0);
+    let w: Vec<String> = rs.warnings().iter().map(|w| w.to_string()).collect();
+    assert!(w.iter().any(|w| w.contains("'big' disabled") && w.contains("condition expands to")), "{w:?}");
+    assert!(started.elapsed().as_secs() < 10, "took {:?}", started.elapsed());
+}
+
+#[test]
 fn sigma_rule_with_deeply_nested_yaml_does_not_abort() {
     let nested = format!("{}x{}", "[".repeat(50_000), "]".repeat(50_000));
     let text = format!(

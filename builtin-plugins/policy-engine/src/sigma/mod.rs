@@ -22,6 +22,7 @@ use yaml_rust2::{Yaml, YamlLoader};
 use crate::{
     error::{PolicyError, PolicyErrors, PolicyWarning},
     ir::{Cond, PolicySet, RuleDef, SourcePos},
+    limits::Shape,
 };
 use condition::{glob_match, CondExpr, Selector};
 use document::{scalar_text, DocError, SigmaDoc};
@@ -126,6 +127,7 @@ fn lower_doc(doc: &SigmaDoc, file: &Arc<PathBuf>, config: &SigmaConfig, set: &mu
     let pos = SourcePos { file: file.clone(), line: doc.condition_line, col: 1 };
     let mut low = SearchLowering { fields: &config.fieldmappings, pos: pos.clone(), findings: Default::default() };
     let searches: Vec<(String, Cond)> = doc.searches.iter().map(|(n, y)| (n.clone(), low.search(n, y))).collect();
+    let shapes: Vec<Shape> = searches.iter().map(|(_, c)| Shape::of(c)).collect();
     let search_findings = std::mem::take(&mut low.findings);
     for w in &search_findings.warnings {
         set.warnings.push(PolicyWarning { pos: pos.clone(), message: format!("rule '{}': {w}", doc.id) });
@@ -140,7 +142,15 @@ fn lower_doc(doc: &SigmaDoc, file: &Arc<PathBuf>, config: &SigmaConfig, set: &mu
                         message: format!("rule '{}': aggregation '| {agg}' is not supported and ignored", doc.id),
                     });
                 }
-                lower_expr(&c.expr, &searches, &mut disabled)
+                let mut lowering = ExprLowering { searches: &searches, shapes: &shapes, size: Shape::default(), disabled: &mut disabled };
+                let cond = lowering.lower(&c.expr);
+                if let Some(why) = lowering.size.exceeded() {
+                    // Stopped early (see `ExprLowering::search`): the rule cannot run.
+                    disabled.push(why);
+                    Cond::Const(false)
+                } else {
+                    cond
+                }
             }
             Err(e) => {
                 disabled.push(format!("condition '{text}': {e}"));
@@ -168,45 +178,71 @@ fn lower_doc(doc: &SigmaDoc, file: &Arc<PathBuf>, config: &SigmaConfig, set: &mu
     }
 }
 
-/// Lowers a condition expression; an undefined search identifier, or a pattern that
-/// matches no search, disables the rule (upstream silently evaluates it as false, which
-/// hides typos).
-fn lower_expr(e: &CondExpr, searches: &[(String, Cond)], disabled: &mut Vec<String>) -> Cond {
-    let select = |sel: &Selector, disabled: &mut Vec<String>| -> Vec<Cond> {
-        let v: Vec<Cond> = searches
-            .iter()
-            .filter(|(n, _)| match sel {
+/// Lowers one condition expression, counting the searches it copies against the
+/// expansion limits (`sel or sel or …` copies `sel` each time).
+struct ExprLowering<'a> {
+    searches: &'a [(String, Cond)],
+    /// Shape of each search, by index.
+    shapes: &'a [Shape],
+    /// Nodes and elements copied so far.
+    size: Shape,
+    disabled: &'a mut Vec<String>,
+}
+
+impl ExprLowering<'_> {
+    /// A copy of search `i`, or `false` once the copies exceed the limits (the rule is
+    /// then disabled, without building the rest).
+    fn search(&mut self, i: usize) -> Cond {
+        let (Some((_, c)), Some(shape)) = (self.searches.get(i), self.shapes.get(i)) else { return Cond::Const(false) };
+        self.size.nodes += shape.nodes;
+        self.size.elements += shape.elements;
+        self.size.depth = self.size.depth.max(shape.depth);
+        if self.size.exceeded().is_some() {
+            return Cond::Const(false);
+        }
+        c.clone()
+    }
+
+    /// Lowers a condition expression; an undefined search identifier, or a pattern that
+    /// matches no search, disables the rule (upstream silently evaluates it as false, which
+    /// hides typos).
+    fn lower(&mut self, e: &CondExpr) -> Cond {
+        match e {
+            CondExpr::And(v) => Cond::And(v.iter().map(|x| self.lower(x)).collect()),
+            CondExpr::Or(v) => Cond::Or(v.iter().map(|x| self.lower(x)).collect()),
+            CondExpr::Not(x) => Cond::Not(Box::new(self.lower(x))),
+            CondExpr::Search(n) => match self.searches.iter().position(|(s, _)| s == n) {
+                Some(i) => self.search(i),
+                None => {
+                    self.disabled.push(format!("undefined search identifier '{n}'"));
+                    Cond::Const(false)
+                }
+            },
+            CondExpr::OneOf(sel) => {
+                let mut v = self.select(sel);
+                if v.len() == 1 { v.pop().unwrap_or(Cond::Const(false)) } else { Cond::Or(v) }
+            }
+            CondExpr::AllOf(sel) => {
+                let mut v = self.select(sel);
+                if v.len() == 1 { v.pop().unwrap_or(Cond::Const(false)) } else { Cond::And(v) }
+            }
+        }
+    }
+
+    /// Copies of the searches a quantifier ranges over.
+    fn select(&mut self, sel: &Selector) -> Vec<Cond> {
+        let picked: Vec<usize> = (0..self.searches.len())
+            .filter(|&i| match sel {
                 Selector::Them => true,
-                Selector::Pattern(p) => glob_match(p, n),
+                Selector::Pattern(p) => glob_match(p, &self.searches[i].0),
             })
-            .map(|(_, c)| c.clone())
             .collect();
-        if v.is_empty() {
-            disabled.push(match sel {
+        if picked.is_empty() {
+            self.disabled.push(match sel {
                 Selector::Them => "'of them' with no searches".to_string(),
                 Selector::Pattern(p) => format!("no search identifier matches '{p}'"),
             });
         }
-        v
-    };
-    match e {
-        CondExpr::And(v) => Cond::And(v.iter().map(|x| lower_expr(x, searches, disabled)).collect()),
-        CondExpr::Or(v) => Cond::Or(v.iter().map(|x| lower_expr(x, searches, disabled)).collect()),
-        CondExpr::Not(x) => Cond::Not(Box::new(lower_expr(x, searches, disabled))),
-        CondExpr::Search(n) => match searches.iter().find(|(s, _)| s == n) {
-            Some((_, c)) => c.clone(),
-            None => {
-                disabled.push(format!("undefined search identifier '{n}'"));
-                Cond::Const(false)
-            }
-        },
-        CondExpr::OneOf(sel) => {
-            let v = select(sel, disabled);
-            if v.len() == 1 { v.into_iter().next().unwrap_or(Cond::Const(false)) } else { Cond::Or(v) }
-        }
-        CondExpr::AllOf(sel) => {
-            let v = select(sel, disabled);
-            if v.len() == 1 { v.into_iter().next().unwrap_or(Cond::Const(false)) } else { Cond::And(v) }
-        }
+        picked.into_iter().map(|i| self.search(i)).collect()
     }
 }
