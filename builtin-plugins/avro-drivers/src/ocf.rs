@@ -47,7 +47,8 @@ pub struct DecodeStats {
     pub bytes_skipped: u64,
     /// Damaged sync markers after intact blocks: the block was kept, nothing was skipped.
     pub damaged_markers: u64,
-    /// Problems reported as `Err` items.
+    /// Problems reported as `Err` items, except damaged markers (counted in `damaged_markers`:
+    /// they lose nothing, and a counter named `errors` is reported as a loss).
     pub errors: u64,
     /// Warnings: schema resolution notes and enum symbols unknown to us.
     pub warnings: u64,
