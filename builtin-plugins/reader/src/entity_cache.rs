@@ -148,6 +148,8 @@ struct FileEntry {
     owners: u32,
     /// In `unowned_files` (at most once, so that queue never outgrows the table).
     queued: bool,
+    /// The process of the last reference: a repeat by it needs no ownership bookkeeping.
+    last_owner: Option<Oid>,
 }
 
 /// A cached container or pod.
@@ -346,6 +348,7 @@ impl EntityCache {
                         last_ref: now,
                         owners: 0,
                         queued: true,
+                        last_owner: None,
                     },
                 );
                 // Unowned until an event references it: age it from now.
@@ -626,10 +629,14 @@ impl EntityCache {
         let entry = self.files.get_mut(foid)?;
         entry.last_used = tick;
         entry.last_ref = self.now;
-        if let Some((oid, process)) = owner.and_then(|o| self.processes.get_mut(o).map(|p| (o, p))) {
-            if process.files.len() < MAX_OWNED_FILES && self.owned.insert((*oid, *foid)) {
-                process.files.push(*foid);
-                entry.owners += 1;
+        // The common case, a process using its file again, costs no further lookup.
+        if owner.is_some() && entry.last_owner.as_ref() != owner {
+            entry.last_owner = owner.copied();
+            if let Some((oid, process)) = owner.and_then(|o| self.processes.get_mut(o).map(|p| (o, p))) {
+                if process.files.len() < MAX_OWNED_FILES && self.owned.insert((*oid, *foid)) {
+                    process.files.push(*foid);
+                    entry.owners += 1;
+                }
             }
         }
         Some(entry.file.clone())
