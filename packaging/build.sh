@@ -40,7 +40,7 @@ strip -o "$STAGE/bin/sfprocessor" "$TARGET_DIR/release/sfprocessor"
 export PACKAGE_BINARY=$STAGE/bin/sfprocessor
 
 echo "== .deb"
-cargo deb -p sfprocessor --no-build --output "$OUT/"
+cargo deb -p sfprocessor --no-build --strip --output "$OUT/"
 
 echo "== .rpm"
 python3 packaging/assets.py rpm-metadata "$STAGE/rpm-assets.toml"

@@ -90,7 +90,7 @@ echo "== upgrade over an edited conffile"
 echo "LOG_LEVEL=warn # edited by packaging/check.sh" >>"$ENV_FILE"
 version=$(dpkg-deb -f "$deb" Version)
 mkdir -p "$WORK/next"
-cargo deb -p sfprocessor --no-build --deb-version "$version.1" --output "$WORK/next/" >/dev/null
+cargo deb -p sfprocessor --no-build --strip --deb-version "$version.1" --output "$WORK/next/" >/dev/null
 dpkg -i "$WORK/next/"*.deb
 [ "$(dpkg-query -W -f='${Version}' sfprocessor)" = "$version.1" ] || fail "the upgrade was not installed"
 grep -q 'edited by packaging/check.sh' "$ENV_FILE" || fail "the upgrade replaced the operator's $ENV_FILE"
