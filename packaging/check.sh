@@ -15,13 +15,15 @@ ENV_FILE=/etc/sysflow/conf/sysflow-processor.env
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-fail() { echo "packaging check FAILED: $*" >&2; exit 1; }
+PASSED=0
+fail() { echo "packaging check FAILED: $*" >&2; echo "packaging: $PASSED passed, 1 failed"; exit 1; }
+ok() { PASSED=$((PASSED + 1)); echo "ok: $*"; }
 same() { # <what> <expected file> <actual file>
     if ! diff -u "$2" "$3" >"$WORK/diff"; then
         cat "$WORK/diff" >&2
         fail "$1 differs from the asset list (- expected, + found)"
     fi
-    echo "ok: $1 ($(wc -l <"$2") entries)"
+    ok "$1 ($(wc -l <"$2") entries)"
 }
 one() { # <glob>: the single file matching it
     local matches=($1)
@@ -79,10 +81,10 @@ trap 'purge; rm -rf "$WORK"' EXIT
 dpkg -i "$deb"
 /usr/bin/sfprocessor -version
 systemd-analyze verify --man=no "/usr/lib/systemd/system/$UNIT" || fail "systemd-analyze verify rejects $UNIT"
-echo "ok: systemd-analyze verify $UNIT"
+ok "systemd-analyze verify $UNIT"
 /usr/bin/sfprocessor -test -config /etc/sysflow/pipelines/pipeline.distribution.json \
     || fail "the installed pipeline.distribution.json does not load"
-echo "ok: sfprocessor -test -config /etc/sysflow/pipelines/pipeline.distribution.json"
+ok "sfprocessor -test -config /etc/sysflow/pipelines/pipeline.distribution.json"
 [ -d /usr/local/sysflow/resources/drivers ] && [ -d /usr/local/sysflow/resources/plugins ] || fail "plugin directories missing"
 [ -d /var/log/sysflow ] && [ -d /sock ] || fail "postinst did not create /var/log/sysflow and /sock"
 
@@ -94,12 +96,13 @@ cargo deb -p sfprocessor --no-build --strip --deb-version "$version.1" --output 
 dpkg -i "$WORK/next/"*.deb
 [ "$(dpkg-query -W -f='${Version}' sfprocessor)" = "$version.1" ] || fail "the upgrade was not installed"
 grep -q 'edited by packaging/check.sh' "$ENV_FILE" || fail "the upgrade replaced the operator's $ENV_FILE"
-echo "ok: the upgrade kept the edited $ENV_FILE"
+ok "the upgrade kept the edited $ENV_FILE"
 
 echo "== purge"
 dpkg --purge sfprocessor
 for gone in /usr/bin/sfprocessor "$ENV_FILE" "/usr/lib/systemd/system/$UNIT" /var/log/sysflow; do
     [ ! -e "$gone" ] || fail "$gone is still there after dpkg --purge"
 done
-echo "ok: dpkg --purge removed the files, the configuration and the logs"
-echo "packaging check passed in $((SECONDS - start)) s"
+ok "dpkg --purge removed the files, the configuration and the logs"
+echo "packaging check took $((SECONDS - start)) s"
+echo "packaging: $PASSED passed, 0 failed"
