@@ -62,9 +62,10 @@ if command -v rpm >/dev/null; then
     rpm -qcp "$rpm_file" 2>/dev/null | sort >"$WORK/rpm-conf"
     same ".rpm config files" "$WORK/expected-conf" "$WORK/rpm-conf"
     # %config(noreplace) shows as flags "cn".
-    rpm -qp --queryformat '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpm_file" 2>/dev/null \
-        | awk '$1 ~ /c/ && $1 ~ /n/ {print $2}' | sort >"$WORK/rpm-noreplace"
+    rpm -qp --queryformat '[%{FILEFLAGS:fflags}\t%{FILENAMES}\n]' "$rpm_file" 2>/dev/null \
+        | awk -F'\t' '$1 ~ /c/ && $1 ~ /n/ {print $2}' | sort >"$WORK/rpm-noreplace"
     same ".rpm %config(noreplace) files" "$WORK/expected-conf" "$WORK/rpm-noreplace"
+    for script in packaging/rpm/*.sh; do sh -n "$script" || fail "$script is not valid sh"; done
     rpm -qp --scripts "$rpm_file" 2>/dev/null >"$WORK/rpm-scripts"
     grep -q 'if \[ -d /run/systemd/system \]' "$WORK/rpm-scripts" || fail ".rpm scriptlets do not guard systemctl"
 else
