@@ -19,4 +19,5 @@ pub mod plugins;
 pub mod registry;
 pub mod rule_listing;
 pub mod runtime;
+pub mod service_notify;
 pub mod signals;

@@ -19,6 +19,7 @@ use crate::{
     diagnostics::Diagnostics,
     graph::{DriverNode, Graph, OnError, ProcessorNode, MAX_RESTARTS},
     hot_reload::{self, Swap},
+    service_notify,
     registry::Kind,
     logging,
     metrics::{self, NodeMetrics, PerfReporter},
@@ -204,6 +205,12 @@ pub fn run_reloading(
     // The host keeps no sender: a channel closes when its last producer finishes.
     drop(senders);
     drop(receivers);
+    // The drivers opened their inputs when constructed and now read them.
+    service_notify::ready();
+    let watchdog = {
+        let metrics = all_metrics.clone();
+        service_notify::start_watchdog(move || !metrics.iter().any(|m| m.failed.load(Ordering::Relaxed)))
+    };
 
     let perf = if perflog {
         match PerfReporter::start(all_metrics.clone(), PERF_INTERVAL) {
@@ -232,6 +239,9 @@ pub fn run_reloading(
     if let Some(p) = perf {
         p.finish();
     }
+    drop(watchdog);
+    // The input ended (or a stop was requested): only the summary remains.
+    service_notify::stopping();
     drop(reloader);
     let images = sfprocessor_plugin_loader::loaded_image_count();
     if images > 0 {

@@ -1,4 +1,6 @@
 //! SIGTERM/SIGINT: the socket driver stops, the pipeline drains, the process exits 0.
+//! SIGHUP: the process keeps running. With `NOTIFY_SOCKET` the service manager is told
+//! READY=1, RELOADING=1/READY=1 around a SIGHUP, WATCHDOG=1 and STOPPING=1.
 
 mod common;
 
@@ -31,6 +33,12 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 /// Starts reader → JSON file exporter (`out.json` in `dir`) behind the socket driver and
 /// waits until the socket is bound; returns the process and the socket path.
 fn spawn_socket_pipeline(dir: &Path) -> (Child, PathBuf) {
+    spawn_socket_pipeline_with(dir, Command::new(bin()))
+}
+
+/// [`spawn_socket_pipeline`] run by `cmd` (the binary, or a wrapper with the binary as
+/// its first argument, with the environment the test sets).
+fn spawn_socket_pipeline_with(dir: &Path, mut cmd: Command) -> (Child, PathBuf) {
     let cfg = write_pipeline(
         dir,
         "p.json",
@@ -39,7 +47,7 @@ fn spawn_socket_pipeline(dir: &Path) -> (Child, PathBuf) {
             {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": "out.json"}]}"#,
     );
     let sock = dir.join("sysflow.sock");
-    let child = Command::new(bin())
+    let child = cmd
         .current_dir(dir)
         .args(["-config", &cfg, "-driver", "socket", &sock.to_string_lossy()])
         .stdout(Stdio::piped())
@@ -163,4 +171,92 @@ fn second_signal_forces_exit_one() {
         let _ = e.read_to_string(&mut stderr);
     }
     assert!(stderr.contains("received SIGTERM again: exiting without draining"), "{stderr}");
+}
+
+/// Without a service manager, SIGHUP (whose default action killed the process) is logged
+/// and the pipeline keeps running; SIGTERM still drains and exits 0.
+#[test]
+fn sighup_keeps_the_pipeline_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, _sock) = spawn_socket_pipeline(dir.path());
+    send_signal(&child, Signal::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().expect("wait").is_none(), "SIGHUP ended the process");
+    send_signal(&child, Signal::SIGTERM);
+    let status = wait_exit(&mut child, Duration::from_secs(15), "sfprocessor did not exit within 15 s of SIGTERM");
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("received SIGHUP: a full pipeline reload is not implemented yet"), "{stdout}");
+}
+
+/// The datagrams a service manager would receive on `NOTIFY_SOCKET`.
+struct NotifyListener {
+    socket: std::os::unix::net::UnixDatagram,
+    seen: Vec<String>,
+}
+
+impl NotifyListener {
+    fn bind(path: &Path) -> NotifyListener {
+        let socket = std::os::unix::net::UnixDatagram::bind(path).expect("bind the notify socket");
+        socket.set_read_timeout(Some(Duration::from_millis(200))).expect("read timeout");
+        NotifyListener { socket, seen: Vec::new() }
+    }
+
+    /// Receives datagrams until one satisfies `pred` (returned) or `timeout` passes (fails).
+    fn wait(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        let mut buf = [0u8; 4096];
+        while start.elapsed() < timeout {
+            let Ok(n) = self.socket.recv(&mut buf) else { continue };
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            self.seen.push(msg.clone());
+            if pred(&msg) {
+                return msg;
+            }
+        }
+        panic!("no {what} within {timeout:?}; received: {:?}", self.seen);
+    }
+}
+
+/// The sd_notify sequence of a `Type=notify` service: READY=1 once the socket driver reads,
+/// watchdog pings (WATCHDOG_USEC set for this pid), RELOADING=1 with MONOTONIC_USEC and
+/// READY=1 around a burst of SIGHUPs with the process still running, STOPPING=1 on SIGTERM
+/// and exit 0.
+#[test]
+fn notify_socket_sees_ready_reloading_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify_path = dir.path().join("notify.sock");
+    let mut listener = NotifyListener::bind(&notify_path);
+    // WATCHDOG_PID must be the service's pid: `exec` keeps the shell's.
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", bin()])
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "200000");
+    let (mut child, _sock) = spawn_socket_pipeline_with(dir.path(), cmd);
+
+    listener.wait("READY=1", Duration::from_secs(20), |m| m.lines().any(|l| l == "READY=1"));
+    listener.wait("WATCHDOG=1", Duration::from_secs(5), |m| m.lines().any(|l| l == "WATCHDOG=1"));
+
+    for _ in 0..3 {
+        send_signal(&child, Signal::SIGHUP);
+    }
+    let reloading = listener.wait("RELOADING=1", Duration::from_secs(10), |m| m.lines().any(|l| l == "RELOADING=1"));
+    let usec = reloading
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .unwrap_or_else(|| panic!("RELOADING=1 without MONOTONIC_USEC: {reloading:?}"));
+    assert!(usec.parse::<u64>().is_ok_and(|u| u > 0), "MONOTONIC_USEC is not a positive integer: {reloading:?}");
+    listener.wait("READY=1 after the reload", Duration::from_secs(10), |m| m.lines().any(|l| l == "READY=1"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().expect("wait").is_none(), "SIGHUP ended the process");
+
+    send_signal(&child, Signal::SIGTERM);
+    listener.wait("STOPPING=1", Duration::from_secs(10), |m| m.lines().any(|l| l == "STOPPING=1"));
+    let status = wait_exit(&mut child, Duration::from_secs(15), "sfprocessor did not exit within 15 s of SIGTERM");
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+    let reloads = listener.seen.iter().filter(|m| m.lines().any(|l| l == "RELOADING=1")).count();
+    assert!(reloads <= 3, "more reloads than SIGHUPs: {:?}", listener.seen);
 }
