@@ -288,6 +288,8 @@ pub fn families(nodes: &[Arc<NodeMetrics>]) -> Vec<MetricFamily> {
         MetricType::COUNTER,
         vec![counter(&[], hot_reload::library_reload_failures())],
     ));
+    // The text encoder refuses a family without samples (e.g. no plugin counter published yet).
+    out.retain(|f| !f.get_metric().is_empty());
     out
 }
 
@@ -326,4 +328,49 @@ fn gauge(pairs: &[(&str, &str)], value: f64) -> proto::Metric {
     let mut m = proto::Metric::from_label(labels(pairs));
     m.set_gauge(g);
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(stop: StopFlag) -> Arc<Shared> {
+        Arc::new(Shared { nodes: Mutex::new(Vec::new()), drivers_running: AtomicUsize::new(0), stop })
+    }
+
+    #[test]
+    fn flag_wins_over_the_pipeline_key_and_empty_means_off() {
+        assert_eq!(choose_address(Some("a:1"), Some("b:2")), Some(("a:1".into(), AddressSource::Flag)));
+        assert_eq!(choose_address(None, Some("b:2")), Some(("b:2".into(), AddressSource::ConfigKey)));
+        assert_eq!(choose_address(Some(""), Some("b:2")), None);
+        assert_eq!(choose_address(None, Some("")), None);
+        assert_eq!(choose_address(None, None), None);
+    }
+
+    #[test]
+    fn readyz_is_503_before_the_drivers_run_and_once_stopping() {
+        let stop = StopFlag::new();
+        let s = shared(stop.clone());
+        let status = |s: &Shared| answer(&tiny_http::Method::Get, "/readyz", s).0;
+        assert_eq!(status(&s), 503, "before any driver runs");
+        s.drivers_running.fetch_add(1, Ordering::SeqCst);
+        let running = DriverRunning(s.clone());
+        assert_eq!(status(&s), 200);
+        stop.request();
+        assert_eq!(status(&s), 503, "stopping");
+        drop(running);
+        assert_eq!(s.drivers_running.load(Ordering::SeqCst), 0);
+        assert_eq!(answer(&tiny_http::Method::Get, "/healthz", &s).0, 200);
+    }
+
+    #[test]
+    fn fresh_nodes_encode_before_any_plugin_counter_is_published() {
+        let s = shared(StopFlag::new());
+        let node = NodeMetrics::new("pipeline[0] (x)".into(), None, false);
+        s.nodes.lock().unwrap_or_else(|e| e.into_inner()).push(node);
+        let (status, _, body) = answer(&tiny_http::Method::Get, "/metrics", &s);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("sfprocessor_node_records_in_total{node=\"pipeline[0] (x)\"} 0"), "{body}");
+        assert!(!body.contains("sfprocessor_plugin_value"), "{body}");
+    }
 }
