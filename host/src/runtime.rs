@@ -181,7 +181,7 @@ pub fn run_reloading(
         let m = NodeMetrics::new(node.label.clone(), None, false);
         all_metrics.push(m.clone());
         let running = endpoint.map(MetricsEndpoint::driver_running);
-        let worker = DriverWorker { node: node.clone(), driver, outputs, metrics: m.clone(), stop: stop.clone(), running };
+        let worker = DriverWorker { node: node.clone(), driver, outputs, metrics: m.clone(), stop: stop.clone(), _running: running };
         match std::thread::Builder::new().name("driver".into()).spawn(move || worker.run()) {
             Ok(h) => driver_threads.push((m, h)),
             Err(e) => {
@@ -276,8 +276,7 @@ struct DriverWorker {
     metrics: Arc<NodeMetrics>,
     stop: StopFlag,
     /// Keeps `/readyz` at 200 while this driver reads (dropped with the worker).
-    #[allow(dead_code)]
-    running: Option<DriverRunning>,
+    _running: Option<DriverRunning>,
 }
 
 impl DriverWorker {
@@ -338,7 +337,10 @@ impl DriverWorker {
         }
         let counters = if clean { self.driver.counters().into_iter().collect() } else { Vec::new() };
         let counters = vec![(String::new(), counters)];
-        self.metrics.publish_plugin_counters(counters.clone());
+        if clean {
+            // A failed driver's last published counters stay: better than none.
+            self.metrics.publish_plugin_counters(counters.clone());
+        }
         // Dropping the senders (with `self`) closes the channel once every producer is done.
         NodeReport { counters }
     }
