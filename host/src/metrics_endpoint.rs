@@ -1,4 +1,4 @@
-//! The `-metrics ADDR` listener: Prometheus/OpenMetrics text at `/metrics`, liveness at
+//! The `-metrics ADDR` listener: Prometheus text (format 0.0.4) at `/metrics`, liveness at
 //! `/healthz`, readiness at `/readyz`. It runs on its own thread and reads the counters the
 //! nodes keep anyway ([`crate::metrics::NodeMetrics`]) at scrape time, so the pipeline does
 //! no extra work for it and never waits on it.
@@ -15,7 +15,7 @@ use std::{
 use prometheus::{
     core::Metric as _,
     proto::{self, LabelPair, MetricFamily, MetricType},
-    Encoder as _, TextEncoder,
+    TextEncoder,
 };
 
 use crate::{
@@ -166,9 +166,9 @@ fn answer(method: &tiny_http::Method, url: &str, shared: &Shared) -> (u16, &'sta
     let path = url.split('?').next().unwrap_or(url);
     match path {
         "/metrics" => {
-            let mut body = Vec::new();
-            match TextEncoder::new().encode(&families(&shared.nodes()), &mut body) {
-                Ok(()) => (200, METRICS_CONTENT_TYPE, String::from_utf8_lossy(&body).into_owned()),
+            let mut body = String::new();
+            match TextEncoder::new().encode_utf8(&families(&shared.nodes()), &mut body) {
+                Ok(()) => (200, METRICS_CONTENT_TYPE, body),
                 Err(e) => (500, TEXT, format!("cannot encode the metrics: {e}\n")),
             }
         }
