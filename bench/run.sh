@@ -3,6 +3,7 @@
 #
 #   bench/run.sh                 # 5M records, every pipeline in bench/pipelines
 #   RECORDS=1000000 bench/run.sh # a smaller input
+#   SFPROCESSOR_ARGS="-metrics 127.0.0.1:0" bench/run.sh  # extra flags for every pipeline run
 #
 # The input is written once by sftracegen (seeded, collector-like rotation: a header and
 # REUP entities every 20k records) and kept in bench/out/. For each pipeline the script
@@ -11,6 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RECORDS="${RECORDS:-5000000}"
+# Word-split on purpose: a list of extra flags.
+read -r -a EXTRA_ARGS <<<"${SFPROCESSOR_ARGS:-}"
 OUT=bench/out
 mkdir -p "$OUT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
@@ -34,7 +37,7 @@ for p in bench/pipelines/*.json; do
   name=$(basename "$p" .json)
   log="$OUT/$name.log"
   /usr/bin/time -f "%e %U %S %M" -o "$OUT/$name.time" \
-    "$BIN/sfprocessor" -log info -config "$p" "$TRACE" >"$log" 2>&1
+    "$BIN/sfprocessor" -log info ${EXTRA_ARGS[@]+"${EXTRA_ARGS[@]}"} -config "$p" "$TRACE" >"$log" 2>&1
   read -r elapsed user sys rss <"$OUT/$name.time"
   flat=$(grep -o 'flat_records_out=[0-9]*' "$log" | head -1 | cut -d= -f2)
   awk -v n="$name" -v e="$elapsed" -v u="$user" -v s="$sys" -v r="$rss" -v f="$flat" \

@@ -9,6 +9,7 @@ use crate::{
     env_overrides,
     graph::{self, DriverChoice},
     logging::{self, Threshold},
+    metrics_endpoint::{self, MetricsEndpoint},
     pipeline_config, plugins,
     rule_listing,
     registry::Registry,
@@ -112,6 +113,20 @@ where
         );
         return 1;
     }
+    // Bound before the drivers are built, so a bad address fails start-up before any input is opened.
+    let metrics_address = metrics_endpoint::choose_address(cli.metrics.as_deref(), raw.metrics.as_deref());
+    let endpoint = match metrics_address {
+        Some((address, source)) if !(cli.test || cli.listrules) => {
+            match MetricsEndpoint::start(&address, source, stop.clone()) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return 1;
+                }
+            }
+        }
+        _ => None,
+    };
     // Drivers open files and sockets when built, so `-test` (like upstream) stops before them.
     let mut diag = Diagnostics::default();
     let instances = runtime::construct(&graph, !(cli.test || cli.listrules), &mut diag);
@@ -130,7 +145,7 @@ where
     tracing::info!("Starting the processing pipeline");
     tracing::info!("Initializing {} drivers", graph.drivers.len());
     let options = runtime::RunOptions { perflog: cli.perflog, strict: cli.strict };
-    runtime::run_reloading(&graph, instances, stop, options, Some(&opts))
+    runtime::run_reloading(&graph, instances, stop, options, Some(&opts), endpoint.as_ref())
 }
 
 /// Logs warnings and errors; true when there is no error.

@@ -78,6 +78,11 @@ pub struct Cli {
           default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
     pub perflog: bool,
 
+    /// Serve Prometheus metrics at /metrics, liveness at /healthz and readiness at /readyz
+    /// on this address (e.g. 127.0.0.1:9977); overrides the pipeline file's `metrics` key.
+    #[arg(long, value_name = "ADDR", allow_hyphen_values = true)]
+    pub metrics: Option<String>,
+
     /// Load plugin libraries even when they or their directory are writable by group or
     /// others, or owned by another user (development only: anyone who can write there can run code here).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
@@ -110,7 +115,7 @@ pub struct Cli {
 
 /// Flags that take a value (so the next word is their value, never a flag).
 const VALUE_FLAGS: &[&str] =
-    &["config", "driver", "log", "driverdir", "plugdir", "cpuprofile", "memprofile", "traceprofile"];
+    &["config", "driver", "log", "driverdir", "plugdir", "metrics", "cpuprofile", "memprofile", "traceprofile"];
 
 /// Go's boolean literals (`strconv.ParseBool`).
 fn parse_go_bool(s: &str) -> Result<bool, String> {
@@ -255,6 +260,13 @@ mod tests {
             .map(|s| s.to_string_lossy().into_owned())
             .collect();
         assert_eq!(out, ["sfprocessor", "-h", "--log", "-x", "-", "--", "-config"]);
+    }
+
+    #[test]
+    fn metrics_address_forms() {
+        assert_eq!(run(&["-metrics", "127.0.0.1:9977"]).metrics.as_deref(), Some("127.0.0.1:9977"));
+        assert_eq!(run(&["-metrics=[::1]:9977", "x.sf"]).metrics.as_deref(), Some("[::1]:9977"));
+        assert!(run(&[]).metrics.is_none());
     }
 
     #[test]

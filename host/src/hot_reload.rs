@@ -8,6 +8,7 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
     thread::JoinHandle,
 };
 
@@ -19,6 +20,15 @@ use crate::{
     graph::Graph,
     registry::{Kind, Origin, Registered},
 };
+
+/// New builds that the watcher refused before any node saw them (library not loadable,
+/// plugin missing, channel types changed). Process-wide: the watcher serves every node.
+static LIBRARY_RELOAD_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// New builds of plugin libraries refused by the watcher so far.
+pub fn library_reload_failures() -> u64 {
+    LIBRARY_RELOAD_FAILURES.load(Ordering::Relaxed)
+}
 
 /// A new build of a node's processor or handler, to swap in at the next batch boundary.
 pub struct Swap {
@@ -167,6 +177,7 @@ fn reload(path: &Path, sha256: &str, subs: &[Subscriber], watcher: &PluginWatche
         Err(e) => {
             // Remember the content, so the same broken build is not retried on every event.
             watcher.set_known(path, sha256);
+            LIBRARY_RELOAD_FAILURES.fetch_add(1, Ordering::Relaxed);
             tracing::error!("hot reload of {} failed: {e}; the running instances are kept", path.display());
             return;
         }
@@ -178,6 +189,7 @@ fn reload(path: &Path, sha256: &str, subs: &[Subscriber], watcher: &PluginWatche
             d.name.as_str() == s.name && loader::plugin_kind(&d.factory) == s.kind.name()
         });
         let Some(descriptor) = found else {
+            LIBRARY_RELOAD_FAILURES.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 "{label}: the new build of {} offers no {} '{}': the running instance is kept",
                 path.display(),
@@ -188,6 +200,7 @@ fn reload(path: &Path, sha256: &str, subs: &[Subscriber], watcher: &PluginWatche
         };
         let plugin = Registered { descriptor: descriptor.clone(), origin: Origin::Library(lib.path.clone()) };
         if s.kind == Kind::Processor && (!plugin.inputs().contains(&s.input) || plugin.output() != s.output) {
+            LIBRARY_RELOAD_FAILURES.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 "{label}: the new build of {} changes the channel types of processor '{}': the running instance is kept",
                 path.display(),

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod hot_reload;
 pub mod logging;
 pub mod metrics;
+pub mod metrics_endpoint;
 pub mod pipeline_config;
 pub mod plugins;
 pub mod registry;

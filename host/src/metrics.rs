@@ -1,5 +1,6 @@
-//! Per-node counters the host keeps (records in/out, errors, drops), the `-perflog`
-//! reporter, and the exit summary.
+//! Per-node counters the host keeps (records in/out, errors, drops, batch latency,
+//! restarts, reloads, the plugins' last reported counters), the `-perflog` reporter, and
+//! the exit summary. The `-metrics` endpoint reads the same counters.
 
 use std::{
     sync::{
@@ -11,7 +12,19 @@ use std::{
 };
 
 use crossbeam_channel::{Receiver, Sender};
+use prometheus::{Histogram, HistogramOpts};
 use sysflow_plugin_api::{Batch, Counter};
+
+/// Upper bounds (seconds) of the batch latency histogram: 10 µs × 4ⁿ, up to about 2.6 s.
+pub const BATCH_SECONDS_BUCKETS: [f64; 10] =
+    [0.000_01, 0.000_04, 0.000_16, 0.000_64, 0.002_56, 0.010_24, 0.040_96, 0.163_84, 0.655_36, 2.621_44];
+
+/// How often a node copies its plugins' counters for the metrics endpoint (checked once
+/// per batch and when idle; the exit summary reads them afresh).
+pub const PLUGIN_COUNTERS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A plugin's counters as last published: (prefix naming the owner, e.g. `flattener.`, counters).
+pub type PluginCounters = Vec<(String, Vec<Counter>)>;
 
 /// Counters of one node, shared between its thread and the reporters.
 pub struct NodeMetrics {
@@ -31,6 +44,19 @@ pub struct NodeMetrics {
     pub failed: AtomicBool,
     /// The plugin's `finish` reported an error (e.g. undelivered records).
     pub finish_failed: AtomicBool,
+    /// Plugin panics caught by the host.
+    pub panics: AtomicU64,
+    /// Instances rebuilt after a panic (`on.error: restart`).
+    pub restarts: AtomicU64,
+    /// New builds of the node's plugin libraries swapped in (hot reload).
+    pub reloads: AtomicU64,
+    /// New builds that could not be swapped in (the running instance was kept).
+    pub reload_failures: AtomicU64,
+    /// Time to handle one batch: a processor's `process` plus its handler and sending
+    /// downstream (so waits on a full queue count), a driver's `poll` that returned records.
+    pub batch_seconds: Histogram,
+    /// The plugins' counters as last published by the node's thread.
+    plugin_counters: Mutex<PluginCounters>,
     /// The node's input queue, for depth reports. Released when the node's thread ends
     /// (even by unwinding), so this copy never keeps a channel open after its reader is gone.
     queue: Mutex<Option<(Receiver<Batch>, usize)>>,
@@ -48,6 +74,12 @@ impl NodeMetrics {
             dropped: AtomicU64::new(0),
             failed: AtomicBool::new(false),
             finish_failed: AtomicBool::new(false),
+            panics: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+            batch_seconds: batch_histogram(),
+            plugin_counters: Mutex::new(Vec::new()),
             queue: Mutex::new(queue),
         })
     }
@@ -68,6 +100,21 @@ impl NodeMetrics {
         queue.as_ref().map(|(rx, cap)| (rx.len(), *cap))
     }
 
+    /// Records the time one batch took (lock-free: the histogram's buckets are atomics).
+    pub fn observe_batch(&self, started: Instant, ended: Instant) {
+        self.batch_seconds.observe(ended.saturating_duration_since(started).as_secs_f64());
+    }
+
+    /// Replaces the published copy of the plugins' counters.
+    pub fn publish_plugin_counters(&self, counters: PluginCounters) {
+        *self.plugin_counters.lock().unwrap_or_else(|e| e.into_inner()) = counters;
+    }
+
+    /// The plugins' counters as last published.
+    pub fn plugin_counters(&self) -> PluginCounters {
+        self.plugin_counters.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Drops the depth-report copy of the input queue.
     pub fn release_queue(&self) {
         self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -80,6 +127,15 @@ impl NodeMetrics {
             || Self::get(&self.errors) > 0
             || Self::get(&self.dropped) > 0
     }
+}
+
+/// An empty batch latency histogram; the endpoint adds the name and the `node` label when it
+/// is scraped.
+fn batch_histogram() -> Histogram {
+    let opts = HistogramOpts::new("batch_seconds", "time per batch").buckets(BATCH_SECONDS_BUCKETS.to_vec());
+    // Fails only for buckets that are not increasing or a bad name: both constants here,
+    // checked by the test below, so no input can reach this.
+    Histogram::with_opts(opts).expect("constant histogram options are valid")
 }
 
 /// Releases a node's queue copy when dropped, including while its thread unwinds.
@@ -182,5 +238,20 @@ pub fn log_summary(node: &NodeMetrics, plugin_counters: &[(String, Vec<Counter>)
                 tracing::warn!("{}: {} {owner}{}", node.label, c.value, c.name.as_str());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_histogram_counts_each_batch_once() {
+        let m = NodeMetrics::new("n".into(), None, false);
+        let t = Instant::now();
+        m.observe_batch(t, t + Duration::from_millis(3));
+        m.observe_batch(t, t);
+        assert_eq!(m.batch_seconds.get_sample_count(), 2);
+        assert!((m.batch_seconds.get_sample_sum() - 0.003).abs() < 1e-9);
     }
 }

@@ -15,6 +15,8 @@ pub struct RawConfig {
     pub pipeline: Vec<Value>,
     /// Entries of the `drivers` array.
     pub drivers: Vec<Value>,
+    /// The top-level `metrics` key: address of the metrics listener (the `-metrics` flag wins).
+    pub metrics: Option<String>,
 }
 
 /// Reads and parses the file; the error names the file.
@@ -43,6 +45,18 @@ pub fn parse_str(text: &str) -> Result<RawConfig, String> {
                 &mut cfg.pipeline
             }
             "drivers" => &mut cfg.drivers,
+            "metrics" => {
+                match value {
+                    Value::String(addr) => cfg.metrics = Some(addr),
+                    other => {
+                        return Err(format!(
+                            "top-level key '{key}' must be a string \"host:port\", found {}",
+                            json_kind(&other)
+                        ))
+                    }
+                }
+                continue;
+            }
             _ => continue,
         };
         match value {

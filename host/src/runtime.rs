@@ -22,7 +22,8 @@ use crate::{
     service_notify,
     registry::Kind,
     logging,
-    metrics::{self, NodeMetrics, PerfReporter},
+    metrics::{self, NodeMetrics, PerfReporter, PluginCounters, PLUGIN_COUNTERS_INTERVAL},
+    metrics_endpoint::{DriverRunning, MetricsEndpoint},
     signals::StopFlag,
 };
 
@@ -130,17 +131,19 @@ pub struct RunOptions {
 /// Runs the pipeline until every driver ended (input exhausted or stop requested) and
 /// every node drained; returns the process exit status (0: everything accepted was processed).
 pub fn run(graph: &Graph, instances: Instances, stop: &StopFlag, options: RunOptions) -> i32 {
-    run_reloading(graph, instances, stop, options, None)
+    run_reloading(graph, instances, stop, options, None, None)
 }
 
 /// [`run`], and with `reload` (the options plugin libraries were loaded with) the processors
-/// and handlers from libraries are swapped for new builds when their files change.
+/// and handlers from libraries are swapped for new builds when their files change; with
+/// `endpoint` the nodes' counters are served there and it learns when the drivers run.
 pub fn run_reloading(
     graph: &Graph,
     instances: Instances,
     stop: &StopFlag,
     options: RunOptions,
     reload: Option<&sfprocessor_plugin_loader::LoadOptions>,
+    endpoint: Option<&MetricsEndpoint>,
 ) -> i32 {
     let perflog = options.perflog;
     let (reloader, mut swaps) = match reload {
@@ -177,7 +180,6 @@ pub fn run_reloading(
             input: rx,
             outputs,
             metrics: m.clone(),
-            restarts: 0,
             swaps,
         };
         match std::thread::Builder::new().name(format!("node-{}", node.block.index)).spawn(move || worker.run()) {
@@ -193,7 +195,8 @@ pub fn run_reloading(
         let outputs: Vec<Sender<Batch>> = senders[node.output].clone().into_iter().collect();
         let m = NodeMetrics::new(node.label.clone(), None, false);
         all_metrics.push(m.clone());
-        let worker = DriverWorker { node: node.clone(), driver, outputs, metrics: m.clone(), stop: stop.clone() };
+        let running = endpoint.map(MetricsEndpoint::driver_running);
+        let worker = DriverWorker { node: node.clone(), driver, outputs, metrics: m.clone(), stop: stop.clone(), _running: running };
         match std::thread::Builder::new().name("driver".into()).spawn(move || worker.run()) {
             Ok(h) => driver_threads.push((m, h)),
             Err(e) => {
@@ -211,6 +214,9 @@ pub fn run_reloading(
         let metrics = all_metrics.clone();
         service_notify::start_watchdog(move || !metrics.iter().any(|m| m.failed.load(Ordering::Relaxed)))
     };
+    if let Some(e) = endpoint {
+        e.register_nodes(&all_metrics);
+    }
 
     let perf = if perflog {
         match PerfReporter::start(all_metrics.clone(), PERF_INTERVAL) {
@@ -320,6 +326,8 @@ struct DriverWorker {
     outputs: Vec<Sender<Batch>>,
     metrics: Arc<NodeMetrics>,
     stop: StopFlag,
+    /// Keeps `/readyz` at 200 while this driver reads (dropped with the worker).
+    _running: Option<DriverRunning>,
 }
 
 impl DriverWorker {
@@ -328,6 +336,7 @@ impl DriverWorker {
         let mut consecutive_errors = 0u32;
         let mut clean = true;
         let mut stopping_since: Option<Instant> = None;
+        let mut published = Instant::now();
         loop {
             match stopping_since {
                 None if self.stop.requested() => {
@@ -348,8 +357,19 @@ impl DriverWorker {
                 }
                 _ => {}
             }
-            match self.driver.poll(MAX_DRIVER_BATCH) {
+            let started = Instant::now();
+            let polled = self.driver.poll(MAX_DRIVER_BATCH);
+            let ended = Instant::now();
+            if ended.saturating_duration_since(published) >= PLUGIN_COUNTERS_INTERVAL {
+                published = ended;
+                // Plugin code: a panic here only leaves the previous copy in place.
+                if let Ok(c) = catch_unwind(AssertUnwindSafe(|| self.driver.counters().into_iter().collect())) {
+                    self.metrics.publish_plugin_counters(vec![(String::new(), c)]);
+                }
+            }
+            match polled {
                 RResult::ROk(DriverPoll::Batch(batch)) => {
+                    self.metrics.observe_batch(started, ended);
                     consecutive_errors = 0;
                     NodeMetrics::add(&self.metrics.records_in, batch.len());
                     emit(batch, &self.outputs, &self.metrics);
@@ -363,6 +383,7 @@ impl DriverWorker {
                         tracing::error!("{label}: {e} (error #{count})");
                     }
                     if e.panicked {
+                        NodeMetrics::add(&self.metrics.panics, 1);
                         self.metrics.failed.store(true, Ordering::Relaxed);
                         clean = false;
                         break;
@@ -378,8 +399,13 @@ impl DriverWorker {
             }
         }
         let counters = if clean { self.driver.counters().into_iter().collect() } else { Vec::new() };
+        let counters = vec![(String::new(), counters)];
+        if clean {
+            // A failed driver's last published counters stay: better than none.
+            self.metrics.publish_plugin_counters(counters.clone());
+        }
         // Dropping the senders (with `self`) closes the channel once every producer is done.
-        NodeReport { counters: vec![(String::new(), counters)] }
+        NodeReport { counters }
     }
 }
 
@@ -390,8 +416,6 @@ struct ProcessorWorker {
     input: Receiver<Batch>,
     outputs: Vec<Sender<Batch>>,
     metrics: Arc<NodeMetrics>,
-    /// Instances rebuilt after a panic (`on.error: restart`).
-    restarts: u32,
     /// New builds of this node's plugins (hot reload).
     swaps: Option<Receiver<Swap>>,
 }
@@ -401,6 +425,7 @@ impl ProcessorWorker {
         let _release = metrics::QueueRelease(self.metrics.clone());
         let label = self.node.label();
         let mut failed = false;
+        let mut published = Instant::now();
         loop {
             // Between batches: the only place an instance may be replaced.
             let pending: Vec<Swap> = self.swaps.as_ref().map(|rx| rx.try_iter().collect()).unwrap_or_default();
@@ -417,13 +442,24 @@ impl ProcessorWorker {
                         NodeMetrics::add(&self.metrics.dropped, n);
                         continue;
                     }
+                    let started = Instant::now();
                     let result = catch_unwind(AssertUnwindSafe(|| self.step(batch)));
+                    let ended = Instant::now();
+                    self.metrics.observe_batch(started, ended);
                     failed = self.settle(&label, result, n) && !self.restart(&label);
+                    if !failed && ended.saturating_duration_since(published) >= PLUGIN_COUNTERS_INTERVAL {
+                        published = ended;
+                        self.publish_plugin_counters();
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if !failed {
                         let result = catch_unwind(AssertUnwindSafe(|| self.flush_chain()));
                         failed = self.settle(&label, result, 0) && !self.restart(&label);
+                    }
+                    if !failed {
+                        published = Instant::now();
+                        self.publish_plugin_counters();
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -448,12 +484,27 @@ impl ProcessorWorker {
         }
         // Closing our outputs lets downstream nodes finish.
         self.outputs.clear();
+        let counters = self.plugin_counters();
+        self.metrics.publish_plugin_counters(counters.clone());
+        NodeReport { counters }
+    }
+
+    /// The processor's and handler's counters, and the host's restart counter.
+    fn plugin_counters(&self) -> PluginCounters {
         let mut counters = vec![(String::new(), self.proc.counters().into_iter().collect())];
         if let Some(h) = &self.handler {
             counters.push((format!("{}.", h_name(&self.node)), h.counters().into_iter().collect()));
         }
         counters.extend(self.restart_counter());
-        NodeReport { counters }
+        counters
+    }
+
+    /// Copies the current counters for the metrics endpoint. Plugin code, so a panic
+    /// here only leaves the previous copy in place.
+    fn publish_plugin_counters(&self) {
+        if let Ok(counters) = catch_unwind(AssertUnwindSafe(|| self.plugin_counters())) {
+            self.metrics.publish_plugin_counters(counters);
+        }
     }
 
     /// Replaces the processor or handler with an instance of a new build (same
@@ -477,6 +528,7 @@ impl ProcessorWorker {
                     Ok(Some(h)) => h,
                     Ok(None) => return false,
                     Err(e) => {
+                        NodeMetrics::add(&self.metrics.reload_failures, 1);
                         tracing::error!("{label}: new build of {path} not swapped in: {e}; the running instance is kept");
                         return false;
                     }
@@ -493,6 +545,7 @@ impl ProcessorWorker {
                 let new = match build_processor(&node) {
                     Ok(p) => p,
                     Err(e) => {
+                        NodeMetrics::add(&self.metrics.reload_failures, 1);
                         tracing::error!("{label}: new build of {path} not swapped in: {e}; the running instance is kept");
                         return false;
                     }
@@ -510,6 +563,7 @@ impl ProcessorWorker {
             }
         }
         self.node = node;
+        NodeMetrics::add(&self.metrics.reloads, 1);
         tracing::info!("{label}: swapped in the new build of {path} (sha256 {short}) at a batch boundary");
         false
     }
@@ -517,7 +571,7 @@ impl ProcessorWorker {
     /// The host's `restarts` counter, when the block may restart.
     fn restart_counter(&self) -> Vec<(String, Vec<Counter>)> {
         if self.node.on_error == OnError::Restart {
-            vec![("host.".to_string(), vec![Counter::new("restarts", u64::from(self.restarts))])]
+            vec![("host.".to_string(), vec![Counter::new("restarts", NodeMetrics::get(&self.metrics.restarts))])]
         } else {
             Vec::new()
         }
@@ -529,14 +583,15 @@ impl ProcessorWorker {
         if self.node.on_error != OnError::Restart {
             return false;
         }
-        if self.restarts >= MAX_RESTARTS {
+        let restarts = NodeMetrics::get(&self.metrics.restarts);
+        if restarts >= u64::from(MAX_RESTARTS) {
             tracing::error!("{label}: on.error is 'restart', but it was restarted {MAX_RESTARTS} times already: this branch stays stopped");
             return false;
         }
         let built = build_processor(&self.node).and_then(|p| build_handler(&self.node).map(|h| (p, h)));
         match built {
             Ok((proc, handler)) => {
-                self.restarts += 1;
+                NodeMetrics::add(&self.metrics.restarts, 1);
                 // The panicked instances may hold broken state: they never run again, and
                 // are not dropped either (their destructor is plugin code in the same state).
                 // Bounded by MAX_RESTARTS.
@@ -547,7 +602,7 @@ impl ProcessorWorker {
                 self.metrics.failed.store(false, Ordering::Relaxed);
                 tracing::warn!(
                     "{label}: restarted with the same configuration (restart {} of {MAX_RESTARTS}); going on with the next batch",
-                    self.restarts
+                    restarts + 1
                 );
                 true
             }
@@ -574,7 +629,9 @@ impl ProcessorWorker {
         NodeMetrics::add(&self.metrics.dropped, records);
         let count = NodeMetrics::get(&self.metrics.errors);
         if err.panicked {
-            if self.node.on_error == OnError::Restart && self.restarts < MAX_RESTARTS {
+            NodeMetrics::add(&self.metrics.panics, 1);
+            let restarts = NodeMetrics::get(&self.metrics.restarts);
+            if self.node.on_error == OnError::Restart && restarts < u64::from(MAX_RESTARTS) {
                 tracing::error!("{label}: {err} ({records} records lost); on.error is 'restart'");
             } else {
                 tracing::error!("{label}: {err}; this branch is stopped, its input is discarded from now on");

@@ -156,6 +156,31 @@ impl Driver for PauseDriver {
     }
 }
 
+/// Emits 10 batches of 100 records, then stays idle until stopped.
+struct UntilStopDriver {
+    batches: u32,
+    stopped: bool,
+}
+impl Driver for UntilStopDriver {
+    fn new(_: &PluginConfig, _: Host) -> Result<Self, PluginError> {
+        Ok(UntilStopDriver { batches: 0, stopped: false })
+    }
+    fn poll(&mut self, _: usize) -> Result<DriverPoll, PluginError> {
+        if self.stopped {
+            return Ok(DriverPoll::End);
+        }
+        if self.batches < 10 {
+            self.batches += 1;
+            return Ok(DriverPoll::Batch(Batch::sysflow(vec![SysFlowRecord::Header(Header::default()); 100])));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(DriverPoll::Idle)
+    }
+    fn stop(&mut self) {
+        self.stopped = true;
+    }
+}
+
 /// Like [`Hold`], and notes when a flush first released records.
 struct TimedHold(Vec<FlatRecord>);
 impl Processor for TimedHold {
@@ -227,6 +252,7 @@ fn test_registry() -> Registry {
         PluginDescriptor::processor::<Flaky>("flaky", "test", "0", &[], FLAT, Some(ChannelType::Flat)),
         PluginDescriptor::processor::<TimedHold>("timedhold", "test", "0", &[], FLAT, Some(ChannelType::Flat)),
         PluginDescriptor::driver::<PauseDriver>("pause", "test", "0", &[]),
+        PluginDescriptor::driver::<UntilStopDriver>("untilstop", "test", "0", &[]),
     ];
     for d in ds {
         r.register(d, o()).expect("register");
@@ -480,4 +506,69 @@ fn idle_processor_is_flushed_before_end_of_input() {
     let flushed = HOLD_FLUSHED_NONEMPTY.lock().unwrap_or_else(|e| e.into_inner()).expect("flushed");
     let ended = PAUSE_ENDED.lock().unwrap_or_else(|e| e.into_inner()).expect("ended");
     assert!(flushed < ended, "the idle flush came before the input ended");
+}
+
+/// GET on the metrics listener: status and body (`None` when nothing answers).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
+        .into();
+    let mut resp = agent.get(&format!("http://127.0.0.1:{port}{path}")).call().ok()?;
+    let status = resp.status().as_u16();
+    Some((status, resp.body_mut().read_to_string().ok()?))
+}
+
+/// The value of the sample `name{labels}` in Prometheus text.
+fn sample(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn metrics_count_panics_restarts_and_drops_of_a_restarting_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path().display();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let stop = StopFlag::new();
+    let runner = {
+        let (stop, dir) = (stop.clone(), dir.path().to_path_buf());
+        let pipeline = format!(
+            r#"{{"pipeline": [
+                {{"processor": "toflat", "in": "s sysflowchan", "out": "f flattenerchan"}},
+                {{"processor": "panicker", "on.error": "restart", "in": "f flattenerchan", "out": "p flattenerchan"}},
+                {{"processor": "sink", "in": "p flattenerchan", "file": "{d}/p"}}]}}"#
+        );
+        std::thread::spawn(move || {
+            let cfg = dir.join("p.json");
+            std::fs::write(&cfg, pipeline).expect("write");
+            let cfg = cfg.to_string_lossy().into_owned();
+            let addr = format!("127.0.0.1:{port}");
+            let args = ["sfprocessor", "-config", cfg.as_str(), "-driver", "untilstop", "-metrics", addr.as_str(), "x"];
+            let CliOutcome::Run(c) = cli::parse(args) else { panic!("flags") };
+            app::run(&c, &test_registry(), Vec::new(), &stop)
+        })
+    };
+    let node = r#"node="pipeline[1] (panicker)""#;
+    let start = Instant::now();
+    let text = loop {
+        let text = http_get(port, "/metrics").map(|(_, t)| t).unwrap_or_default();
+        // Each of the 10 batches panics: 5 restarts, then the 6th panic stops the branch.
+        if sample(&text, "sfprocessor_node_records_dropped_total", node) == Some(1000.0) {
+            break text;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the panicker did not drop all 1000 records:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(http_get(port, "/readyz").map(|(s, _)| s), Some(200), "the driver still reads");
+    stop.request();
+    let code = runner.join().expect("pipeline thread");
+    assert_eq!(sample(&text, "sfprocessor_node_panics_total", node), Some(6.0), "{text}");
+    assert_eq!(sample(&text, "sfprocessor_node_restarts_total", node), Some(5.0), "{text}");
+    assert_eq!(sample(&text, "sfprocessor_node_errors_total", node), Some(6.0), "{text}");
+    assert_eq!(sample(&text, "sfprocessor_node_failed", node), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "sfprocessor_node_records_in_total", node), Some(1000.0), "{text}");
+    assert_eq!(code, 1, "lost records fail the run");
+    assert_eq!(count_in(&dir.path().join("p")), 0);
 }
