@@ -47,6 +47,12 @@ pub(crate) fn hash_str(s: &str) -> u64 {
 }
 
 /// Fingerprint of a process OID (tombstones, missing-entity log).
+/// Keys of the entries last used at or before `threshold` (the cap's LRU cut), copied out so
+/// the map can be changed while they are evicted.
+fn used_at_or_before<K: Clone, V>(map: &FxHashMap<K, V>, threshold: u64, last_used: impl Fn(&V) -> u64) -> Vec<K> {
+    map.iter().filter(|(_, e)| last_used(e) <= threshold).map(|(k, _)| k.clone()).collect()
+}
+
 pub(crate) fn key_of_oid(oid: &Oid) -> u64 {
     (oid.create_ts as u64).rotate_left(17) ^ (oid.hpid as u64)
 }
@@ -534,12 +540,7 @@ impl EntityCache {
         let (_, &mut threshold, _) = ticks.select_nth_unstable(excess - 1);
         drop(ticks);
 
-        let old_processes: Vec<Oid> = self
-            .processes
-            .iter()
-            .filter(|(_, e)| e.last_used <= threshold)
-            .map(|(oid, _)| *oid)
-            .collect();
+        let old_processes = used_at_or_before(&self.processes, threshold, |e| e.last_used);
         for oid in old_processes {
             if self.processes.contains_key(&oid) {
                 let parent = self.evict_process(oid);
@@ -549,23 +550,13 @@ impl EntityCache {
                 }
             }
         }
-        let old_files: Vec<Foid> = self
-            .files
-            .iter()
-            .filter(|(_, e)| e.last_used <= threshold)
-            .map(|(oid, _)| *oid)
-            .collect();
+        let old_files = used_at_or_before(&self.files, threshold, |e| e.last_used);
         for foid in old_files {
             self.files.remove(&foid);
             self.tombstones.bury(EntityKind::File, key_of_foid(&foid));
             self.evictions.over_cap += 1;
         }
-        let old_containers: Vec<RString> = self
-            .containers
-            .iter()
-            .filter(|(_, e)| e.last_used <= threshold)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let old_containers = used_at_or_before(&self.containers, threshold, |e| e.last_used);
         for id in old_containers {
             self.containers.remove(&id);
             let key = hash_str(&id);
@@ -573,12 +564,7 @@ impl EntityCache {
             self.tombstones.bury(EntityKind::Container, key);
             self.evictions.over_cap += 1;
         }
-        let old_pods: Vec<RString> = self
-            .pods
-            .iter()
-            .filter(|(_, e)| e.last_used <= threshold)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let old_pods = used_at_or_before(&self.pods, threshold, |e| e.last_used);
         for id in old_pods {
             self.pods.remove(&id);
             let key = hash_str(&id);
