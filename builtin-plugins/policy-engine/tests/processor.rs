@@ -1,6 +1,9 @@
 //! The `policyengine` processor: modes, filters, ordering under concurrency, reload, config errors.
 
-use std::{path::Path, time::Duration};
+mod common;
+use common::wait_for;
+
+use std::path::Path;
 
 use abi_stable::std_types::{RArc, RStr, RVec};
 use sysflow_plugin_api::{Batch, Event, FlatRecord, Header, Host, LogLevel, Oid, PluginConfig, Process, ProcessEvent, Processor};
@@ -153,16 +156,6 @@ fn bench_keys_trim_the_rule_set() {
     assert!(rs.warnings().iter().any(|w| w.message.contains("bench.ruleindex 4 is out of range")));
     let err = engine(&format!(r#"{{"policies":"{p}","bench.rulesetsize":"many"}}"#)).err().unwrap();
     assert!(err.contains("bench.rulesetsize"), "{err}");
-}
-
-fn wait_for(mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..100 {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 #[test]

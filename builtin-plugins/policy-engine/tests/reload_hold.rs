@@ -3,7 +3,10 @@
 //! all enabled rules is held back (`monitor.hold`); an empty policy set at start-up is an
 //! error in alert mode and a warning in enrich mode.
 
-use std::{path::Path, time::Duration};
+mod common;
+use common::wait_for;
+
+use std::path::Path;
 
 use abi_stable::std_types::{RArc, RStr, RVec};
 use parking_lot::Mutex;
@@ -50,16 +53,6 @@ fn matched(pe: &mut PolicyEngine) -> Vec<i64> {
 
 fn counter(pe: &PolicyEngine, name: &str) -> u64 {
     pe.counters().iter().find(|c| c.name.as_str() == name).map(|c| c.value).unwrap_or(0)
-}
-
-fn wait_for(mut f: impl FnMut() -> bool) -> bool {
-    for _ in 0..100 {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
 }
 
 const EVEN: &str = "- rule: even\n  desc: d\n  condition: sf.proc.name in (p0, p2, p4)\n  priority: high\n";

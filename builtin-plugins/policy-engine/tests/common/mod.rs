@@ -1,6 +1,6 @@
 //! What the policy engine's integration tests share.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use abi_stable::std_types::{RArc, ROption};
 use sysflow_plugin_api::{Oid, Process};
@@ -36,4 +36,17 @@ pub fn proc(hpid: i64, exe: &str, args: &str, poid: Option<i64>) -> RArc<Process
         container_id: ROption::RSome("c1".into()),
         ..Default::default()
     })
+}
+
+/// Polls `f` every 100 ms for up to 10 s; whether it became true (reloads run on their own
+/// thread, so tests wait for their effect).
+#[allow(dead_code)] // not every test binary that includes this module waits
+pub fn wait_for(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
 }
