@@ -12,6 +12,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod servers;
+
 /// Workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -29,7 +31,11 @@ pub fn shared_data() -> Option<PathBuf> {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("CI=true but the shared test data is missing at {}", dir.display());
     }
-    println!("skipping: test data not found at {}", dir.display());
+    // Written to the real stderr: libtest would swallow a println! of a passing test.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("SKIPPED: test data not found at {} (set SYSFLOW_TEST_DATA)\n", dir.display()).as_bytes(),
+    );
     None
 }
 
