@@ -199,3 +199,84 @@ fn peer_closing_the_socket_ends_the_replay_with_an_error() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("the processor closed the socket") && err.contains("gen.sf after"), "{err}");
 }
+
+/// A server end for sfreplay that reads every message until the peer closes; returns the
+/// message sizes.
+fn collect_messages(sock: &Path) -> std::thread::JoinHandle<Vec<usize>> {
+    let listener = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    bind(listener.as_raw_fd(), &UnixAddr::new(sock).expect("address")).expect("bind");
+    listen(&listener, Backlog::new(1).expect("backlog")).expect("listen");
+    std::thread::spawn(move || {
+        let conn = accept(listener.as_raw_fd()).expect("accept");
+        let mut buf = vec![0u8; 8 << 20];
+        let mut sizes = Vec::new();
+        loop {
+            match nix::sys::socket::recv(conn, &mut buf, nix::sys::socket::MsgFlags::empty()) {
+                Ok(0) => break,
+                Ok(n) => sizes.push(n),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => panic!("recv: {e}"),
+            }
+        }
+        let _ = nix::unistd::close(conn);
+        sizes
+    })
+}
+
+/// A record too large for one socket message is skipped with a warning naming the file and
+/// the record, the records after it are still sent, and the exit status is 2.
+#[test]
+fn oversized_record_is_reported_and_the_rest_is_sent() {
+    use sysflow_plugin_api::records::{Event, Header, K8sEvent};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("big.sf");
+    let mut writer = sysflow_tracegen::TraceWriter::create(&trace).expect("create trace");
+    let header = Header { version: 5, exporter: "node".into(), ip: "10.0.0.1".into(), filename: "big".into() };
+    writer.write(&SysFlowRecord::Header(header)).expect("write");
+    let event = |ts: i64, len: usize| {
+        SysFlowRecord::Event(Event::K8s(K8sEvent { kind: 0, action: 0, ts, message: "x".repeat(len).as_str().into() }))
+    };
+    // 16 MiB: more than a unix socket carries in one message (at most its send buffer, wmem_max).
+    writer.write(&event(1, 100)).expect("write");
+    writer.write(&event(2, 16 << 20)).expect("write");
+    writer.write(&event(3, 100)).expect("write");
+    writer.finish().expect("finish trace");
+
+    let sock = dir.path().join("big.sock");
+    let server = collect_messages(&sock);
+    let (out, _) = replay(&["--socket", &sock.to_string_lossy(), &trace.to_string_lossy()]);
+    let (_, err) = output_text(&out);
+    let sizes = server.join().expect("server");
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("big.sf: record 3 encodes to") && err.contains("skipped"), "{err}");
+    assert!(err.contains("sent 3 records") && err.contains("1 oversized records"), "{err}");
+    assert_eq!(sizes.len(), 3, "header and the two small events arrive: {sizes:?}");
+}
+
+/// A damaged block is reported naming the file; the intact blocks around it are still sent
+/// and the exit status is 2.
+#[test]
+fn damaged_trace_is_reported_and_the_rest_is_sent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("damaged.sf");
+    let config = sysflow_tracegen::GenConfig { records: 20_000, seed: 3, ..Default::default() };
+    let options = sysflow_tracegen::WriterOptions { block_size: 16 << 10, ..Default::default() };
+    sysflow_tracegen::write_trace(&config, &trace, options).expect("write trace");
+    let mut bytes = std::fs::read(&trace).expect("read trace");
+    // Garble 64 bytes in the middle of the file: one block's compressed data.
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&trace, &bytes).expect("write damaged trace");
+
+    let sock = dir.path().join("damaged.sock");
+    let server = collect_messages(&sock);
+    let (out, _) = replay(&["--socket", &sock.to_string_lossy(), &trace.to_string_lossy()]);
+    let (_, err) = output_text(&out);
+    let received = server.join().expect("server").len();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("damaged.sf") && err.contains("warning"), "{err}");
+    assert!(received > 10_000 && received < 20_000, "{received} records arrived of 20000, one block lost\n{err}");
+    assert!(err.contains(&format!("sent {received} records")), "{err}");
+}
