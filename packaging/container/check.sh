@@ -120,6 +120,18 @@ in_image "${SYSLOG_ENV[@]}" /usr/local/sysflow/bin/sfprocessor -test -config /us
 grep -q 'loaded .* rules' "$WORK/test.log" || { cat "$WORK/test.log" >&2; fail "-test did not load the image's policies"; }
 ok "sfprocessor -test -config /usr/local/sysflow/conf/pipeline.json (as sysflow, in the image's root)"
 
+echo "== the entrypoint's arguments"
+# '-flags' are added (here -test, which validates and exits); an empty variable drops its flag
+# (sfprocessor refuses a repeated -config, so a kept `-config ""` would fail this).
+in_image "${SYSLOG_ENV[@]}" CONFIG_PATH= /usr/local/sysflow/bin/sfprocessor-entrypoint -test -config /usr/local/sysflow/conf/pipeline.json \
+    >"$WORK/entry-test.log" 2>&1 \
+    || { cat "$WORK/entry-test.log" >&2; fail "sfprocessor-entrypoint -test failed"; }
+grep -q 'Health checks: passed' "$WORK/entry-test.log" || { cat "$WORK/entry-test.log" >&2; fail "sfprocessor-entrypoint -test did not validate the pipeline"; }
+# Any other first argument runs instead of sfprocessor.
+[ "$(in_image /usr/local/sysflow/bin/sfprocessor-entrypoint /usr/local/sysflow/bin/sfreplay --version)" = "sfreplay $(sed -n 's/^version = "\(.*\)"/\1/p' tools/replay/Cargo.toml)" ] \
+    || fail "sfprocessor-entrypoint COMMAND did not run COMMAND"
+ok "entrypoint: '-test -config …' are passed on, an empty CONFIG_PATH drops its -config, a command runs instead"
+
 echo "== the entrypoint serving /sock/sysflow.sock; the image's sfreplay sends config/demo.sf"
 cp config/demo.sf "$MNT/tmp/demo.sf"
 chmod 644 "$MNT/tmp/demo.sf"

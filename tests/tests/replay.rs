@@ -174,6 +174,16 @@ fn missing_socket_is_a_clear_error() {
     let (_, err) = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("socket {} does not exist", sock.display())), "{err}");
+
+    // A socket file left by a processor that is gone: nobody listens on it.
+    let stale = dir.path().join("stale.sock");
+    let listener = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    bind(listener.as_raw_fd(), &UnixAddr::new(&stale).expect("address")).expect("bind");
+    drop(listener);
+    let (out, _) = replay(&["--socket", &stale.to_string_lossy(), &trace.to_string_lossy()]);
+    let (_, err) = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("socket {}: nobody is listening on it", stale.display())), "{err}");
 }
 
 /// The peer accepts, then hangs up: sfreplay stops with exit 1 and says so (no SIGPIPE death,
