@@ -290,3 +290,24 @@ fn damaged_trace_is_reported_and_the_rest_is_sent() {
     assert!(received > 10_000 && received < 20_000, "{received} records arrived of 20000, one block lost\n{err}");
     assert!(err.contains(&format!("sent {received} records")), "{err}");
 }
+
+/// In a directory, a file that is not a trace is reported and skipped; the traces are sent
+/// and the exit status is 2.
+#[test]
+fn file_that_is_not_a_trace_is_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traces = dir.path().join("traces");
+    std::fs::create_dir(&traces).expect("mkdir");
+    let config = sysflow_tracegen::GenConfig { records: 100, seed: 2, ..Default::default() };
+    sysflow_tracegen::write_trace(&config, &traces.join("b.sf"), Default::default()).expect("write trace");
+    std::fs::write(traces.join("a.txt"), "not a trace\n").expect("write");
+    let sock = dir.path().join("dir.sock");
+    let server = collect_messages(&sock);
+    let (out, _) = replay(&["--socket", &sock.to_string_lossy(), &traces.to_string_lossy()]);
+    let (_, err) = output_text(&out);
+    let received = server.join().expect("server").len();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("a.txt") && err.contains("file skipped"), "{err}");
+    assert!(err.contains("sent 100 records") && err.contains("1 unreadable files"), "{err}");
+    assert_eq!(received, 100);
+}

@@ -26,7 +26,7 @@ use crate::{
     about = "Streams SysFlow traces into a collector-style unix socket (what `sfprocessor -driver socket` reads)",
     after_help = "Without --rate or --as-recorded records are sent as fast as the reader takes them.\n\
                   Exit status: 0 when every record was sent, 1 on a fatal error (no socket, peer closed), \n\
-                  2 when some input was skipped (damaged blocks, oversized datums; each is reported)."
+                  2 when some input was skipped (unreadable files, damaged blocks, oversized datums; each is reported)."
 )]
 struct Args {
     /// Socket the processor listens on (the collector's default: /sock/sysflow.sock).
@@ -57,6 +57,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 #[derive(Debug, Default)]
 struct Totals {
     files: u64,
+    files_skipped: u64,
     records: u64,
     bytes: u64,
     decode_errors: u64,
@@ -78,7 +79,15 @@ fn run(args: &Args) -> Result<Totals> {
     let mut totals = Totals::default();
     let mut datum = Vec::new();
     for file in &files {
-        let mut records = TraceRecords::open(file)?;
+        // A file that is not a trace (a stray file in a directory) is skipped, not fatal.
+        let mut records = match TraceRecords::open(file) {
+            Ok(records) => records,
+            Err(e) => {
+                totals.files_skipped += 1;
+                eprintln!("sfreplay: warning: {e:#}; file skipped");
+                continue;
+            }
+        };
         totals.files += 1;
         while let Some(item) = records.next() {
             let record = match item {
@@ -122,18 +131,19 @@ fn main() -> ExitCode {
             let rate = if secs > 0.0 { t.records as f64 / secs } else { 0.0 };
             eprintln!(
                 "sfreplay: sent {} records ({} bytes) from {} files to {} in {:.3} s: {:.0} records/s; \
-                 skipped: {} decode errors, {} records in damaged blocks, {} oversized records",
+                 skipped: {} unreadable files, {} decode errors, {} records in damaged blocks, {} oversized records",
                 t.records,
                 t.bytes,
                 t.files,
                 args.socket.display(),
                 secs,
                 rate,
+                t.files_skipped,
                 t.decode_errors,
                 t.records_skipped,
                 t.oversized
             );
-            if t.decode_errors + t.records_skipped + t.oversized > 0 {
+            if t.files_skipped + t.decode_errors + t.records_skipped + t.oversized > 0 {
                 ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS
