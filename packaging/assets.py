@@ -22,9 +22,11 @@ def target_dir():
 
 def source_path(source):
     """cargo-deb's rule: target/release/... is the build output, other paths are relative to host/."""
-    if source == "target/release/sfprocessor" and os.environ.get("PACKAGE_BINARY"):
-        # build.sh passes a stripped copy (cargo-deb strips its own; the rpm and tar tools do not).
-        return os.environ["PACKAGE_BINARY"]
+    stripped = os.environ.get("PACKAGE_BIN_DIR")
+    if source.startswith("target/release/") and stripped:
+        # build.sh passes stripped copies of the binaries (cargo-deb strips its own; the rpm
+        # and tar tools do not).
+        return os.path.join(stripped, os.path.basename(source))
     if source.startswith("target/"):
         return os.path.join(target_dir(), source[len("target/"):])
     return os.path.normpath(os.path.join(HOST, source))

@@ -27,17 +27,19 @@ ensure_tool() { # <cargo subcommand> <crate> <version>
 ensure_tool deb cargo-deb "$CARGO_DEB_VERSION"
 ensure_tool generate-rpm cargo-generate-rpm "$CARGO_GENERATE_RPM_VERSION"
 
-echo "== release binary"
-cargo build --release -p sfprocessor
+echo "== release binaries"
+cargo build --release -p sfprocessor -p sfreplay
 VERSION=$(cargo metadata --format-version 1 --no-deps \
     | python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "sfprocessor"))')
 ARCH=$(uname -m)
 
 rm -rf "$OUT"
 mkdir -p "$OUT" "$STAGE/bin"
-# cargo-deb strips its copy; the rpm and the tarball get the same stripped binary.
-strip -o "$STAGE/bin/sfprocessor" "$TARGET_DIR/release/sfprocessor"
-export PACKAGE_BINARY=$STAGE/bin/sfprocessor
+# cargo-deb strips its copies; the rpm and the tarball get the same stripped binaries.
+for bin in sfprocessor sfreplay; do
+    strip -o "$STAGE/bin/$bin" "$TARGET_DIR/release/$bin"
+done
+export PACKAGE_BIN_DIR=$STAGE/bin
 
 echo "== .deb"
 cargo deb -p sfprocessor --no-build --strip --output "$OUT/"

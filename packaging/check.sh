@@ -44,7 +44,11 @@ dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print $6}' | sed 's#^\./#/#' | sort >"$WOR
 same ".deb file list" "$WORK/expected-deb" "$WORK/deb-files"
 dpkg-deb -I "$deb" conffiles | sort >"$WORK/deb-conf"
 same ".deb conffiles" "$WORK/expected-conf" "$WORK/deb-conf"
-dpkg-deb -c "$deb" | grep -q '^-rwxr-xr-x .* \./usr/bin/sfprocessor$' || fail "/usr/bin/sfprocessor is not mode 755 in the .deb"
+# Listed once into a file: `dpkg-deb -c | grep -q` fails under pipefail when grep exits first.
+dpkg-deb -c "$deb" >"$WORK/deb-listing"
+for bin in sfprocessor sfreplay; do
+    grep -q "^-rwxr-xr-x .* \./usr/bin/$bin\$" "$WORK/deb-listing" || fail "/usr/bin/$bin is not mode 755 in the .deb"
+done
 for script in postinst prerm postrm; do
     dpkg-deb -I "$deb" "$script" >"$WORK/$script" || fail ".deb has no $script"
     sh -n "$WORK/$script" || fail ".deb $script is not valid sh"
@@ -86,6 +90,22 @@ ok "systemd-analyze verify $UNIT"
 /usr/bin/sfprocessor -test -config /etc/sysflow/pipelines/pipeline.distribution.json \
     || fail "the installed pipeline.distribution.json does not load"
 ok "sfprocessor -test -config /etc/sysflow/pipelines/pipeline.distribution.json"
+# The installed replay tool against the installed processor: a generated trace through a socket.
+replay_sock=$WORK/replay/sysflow.sock
+python3 - "$WORK/replay.json" <<'PY'
+import json, sys
+json.dump({"pipeline": [
+    {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+    {"processor": "exporter", "in": "flat flattenerchan", "export": "null", "format": "json"}]}, open(sys.argv[1], "w"))
+PY
+/usr/bin/sfprocessor -config "$WORK/replay.json" -driver socket "$replay_sock" >"$WORK/replay.log" 2>&1 &
+replay_pid=$!
+for _ in $(seq 100); do [ -S "$replay_sock" ] && break; sleep 0.1; done
+/usr/bin/sfreplay --socket "$replay_sock" config/demo.sf 2>"$WORK/replay.err" || { cat "$WORK/replay.err" >&2; kill "$replay_pid"; fail "sfreplay could not replay config/demo.sf"; }
+kill -TERM "$replay_pid"; wait "$replay_pid" || fail "sfprocessor -driver socket exited non-zero after the replay: $(cat "$WORK/replay.log")"
+grep -q 'sent 3000 records' "$WORK/replay.err" || fail "sfreplay did not send config/demo.sf's 3000 records: $(cat "$WORK/replay.err")"
+grep -q 'records in 3000,' "$WORK/replay.log" || fail "the processor did not read the 3000 replayed records: $(cat "$WORK/replay.log")"
+ok "/usr/bin/sfreplay sent config/demo.sf to /usr/bin/sfprocessor -driver socket (3000 records)"
 [ -d /usr/local/sysflow/resources/drivers ] && [ -d /usr/local/sysflow/resources/plugins ] || fail "plugin directories missing"
 [ -d /var/log/sysflow ] && [ -d /sock ] || fail "postinst did not create /var/log/sysflow and /sock"
 
@@ -101,7 +121,7 @@ ok "the upgrade kept the edited $ENV_FILE"
 
 echo "== purge"
 dpkg --purge sfprocessor
-for gone in /usr/bin/sfprocessor "$ENV_FILE" "/usr/lib/systemd/system/$UNIT" /var/log/sysflow; do
+for gone in /usr/bin/sfprocessor /usr/bin/sfreplay "$ENV_FILE" "/usr/lib/systemd/system/$UNIT" /var/log/sysflow; do
     [ ! -e "$gone" ] || fail "$gone is still there after dpkg --purge"
 done
 ok "dpkg --purge removed the files, the configuration and the logs"

@@ -56,21 +56,27 @@ pub fn trace_names(data: &Path) -> Vec<String> {
 /// `target/e2e-build/` (a separate directory: the running `cargo test` holds the lock of its own).
 pub fn sfprocessor_bin() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(locate_or_build_sfprocessor).clone()
+    BIN.get_or_init(|| locate_or_build("sfprocessor", "sfprocessor")).clone()
 }
 
-fn locate_or_build_sfprocessor() -> PathBuf {
+/// Path of the `sfreplay` binary (`tools/replay`), found or built as [`sfprocessor_bin`].
+pub fn sfreplay_bin() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| locate_or_build("sfreplay", "sfreplay")).clone()
+}
+
+fn locate_or_build(package: &str, name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
-    // target/<profile>/deps/<test> → target/<profile>/sfprocessor
+    // target/<profile>/deps/<test> → target/<profile>/<name>
     let profile_dir = exe.parent().and_then(Path::parent).expect("target profile dir");
-    let bin = profile_dir.join("sfprocessor");
+    let bin = profile_dir.join(name);
     if bin.is_file() {
         return bin;
     }
     let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug").to_owned();
     let build_dir = profile_dir.parent().expect("target dir").join("e2e-build");
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(workspace_root()).args(["build", "-p", "sfprocessor"]).env("CARGO_TARGET_DIR", &build_dir);
+    cmd.current_dir(workspace_root()).args(["build", "-p", package]).env("CARGO_TARGET_DIR", &build_dir);
     match profile.as_str() {
         "debug" => {}
         "release" => {
@@ -80,10 +86,10 @@ fn locate_or_build_sfprocessor() -> PathBuf {
             cmd.args(["--profile", other]);
         }
     }
-    let status = cmd.status().expect("spawn cargo build -p sfprocessor");
-    assert!(status.success(), "`cargo build -p sfprocessor` ({profile}) failed: {status}");
-    let built = build_dir.join(&profile).join("sfprocessor");
-    assert!(built.is_file(), "sfprocessor binary not found at {} nor {}", bin.display(), built.display());
+    let status = cmd.status().unwrap_or_else(|e| panic!("spawn cargo build -p {package}: {e}"));
+    assert!(status.success(), "`cargo build -p {package}` ({profile}) failed: {status}");
+    let built = build_dir.join(&profile).join(name);
+    assert!(built.is_file(), "{name} binary not found at {} nor {}", bin.display(), built.display());
     built
 }
 
