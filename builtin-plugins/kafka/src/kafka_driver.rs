@@ -9,12 +9,13 @@
 //! This is not yet an exact acknowledgement from the exporters: see `docs/kafka.md`.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     time::{Duration, Instant},
 };
 
 use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer},
+    error::KafkaError,
     message::Message,
     Offset, TopicPartitionList,
 };
@@ -40,6 +41,7 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("kafka.config", "librdkafka consumer properties (object; needs bootstrap.servers and group.id)"),
     ConfigKey::new("kafka.topics", "topics to subscribe to (array of names, or one comma-separated string)"),
     ConfigKey::new("format", "message format: sysflow (default); otel is not available yet"),
+    ConfigKey::new("kafka.stop.at.end", "\"true\": end the run once every assigned partition is read to its end (replays, benchmarks)"),
 ];
 
 /// Consumes SysFlow messages from Kafka topics as a consumer-group member.
@@ -50,6 +52,8 @@ pub struct KafkaDriver {
     /// Next offsets per (topic, partition) handed to the pipeline and not yet committed, by hand-over time.
     handed: VecDeque<(Instant, HashMap<(String, i32), i64>)>,
     stopping: bool,
+    /// `kafka.stop.at.end`: partitions read to their end so far (`None` when the key is off).
+    at_end: Option<HashSet<(String, i32)>>,
     messages: u64,
     records: u64,
     bad_messages: u64,
@@ -135,7 +139,16 @@ impl Driver for KafkaDriver {
             return Err(PluginError::new("key 'kafka.config': needs 'group.id' (the consumer group)"));
         }
         let topics = topics(config)?;
+        let stop_at_end = match config.value("kafka.stop.at.end") {
+            None => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) if s == "true" || s == "false" => s == "true",
+            Some(other) => return Err(PluginError::new(format!("key 'kafka.stop.at.end': expected true or false, found {other}"))),
+        };
         let mut cfg = client_config(&props, &CONSUMER_DEFAULTS);
+        if stop_at_end {
+            cfg.set("enable.partition.eof", "true");
+        }
         // Offsets are committed by the driver only, after hand-over (see the module doc).
         cfg.set("enable.auto.commit", "false");
         let consumer: BaseConsumer =
@@ -151,6 +164,7 @@ impl Driver for KafkaDriver {
             decoder: DatumDecoder::v5(),
             handed: VecDeque::new(),
             stopping: false,
+            at_end: stop_at_end.then(HashSet::new),
             messages: 0,
             records: 0,
             bad_messages: 0,
@@ -179,6 +193,9 @@ impl Driver for KafkaDriver {
                 Ok(message) => {
                     self.messages += 1;
                     let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
+                    if let Some(at_end) = &mut self.at_end {
+                        at_end.remove(&(topic.clone(), partition));
+                    }
                     offsets.insert((topic.clone(), partition), offset + 1);
                     let payload = message.payload().unwrap_or_default();
                     let before = records.len();
@@ -192,6 +209,16 @@ impl Driver for KafkaDriver {
                                 records.len() - before,
                                 self.bad_messages
                             ));
+                        }
+                    }
+                }
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    if let Some(at_end) = &mut self.at_end {
+                        // librdkafka names only the partition; one subscribed topic is the common case.
+                        if let Ok(assigned) = self.consumer.assignment() {
+                            for e in assigned.elements().iter().filter(|e| e.partition() == partition) {
+                                at_end.insert((e.topic().to_string(), partition));
+                            }
                         }
                     }
                 }
@@ -210,6 +237,13 @@ impl Driver for KafkaDriver {
             self.handed.push_back((Instant::now(), offsets));
         }
         if records.is_empty() {
+            if let Some(at_end) = &self.at_end {
+                let assigned = self.consumer.assignment().map(|a| a.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect::<Vec<_>>()).unwrap_or_default();
+                if !assigned.is_empty() && assigned.iter().all(|tp| at_end.contains(tp)) {
+                    self.host.info("kafka: every assigned partition read to its end (kafka.stop.at.end)");
+                    self.stopping = true;
+                }
+            }
             return Ok(DriverPoll::Idle);
         }
         self.records += records.len() as u64;
