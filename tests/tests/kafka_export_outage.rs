@@ -46,13 +46,13 @@ fn expected_lines(dir: &Path, trace: &[u8]) -> Vec<String> {
             {"processor": "sysflowreader", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
             {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "format": "json", "file.path": out.to_string_lossy()}]}),
     );
-    let status = Command::new(sfprocessor_bin()).args(["-config", &cfg.to_string_lossy(), &path.to_string_lossy()]).status().expect("run");
-    assert!(status.success());
+    let run = Command::new(sfprocessor_bin()).args(["-config", &cfg.to_string_lossy(), &path.to_string_lossy()]).output().expect("run");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stdout));
     std::fs::read_to_string(&out).expect("expected output").lines().map(str::to_string).collect()
 }
 
 /// Runs the exporter over a FIFO, stopping the broker between the two halves of the trace.
-/// Returns the exporter's stderr.
+/// Returns the exporter's log.
 fn run_with_outage(dir: &Path, broker: &mut Broker, trace: &[u8], queue_full: &str) -> (bool, String) {
     let fifo = dir.join(format!("in-{queue_full}.fifo"));
     mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).expect("mkfifo");
@@ -68,7 +68,7 @@ fn run_with_outage(dir: &Path, broker: &mut Broker, trace: &[u8], queue_full: &s
     );
     let child = Command::new(sfprocessor_bin())
         .args(["-log", "info", "-config", &cfg.to_string_lossy(), &fifo.to_string_lossy()])
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn exporter");
@@ -82,7 +82,9 @@ fn run_with_outage(dir: &Path, broker: &mut Broker, trace: &[u8], queue_full: &s
     broker.restart();
     drop(input);
     let out = child.wait_with_output().expect("wait exporter");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    // The log (and its exit summary) goes to stdout.
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), log)
 }
 
 fn counter(log: &str, name: &str) -> u64 {
