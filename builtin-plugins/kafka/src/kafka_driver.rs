@@ -14,15 +14,17 @@ use std::{
 };
 
 use rdkafka::{
-    consumer::{BaseConsumer, CommitMode, Consumer},
+    config::RDKafkaLogLevel,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
     error::KafkaError,
     message::Message,
-    Offset, TopicPartitionList,
+    ClientContext, Offset, TopicPartitionList,
 };
 use sysflow_avro_drivers::DatumDecoder;
 use sysflow_plugin_api::{Batch, ConfigKey, Counter, Driver, DriverPoll, Host, PluginConfig, PluginError, SysFlowRecord};
 
 use crate::{
+    client_log::ClientLog,
     producer::{client_config, client_properties},
     sysflow_message::decode_message,
 };
@@ -44,10 +46,25 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("kafka.stop.at.end", "\"true\": end the run once every assigned partition is read to its end (replays, benchmarks)"),
 ];
 
+/// The consumer's librdkafka callbacks: logs and errors go to the host's log, rate-limited.
+pub struct ConsumerLog(ClientLog);
+
+impl ClientContext for ConsumerLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.0.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.error(error, reason);
+    }
+}
+
+impl ConsumerContext for ConsumerLog {}
+
 /// Consumes SysFlow messages from Kafka topics as a consumer-group member.
 pub struct KafkaDriver {
     host: Host,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<ConsumerLog>,
     decoder: DatumDecoder,
     /// Next offsets per (topic, partition) handed to the pipeline and not yet committed, by hand-over time.
     handed: VecDeque<(Instant, HashMap<(String, i32), i64>)>,
@@ -151,8 +168,8 @@ impl Driver for KafkaDriver {
         }
         // Offsets are committed by the driver only, after hand-over (see the module doc).
         cfg.set("enable.auto.commit", "false");
-        let consumer: BaseConsumer =
-            cfg.create().map_err(|e| PluginError::new(format!("key 'kafka.config': cannot create the Kafka consumer: {e}")))?;
+        let consumer: BaseConsumer<ConsumerLog> =
+            cfg.create_with_context(ConsumerLog(ClientLog::new(host))).map_err(|e| PluginError::new(format!("key 'kafka.config': cannot create the Kafka consumer: {e}")))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)
@@ -263,6 +280,7 @@ impl Driver for KafkaDriver {
             Counter::new("commits", self.commits),
             Counter::new("commit_errors", self.commit_errors),
             Counter::new("uncommitted_handovers", self.handed.len() as u64),
+            Counter::new("client_errors", self.consumer.context().0.errors()),
         ]
     }
 }

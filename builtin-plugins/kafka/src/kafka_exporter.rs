@@ -57,7 +57,7 @@ impl KafkaExporter {
                 )));
             }
         }
-        let sink = KafkaSink::from_config(config).map_err(PluginError::new)?;
+        let sink = KafkaSink::from_config(config, host).map_err(PluginError::new)?;
         host.info(&format!("exporting to Kafka topic '{}'", sink.topic()));
         Ok(KafkaExporter {
             host,

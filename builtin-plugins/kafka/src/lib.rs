@@ -6,6 +6,7 @@
 //! `"export": "kafka"` here and every other transport to the exporter crate.
 //! Message format, delivery and commit semantics: `docs/kafka.md`.
 
+pub mod client_log;
 pub mod exporter_dispatch;
 pub mod kafka_driver;
 pub mod kafka_exporter;

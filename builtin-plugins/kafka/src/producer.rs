@@ -20,14 +20,16 @@ use std::{
 };
 
 use rdkafka::{
-    config::ClientConfig,
+    config::{ClientConfig, RDKafkaLogLevel},
     error::KafkaError,
     message::{DeliveryResult, Message},
     producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig},
     types::RDKafkaErrorCode,
     ClientContext,
 };
-use sysflow_plugin_api::{Counter, PluginConfig};
+use sysflow_plugin_api::{Counter, Host, PluginConfig};
+
+use crate::client_log::ClientLog;
 
 /// How many times a message librdkafka reported undeliverable is produced again.
 pub const MAX_REDELIVERIES: u32 = 3;
@@ -80,13 +82,22 @@ struct Redelivery {
 
 /// Receives delivery reports on the thread that polls the producer.
 pub struct DeliveryContext {
+    log: ClientLog,
     counters: Arc<DeliveryCounters>,
     redeliveries: Mutex<Vec<Redelivery>>,
     closing: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
-impl ClientContext for DeliveryContext {}
+impl ClientContext for DeliveryContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.log.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
 
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Opaque>;
@@ -175,7 +186,7 @@ pub fn client_config(props: &HashMap<String, String>, defaults: &[(&str, &str)])
 
 impl KafkaSink {
     /// Creates the producer from the exporter's `kafka.*` keys.
-    pub fn from_config(config: &PluginConfig) -> Result<KafkaSink, String> {
+    pub fn from_config(config: &PluginConfig, host: Host) -> Result<KafkaSink, String> {
         let props = client_properties(config, "kafka.config")?;
         let topic = config.str_or("kafka.topic", "sysflow").map_err(|e| e.to_string())?.to_string();
         let queue_full = match config.str_or("kafka.queue.full", "block").map_err(|e| e.to_string())? {
@@ -185,6 +196,7 @@ impl KafkaSink {
         };
         let counters = Arc::new(DeliveryCounters::default());
         let context = DeliveryContext {
+            log: ClientLog::new(host),
             counters: Arc::clone(&counters),
             redeliveries: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
@@ -298,6 +310,7 @@ impl KafkaSink {
             Counter::new("failed", c.failed.load(Ordering::Relaxed)),
             Counter::new("dropped", c.dropped.load(Ordering::Relaxed)),
             Counter::new("queue_depth", self.producer.in_flight_count().max(0) as u64),
+            Counter::new("client_errors", self.producer.context().log.errors()),
         ]
     }
 }
