@@ -46,6 +46,9 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("kafka.stop.at.end", "\"true\": end the run once every assigned partition is read to its end (replays, benchmarks)"),
 ];
 
+/// Next offset to commit per (topic, partition).
+type NextOffsets = HashMap<(String, i32), i64>;
+
 /// The consumer's librdkafka callbacks: logs and errors go to the host's log, rate-limited.
 pub struct ConsumerLog(ClientLog);
 
@@ -67,7 +70,7 @@ pub struct KafkaDriver {
     consumer: BaseConsumer<ConsumerLog>,
     decoder: DatumDecoder,
     /// Next offsets per (topic, partition) handed to the pipeline and not yet committed, by hand-over time.
-    handed: VecDeque<(Instant, HashMap<(String, i32), i64>)>,
+    handed: VecDeque<(Instant, NextOffsets)>,
     stopping: bool,
     /// `kafka.stop.at.end`: partitions read to their end so far (`None` when the key is off).
     at_end: Option<HashSet<(String, i32)>>,
@@ -109,7 +112,7 @@ impl KafkaDriver {
 
     /// Commits the offsets handed over before `cutoff` (all of them when `None`).
     fn commit(&mut self, cutoff: Option<Instant>, mode: CommitMode) {
-        let mut latest: HashMap<(String, i32), i64> = HashMap::new();
+        let mut latest = NextOffsets::new();
         while let Some((at, _)) = self.handed.front() {
             if cutoff.is_some_and(|c| *at > c) {
                 break;
@@ -202,7 +205,7 @@ impl Driver for KafkaDriver {
         }
         let deadline = Instant::now() + POLL_WAIT;
         let mut records: Vec<SysFlowRecord> = Vec::new();
-        let mut offsets: HashMap<(String, i32), i64> = HashMap::new();
+        let mut offsets = NextOffsets::new();
         while records.len() < max_records.max(1) {
             let left = deadline.saturating_duration_since(Instant::now());
             let Some(result) = self.consumer.poll(left) else { break };
