@@ -42,6 +42,22 @@ fn is_new<K: std::hash::Hash + Eq, T>(written: &mut FxHashMap<K, usize>, id: K, 
     written.insert(id, address) != Some(address)
 }
 
+/// [`is_new`] for string ids, allocating the key only for an id not seen in this message.
+fn is_new_named<T>(written: &mut FxHashMap<String, usize>, id: &str, entity: &T) -> bool {
+    let address = entity as *const T as usize;
+    match written.get_mut(id) {
+        Some(last) if *last == address => false,
+        Some(last) => {
+            *last = address;
+            true
+        }
+        None => {
+            written.insert(id.to_string(), address);
+            true
+        }
+    }
+}
+
 impl MessageBuilder {
     /// An empty builder.
     pub fn new() -> MessageBuilder {
@@ -72,12 +88,12 @@ impl MessageBuilder {
             Self::frame(buf, datum, |d| encode_header(&record.header, d));
         }
         if let Some(pod) = record.pod() {
-            if is_new(&mut self.pods, pod.id.to_string(), pod) {
+            if is_new_named(&mut self.pods, &pod.id, pod) {
                 Self::frame(buf, datum, |d| encode_pod(pod, d));
             }
         }
         if let Some(c) = record.container() {
-            if is_new(&mut self.containers, c.id.to_string(), c) {
+            if is_new_named(&mut self.containers, &c.id, c) {
                 Self::frame(buf, datum, |d| encode_container(c, d));
             }
         }
