@@ -4,8 +4,9 @@
 //!
 //! Broker: noida-db, because it keeps its data in its data directory and so can be restarted
 //! with the topic and what was already delivered (tansu is memory only).
-//! The trace is written into a FIFO the file driver reads, half before the outage and half
-//! during it, so the exporter meets the outage with records still arriving.
+//! The trace is written into a FIFO the file driver reads, a fifth before the outage and the
+//! rest during it, so the exporter meets the outage with records still arriving and a
+//! 3000-message queue: block mode must wait, drop mode must drop.
 
 use std::{
     collections::HashMap,
@@ -25,6 +26,8 @@ use sysflow_tracegen::{GenConfig, TraceWriter, WriterOptions};
 
 const TOPIC: &str = "alerts";
 const PARTITIONS: u32 = 2;
+/// The producer queue (`queue.buffering.max.messages`), smaller than what arrives during the outage.
+const QUEUE: u64 = 3000;
 
 /// A generated trace as OCF bytes.
 fn trace_bytes(records: u64) -> Vec<u8> {
@@ -63,7 +66,7 @@ fn run_with_outage(dir: &Path, broker: &mut Broker, trace: &[u8], queue_full: &s
             {"processor": "sysflowreader", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
             {"processor": "exporter", "in": "flat flattenerchan", "export": "kafka", "format": "json",
              "kafka.topic": TOPIC, "kafka.queue.full": queue_full,
-             "kafka.config": {"bootstrap.servers": broker.bootstrap, "queue.buffering.max.messages": 500,
+             "kafka.config": {"bootstrap.servers": broker.bootstrap, "queue.buffering.max.messages": QUEUE,
                               "message.timeout.ms": 120000, "reconnect.backoff.max.ms": 200}}]}),
     );
     let child = Command::new(sfprocessor_bin())
@@ -73,14 +76,19 @@ fn run_with_outage(dir: &Path, broker: &mut Broker, trace: &[u8], queue_full: &s
         .spawn()
         .expect("spawn exporter");
     let mut input = std::fs::OpenOptions::new().write(true).open(&fifo).expect("open fifo");
-    let half = trace.len() / 2;
-    input.write_all(&trace[..half]).expect("write first half");
+    // A fifth before the outage (fewer records than the queue holds), the rest during it.
+    let first = trace.len() / 5;
+    input.write_all(&trace[..first]).expect("write the first part");
     std::thread::sleep(Duration::from_secs(2));
     broker.stop();
-    input.write_all(&trace[half..]).expect("write second half");
+    // In block mode the pipeline stops reading while the queue is full: write from a thread.
+    let rest = trace[first..].to_vec();
+    let writer = std::thread::spawn(move || {
+        input.write_all(&rest).expect("write the rest");
+    });
     std::thread::sleep(Duration::from_secs(3));
     broker.restart();
-    drop(input);
+    writer.join().expect("writer thread");
     let out = child.wait_with_output().expect("wait exporter");
     // The log (and its exit summary) goes to stdout.
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -135,7 +143,9 @@ fn outage(queue_full: &str) {
             assert_eq!(sent as usize, expected.len());
         }
         _ => {
-            assert!(dropped > 0, "the outage should have filled the 500-message queue:\n{log}");
+            assert!(dropped > 0, "the outage should have filled the {QUEUE}-message queue:\n{log}");
+            // More than one queue's worth delivered: the queued messages went out after the restart.
+            assert!(sent > QUEUE, "sent={sent}: delivery did not resume after the restart:\n{log}");
             assert_eq!(lost as u64, dropped, "missing records must equal the drop counter:\n{log}");
             assert_eq!(sent + dropped, expected.len() as u64);
         }
