@@ -51,7 +51,15 @@ fn spawn(kind: BrokerKind, port: u16, data_dir: &Path, log: &Path) -> Option<Ser
         BrokerKind::Tansu => {
             let mut c = Command::new(servers::tansu_bin()?);
             let url = format!("tcp://127.0.0.1:{port}");
-            c.args(["broker", "--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"]);
+            c.args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ]);
             c
         }
         BrokerKind::Noida => {
@@ -81,8 +89,12 @@ impl Broker {
         let data_dir = dir.join("broker-data");
         let _ = std::fs::create_dir_all(&data_dir);
         let log = dir.join("broker.log");
-        let server = spawn(kind, port, &data_dir, &log)
-            .unwrap_or_else(|| panic!("{kind:?} broker did not start on port {port}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+        let server = spawn(kind, port, &data_dir, &log).unwrap_or_else(|| {
+            panic!(
+                "{kind:?} broker did not start on port {port}; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
         Some(Broker { server, bootstrap: format!("127.0.0.1:{port}"), port, data_dir, log, kind })
     }
 
@@ -113,11 +125,8 @@ impl Broker {
     /// Runs a confluent-kafka Python snippet with `BOOTSTRAP` set; returns its stdout.
     pub fn python(&self, script: &str) -> String {
         let python = servers::venv_python().expect("checked in start");
-        let out = Command::new(python)
-            .args(["-c", script])
-            .env("BOOTSTRAP", &self.bootstrap)
-            .output()
-            .expect("spawn python");
+        let out =
+            Command::new(python).args(["-c", script]).env("BOOTSTRAP", &self.bootstrap).output().expect("spawn python");
         assert!(
             out.status.success(),
             "python client failed: {}\n{}\nbroker log:\n{}",

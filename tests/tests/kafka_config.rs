@@ -8,7 +8,9 @@ use sysflow_e2e_tests::{output_text, run_sfprocessor, run_sfprocessor_in, worksp
 #[test]
 fn shipped_scale_out_configs_validate() {
     let root = workspace_root();
-    for (cfg, driver) in [("config/pipeline.kafka-edge.json", None), ("config/pipeline.kafka-central.json", Some("kafka"))] {
+    for (cfg, driver) in
+        [("config/pipeline.kafka-edge.json", None), ("config/pipeline.kafka-central.json", Some("kafka"))]
+    {
         let mut args = vec!["-test", "-config", cfg];
         if let Some(d) = driver {
             args.extend(["-driver", d]);
@@ -49,9 +51,15 @@ fn exporter(extra: Value) -> Value {
 
 #[test]
 fn bad_kafka_exporter_keys_are_refused_by_name() {
-    refused(exporter(json!({"export": "kafka"})), &["x.sf"], &["pipeline[1] (exporter)", "kafka.config", "bootstrap.servers"]);
     refused(
-        exporter(json!({"export": "kafka", "kafka.config": {"bootstrap.servers": "127.0.0.1:1"}, "kafka.queue.full": "spill"})),
+        exporter(json!({"export": "kafka"})),
+        &["x.sf"],
+        &["pipeline[1] (exporter)", "kafka.config", "bootstrap.servers"],
+    );
+    refused(
+        exporter(
+            json!({"export": "kafka", "kafka.config": {"bootstrap.servers": "127.0.0.1:1"}, "kafka.queue.full": "spill"}),
+        ),
         &["x.sf"],
         &["kafka.queue.full", "spill"],
     );

@@ -49,7 +49,10 @@ fn expected_lines(dir: &Path, trace: &[u8]) -> Vec<String> {
             {"processor": "sysflowreader", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
             {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "format": "json", "file.path": out.to_string_lossy()}]}),
     );
-    let run = Command::new(sfprocessor_bin()).args(["-config", &cfg.to_string_lossy(), &path.to_string_lossy()]).output().expect("run");
+    let run = Command::new(sfprocessor_bin())
+        .args(["-config", &cfg.to_string_lossy(), &path.to_string_lossy()])
+        .output()
+        .expect("run");
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stdout));
     std::fs::read_to_string(&out).expect("expected output").lines().map(str::to_string).collect()
 }
@@ -98,7 +101,9 @@ fn run_with_outage(dir: &Path, broker: &mut Broker, trace: &[u8], queue_full: &s
 fn counter(log: &str, name: &str) -> u64 {
     let key = format!(" {name}=");
     log.lines()
-        .filter_map(|l| l.split(',').find_map(|part| part.strip_prefix(&key[..]).or_else(|| part.trim().strip_prefix(&key[1..]))))
+        .filter_map(|l| {
+            l.split(',').find_map(|part| part.strip_prefix(&key[..]).or_else(|| part.trim().strip_prefix(&key[1..])))
+        })
         .filter_map(|v| v.trim().parse().ok())
         .next_back()
         .unwrap_or_else(|| panic!("counter {name} not in the exit summary:\n{log}"))
@@ -133,7 +138,11 @@ fn outage(queue_full: &str) {
     let got = broker.read_all_text(TOPIC, PARTITIONS);
     let lost = missing(&expected, &got);
     let (sent, dropped, failed) = (counter(&log, "sent"), counter(&log, "dropped"), counter(&log, "failed"));
-    eprintln!("{test}: {} expected, {} in the topic, {lost} missing; sent={sent} dropped={dropped} failed={failed}", expected.len(), got.len());
+    eprintln!(
+        "{test}: {} expected, {} in the topic, {lost} missing; sent={sent} dropped={dropped} failed={failed}",
+        expected.len(),
+        got.len()
+    );
     assert!(ok, "exporter run failed:\n{log}");
     assert_eq!(failed, 0, "{log}");
     match queue_full {

@@ -141,7 +141,8 @@ fn two_consumers_one_killed_union_of_alerts_equals_single_run() {
         }
     }
     let single_out = dir.path().join("single.json");
-    let single_cfg = write_pipeline(dir.path(), "single.json.pipeline", &json!({"pipeline": alert_stages(&single_out)}));
+    let single_cfg =
+        write_pipeline(dir.path(), "single.json.pipeline", &json!({"pipeline": alert_stages(&single_out)}));
     let (ok, log) = run(&["-config", &single_cfg.to_string_lossy(), &all.to_string_lossy()]);
     assert!(ok, "single run failed:\n{log}");
     let expected = lines(&single_out);

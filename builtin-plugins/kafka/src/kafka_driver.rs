@@ -21,7 +21,9 @@ use rdkafka::{
     ClientContext, Offset, TopicPartitionList,
 };
 use sysflow_avro_drivers::DatumDecoder;
-use sysflow_plugin_api::{Batch, ConfigKey, Counter, Driver, DriverPoll, Host, PluginConfig, PluginError, SysFlowRecord};
+use sysflow_plugin_api::{
+    Batch, ConfigKey, Counter, Driver, DriverPoll, Host, PluginConfig, PluginError, SysFlowRecord,
+};
 
 use crate::{
     client_log::ClientLog,
@@ -48,7 +50,10 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("kafka.config", "librdkafka consumer properties (object; needs bootstrap.servers and group.id)"),
     ConfigKey::new("kafka.topics", "topics to subscribe to (array of names, or one comma-separated string)"),
     ConfigKey::new("format", "message format: sysflow (default); otel is not available yet"),
-    ConfigKey::new("kafka.stop.at.end", "\"true\": end the run once every assigned partition is read to its end (replays, benchmarks)"),
+    ConfigKey::new(
+        "kafka.stop.at.end",
+        "\"true\": end the run once every assigned partition is read to its end (replays, benchmarks)",
+    ),
 ];
 
 /// Next offset to commit per (topic, partition).
@@ -97,7 +102,11 @@ fn topics(config: &PluginConfig) -> Result<Vec<String>, PluginError> {
     let list: Vec<String> = match config.value("kafka.topics") {
         Some(serde_json::Value::Array(items)) => items
             .iter()
-            .map(|t| t.as_str().map(str::to_string).ok_or_else(|| PluginError::new("key 'kafka.topics': every topic must be a string")))
+            .map(|t| {
+                t.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| PluginError::new("key 'kafka.topics': every topic must be a string"))
+            })
             .collect::<Result<_, _>>()?,
         Some(serde_json::Value::String(s)) => s.split(',').map(|t| t.trim().to_string()).collect(),
         Some(_) => return Err(PluginError::new("key 'kafka.topics': expected an array of topic names")),
@@ -157,7 +166,9 @@ impl Driver for KafkaDriver {
     fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
         let format = config.str_or("format", "sysflow")?;
         if format != "sysflow" {
-            return Err(PluginError::new(format!("key 'format': '{format}' is not available (the kafka driver reads sysflow messages)")));
+            return Err(PluginError::new(format!(
+                "key 'format': '{format}' is not available (the kafka driver reads sysflow messages)"
+            )));
         }
         let props = client_properties(config, "kafka.config").map_err(PluginError::new)?;
         if !props.contains_key("group.id") {
@@ -168,7 +179,9 @@ impl Driver for KafkaDriver {
             None => false,
             Some(serde_json::Value::Bool(b)) => *b,
             Some(serde_json::Value::String(s)) if s == "true" || s == "false" => s == "true",
-            Some(other) => return Err(PluginError::new(format!("key 'kafka.stop.at.end': expected true or false, found {other}"))),
+            Some(other) => {
+                return Err(PluginError::new(format!("key 'kafka.stop.at.end': expected true or false, found {other}")))
+            }
         };
         let mut cfg = client_config(&props, &CONSUMER_DEFAULTS);
         if stop_at_end {
@@ -176,13 +189,17 @@ impl Driver for KafkaDriver {
         }
         // Offsets are committed by the driver only, after hand-over (see the module doc).
         cfg.set("enable.auto.commit", "false");
-        let consumer: BaseConsumer<ConsumerLog> =
-            cfg.create_with_context(ConsumerLog(ClientLog::new(host))).map_err(|e| PluginError::new(format!("key 'kafka.config': cannot create the Kafka consumer: {e}")))?;
+        let consumer: BaseConsumer<ConsumerLog> = cfg
+            .create_with_context(ConsumerLog(ClientLog::new(host)))
+            .map_err(|e| PluginError::new(format!("key 'kafka.config': cannot create the Kafka consumer: {e}")))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)
             .map_err(|e| PluginError::new(format!("key 'kafka.topics': cannot subscribe to {names:?}: {e}")))?;
-        host.info(&format!("consuming {names:?} in group '{}'", props.get("group.id").map(String::as_str).unwrap_or("")));
+        host.info(&format!(
+            "consuming {names:?} in group '{}'",
+            props.get("group.id").map(String::as_str).unwrap_or("")
+        ));
         Ok(KafkaDriver {
             host,
             consumer,
@@ -219,7 +236,8 @@ impl Driver for KafkaDriver {
             match result {
                 Ok(message) => {
                     self.messages += 1;
-                    let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
+                    let (topic, partition, offset) =
+                        (message.topic().to_string(), message.partition(), message.offset());
                     if let Some(at_end) = &mut self.at_end {
                         at_end.remove(&(topic.clone(), partition));
                     }
@@ -265,7 +283,11 @@ impl Driver for KafkaDriver {
         }
         if records.is_empty() {
             if let Some(at_end) = &self.at_end {
-                let assigned = self.consumer.assignment().map(|a| a.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect::<Vec<_>>()).unwrap_or_default();
+                let assigned = self
+                    .consumer
+                    .assignment()
+                    .map(|a| a.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect::<Vec<_>>())
+                    .unwrap_or_default();
                 if !assigned.is_empty() && assigned.iter().all(|tp| at_end.contains(tp)) {
                     self.host.info("kafka: every assigned partition read to its end (kafka.stop.at.end)");
                     self.stopping = true;

@@ -43,12 +43,14 @@ impl KafkaExporter {
             "json" => KafkaFormat::Json(Box::default()),
             "ecs" => KafkaFormat::Ecs(EcsEncoder::new()),
             "sysflow" => KafkaFormat::Sysflow,
-            "otel" => {
-                return Err(PluginError::new(
-                    "key 'format': encoder 'otel' is not available in this build yet (kafka formats: json, ecs, sysflow)",
-                ))
+            "otel" => return Err(PluginError::new(
+                "key 'format': encoder 'otel' is not available in this build yet (kafka formats: json, ecs, sysflow)",
+            )),
+            other => {
+                return Err(PluginError::new(format!(
+                    "key 'format': unknown encoder '{other}' (kafka formats: json, ecs, sysflow)"
+                )))
             }
-            other => return Err(PluginError::new(format!("key 'format': unknown encoder '{other}' (kafka formats: json, ecs, sysflow)"))),
         };
         if let Some(encoding) = config.str("kafka.encoding")? {
             if encoding != "json" {
@@ -148,7 +150,9 @@ impl Processor for KafkaExporter {
         let (sent, failed, dropped) =
             (c.sent.load(Ordering::Relaxed), c.failed.load(Ordering::Relaxed), c.dropped.load(Ordering::Relaxed));
         if dropped > 0 {
-            self.host.warn(&format!("kafka: {dropped} records dropped because the producer queue was full (kafka.queue.full: drop)"));
+            self.host.warn(&format!(
+                "kafka: {dropped} records dropped because the producer queue was full (kafka.queue.full: drop)"
+            ));
         }
         if failed_now > 0 {
             self.host.error(&format!(

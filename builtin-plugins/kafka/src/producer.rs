@@ -153,16 +153,23 @@ impl std::fmt::Debug for KafkaSink {
 /// librdkafka properties from a `kafka.config` object (values may be strings, numbers or booleans).
 pub fn client_properties(config: &PluginConfig, key: &str) -> Result<HashMap<String, String>, String> {
     let Some(value) = config.value(key) else {
-        return Err(format!("key '{key}': missing (a JSON object of librdkafka properties with at least bootstrap.servers)"));
+        return Err(format!(
+            "key '{key}': missing (a JSON object of librdkafka properties with at least bootstrap.servers)"
+        ));
     };
-    let object = value.as_object().ok_or_else(|| format!("key '{key}': expected a JSON object of librdkafka properties"))?;
+    let object =
+        value.as_object().ok_or_else(|| format!("key '{key}': expected a JSON object of librdkafka properties"))?;
     let mut props = HashMap::new();
     for (name, v) in object {
         let text = match v {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Number(n) => n.to_string(),
             serde_json::Value::Bool(b) => b.to_string(),
-            other => return Err(format!("key '{key}': property '{name}' must be a string, number or boolean, found {other}")),
+            other => {
+                return Err(format!(
+                    "key '{key}': property '{name}' must be a string, number or boolean, found {other}"
+                ))
+            }
         };
         props.insert(name.clone(), text);
     }

@@ -135,16 +135,24 @@ pub struct MessageError {
 /// Decodes every frame of a `sysflow` message, appending its records to `out`.
 /// A bad frame ends decoding (frame lengths after it cannot be trusted); the records before
 /// it are kept and the error names the frame.
-pub fn decode_message(decoder: &DatumDecoder, message: &[u8], out: &mut Vec<SysFlowRecord>) -> Result<usize, MessageError> {
+pub fn decode_message(
+    decoder: &DatumDecoder,
+    message: &[u8],
+    out: &mut Vec<SysFlowRecord>,
+) -> Result<usize, MessageError> {
     let mut rest = message;
     let mut frame = 0;
     let mut header_seen = false;
     while !rest.is_empty() {
-        let (len, used) = get_varint(rest).ok_or_else(|| MessageError { frame, reason: "truncated frame length".into() })?;
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|l| *l <= MAX_FRAME_BYTES && used + l <= rest.len())
-            .ok_or_else(|| MessageError { frame, reason: format!("frame length {len} exceeds the message or {MAX_FRAME_BYTES} bytes") })?;
+        let (len, used) =
+            get_varint(rest).ok_or_else(|| MessageError { frame, reason: "truncated frame length".into() })?;
+        let len =
+            usize::try_from(len).ok().filter(|l| *l <= MAX_FRAME_BYTES && used + l <= rest.len()).ok_or_else(|| {
+                MessageError {
+                    frame,
+                    reason: format!("frame length {len} exceeds the message or {MAX_FRAME_BYTES} bytes"),
+                }
+            })?;
         let datum = &rest[used..used + len];
         let record = decoder.decode(datum).map_err(|e| MessageError { frame, reason: e.to_string() })?;
         if frame == 0 && !matches!(record, SysFlowRecord::Header(_)) {

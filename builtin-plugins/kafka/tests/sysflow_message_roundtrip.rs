@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use sysflow_avro_drivers::{DatumDecoder, TraceReader};
 use sysflow_exporter::JsonEncoder;
 use sysflow_kafka::sysflow_message::{decode_message, node_key, MessageBuilder, MAX_EVENTS_PER_MESSAGE};
-use sysflow_plugin_api::{abi_stable::std_types::RStr, abi_stable::std_types::RVec, FlatRecord, Host, LogLevel, SysFlowRecord};
+use sysflow_plugin_api::{
+    abi_stable::std_types::RStr, abi_stable::std_types::RVec, FlatRecord, Host, LogLevel, SysFlowRecord,
+};
 use sysflow_reader::SysFlowReader;
 
 extern "C" fn quiet(_: LogLevel, _: RStr<'_>, _: RStr<'_>) {}
