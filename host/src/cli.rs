@@ -41,7 +41,7 @@ pub struct Cli {
     #[arg(long, default_value = "pipeline.json", value_name = "FILE", allow_hyphen_values = true)]
     pub config: String,
 
-    /// Driver name (file, socket, or a plugin driver); default: the file's `drivers`, else `file`.
+    /// Driver name (file, socket, kafka, or a plugin driver); default: the file's `drivers`, else `file`.
     #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
     pub driver: Option<String>,
 
@@ -108,7 +108,7 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", hide = true, allow_hyphen_values = true)]
     pub traceprofile: Option<String>,
 
-    /// Input: trace file or directory (file driver) or socket path (socket driver).
+    /// Input: trace file or directory (file driver) or socket path (socket driver); none for kafka.
     #[arg(value_name = "PATH")]
     pub path: Option<String>,
 }

@@ -302,7 +302,8 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
         };
         let mut config = entry.map(|e| e.map.clone()).unwrap_or_default();
         let has_path = matches!(config.get("path"), Some(Value::String(_)));
-        if !has_path {
+        // A driver that declares no `path` key (kafka) reads from the network, not a path.
+        if !has_path && plugin.declares_key("path") {
             match &choice.path {
                 Some(p) => {
                     config.insert("path".to_string(), Value::String(p.clone()));

@@ -113,7 +113,8 @@ impl Registry {
             ("sysflow-avro-drivers", sysflow_avro_drivers::descriptors()),
             ("sysflow-reader", sysflow_reader::descriptors()),
             ("sysflow-policy-engine", sysflow_policy_engine::descriptors()),
-            ("sysflow-exporter", sysflow_exporter::descriptors()),
+            // sysflow-kafka's `exporter` wraps sysflow-exporter's and adds the kafka transport.
+            ("sysflow-kafka", sysflow_kafka::descriptors()),
         ];
         for (krate, descriptors) in sets {
             for d in descriptors {

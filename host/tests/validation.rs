@@ -42,10 +42,10 @@ fn unknown_processor() {
 fn unknown_handler_and_driver() {
     let stderr = assert_refused(
         r#"{"pipeline": [{"processor": "sysflowreader", "handler": "nope", "in": "sysflow sysflowchan"}]}"#,
-        &["-driver", "kafka"],
-        &["pipeline[0] (sysflowreader): key 'handler': unknown handler 'nope'", "driver (kafka): unknown driver 'kafka'"],
+        &["-driver", "mqtt"],
+        &["pipeline[0] (sysflowreader): key 'handler': unknown handler 'nope'", "driver (mqtt): unknown driver 'mqtt'"],
     );
-    assert!(stderr.contains("known: file, socket"), "{stderr}");
+    assert!(stderr.contains("known: file, kafka, socket"), "{stderr}");
 }
 
 #[test]

@@ -12,6 +12,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod kafka_broker;
 pub mod servers;
 
 /// Workspace root.

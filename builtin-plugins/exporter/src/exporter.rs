@@ -15,8 +15,8 @@ const MAX_PENDING_AGE: Duration = Duration::from_secs(1);
 
 /// The configuration keys of the exporter (pipeline-config.md §3.3).
 pub const CONFIG_KEYS: &[ConfigKey] = &[
-    ConfigKey::new("export", "transport: terminal (default), file, syslog, null; es and kafka are not available yet"),
-    ConfigKey::new("format", "encoding: json (default) or ecs; otel is not available yet"),
+    ConfigKey::new("export", "transport: terminal (default), file, syslog, kafka, null; es is not available yet"),
+    ConfigKey::new("format", "encoding: json (default), ecs, or sysflow (export kafka only); otel is not available yet"),
     ConfigKey::new("buffer", "records per delivery (integer, default 0 = deliver every batch)"),
     ConfigKey::new("file.path", "file transport target, replaced at start (default ./export.out)"),
     ConfigKey::new("vault.secrets", "\"true\" reads Elasticsearch credentials from secret files (es transport)"),
@@ -36,7 +36,8 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("es.bulk.flushTimeout", "bulk indexer flush interval, Go duration (default 30s)"),
     ConfigKey::new("kafka.config", "Kafka client properties (object; needs bootstrap.servers); only for export kafka"),
     ConfigKey::new("kafka.topic", "Kafka topic"),
-    ConfigKey::new("kafka.encoding", "Kafka payload encoding: proto (default) or json"),
+    ConfigKey::new("kafka.encoding", "Kafka payload encoding: json (proto is for otel, not available yet)"),
+    ConfigKey::new("kafka.queue.full", "producer queue full: block (default, the pipeline slows) or drop (counted)"),
 ];
 
 /// How many transport errors are logged individually; after that only the 16th, 32nd, 64th …

@@ -7,7 +7,7 @@
 
 use sysflow_plugin_api::records::{
     Container, Event, File, FileEvent, FileFlow, Header, K8sEvent, KeyValue, NetworkEvent,
-    NetworkFlow, Oid, Pod, Process, ProcessEvent, ProcessFlow, Service, SysFlowRecord,
+    NetworkFlow, Oid, Pod, Process, ProcessEvent, ProcessFlow, RecordType, Service, SysFlowRecord,
 };
 
 /// The SysFlow v5 Avro schema (JSON) written into every generated file.
@@ -16,22 +16,57 @@ pub const SCHEMA_V5: &str = include_str!("../../avro-drivers/src/sysflow_v5.avsc
 /// Appends one Avro-binary v5 `SysFlow` datum (union branch index, then the record):
 /// exactly what the collector sends in one `SOCK_SEQPACKET` message.
 pub fn encode_datum(record: &SysFlowRecord, out: &mut Vec<u8>) {
-    put_long(out, record.record_type() as i64);
     match record {
-        SysFlowRecord::Header(h) => header(out, h),
-        SysFlowRecord::Container(c) => container(out, c),
-        SysFlowRecord::Process(p) => process(out, p),
-        SysFlowRecord::File(f) => file(out, f),
-        SysFlowRecord::Pod(p) => pod(out, p),
-        SysFlowRecord::Event(e) => match e {
-            Event::Process(e) => process_event(out, e),
-            Event::NetworkFlow(e) => network_flow(out, e),
-            Event::FileFlow(e) => file_flow(out, e),
-            Event::File(e) => file_event(out, e),
-            Event::Network(e) => network_event(out, e),
-            Event::ProcessFlow(e) => process_flow(out, e),
-            Event::K8s(e) => k8s_event(out, e),
-        },
+        SysFlowRecord::Header(h) => encode_header(h, out),
+        SysFlowRecord::Container(c) => encode_container(c, out),
+        SysFlowRecord::Process(p) => encode_process(p, out),
+        SysFlowRecord::File(f) => encode_file(f, out),
+        SysFlowRecord::Pod(p) => encode_pod(p, out),
+        SysFlowRecord::Event(e) => encode_event(e, out),
+    }
+}
+
+/// Appends a v5 datum holding a header (borrowed: entities shared by reference encode without a copy).
+pub fn encode_header(h: &Header, out: &mut Vec<u8>) {
+    put_long(out, RecordType::Header as i64);
+    header(out, h);
+}
+
+/// Appends a v5 datum holding a container.
+pub fn encode_container(c: &Container, out: &mut Vec<u8>) {
+    put_long(out, RecordType::Container as i64);
+    container(out, c);
+}
+
+/// Appends a v5 datum holding a process.
+pub fn encode_process(p: &Process, out: &mut Vec<u8>) {
+    put_long(out, RecordType::Process as i64);
+    process(out, p);
+}
+
+/// Appends a v5 datum holding a file.
+pub fn encode_file(f: &File, out: &mut Vec<u8>) {
+    put_long(out, RecordType::File as i64);
+    file(out, f);
+}
+
+/// Appends a v5 datum holding a pod.
+pub fn encode_pod(p: &Pod, out: &mut Vec<u8>) {
+    put_long(out, RecordType::Pod as i64);
+    pod(out, p);
+}
+
+/// Appends a v5 datum holding an event or flow.
+pub fn encode_event(e: &Event, out: &mut Vec<u8>) {
+    put_long(out, e.record_type() as i64);
+    match e {
+        Event::Process(e) => process_event(out, e),
+        Event::NetworkFlow(e) => network_flow(out, e),
+        Event::FileFlow(e) => file_flow(out, e),
+        Event::File(e) => file_event(out, e),
+        Event::Network(e) => network_event(out, e),
+        Event::ProcessFlow(e) => process_flow(out, e),
+        Event::K8s(e) => k8s_event(out, e),
     }
 }
 

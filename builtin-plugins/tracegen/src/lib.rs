@@ -34,7 +34,9 @@ mod generator;
 mod ocf;
 mod rng;
 
-pub use encode::{encode_datum, SCHEMA_V5};
+pub use encode::{
+    encode_container, encode_datum, encode_event, encode_file, encode_header, encode_pod, encode_process, SCHEMA_V5,
+};
 pub use generator::{foid, generate, ip_le, GenConfig, Generator, Scenario};
 pub use ocf::{TraceWriter, WriterOptions, DEFAULT_BLOCK_SIZE, DEFAULT_SYNC};
 pub use rng::Rng;

@@ -1,0 +1,318 @@
+//! The `kafka` driver: consumes `sysflow` messages as a member of a consumer group.
+//!
+//! Offsets are committed by the driver itself (`enable.auto.commit` is forced off): a
+//! message's offset is committed once its records were handed to the pipeline at least
+//! [`COMMIT_DELAY`] earlier, and everything handed over is committed at stop (the host then
+//! drains the pipeline). The delay keeps the committed offset behind what the pipeline may
+//! still hold, so a consumer killed outright leaves its in-flight messages uncommitted and
+//! the group's next owner of the partition reads them again (duplicates, never a gap).
+//! This is not yet an exact acknowledgement from the exporters: see `docs/kafka.md`.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    config::RDKafkaLogLevel,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
+    error::KafkaError,
+    message::Message,
+    ClientContext, Offset, TopicPartitionList,
+};
+use sysflow_avro_drivers::DatumDecoder;
+use sysflow_plugin_api::{
+    Batch, ConfigKey, Counter, Driver, DriverPoll, Host, PluginConfig, PluginError, SysFlowRecord,
+};
+
+use crate::{
+    client_log::ClientLog,
+    producer::{client_config, client_properties},
+    sysflow_message::decode_message,
+};
+
+/// How long records must have been in the pipeline before their offsets are committed.
+pub const COMMIT_DELAY: Duration = Duration::from_secs(5);
+/// Most records a poll reserves room for up front.
+const MAX_PREALLOCATED_RECORDS: usize = 1 << 16;
+/// Longest a poll waits for messages.
+const POLL_WAIT: Duration = Duration::from_millis(100);
+/// How many consume or decode errors are logged one by one; later only powers of two.
+const LOGGED_ERRORS: u64 = 10;
+/// librdkafka properties the driver sets unless `kafka.config` does.
+/// `queued.max.messages.kbytes` bounds librdkafka's prefetch queue (its default, 64 MB,
+/// made the consumer's peak RSS about 170 MB).
+const CONSUMER_DEFAULTS: [(&str, &str); 3] =
+    [("client.id", "sfprocessor"), ("auto.offset.reset", "earliest"), ("queued.max.messages.kbytes", "16384")];
+
+/// The configuration keys of the `kafka` driver (upstream `otelkafka`'s names).
+pub const CONFIG_KEYS: &[ConfigKey] = &[
+    ConfigKey::new("kafka.config", "librdkafka consumer properties (object; needs bootstrap.servers and group.id)"),
+    ConfigKey::new("kafka.topics", "topics to subscribe to (array of names, or one comma-separated string)"),
+    ConfigKey::new("format", "message format: sysflow (default); otel is not available yet"),
+    ConfigKey::new(
+        "kafka.stop.at.end",
+        "\"true\": end the run once every assigned partition is read to its end (replays, benchmarks)",
+    ),
+];
+
+/// Next offset to commit per (topic, partition).
+type NextOffsets = HashMap<(String, i32), i64>;
+
+/// The consumer's librdkafka callbacks: logs and errors go to the host's log, rate-limited.
+pub struct ConsumerLog(ClientLog);
+
+impl ClientContext for ConsumerLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.0.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.error(error, reason);
+    }
+}
+
+impl ConsumerContext for ConsumerLog {}
+
+/// Consumes SysFlow messages from Kafka topics as a consumer-group member.
+pub struct KafkaDriver {
+    host: Host,
+    consumer: BaseConsumer<ConsumerLog>,
+    decoder: DatumDecoder,
+    /// Next offsets per (topic, partition) handed to the pipeline and not yet committed, by hand-over time.
+    handed: VecDeque<(Instant, NextOffsets)>,
+    stopping: bool,
+    /// `kafka.stop.at.end`: partitions read to their end so far (`None` when the key is off).
+    at_end: Option<HashSet<(String, i32)>>,
+    messages: u64,
+    records: u64,
+    bad_messages: u64,
+    consume_errors: u64,
+    commits: u64,
+    commit_errors: u64,
+}
+
+impl std::fmt::Debug for KafkaDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaDriver").field("messages", &self.messages).finish()
+    }
+}
+
+fn topics(config: &PluginConfig) -> Result<Vec<String>, PluginError> {
+    let list: Vec<String> = match config.value("kafka.topics") {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|t| {
+                t.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| PluginError::new("key 'kafka.topics': every topic must be a string"))
+            })
+            .collect::<Result<_, _>>()?,
+        Some(serde_json::Value::String(s)) => s.split(',').map(|t| t.trim().to_string()).collect(),
+        Some(_) => return Err(PluginError::new("key 'kafka.topics': expected an array of topic names")),
+        None => return Err(PluginError::new("key 'kafka.topics': missing (the topics to consume)")),
+    };
+    let list: Vec<String> = list.into_iter().filter(|t| !t.is_empty()).collect();
+    if list.is_empty() {
+        return Err(PluginError::new("key 'kafka.topics': no topic given"));
+    }
+    Ok(list)
+}
+
+impl KafkaDriver {
+    fn error_logged(&self, count: u64) -> bool {
+        count <= LOGGED_ERRORS || count.is_power_of_two()
+    }
+
+    /// Commits the offsets handed over before `cutoff` (all of them when `None`).
+    fn commit(&mut self, cutoff: Option<Instant>, mode: CommitMode) {
+        let mut latest = NextOffsets::new();
+        while let Some((at, _)) = self.handed.front() {
+            if cutoff.is_some_and(|c| *at > c) {
+                break;
+            }
+            if let Some((_, offsets)) = self.handed.pop_front() {
+                for (tp, next) in offsets {
+                    let e = latest.entry(tp).or_insert(next);
+                    *e = (*e).max(next);
+                }
+            }
+        }
+        if latest.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), next) in &latest {
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+                self.commit_errors += 1;
+                self.host.error(&format!("kafka: cannot commit {topic}[{partition}] at {next}: {e}"));
+            }
+        }
+        match self.consumer.commit(&tpl, mode) {
+            Ok(()) => self.commits += 1,
+            Err(e) => {
+                // A partition revoked in a rebalance refuses the commit: its next owner
+                // reads those records again (duplicates, not loss).
+                self.commit_errors += 1;
+                if self.error_logged(self.commit_errors) {
+                    self.host.warn(&format!("kafka: offset commit failed ({} so far): {e}", self.commit_errors));
+                }
+            }
+        }
+    }
+}
+
+impl Driver for KafkaDriver {
+    fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
+        let format = config.str_or("format", "sysflow")?;
+        if format != "sysflow" {
+            return Err(PluginError::new(format!(
+                "key 'format': '{format}' is not available (the kafka driver reads sysflow messages)"
+            )));
+        }
+        let props = client_properties(config, "kafka.config").map_err(PluginError::new)?;
+        if !props.contains_key("group.id") {
+            return Err(PluginError::new("key 'kafka.config': needs 'group.id' (the consumer group)"));
+        }
+        let topics = topics(config)?;
+        let stop_at_end = match config.value("kafka.stop.at.end") {
+            None => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(serde_json::Value::String(s)) if s == "true" || s == "false" => s == "true",
+            Some(other) => {
+                return Err(PluginError::new(format!("key 'kafka.stop.at.end': expected true or false, found {other}")))
+            }
+        };
+        let mut cfg = client_config(&props, &CONSUMER_DEFAULTS);
+        if stop_at_end {
+            cfg.set("enable.partition.eof", "true");
+        }
+        // Offsets are committed by the driver only, after hand-over (see the module doc).
+        cfg.set("enable.auto.commit", "false");
+        let consumer: BaseConsumer<ConsumerLog> = cfg
+            .create_with_context(ConsumerLog(ClientLog::new(host)))
+            .map_err(|e| PluginError::new(format!("key 'kafka.config': cannot create the Kafka consumer: {e}")))?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| PluginError::new(format!("key 'kafka.topics': cannot subscribe to {names:?}: {e}")))?;
+        host.info(&format!(
+            "consuming {names:?} in group '{}'",
+            props.get("group.id").map(String::as_str).unwrap_or("")
+        ));
+        Ok(KafkaDriver {
+            host,
+            consumer,
+            decoder: DatumDecoder::v5(),
+            handed: VecDeque::new(),
+            stopping: false,
+            at_end: stop_at_end.then(HashSet::new),
+            messages: 0,
+            records: 0,
+            bad_messages: 0,
+            consume_errors: 0,
+            commits: 0,
+            commit_errors: 0,
+        })
+    }
+
+    fn poll(&mut self, max_records: usize) -> Result<DriverPoll, PluginError> {
+        if self.stopping {
+            self.commit(None, CommitMode::Sync);
+            self.consumer.unsubscribe();
+            return Ok(DriverPoll::End);
+        }
+        if let Some(cutoff) = Instant::now().checked_sub(COMMIT_DELAY) {
+            self.commit(Some(cutoff), CommitMode::Async);
+        }
+        let deadline = Instant::now() + POLL_WAIT;
+        // Sized once (the last message may overshoot max_records): growing it record by record
+        // was a visible share of the consume profile.
+        let mut records: Vec<SysFlowRecord> = Vec::with_capacity(2 * max_records.clamp(1, MAX_PREALLOCATED_RECORDS));
+        let mut offsets = NextOffsets::new();
+        while records.len() < max_records.max(1) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(result) = self.consumer.poll(left) else { break };
+            match result {
+                Ok(message) => {
+                    self.messages += 1;
+                    let (topic, partition, offset) =
+                        (message.topic().to_string(), message.partition(), message.offset());
+                    if let Some(at_end) = &mut self.at_end {
+                        at_end.remove(&(topic.clone(), partition));
+                    }
+                    offsets.insert((topic.clone(), partition), offset + 1);
+                    let payload = message.payload().unwrap_or_default();
+                    let before = records.len();
+                    if let Err(e) = decode_message(&self.decoder, payload, &mut records) {
+                        self.bad_messages += 1;
+                        if self.error_logged(self.bad_messages) {
+                            self.host.warn(&format!(
+                                "kafka: message {topic}[{partition}]@{offset}: frame {}: {}; kept {} records before it ({} bad messages so far)",
+                                e.frame,
+                                e.reason,
+                                records.len() - before,
+                                self.bad_messages
+                            ));
+                        }
+                    }
+                }
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    if let Some(at_end) = &mut self.at_end {
+                        // librdkafka names only the partition; one subscribed topic is the common case.
+                        if let Ok(assigned) = self.consumer.assignment() {
+                            for e in assigned.elements().iter().filter(|e| e.partition() == partition) {
+                                at_end.insert((e.topic().to_string(), partition));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.consume_errors += 1;
+                    if self.error_logged(self.consume_errors) {
+                        self.host.warn(&format!("kafka: consumer error ({} so far): {e}", self.consume_errors));
+                    }
+                }
+            }
+            if left.is_zero() {
+                break;
+            }
+        }
+        if !offsets.is_empty() {
+            self.handed.push_back((Instant::now(), offsets));
+        }
+        if records.is_empty() {
+            if let Some(at_end) = &self.at_end {
+                let assigned = self
+                    .consumer
+                    .assignment()
+                    .map(|a| a.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect::<Vec<_>>())
+                    .unwrap_or_default();
+                if !assigned.is_empty() && assigned.iter().all(|tp| at_end.contains(tp)) {
+                    self.host.info("kafka: every assigned partition read to its end (kafka.stop.at.end)");
+                    self.stopping = true;
+                }
+            }
+            return Ok(DriverPoll::Idle);
+        }
+        self.records += records.len() as u64;
+        Ok(DriverPoll::Batch(Batch::sysflow(records)))
+    }
+
+    fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    fn counters(&self) -> Vec<Counter> {
+        vec![
+            Counter::new("messages", self.messages),
+            Counter::new("records", self.records),
+            Counter::new("bad_messages", self.bad_messages),
+            Counter::new("consume_errors", self.consume_errors),
+            Counter::new("commits", self.commits),
+            Counter::new("commit_errors", self.commit_errors),
+            Counter::new("uncommitted_handovers", self.handed.len() as u64),
+            Counter::new("client_errors", self.consumer.context().0.errors()),
+        ]
+    }
+}

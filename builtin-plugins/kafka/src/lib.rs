@@ -1,0 +1,40 @@
+//! Kafka for sfprocessor: the exporter's `kafka` transport (formats `json`, `ecs` and the
+//! self-contained `sysflow` messages) and the `kafka` consumer-group driver.
+//!
+//! librdkafka (bundled by `rdkafka`) is compiled only by this crate: the exporter crate
+//! stays free of it, and [`descriptors`] provides the `exporter` processor that dispatches
+//! `"export": "kafka"` here and every other transport to the exporter crate.
+//! Message format, delivery and commit semantics: `docs/kafka.md`.
+
+pub mod client_log;
+pub mod exporter_dispatch;
+pub mod kafka_driver;
+pub mod kafka_exporter;
+pub mod producer;
+pub mod sysflow_message;
+
+use sysflow_plugin_api::{ChannelType, PluginDescriptor};
+
+pub use exporter_dispatch::ExporterDispatch;
+pub use kafka_driver::KafkaDriver;
+pub use kafka_exporter::KafkaExporter;
+
+/// The plugins this crate provides: `exporter` (with kafka) and the `kafka` driver.
+pub fn descriptors() -> Vec<PluginDescriptor> {
+    vec![
+        PluginDescriptor::processor::<ExporterDispatch>(
+            "exporter",
+            "encodes records as JSON, ECS or SysFlow and exports them to the terminal, a file, syslog, Kafka or null",
+            env!("CARGO_PKG_VERSION"),
+            sysflow_exporter::exporter::CONFIG_KEYS,
+            &[ChannelType::Flat, ChannelType::Event],
+            None,
+        ),
+        PluginDescriptor::driver::<KafkaDriver>(
+            "kafka",
+            "consumes self-contained SysFlow messages from Kafka topics as a consumer-group member",
+            env!("CARGO_PKG_VERSION"),
+            kafka_driver::CONFIG_KEYS,
+        ),
+    ]
+}
