@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod metrics_endpoint;
 pub mod pipeline_config;
+pub mod pipeline_reload;
 pub mod plugins;
 pub mod registry;
 pub mod rule_listing;
