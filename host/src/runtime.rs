@@ -500,7 +500,7 @@ fn reload_generation(
     let new = Generation::spawn(graph, instances.processors, chans, reload);
     pipeline_reload::count_reload();
     tracing::info!(
-        "reload applied: pipeline generation {number} running, {} ms after the SIGHUP (build {} ms, drain {} ms)",
+        "reload applied: pipeline generation {number} running, {} ms after the SIGHUP (build and retarget {} ms, drain {} ms)",
         started.elapsed().as_millis(),
         retargeted.as_millis(),
         drained.saturating_sub(retargeted).as_millis()
