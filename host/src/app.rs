@@ -200,7 +200,8 @@ where
     }
     tracing::info!("Starting the processing pipeline");
     tracing::info!("Initializing {} drivers", graph.drivers.len());
-    let options = runtime::RunOptions { perflog: cli.perflog, strict: cli.strict };
+    let stop_timeout = (cli.stoptimeout > 0).then(|| std::time::Duration::from_secs(cli.stoptimeout));
+    let options = runtime::RunOptions { perflog: cli.perflog, strict: cli.strict, stop_timeout };
     let sighup = hangups.map(|hangups| ReloadSource {
         hangups,
         rebuild: Box::new(|| rebuild(cli, registry, &env)) as pipeline_reload::Rebuild<'_>,

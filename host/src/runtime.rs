@@ -127,6 +127,9 @@ pub struct RunOptions {
     pub perflog: bool,
     /// Input a driver skipped or lost (its loss counters) makes the exit status 1 (`-strict`).
     pub strict: bool,
+    /// Longest the drain after a stop request may take (`-stoptimeout`); then what is still
+    /// queued is reported lost and the process exits 1. None: no bound.
+    pub stop_timeout: Option<Duration>,
 }
 
 /// Runs the pipeline until every driver ended (input exhausted or stop requested) and
@@ -212,6 +215,7 @@ pub fn run_service(
         })
     };
     let mut perf = start_perf(options.perflog, all_metrics);
+    let _deadline = options.stop_timeout.and_then(|t| stop_deadline(stop.clone(), t, current.clone()));
 
     // Wait for the drivers to end, rebuilding the pipeline on each SIGHUP meanwhile.
     let mut earlier_trouble = false;
@@ -298,6 +302,44 @@ pub fn run_service(
         );
     }
     status
+}
+
+/// How often the stop deadline thread looks whether a stop was requested.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Starts the thread that bounds the drain: once a stop is requested, if the pipeline has
+/// not finished (the returned sender dropped) within `timeout`, it logs how many batches are
+/// still queued (lost) and exits the process with status 1.
+fn stop_deadline(stop: StopFlag, timeout: Duration, nodes: Arc<Mutex<Vec<Arc<NodeMetrics>>>>) -> Option<Sender<()>> {
+    let (done_tx, done_rx) = bounded::<()>(0);
+    let spawned = std::thread::Builder::new().name("stop-deadline".into()).spawn(move || {
+        while !stop.requested() {
+            if !matches!(done_rx.recv_timeout(STOP_POLL), Err(RecvTimeoutError::Timeout)) {
+                return;
+            }
+        }
+        if !matches!(done_rx.recv_timeout(timeout), Err(RecvTimeoutError::Timeout)) {
+            return;
+        }
+        let nodes = nodes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let queued: usize = nodes.iter().filter_map(|n| n.queue_depth()).map(|(depth, _)| depth).sum();
+        let read: u64 = nodes.iter().filter(|n| n.queue_depth().is_none()).map(|n| NodeMetrics::get(&n.records_in)).sum();
+        // Written directly: the logger may be what is blocked.
+        eprintln!(
+            "[Error] the pipeline did not drain within {} s of the stop request (-stoptimeout): exiting with status 1; \
+             {queued} batches (up to {} records) still queued and any record inside a plugin are dropped; the drivers had read {read} records",
+            timeout.as_secs(),
+            queued * MAX_DRIVER_BATCH
+        );
+        std::process::exit(1);
+    });
+    match spawned {
+        Ok(_) => Some(done_tx),
+        Err(e) => {
+            tracing::warn!("cannot start the stop deadline thread: {e}: the drain after SIGTERM is not bounded");
+            None
+        }
+    }
 }
 
 /// One bounded channel per graph channel, before the nodes take their ends.

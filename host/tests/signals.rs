@@ -173,6 +173,43 @@ fn second_signal_forces_exit_one() {
     assert!(stderr.contains("received SIGTERM again: exiting without draining"), "{stderr}");
 }
 
+/// A drain that cannot finish (the terminal exporter blocks on a stdout pipe nobody reads)
+/// ends after `-stoptimeout` seconds with status 1 and a message saying what was dropped.
+#[test]
+fn stop_timeout_bounds_a_blocked_drain() {
+    let Some(data) = common::shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        r#"{"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "exporter", "in": "flat flattenerchan", "export": "terminal"}]}"#,
+    );
+    let trace = data.join("traces/k8s_small.sf");
+    let mut child = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["-config", &cfg, "-stoptimeout", "2", &trace.to_string_lossy()])
+        .stdout(Stdio::piped()) // never read: the exporter blocks once the pipe is full
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    std::thread::sleep(Duration::from_millis(1500));
+    send_signal(&child, Signal::SIGTERM);
+    let sent = Instant::now();
+    let status = wait_exit(&mut child, Duration::from_secs(15), "-stoptimeout 2 did not end a blocked drain");
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(1));
+    assert!(took >= Duration::from_secs(2), "exited {took:?} after SIGTERM, before the timeout");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(stderr.contains("did not drain within 2 s of the stop request"), "{stderr}");
+    assert!(stderr.contains("batches (up to"), "{stderr}");
+}
+
 /// Without a service manager, SIGHUP (whose default action killed the process) reloads the
 /// pipeline and it keeps running; SIGTERM still drains and exits 0.
 #[test]
