@@ -83,9 +83,16 @@ dpkg -i "$deb"
 /usr/bin/sfprocessor -version
 systemd-analyze verify --man=no "/usr/lib/systemd/system/$UNIT" || fail "systemd-analyze verify rejects $UNIT"
 ok "systemd-analyze verify $UNIT"
+grep -q '^ExecReload=/bin/kill -HUP \$MAINPID$' "/usr/lib/systemd/system/$UNIT" || fail "$UNIT has no ExecReload sending SIGHUP"
+ok "$UNIT reloads with SIGHUP"
+# -test must leave the service's output alone (upstream's emptied it).
+mkdir -p /var/log/sysflow
+echo '{"alert":"written before -test"}' >/var/log/sysflow/alerts.json
 /usr/bin/sfprocessor -test -config /etc/sysflow/pipelines/pipeline.distribution.json \
     || fail "the installed pipeline.distribution.json does not load"
 ok "sfprocessor -test -config /etc/sysflow/pipelines/pipeline.distribution.json"
+grep -q 'written before -test' /var/log/sysflow/alerts.json || fail "sfprocessor -test emptied /var/log/sysflow/alerts.json"
+ok "sfprocessor -test left /var/log/sysflow/alerts.json untouched"
 [ -d /usr/local/sysflow/resources/drivers ] && [ -d /usr/local/sysflow/resources/plugins ] || fail "plugin directories missing"
 [ -d /var/log/sysflow ] && [ -d /sock ] || fail "postinst did not create /var/log/sysflow and /sock"
 
