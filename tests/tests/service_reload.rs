@@ -252,8 +252,24 @@ fn ten_sighups_under_a_stream_lose_and_repeat_no_record() {
     assert_eq!(logs.matches("reload refused (").count(), 2, "{logs}");
 }
 
+/// A TCP port nothing listens on right now.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local address").port()
+}
+
+/// The value of the unlabelled sample `name` at `/metrics` on `port`.
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
+    let body = agent.get(&format!("http://127.0.0.1:{port}/metrics")).call().ok()?.body_mut().read_to_string().ok()?;
+    let prefix = format!("{name} ");
+    body.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+}
+
 /// `-test` on a pipeline whose output file has content leaves the file as it is (upstream
-/// truncated it), and SIGHUP on a running pipeline continues its output file.
+/// truncated it); SIGHUP on a running pipeline continues its output file, and the reload
+/// and reload-failure counters at `/metrics` count an applied and a refused reload.
 #[test]
 fn test_flag_and_reload_keep_an_existing_output_file() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -272,9 +288,11 @@ fn test_flag_and_reload_keep_an_existing_output_file() {
 
     // A plain start replaces the file (upstream's behaviour); a reload continues it.
     let sock = dir.path().join("s.sock");
+    let port = free_port();
     let mut child = Command::new(sfprocessor_bin())
         .current_dir(dir.path())
         .args(["-config", &cfg.to_string_lossy(), "-driver", "socket", &sock.to_string_lossy()])
+        .args(["-metrics", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -292,8 +310,18 @@ fn test_flag_and_reload_keep_an_existing_output_file() {
     p.wait("the first half exported", Duration::from_secs(20), |_| {
         std::fs::read_to_string(&out).map(|s| s.lines().count()).unwrap_or(0) == n_a
     });
+    assert_eq!(metric(port, "sfprocessor_reloads_total"), Some(0.0));
     p.signal(Signal::SIGHUP);
     p.wait("the reload", Duration::from_secs(20), |p| p.count("reload applied") == 1);
+    assert_eq!(metric(port, "sfprocessor_reloads_total"), Some(1.0));
+    assert_eq!(metric(port, "sfprocessor_reload_failures_total"), Some(0.0));
+    let good = std::fs::read_to_string(&cfg).expect("read pipeline");
+    std::fs::write(&cfg, good.replace("flattenerchan", "nosuchchan")).expect("break the pipeline");
+    p.signal(Signal::SIGHUP);
+    p.wait("the refused reload", Duration::from_secs(20), |p| p.count("reload refused (") == 1);
+    assert_eq!(metric(port, "sfprocessor_reload_failures_total"), Some(1.0));
+    assert_eq!(metric(port, "sfprocessor_reloads_total"), Some(1.0));
+    assert!(p.logs().contains("nosuchchan"), "the error names the bad channel type\n{}", p.logs());
     send_all(&fd, b);
     let total = data.iter().filter(|d| d.flat_ts.is_some()).count();
     p.wait("every record exported", Duration::from_secs(20), |_| {
@@ -306,4 +334,50 @@ fn test_flag_and_reload_keep_an_existing_output_file() {
     let got: Vec<i64> = read_json_lines(&out).iter().map(|l| l["ts"].as_i64().expect("ts")).collect();
     let want: Vec<i64> = data.iter().filter_map(|d| d.flat_ts).collect();
     assert_eq!(got, want, "the reload truncated or repeated output");
+}
+
+/// A file-driver run reloaded mid-way goes on where it was: the trace is not read again
+/// (which would export its records twice) and every record is exported once.
+#[test]
+fn file_driver_is_not_reread_by_a_reload() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("big.sf");
+    let config = sysflow_tracegen::GenConfig { records: 400_000, seed: 5, ..Default::default() };
+    sysflow_tracegen::write_trace(&config, &trace, sysflow_tracegen::WriterOptions::default()).expect("write trace");
+    let mut flat = 0usize;
+    sysflow_tracegen::generate(&config, |rec| {
+        if matches!(rec, SysFlowRecord::Event(ref e) if !matches!(e, Event::ProcessFlow(_))) {
+            flat += 1;
+        }
+    });
+    let out = dir.path().join("out.json");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &json!({"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": out.to_string_lossy()}]}),
+    );
+    let mut child = Command::new(sfprocessor_bin())
+        .current_dir(dir.path())
+        .args(["-config", &cfg.to_string_lossy(), &trace.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    let (stdout, t1) = collect(child.stdout.take().expect("stdout"));
+    let (stderr, t2) = collect(child.stderr.take().expect("stderr"));
+    let mut p = Proc { child, stdout, stderr, collectors: vec![t1, t2] };
+    p.wait("the first records exported", Duration::from_secs(30), |_| {
+        std::fs::read_to_string(&out).map(|s| !s.is_empty()).unwrap_or(false)
+    });
+    p.signal(Signal::SIGHUP);
+    let status = p.child.wait().expect("wait");
+    for t in std::mem::take(&mut p.collectors) {
+        let _ = t.join();
+    }
+    let logs = p.logs();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    assert_eq!(logs.matches("reload applied").count(), 1, "the run ended before the reload: the test proves nothing\n{logs}");
+    assert_eq!(read_json_lines(&out).len(), flat, "every record exported exactly once\n{logs}");
 }
