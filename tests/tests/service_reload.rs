@@ -218,7 +218,6 @@ fn ten_sighups_under_a_stream_lose_and_repeat_no_record() {
     p.wait("every record exported", Duration::from_secs(60), |_| {
         std::fs::read_to_string(&out).map(|s| s.lines().count()).unwrap_or(0) >= total
     });
-    assert!(p.child.id() > 0);
     p.signal(Signal::SIGTERM);
     let mut p = p;
     let start = Instant::now();
