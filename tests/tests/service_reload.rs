@@ -380,3 +380,52 @@ fn file_driver_is_not_reread_by_a_reload() {
     assert_eq!(logs.matches("reload applied").count(), 1, "the run ended before the reload: the test proves nothing\n{logs}");
     assert_eq!(read_json_lines(&out).len(), flat, "every record exported exactly once\n{logs}");
 }
+
+/// A reload whose pipeline reconfigures a driver is refused, naming the driver and the key:
+/// the running driver (its socket, its connection) is kept, and so is the running pipeline.
+#[test]
+fn a_changed_driver_is_refused_and_the_socket_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.json");
+    let with_socket = |sock: &Path| {
+        json!({"drivers": [{"driver": "socket", "out": "sysflow sysflowchan", "path": sock.to_string_lossy()}],
+               "pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": out.to_string_lossy()}]})
+    };
+    let sock = dir.path().join("a.sock");
+    let cfg = write_pipeline(dir.path(), "p.json", &with_socket(&sock));
+    let mut child = Command::new(sfprocessor_bin())
+        .current_dir(dir.path())
+        .args(["-config", &cfg.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    let (stdout, t1) = collect(child.stdout.take().expect("stdout"));
+    let (stderr, t2) = collect(child.stderr.take().expect("stderr"));
+    let mut p = Proc { child, stdout, stderr, collectors: vec![t1, t2] };
+    p.wait("the socket to be bound", Duration::from_secs(20), |_| sock.exists());
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    connect(fd.as_raw_fd(), &UnixAddr::new(&sock).expect("address")).expect("connect");
+    let data = datums(2000);
+    let (a, b) = data.split_at(1000);
+    send_all(&fd, a);
+
+    write_pipeline(dir.path(), "p.json", &with_socket(&dir.path().join("b.sock")));
+    p.signal(Signal::SIGHUP);
+    p.wait("the refused reload", Duration::from_secs(20), |p| p.count("reload refused (") == 1);
+    assert!(p.logs().contains("key 'path' changed"), "the error names the driver's changed key\n{}", p.logs());
+    assert!(sock.exists() && !dir.path().join("b.sock").exists(), "the running socket must stay, no new one bound");
+    send_all(&fd, b);
+    let total = data.iter().filter(|d| d.flat_ts.is_some()).count();
+    p.wait("every record exported", Duration::from_secs(20), |_| {
+        std::fs::read_to_string(&out).map(|s| s.lines().count()).unwrap_or(0) == total
+    });
+    p.signal(Signal::SIGTERM);
+    let status = p.child.wait().expect("wait");
+    for t in std::mem::take(&mut p.collectors) {
+        let _ = t.join();
+    }
+    assert_eq!(status.code(), Some(0), "{}", p.logs());
+}
