@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
     cli::{self, Cli, CliOutcome},
@@ -60,7 +60,7 @@ where
     let mut hangups = None;
     if !(cli.test || cli.listrules) {
         match signals::install(stop.clone()) {
-            Ok(rx) => hangups = Some(rx),
+            Ok(queue) => hangups = Some(queue),
             Err(e) => {
                 tracing::error!("cannot install the SIGINT/SIGTERM/SIGHUP handler: {e}");
                 return 1;
@@ -133,9 +133,15 @@ fn rebuild(cli: &Cli, registry: &Registry, env: &[(String, String)]) -> Result<(
     }
 }
 
-/// [`run`], and with `hangups` (one message per coalesced SIGHUP) the running pipeline
-/// reloads itself from its files.
-pub fn run_with_hangups<E>(cli: &Cli, registry: &Registry, env: E, stop: &StopFlag, hangups: Option<Receiver<()>>) -> i32
+/// [`run`], and with `hangups` (a sender queueing a reload, and the receiver of each
+/// coalesced SIGHUP, see [`signals::install`]) the running pipeline reloads itself from its files.
+pub fn run_with_hangups<E>(
+    cli: &Cli,
+    registry: &Registry,
+    env: E,
+    stop: &StopFlag,
+    hangups: Option<(Sender<()>, Receiver<()>)>,
+) -> i32
 where
     E: IntoIterator<Item = (String, String)>,
 {
@@ -202,8 +208,9 @@ where
     tracing::info!("Initializing {} drivers", graph.drivers.len());
     let stop_timeout = (cli.stoptimeout > 0).then(|| std::time::Duration::from_secs(cli.stoptimeout));
     let options = runtime::RunOptions { perflog: cli.perflog, strict: cli.strict, stop_timeout };
-    let sighup = hangups.map(|hangups| ReloadSource {
+    let sighup = hangups.map(|(trigger, hangups)| ReloadSource {
         hangups,
+        trigger,
         rebuild: Box::new(|| rebuild(cli, registry, &env)) as pipeline_reload::Rebuild<'_>,
     });
     runtime::run_service(&graph, instances, stop, options, Some(&opts), endpoint.as_ref(), sighup)

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod action_watch;
 pub mod app;
 pub mod cli;
 pub mod diagnostics;

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
     graph::{DriverNode, Graph},
@@ -46,6 +46,8 @@ pub type Rebuild<'a> = Box<dyn FnMut() -> Result<(Graph, Instances), Vec<String>
 pub struct ReloadSource<'a> {
     /// One message per (coalesced) SIGHUP.
     pub hangups: Receiver<()>,
+    /// Queues a reload as a SIGHUP does (for the action library watcher).
+    pub trigger: Sender<()>,
     /// Builds the next pipeline.
     pub rebuild: Rebuild<'a>,
 }

@@ -16,6 +16,7 @@ use sysflow_plugin_api::{
 };
 
 use crate::{
+    action_watch::{self, ActionWatch},
     diagnostics::Diagnostics,
     graph::{DriverNode, Graph, OnError, ProcessorNode, MAX_RESTARTS},
     hot_reload::{self, Swap},
@@ -193,7 +194,8 @@ pub fn run_service(
     }
     // Drivers first here, but their batches wait in the bounded channels until the
     // processors below read them.
-    let mut gen = Generation::spawn(graph.clone(), instances.processors, chans, reload);
+    let trigger = sighup.as_ref().map(|s| s.trigger.clone());
+    let mut gen = Generation::spawn(graph.clone(), instances.processors, chans, reload, trigger.as_ref());
     // The drivers opened their inputs when constructed and now read them.
     service_notify::ready();
     let current: Arc<Mutex<Vec<Arc<NodeMetrics>>>> = Arc::new(Mutex::new(Vec::new()));
@@ -408,17 +410,22 @@ struct Generation {
     threads: Vec<(Arc<NodeMetrics>, JoinHandle<NodeReport>)>,
     /// Watches the generation's plugin libraries (hot reload); stopped with it.
     reloader: Option<hot_reload::Reloader>,
+    /// Watches its policy engines' action libraries (a change queues a pipeline reload).
+    action_watch: Option<ActionWatch>,
     spawn_failed: bool,
 }
 
 impl Generation {
-    /// Starts one thread per processor, reading `chans` (the drivers hold their own senders).
+    /// Starts one thread per processor, reading `chans` (the drivers hold their own senders);
+    /// with `trigger`, a changed action library queues a pipeline reload there.
     fn spawn(
         graph: Graph,
         processors: Vec<(ProcessorBox, Option<HandlerBox>)>,
         mut chans: Channels,
         reload: Option<&sfprocessor_plugin_loader::LoadOptions>,
+        trigger: Option<&Sender<()>>,
     ) -> Generation {
+        let action_watch = trigger.and_then(|t| action_watch::start(&graph, t.clone()));
         let (reloader, mut swaps) = match reload {
             Some(opts) => hot_reload::start(&graph, opts),
             None => (None, Vec::new()),
@@ -446,7 +453,7 @@ impl Generation {
         }
         // `chans` is dropped here: the host keeps no sender, so a channel closes when its
         // last producer finishes.
-        Generation { threads, reloader, spawn_failed }
+        Generation { threads, reloader, action_watch, spawn_failed }
     }
 
     /// Waits for every processor to finish (their inputs closed); returns their reports.
@@ -463,6 +470,7 @@ impl Generation {
             }
         }
         drop(self.reloader);
+        drop(self.action_watch);
         (reports, self.spawn_failed)
     }
 }
@@ -539,7 +547,7 @@ fn reload_generation(
         old_trouble |= m.had_trouble();
     }
     let drained = started.elapsed();
-    let new = Generation::spawn(graph, instances.processors, chans, reload);
+    let new = Generation::spawn(graph, instances.processors, chans, reload, Some(&source.trigger));
     pipeline_reload::count_reload();
     tracing::info!(
         "reload applied: pipeline generation {number} running, {} ms after the SIGHUP (build and retarget {} ms, drain {} ms)",

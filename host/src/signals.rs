@@ -39,11 +39,13 @@ impl StopFlag {
 /// Starts the signal thread. The first SIGINT/SIGTERM sets `stop`; the second exits the
 /// process with status 1 without draining (upstream ignored further signals). Each SIGHUP
 /// (upstream's default action: the process died) is queued on the returned receiver, at
-/// most one at a time, so a burst coalesces into one reload.
-pub fn install(stop: StopFlag) -> std::io::Result<Receiver<()>> {
+/// most one at a time, so a burst coalesces into one reload; the returned sender queues a
+/// reload the same way (a changed action library does).
+pub fn install(stop: StopFlag) -> std::io::Result<(Sender<()>, Receiver<()>)> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     // Capacity 1: a SIGHUP arriving while one is pending adds nothing, so a burst coalesces.
     let (hup_tx, hup_rx) = bounded::<()>(1);
+    let trigger = hup_tx.clone();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         let mut seen = 0u32;
         for sig in signals.forever() {
@@ -70,7 +72,7 @@ pub fn install(stop: StopFlag) -> std::io::Result<Receiver<()>> {
             }
         }
     })?;
-    Ok(hup_rx)
+    Ok((trigger, hup_rx))
 }
 
 /// Queues one reload unless one is already pending (never blocks the signal thread).
