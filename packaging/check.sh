@@ -87,9 +87,16 @@ dpkg -i "$deb"
 /usr/bin/sfprocessor -version
 systemd-analyze verify --man=no "/usr/lib/systemd/system/$UNIT" || fail "systemd-analyze verify rejects $UNIT"
 ok "systemd-analyze verify $UNIT"
+grep -q '^ExecReload=/bin/kill -HUP \$MAINPID$' "/usr/lib/systemd/system/$UNIT" || fail "$UNIT has no ExecReload sending SIGHUP"
+ok "$UNIT reloads with SIGHUP"
+# -test must leave the service's output alone (upstream's emptied it).
+mkdir -p /var/log/sysflow
+echo '{"alert":"written before -test"}' >/var/log/sysflow/alerts.json
 /usr/bin/sfprocessor -test -config /etc/sysflow/pipelines/pipeline.distribution.json \
     || fail "the installed pipeline.distribution.json does not load"
 ok "sfprocessor -test -config /etc/sysflow/pipelines/pipeline.distribution.json"
+grep -q 'written before -test' /var/log/sysflow/alerts.json || fail "sfprocessor -test emptied /var/log/sysflow/alerts.json"
+ok "sfprocessor -test left /var/log/sysflow/alerts.json untouched"
 # The installed replay tool against the installed processor: a generated trace through a socket.
 replay_sock=$WORK/replay/sysflow.sock
 python3 - "$WORK/replay.json" <<'PY'

@@ -3,14 +3,18 @@
 
 use std::path::Path;
 
+use crossbeam_channel::{Receiver, Sender};
+
 use crate::{
     cli::{self, Cli, CliOutcome},
     diagnostics::Diagnostics,
     env_overrides,
-    graph::{self, DriverChoice},
+    graph::{self, DriverChoice, Graph},
     logging::{self, Threshold},
     metrics_endpoint::{self, MetricsEndpoint},
-    pipeline_config, plugins,
+    pipeline_config::{self, OutputMode, PipelineConfig},
+    pipeline_reload::{self, ReloadSource},
+    plugins,
     rule_listing,
     registry::Registry,
     runtime,
@@ -53,13 +57,17 @@ where
         }
     };
     let stop = StopFlag::new();
+    let mut hangups = None;
     if !(cli.test || cli.listrules) {
-        if let Err(e) = signals::install(stop.clone()) {
-            tracing::error!("cannot install the SIGINT/SIGTERM handler: {e}");
-            return 1;
+        match signals::install(stop.clone()) {
+            Ok(queue) => hangups = Some(queue),
+            Err(e) => {
+                tracing::error!("cannot install the SIGINT/SIGTERM/SIGHUP handler: {e}");
+                return 1;
+            }
         }
     }
-    run(&cli, &registry, env_overrides::process_env(), &stop)
+    run_with_hangups(&cli, &registry, env_overrides::process_env(), &stop, hangups)
 }
 
 /// Runs with parsed flags, a registry and an environment (the testable core).
@@ -67,28 +75,29 @@ pub fn run<E>(cli: &Cli, registry: &Registry, env: E, stop: &StopFlag) -> i32
 where
     E: IntoIterator<Item = (String, String)>,
 {
-    for (flag, value) in [("cpuprofile", &cli.cpuprofile), ("memprofile", &cli.memprofile), ("traceprofile", &cli.traceprofile)] {
-        if value.is_some() {
-            tracing::warn!("-{flag} is accepted for compatibility but ignored: Go profiles do not apply to this implementation");
-        }
-    }
+    run_with_hangups(cli, registry, env, stop, None)
+}
+
+/// A pipeline read from its file and validated, before any plugin is constructed.
+struct Loaded {
+    /// The top-level `metrics` key.
+    metrics: Option<String>,
+    cfg: PipelineConfig,
+    graph: Graph,
+    diag: Diagnostics,
+}
+
+/// Reads the pipeline file, applies the environment's overrides, loads the plugin
+/// libraries the pipeline names and validates the graph. Problems of the pipeline are in
+/// the returned diagnostics; an unreadable file or driver directory is the error.
+fn load(cli: &Cli, registry: &Registry, env: &[(String, String)], mode: OutputMode) -> Result<Loaded, Vec<String>> {
     let opts = plugins::options(cli.allowinsecureplugins);
     let mut registry = registry.clone();
-    if let Err(errors) = plugins::load_driver_dir(&mut registry, Path::new(&cli.driverdir), &opts) {
-        for e in errors {
-            tracing::error!("{e}");
-        }
-        return 1;
-    }
+    plugins::load_driver_dir(&mut registry, Path::new(&cli.driverdir), &opts)?;
     let mut diag = Diagnostics::default();
-    let mut raw = match pipeline_config::read_file(Path::new(&cli.config)) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("Unable to load pipeline error: {e}");
-            return 1;
-        }
-    };
-    for a in env_overrides::apply(&mut raw, env) {
+    let mut raw = pipeline_config::read_file(Path::new(&cli.config))
+        .map_err(|e| vec![format!("Unable to load pipeline error: {e}")])?;
+    for a in env_overrides::apply(&mut raw, env.iter().cloned()) {
         tracing::info!(
             "pipeline[{}] ({}): key '{}' set from environment variable {}",
             a.index,
@@ -98,10 +107,63 @@ where
         );
     }
     let cluster_id = std::env::var("CLUSTER_ID").unwrap_or_default();
-    let cfg = pipeline_config::interpret(&raw, &cluster_id, &mut diag);
+    let mut cfg = pipeline_config::interpret(&raw, &cluster_id, &mut diag);
+    pipeline_config::set_output_mode(&mut cfg, mode);
     let choice = DriverChoice { driver: cli.driver.clone(), path: cli.path.clone() };
     plugins::load_pipeline_plugins(&mut registry, &cfg, Path::new(&cli.plugdir), &opts);
     let graph = graph::build(&cfg, &registry, &choice, &mut diag);
+    Ok(Loaded { metrics: raw.metrics, cfg, graph, diag })
+}
+
+/// Builds the next pipeline for a SIGHUP reload: the files as they are now, the same
+/// flags and environment, outputs opened to append; drivers are not constructed (the
+/// running ones carry over).
+fn rebuild(cli: &Cli, registry: &Registry, env: &[(String, String)]) -> Result<(Graph, runtime::Instances), Vec<String>> {
+    let loaded = load(cli, registry, env, OutputMode::Append)?;
+    for w in &loaded.diag.warnings {
+        tracing::warn!("reload: {w}");
+    }
+    if !loaded.diag.ok() {
+        return Err(loaded.diag.errors);
+    }
+    let mut diag = Diagnostics::default();
+    match runtime::construct(&loaded.graph, false, &mut diag) {
+        Some(instances) if diag.ok() => Ok((loaded.graph, instances)),
+        _ => Err(diag.errors),
+    }
+}
+
+/// [`run`], and with `hangups` (a sender queueing a reload, and the receiver of each
+/// coalesced SIGHUP, see [`signals::install`]) the running pipeline reloads itself from its files.
+pub fn run_with_hangups<E>(
+    cli: &Cli,
+    registry: &Registry,
+    env: E,
+    stop: &StopFlag,
+    hangups: Option<(Sender<()>, Receiver<()>)>,
+) -> i32
+where
+    E: IntoIterator<Item = (String, String)>,
+{
+    for (flag, value) in [("cpuprofile", &cli.cpuprofile), ("memprofile", &cli.memprofile), ("traceprofile", &cli.traceprofile)] {
+        if value.is_some() {
+            tracing::warn!("-{flag} is accepted for compatibility but ignored: Go profiles do not apply to this implementation");
+        }
+    }
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let opts = plugins::options(cli.allowinsecureplugins);
+    // -test and -listrules touch no output (upstream's -test replaced export files).
+    let mode = if cli.test || cli.listrules { OutputMode::Check } else { OutputMode::Replace };
+    let loaded = match load(cli, registry, &env, mode) {
+        Ok(l) => l,
+        Err(errors) => {
+            for e in errors {
+                tracing::error!("{e}");
+            }
+            return 1;
+        }
+    };
+    let Loaded { metrics, cfg, graph, diag } = loaded;
     if !report(&diag) {
         return 1;
     }
@@ -114,7 +176,7 @@ where
         return 1;
     }
     // Bound before the drivers are built, so a bad address fails start-up before any input is opened.
-    let metrics_address = metrics_endpoint::choose_address(cli.metrics.as_deref(), raw.metrics.as_deref());
+    let metrics_address = metrics_endpoint::choose_address(cli.metrics.as_deref(), metrics.as_deref());
     let endpoint = match metrics_address {
         Some((address, source)) if !(cli.test || cli.listrules) => {
             match MetricsEndpoint::start(&address, source, stop.clone()) {
@@ -144,8 +206,14 @@ where
     }
     tracing::info!("Starting the processing pipeline");
     tracing::info!("Initializing {} drivers", graph.drivers.len());
-    let options = runtime::RunOptions { perflog: cli.perflog, strict: cli.strict };
-    runtime::run_reloading(&graph, instances, stop, options, Some(&opts), endpoint.as_ref())
+    let stop_timeout = (cli.stoptimeout > 0).then(|| std::time::Duration::from_secs(cli.stoptimeout));
+    let options = runtime::RunOptions { perflog: cli.perflog, strict: cli.strict, stop_timeout };
+    let sighup = hangups.map(|(trigger, hangups)| ReloadSource {
+        hangups,
+        trigger,
+        rebuild: Box::new(|| rebuild(cli, registry, &env)) as pipeline_reload::Rebuild<'_>,
+    });
+    runtime::run_service(&graph, instances, stop, options, Some(&opts), endpoint.as_ref(), sighup)
 }
 
 /// Logs warnings and errors; true when there is no error.

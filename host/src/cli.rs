@@ -96,6 +96,12 @@ pub struct Cli {
           default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
     pub strict: bool,
 
+    /// Seconds after the first SIGINT/SIGTERM by which the drain must be done; then the
+    /// process logs what is still queued and exits 1 (0: no bound). Default
+    /// `DEFAULT_STOP_TIMEOUT_SECS`, below the packaged unit's TimeoutStopSec=30.
+    #[arg(long, default_value_t = DEFAULT_STOP_TIMEOUT_SECS, value_name = "SECONDS")]
+    pub stoptimeout: u64,
+
     /// Accepted for compatibility with upstream; Go profiles are not produced.
     #[arg(long, value_name = "FILE", hide = true, allow_hyphen_values = true)]
     pub cpuprofile: Option<String>,
@@ -113,9 +119,23 @@ pub struct Cli {
     pub path: Option<String>,
 }
 
+/// Default of `-stoptimeout`: the drain after SIGINT/SIGTERM ends within 25 s, before the
+/// packaged unit's `TimeoutStopSec=30` has systemd kill the process.
+pub const DEFAULT_STOP_TIMEOUT_SECS: u64 = 25;
+
 /// Flags that take a value (so the next word is their value, never a flag).
-const VALUE_FLAGS: &[&str] =
-    &["config", "driver", "log", "driverdir", "plugdir", "metrics", "cpuprofile", "memprofile", "traceprofile"];
+const VALUE_FLAGS: &[&str] = &[
+    "config",
+    "driver",
+    "log",
+    "driverdir",
+    "plugdir",
+    "metrics",
+    "stoptimeout",
+    "cpuprofile",
+    "memprofile",
+    "traceprofile",
+];
 
 /// Go's boolean literals (`strconv.ParseBool`).
 fn parse_go_bool(s: &str) -> Result<bool, String> {

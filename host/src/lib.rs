@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod action_watch;
 pub mod app;
 pub mod cli;
 pub mod diagnostics;
@@ -16,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod metrics_endpoint;
 pub mod pipeline_config;
+pub mod pipeline_reload;
 pub mod plugins;
 pub mod registry;
 pub mod rule_listing;

@@ -20,7 +20,7 @@ use prometheus::{
 
 use crate::{
     cli,
-    hot_reload,
+    hot_reload, pipeline_reload,
     metrics::NodeMetrics,
     signals::StopFlag,
 };
@@ -119,9 +119,10 @@ impl MetricsEndpoint {
         Ok(MetricsEndpoint { shared, server, thread: Some(thread), address: bound })
     }
 
-    /// Makes the nodes of the running pipeline visible at `/metrics`.
-    pub fn register_nodes(&self, nodes: &[Arc<NodeMetrics>]) {
-        self.shared.nodes.lock().unwrap_or_else(|e| e.into_inner()).extend(nodes.iter().cloned());
+    /// Makes the nodes of the running pipeline visible at `/metrics`, in place of those of
+    /// a pipeline a reload replaced.
+    pub fn set_nodes(&self, nodes: &[Arc<NodeMetrics>]) {
+        *self.shared.nodes.lock().unwrap_or_else(|e| e.into_inner()) = nodes.to_vec();
     }
 
     /// Counts a driver as reading until the returned guard is dropped (`/readyz` is 200
@@ -281,6 +282,18 @@ pub fn families(nodes: &[Arc<NodeMetrics>]) -> Vec<MetricFamily> {
         "A counter a node's plugin reports (handler counters prefixed with the handler's name), as last published (about once a second).",
         MetricType::GAUGE,
         plugin,
+    ));
+    out.push(family(
+        "sfprocessor_reloads_total",
+        "Pipeline reloads (SIGHUP) applied since start.",
+        MetricType::COUNTER,
+        vec![counter(&[], pipeline_reload::reloads())],
+    ));
+    out.push(family(
+        "sfprocessor_reload_failures_total",
+        "Pipeline reloads (SIGHUP) refused since start; the running pipeline was kept.",
+        MetricType::COUNTER,
+        vec![counter(&[], pipeline_reload::reload_failures())],
     ));
     out.push(family(
         "sfprocessor_plugin_library_reload_failures_total",

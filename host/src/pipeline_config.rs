@@ -137,8 +137,41 @@ pub struct PipelineConfig {
     pub drivers: Vec<DriverEntry>,
 }
 
-/// Keys the host injects into every processor block (upstream's set).
-pub const INJECTED_KEYS: &[&str] = &["version", "jsonschemaversion", "ecsversion", "buildnumber", "cluster.id"];
+/// Keys the host injects into every processor block (upstream's set, and how outputs open).
+pub const INJECTED_KEYS: &[&str] =
+    &["version", "jsonschemaversion", "ecsversion", "buildnumber", "cluster.id", OUTPUT_MODE_KEY];
+
+/// Injected key saying how exporters open their outputs (see [`OutputMode`]).
+pub use sysflow_exporter::transport::OUTPUT_MODE_KEY;
+
+/// How the pipeline's exporters open their outputs, told them in [`OUTPUT_MODE_KEY`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// A plain start: an output file is replaced (upstream's behaviour).
+    Replace,
+    /// A SIGHUP reload: output files are appended to, never truncated.
+    Append,
+    /// `-test` and `-listrules`: outputs are checked, nothing is created or truncated.
+    Check,
+}
+
+impl OutputMode {
+    /// The value injected.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputMode::Replace => "replace",
+            OutputMode::Append => "append",
+            OutputMode::Check => "check",
+        }
+    }
+}
+
+/// Tells every block how to open its outputs (overwriting a user value, as for upstream's keys).
+pub fn set_output_mode(cfg: &mut PipelineConfig, mode: OutputMode) {
+    for block in &mut cfg.blocks {
+        block.map.insert(OUTPUT_MODE_KEY.to_string(), Value::String(mode.as_str().to_string()));
+    }
+}
 
 /// Keys the host itself interprets in processor blocks.
 pub const HOST_BLOCK_KEYS: &[&str] = &["processor", "handler", "handlerlibpath", "in", "out", "on.error"];

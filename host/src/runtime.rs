@@ -3,19 +3,20 @@
 
 use std::{
     panic::{catch_unwind, AssertUnwindSafe},
-    sync::{atomic::Ordering, Arc},
+    sync::{atomic::Ordering, Arc, Mutex},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 use abi_stable::std_types::{RArc, RResult, RStr, RVec};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use sysflow_plugin_api::{
     ffi::{DriverBox, HandlerBox, ProcessorBox},
     Batch, Counter, DriverPoll, FlatRecord, PluginError, PluginFactory,
 };
 
 use crate::{
+    action_watch::{self, ActionWatch},
     diagnostics::Diagnostics,
     graph::{DriverNode, Graph, OnError, ProcessorNode, MAX_RESTARTS},
     hot_reload::{self, Swap},
@@ -24,6 +25,7 @@ use crate::{
     logging,
     metrics::{self, NodeMetrics, PerfReporter, PluginCounters, PLUGIN_COUNTERS_INTERVAL},
     metrics_endpoint::{DriverRunning, MetricsEndpoint},
+    pipeline_reload::{self, ReloadSource},
     signals::StopFlag,
 };
 
@@ -126,6 +128,9 @@ pub struct RunOptions {
     pub perflog: bool,
     /// Input a driver skipped or lost (its loss counters) makes the exit status 1 (`-strict`).
     pub strict: bool,
+    /// Longest the drain after a stop request may take (`-stoptimeout`); then what is still
+    /// queued is reported lost and the process exits 1. None: no bound.
+    pub stop_timeout: Option<Duration>,
 }
 
 /// Runs the pipeline until every driver ended (input exhausted or stop requested) and
@@ -145,116 +150,132 @@ pub fn run_reloading(
     reload: Option<&sfprocessor_plugin_loader::LoadOptions>,
     endpoint: Option<&MetricsEndpoint>,
 ) -> i32 {
-    let perflog = options.perflog;
-    let (reloader, mut swaps) = match reload {
-        Some(opts) => hot_reload::start(graph, opts),
-        None => (None, Vec::new()),
-    };
-    // One channel per graph channel; fan-out happens in the producer.
-    let mut senders: Vec<Option<Sender<Batch>>> = Vec::new();
-    let mut receivers: Vec<Option<Receiver<Batch>>> = Vec::new();
-    for _ in &graph.channels {
-        let (tx, rx) = bounded::<Batch>(CHANNEL_CAPACITY);
-        senders.push(Some(tx));
-        receivers.push(Some(rx));
-    }
-    let mut all_metrics: Vec<Arc<NodeMetrics>> = Vec::new();
-    let mut threads: Vec<(Arc<NodeMetrics>, JoinHandle<NodeReport>)> = Vec::new();
-    let mut spawn_failed = false;
+    run_service(graph, instances, stop, options, reload, endpoint, None)
+}
 
-    // Consumers first, so that every channel has its reader before data flows.
-    for (i, (node, (proc, handler))) in graph.processors.iter().zip(instances.processors).enumerate() {
-        let swaps = swaps.get_mut(i).and_then(Option::take);
-        let Some(rx) = receivers[node.input].take() else {
-            tracing::error!("{}: input channel already taken (validation should have refused two readers)", node.label());
-            spawn_failed = true;
-            continue;
-        };
-        let outputs: Vec<Sender<Batch>> = node.outputs.iter().filter_map(|&c| senders[c].clone()).collect();
-        let m = NodeMetrics::new(node.label(), Some((rx.clone(), CHANNEL_CAPACITY)), node.outputs.is_empty());
-        all_metrics.push(m.clone());
-        let worker = ProcessorWorker {
+/// How often the host looks whether every driver ended while it waits for SIGHUPs.
+const DRIVER_END_POLL: Duration = Duration::from_millis(100);
+
+/// [`run_reloading`], and with `sighup` each (coalesced) SIGHUP rebuilds everything
+/// downstream of the drivers from the files (see [`reload_generation`]).
+pub fn run_service(
+    graph: &Graph,
+    instances: Instances,
+    stop: &StopFlag,
+    options: RunOptions,
+    reload: Option<&sfprocessor_plugin_loader::LoadOptions>,
+    endpoint: Option<&MetricsEndpoint>,
+    mut sighup: Option<ReloadSource<'_>>,
+) -> i32 {
+    let chans = Channels::new(graph);
+    let mut drivers: Vec<RunningDriver> = Vec::new();
+    let mut spawn_failed = false;
+    for (node, driver) in graph.drivers.iter().zip(instances.drivers) {
+        let outputs: Vec<Sender<Batch>> = chans.senders[node.output].clone().into_iter().collect();
+        let m = NodeMetrics::new(node.label.clone(), None, false);
+        let running = endpoint.map(MetricsEndpoint::driver_running);
+        let (control_tx, control_rx) = unbounded::<DriverControl>();
+        let worker = DriverWorker {
             node: node.clone(),
-            proc,
-            handler,
-            input: rx,
+            driver,
             outputs,
             metrics: m.clone(),
-            swaps,
+            stop: stop.clone(),
+            control: control_rx,
+            _running: running,
         };
-        match std::thread::Builder::new().name(format!("node-{}", node.block.index)).spawn(move || worker.run()) {
-            Ok(h) => threads.push((m, h)),
-            Err(e) => {
-                tracing::error!("{}: cannot start its thread: {e}", node.label());
-                spawn_failed = true;
-            }
-        }
-    }
-    let mut driver_threads = Vec::new();
-    for (node, driver) in graph.drivers.iter().zip(instances.drivers) {
-        let outputs: Vec<Sender<Batch>> = senders[node.output].clone().into_iter().collect();
-        let m = NodeMetrics::new(node.label.clone(), None, false);
-        all_metrics.push(m.clone());
-        let running = endpoint.map(MetricsEndpoint::driver_running);
-        let worker = DriverWorker { node: node.clone(), driver, outputs, metrics: m.clone(), stop: stop.clone(), _running: running };
         match std::thread::Builder::new().name("driver".into()).spawn(move || worker.run()) {
-            Ok(h) => driver_threads.push((m, h)),
+            Ok(handle) => drivers.push(RunningDriver { node: node.clone(), control: control_tx, metrics: m, handle }),
             Err(e) => {
                 tracing::error!("{}: cannot start its thread: {e}", node.label);
                 spawn_failed = true;
             }
         }
     }
-    // The host keeps no sender: a channel closes when its last producer finishes.
-    drop(senders);
-    drop(receivers);
+    // Drivers first here, but their batches wait in the bounded channels until the
+    // processors below read them.
+    let trigger = sighup.as_ref().map(|s| s.trigger.clone());
+    let mut gen = Generation::spawn(graph.clone(), instances.processors, chans, reload, trigger.as_ref());
     // The drivers opened their inputs when constructed and now read them.
     service_notify::ready();
-    let watchdog = {
-        let metrics = all_metrics.clone();
-        service_notify::start_watchdog(move || !metrics.iter().any(|m| m.failed.load(Ordering::Relaxed)))
-    };
-    if let Some(e) = endpoint {
-        e.register_nodes(&all_metrics);
-    }
-
-    let perf = if perflog {
-        match PerfReporter::start(all_metrics.clone(), PERF_INTERVAL) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                tracing::warn!("cannot start the performance reporter: {e}");
-                None
-            }
+    let current: Arc<Mutex<Vec<Arc<NodeMetrics>>>> = Arc::new(Mutex::new(Vec::new()));
+    let driver_metrics: Vec<Arc<NodeMetrics>> = drivers.iter().map(|d| d.metrics.clone()).collect();
+    let publish = |gen: &Generation| {
+        let all: Vec<Arc<NodeMetrics>> =
+            gen.threads.iter().map(|(m, _)| m.clone()).chain(driver_metrics.iter().cloned()).collect();
+        if let Some(e) = endpoint {
+            e.set_nodes(&all);
         }
-    } else {
-        None
+        *current.lock().unwrap_or_else(|e| e.into_inner()) = all.clone();
+        all
     };
+    let all_metrics = publish(&gen);
+    let watchdog = {
+        let current = current.clone();
+        service_notify::start_watchdog(move || {
+            !current.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|m| m.failed.load(Ordering::Relaxed))
+        })
+    };
+    let mut perf = start_perf(options.perflog, all_metrics);
+    let _deadline = options.stop_timeout.and_then(|t| stop_deadline(stop.clone(), t, current.clone()));
+
+    // Wait for the drivers to end, rebuilding the pipeline on each SIGHUP meanwhile.
+    let mut earlier_trouble = false;
+    let mut generation = 1u32;
+    while !drivers.iter().all(|d| d.handle.is_finished()) {
+        let hangup = match &sighup {
+            Some(source) => match source.hangups.recv_timeout(DRIVER_END_POLL) {
+                Ok(()) => true,
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => {
+                    sighup = None;
+                    false
+                }
+            },
+            None => {
+                std::thread::sleep(DRIVER_END_POLL);
+                false
+            }
+        };
+        let Some(source) = sighup.as_mut().filter(|_| hangup) else { continue };
+        if stop.requested() {
+            tracing::warn!("received SIGHUP while stopping: not reloading");
+            continue;
+        }
+        let outcome = reload_generation(source, gen, &mut drivers, reload, generation + 1);
+        gen = outcome.running;
+        if outcome.old_trouble {
+            earlier_trouble = true;
+        }
+        if outcome.applied {
+            generation += 1;
+            if let Some(p) = perf.take() {
+                p.finish();
+            }
+            perf = start_perf(options.perflog, publish(&gen));
+        }
+    }
 
     let mut reports: Vec<(Arc<NodeMetrics>, NodeReport)> = Vec::new();
-    let driver_count = driver_threads.len();
-    for (m, h) in driver_threads.into_iter().chain(threads) {
-        match h.join() {
-            Ok(r) => reports.push((m, r)),
-            Err(_) => {
-                m.failed.store(true, Ordering::Relaxed);
-                tracing::error!("{}: its thread panicked", m.label);
-                reports.push((m, NodeReport { counters: Vec::new() }));
-            }
-        }
+    let driver_count = drivers.len();
+    for d in drivers {
+        reports.push(d.join());
     }
+    let (gen_reports, gen_failed) = gen.join();
+    reports.extend(gen_reports);
+    spawn_failed |= gen_failed;
     if let Some(p) = perf {
         p.finish();
     }
     drop(watchdog);
     // The input ended (or a stop was requested): only the summary remains.
     service_notify::stopping();
-    drop(reloader);
     let images = sfprocessor_plugin_loader::loaded_image_count();
     if images > 0 {
         tracing::info!("plugin library images mapped: {images}");
     }
 
-    let mut status = if spawn_failed { 1 } else { 0 };
+    let mut status = if spawn_failed || earlier_trouble { 1 } else { 0 };
     for (m, r) in &reports {
         metrics::log_summary(m, &r.counters);
         if m.had_trouble() {
@@ -283,6 +304,259 @@ pub fn run_reloading(
         );
     }
     status
+}
+
+/// How often the stop deadline thread looks whether a stop was requested.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Starts the thread that bounds the drain: once a stop is requested, if the pipeline has
+/// not finished (the returned sender dropped) within `timeout`, it logs how many batches are
+/// still queued (lost) and exits the process with status 1.
+fn stop_deadline(stop: StopFlag, timeout: Duration, nodes: Arc<Mutex<Vec<Arc<NodeMetrics>>>>) -> Option<Sender<()>> {
+    let (done_tx, done_rx) = bounded::<()>(0);
+    let spawned = std::thread::Builder::new().name("stop-deadline".into()).spawn(move || {
+        while !stop.requested() {
+            if !matches!(done_rx.recv_timeout(STOP_POLL), Err(RecvTimeoutError::Timeout)) {
+                return;
+            }
+        }
+        if !matches!(done_rx.recv_timeout(timeout), Err(RecvTimeoutError::Timeout)) {
+            return;
+        }
+        let nodes = nodes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let queued: usize = nodes.iter().filter_map(|n| n.queue_depth()).map(|(depth, _)| depth).sum();
+        let read: u64 = nodes.iter().filter(|n| n.queue_depth().is_none()).map(|n| NodeMetrics::get(&n.records_in)).sum();
+        // Written directly: the logger may be what is blocked.
+        eprintln!(
+            "[Error] the pipeline did not drain within {} s of the stop request (-stoptimeout): exiting with status 1; \
+             {queued} batches (up to {} records) still queued and any record inside a plugin are dropped; the drivers had read {read} records",
+            timeout.as_secs(),
+            queued * MAX_DRIVER_BATCH
+        );
+        std::process::exit(1);
+    });
+    match spawned {
+        Ok(_) => Some(done_tx),
+        Err(e) => {
+            tracing::warn!("cannot start the stop deadline thread: {e}: the drain after SIGTERM is not bounded");
+            None
+        }
+    }
+}
+
+/// One bounded channel per graph channel, before the nodes take their ends.
+struct Channels {
+    senders: Vec<Option<Sender<Batch>>>,
+    receivers: Vec<Option<Receiver<Batch>>>,
+}
+
+impl Channels {
+    fn new(graph: &Graph) -> Channels {
+        let (senders, receivers) = graph
+            .channels
+            .iter()
+            .map(|_| {
+                let (tx, rx) = bounded::<Batch>(CHANNEL_CAPACITY);
+                (Some(tx), Some(rx))
+            })
+            .unzip();
+        Channels { senders, receivers }
+    }
+}
+
+/// What the host tells a running driver between two polls.
+enum DriverControl {
+    /// Send to these outputs from now on. Dropping the old senders lets the previous
+    /// generation's channels close, so it drains and finishes. Acknowledged once done.
+    Retarget(Vec<Sender<Batch>>, Sender<()>),
+}
+
+/// A driver thread, which outlives pipeline generations.
+struct RunningDriver {
+    node: DriverNode,
+    control: Sender<DriverControl>,
+    metrics: Arc<NodeMetrics>,
+    handle: JoinHandle<NodeReport>,
+}
+
+impl RunningDriver {
+    fn join(self) -> (Arc<NodeMetrics>, NodeReport) {
+        match self.handle.join() {
+            Ok(r) => (self.metrics, r),
+            Err(_) => {
+                self.metrics.failed.store(true, Ordering::Relaxed);
+                tracing::error!("{}: its thread panicked", self.metrics.label);
+                (self.metrics, NodeReport { counters: Vec::new() })
+            }
+        }
+    }
+}
+
+fn start_perf(perflog: bool, nodes: Vec<Arc<NodeMetrics>>) -> Option<PerfReporter> {
+    if !perflog {
+        return None;
+    }
+    match PerfReporter::start(nodes, PERF_INTERVAL) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!("cannot start the performance reporter: {e}");
+            None
+        }
+    }
+}
+
+/// The processors of one pipeline generation: everything downstream of the drivers.
+struct Generation {
+    threads: Vec<(Arc<NodeMetrics>, JoinHandle<NodeReport>)>,
+    /// Watches the generation's plugin libraries (hot reload); stopped with it.
+    reloader: Option<hot_reload::Reloader>,
+    /// Watches its policy engines' action libraries (a change queues a pipeline reload).
+    action_watch: Option<ActionWatch>,
+    spawn_failed: bool,
+}
+
+impl Generation {
+    /// Starts one thread per processor, reading `chans` (the drivers hold their own senders);
+    /// with `trigger`, a changed action library queues a pipeline reload there.
+    fn spawn(
+        graph: Graph,
+        processors: Vec<(ProcessorBox, Option<HandlerBox>)>,
+        mut chans: Channels,
+        reload: Option<&sfprocessor_plugin_loader::LoadOptions>,
+        trigger: Option<&Sender<()>>,
+    ) -> Generation {
+        let action_watch = trigger.and_then(|t| action_watch::start(&graph, t.clone()));
+        let (reloader, mut swaps) = match reload {
+            Some(opts) => hot_reload::start(&graph, opts),
+            None => (None, Vec::new()),
+        };
+        let mut threads = Vec::new();
+        let mut spawn_failed = false;
+        for (i, (node, (proc, handler))) in graph.processors.iter().zip(processors).enumerate() {
+            let swaps = swaps.get_mut(i).and_then(Option::take);
+            let Some(rx) = chans.receivers[node.input].take() else {
+                tracing::error!("{}: input channel already taken (validation should have refused two readers)", node.label());
+                spawn_failed = true;
+                continue;
+            };
+            let outputs: Vec<Sender<Batch>> = node.outputs.iter().filter_map(|&c| chans.senders[c].clone()).collect();
+            let m = NodeMetrics::new(node.label(), Some((rx.clone(), CHANNEL_CAPACITY)), node.outputs.is_empty());
+            let worker =
+                ProcessorWorker { node: node.clone(), proc, handler, input: rx, outputs, metrics: m.clone(), swaps };
+            match std::thread::Builder::new().name(format!("node-{}", node.block.index)).spawn(move || worker.run()) {
+                Ok(h) => threads.push((m, h)),
+                Err(e) => {
+                    tracing::error!("{}: cannot start its thread: {e}", node.label());
+                    spawn_failed = true;
+                }
+            }
+        }
+        // `chans` is dropped here: the host keeps no sender, so a channel closes when its
+        // last producer finishes.
+        Generation { threads, reloader, action_watch, spawn_failed }
+    }
+
+    /// Waits for every processor to finish (their inputs closed); returns their reports.
+    fn join(self) -> (Vec<(Arc<NodeMetrics>, NodeReport)>, bool) {
+        let mut reports = Vec::new();
+        for (m, h) in self.threads {
+            match h.join() {
+                Ok(r) => reports.push((m, r)),
+                Err(_) => {
+                    m.failed.store(true, Ordering::Relaxed);
+                    tracing::error!("{}: its thread panicked", m.label);
+                    reports.push((m, NodeReport { counters: Vec::new() }));
+                }
+            }
+        }
+        drop(self.reloader);
+        drop(self.action_watch);
+        (reports, self.spawn_failed)
+    }
+}
+
+/// What a SIGHUP left running.
+struct ReloadOutcome {
+    running: Generation,
+    applied: bool,
+    /// The replaced generation lost records or failed (its summary says how).
+    old_trouble: bool,
+}
+
+/// Rebuilds the pipeline downstream of the drivers. The new graph is validated and its
+/// processors constructed beside the running ones; on any error the running generation is
+/// kept and the failure counted. Otherwise every driver is pointed at the new channels
+/// between two polls, the old generation drains, flushes and finishes (its exporters close
+/// their outputs), and only then do the new processors start reading: no record is lost,
+/// none is processed twice, and two exporters never write one file at once.
+fn reload_generation(
+    source: &mut ReloadSource<'_>,
+    old: Generation,
+    drivers: &mut [RunningDriver],
+    reload: Option<&sfprocessor_plugin_loader::LoadOptions>,
+    number: u32,
+) -> ReloadOutcome {
+    service_notify::reloading();
+    let started = Instant::now();
+    tracing::info!("received SIGHUP: reloading the pipeline file, policies and plugins");
+    let running: Vec<DriverNode> = drivers.iter().map(|d| d.node.clone()).collect();
+    let built = (source.rebuild)()
+        .and_then(|(graph, instances)| pipeline_reload::same_drivers(&running, &graph.drivers).map(|()| (graph, instances)).map_err(|e| vec![e]));
+    let (graph, instances) = match built {
+        Ok(b) => b,
+        Err(errors) => {
+            for e in &errors {
+                tracing::error!("reload: {e}");
+            }
+            pipeline_reload::count_failure();
+            tracing::error!(
+                "reload refused ({} error{}, listed above): the running pipeline is kept (reload failures so far: {})",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                pipeline_reload::reload_failures()
+            );
+            service_notify::reloaded();
+            return ReloadOutcome { running: old, applied: false, old_trouble: false };
+        }
+    };
+    let chans = Channels::new(&graph);
+    let (ack_tx, ack_rx) = unbounded::<()>();
+    let mut waiting = 0usize;
+    for (driver, node) in drivers.iter_mut().zip(&graph.drivers) {
+        let outputs: Vec<Sender<Batch>> = chans.senders[node.output].clone().into_iter().collect();
+        // A driver that already ended has dropped its control receiver.
+        if driver.control.send(DriverControl::Retarget(outputs, ack_tx.clone())).is_ok() {
+            waiting += 1;
+        }
+        driver.node = node.clone();
+    }
+    drop(ack_tx);
+    // A driver blocked on a full channel of the old generation acknowledges once that
+    // generation took the batch; one that ends meanwhile drops its acknowledgement sender.
+    for _ in 0..waiting {
+        if ack_rx.recv().is_err() {
+            break;
+        }
+    }
+    let retargeted = started.elapsed();
+    let (reports, spawn_failed) = old.join();
+    let mut old_trouble = spawn_failed;
+    tracing::info!("reload: the previous pipeline drained; its summary:");
+    for (m, r) in &reports {
+        metrics::log_summary(m, &r.counters);
+        old_trouble |= m.had_trouble();
+    }
+    let drained = started.elapsed();
+    let new = Generation::spawn(graph, instances.processors, chans, reload, Some(&source.trigger));
+    pipeline_reload::count_reload();
+    tracing::info!(
+        "reload applied: pipeline generation {number} running, {} ms after the SIGHUP (build and retarget {} ms, drain {} ms)",
+        started.elapsed().as_millis(),
+        retargeted.as_millis(),
+        drained.saturating_sub(retargeted).as_millis()
+    );
+    service_notify::reloaded();
+    ReloadOutcome { running: new, applied: true, old_trouble }
 }
 
 /// The drivers' non-zero loss counters (skipped blocks, undecodable or unread messages,
@@ -326,6 +600,8 @@ struct DriverWorker {
     outputs: Vec<Sender<Batch>>,
     metrics: Arc<NodeMetrics>,
     stop: StopFlag,
+    /// Retargets from the host (SIGHUP reload).
+    control: Receiver<DriverControl>,
     /// Keeps `/readyz` at 200 while this driver reads (dropped with the worker).
     _running: Option<DriverRunning>,
 }
@@ -356,6 +632,12 @@ impl DriverWorker {
                     break;
                 }
                 _ => {}
+            }
+            // Between polls: the only place the outputs change (a SIGHUP reload).
+            for control in self.control.try_iter() {
+                let DriverControl::Retarget(outputs, ack) = control;
+                self.outputs = outputs;
+                let _ = ack.send(());
             }
             let started = Instant::now();
             let polled = self.driver.poll(MAX_DRIVER_BATCH);

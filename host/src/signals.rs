@@ -1,6 +1,6 @@
 //! SIGINT/SIGTERM: the first asks for an orderly drain, the second forces exit 1.
-//! SIGHUP: reported to the service manager as a reload (see [`reload_on_hangup`]); it never
-//! stops the process.
+//! SIGHUP: queued for the running pipeline, which reloads itself (`runtime::run_service`);
+//! it never stops the process.
 
 use std::sync::{
     atomic::{AtomicBool, Ordering},
@@ -37,13 +37,15 @@ impl StopFlag {
 }
 
 /// Starts the signal thread. The first SIGINT/SIGTERM sets `stop`; the second exits the
-/// process with status 1 without draining (upstream ignored further signals). SIGHUP
-/// (upstream's default action: the process died) is handed to [`reload_on_hangup`].
-pub fn install(stop: StopFlag) -> std::io::Result<()> {
+/// process with status 1 without draining (upstream ignored further signals). Each SIGHUP
+/// (upstream's default action: the process died) is queued on the returned receiver, at
+/// most one at a time, so a burst coalesces into one reload; the returned sender queues a
+/// reload the same way (a changed action library does).
+pub fn install(stop: StopFlag) -> std::io::Result<(Sender<()>, Receiver<()>)> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     // Capacity 1: a SIGHUP arriving while one is pending adds nothing, so a burst coalesces.
     let (hup_tx, hup_rx) = bounded::<()>(1);
-    std::thread::Builder::new().name("sighup".into()).spawn(move || reload_on_hangup(&hup_rx))?;
+    let trigger = hup_tx.clone();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
         let mut seen = 0u32;
         for sig in signals.forever() {
@@ -70,29 +72,14 @@ pub fn install(stop: StopFlag) -> std::io::Result<()> {
             }
         }
     })?;
-    Ok(())
+    Ok((trigger, hup_rx))
 }
 
 /// Queues one reload unless one is already pending (never blocks the signal thread).
 fn queue_hangup(tx: &Sender<()>) {
     match tx.try_send(()) {
         Ok(()) | Err(TrySendError::Full(())) => {}
-        Err(TrySendError::Disconnected(())) => eprintln!("[Error] received SIGHUP, but its handler thread has ended"),
-    }
-}
-
-/// Handles each (coalesced) SIGHUP: RELOADING=1 with MONOTONIC_USEC to the service manager,
-/// then READY=1. Nothing is re-read yet: a full pipeline reload is not implemented, and the
-/// parts that do reload (policy files of an engine with `monitor: local`, plugin libraries)
-/// watch their files and reload on change without a signal.
-fn reload_on_hangup(rx: &Receiver<()>) {
-    for () in rx.iter() {
-        service_notify::reloading();
-        tracing::warn!(
-            "received SIGHUP: a full pipeline reload is not implemented yet, nothing was re-read; \
-             policy files (policy engines with 'monitor' set to local) and plugin libraries are reloaded \
-             when their files change, without a signal"
-        );
-        service_notify::reloaded();
+        // The pipeline ended (only the summary remains): nothing to reload.
+        Err(TrySendError::Disconnected(())) => {}
     }
 }

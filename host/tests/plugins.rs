@@ -633,3 +633,75 @@ fn world_writable_action_library_is_refused() {
     assert!(all.contains("action plugin not loaded") && all.contains("0666"), "{all}");
     assert!(!all.contains("Re-declaration of action"), "the refused library must not register: {all}");
 }
+
+/// A new build of an action library in a running policy engine's `actiondir` queues a
+/// pipeline reload (as SIGHUP does): the new engine instance loads it, every record is
+/// exported once, and the ones sent after the reload still carry the action's tag. (The new
+/// build is the same library with bytes appended: a new content.)
+#[test]
+fn changed_action_library_reloads_the_pipeline() {
+    use std::{io::Write, os::fd::AsRawFd, time::Duration};
+
+    use nix::sys::socket::{connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+
+    let dir = private_dir();
+    let actions = plugin_dir(dir.path(), "actions", &["now-action"]);
+    let policies = dir.path().join("policies");
+    fs::create_dir_all(&policies).expect("mkdir policies");
+    fs::write(
+        policies.join("all.yaml"),
+        "- rule: Any\n  desc: every record\n  condition: sf.type in (PE, NF, FF, FE, NE, KE)\n  actions: [now]\n  priority: low\n  tags: [test]\n",
+    )
+    .expect("write policy");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"pipeline": [
+            {{"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}},
+            {{"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "mode": "enrich",
+              "policies": "{}", "actiondir": "{}"}},
+            {{"processor": "exporter", "in": "evt eventchan", "export": "file", "file.path": "out.json"}}]}}"#,
+            s(&policies),
+            s(&actions)
+        ),
+    );
+    let sock = dir.path().join("sysflow.sock");
+    let (mut child, log) = spawn_logged(dir.path(), &["-config", &cfg, "-driver", "socket", &s(&sock)]);
+    wait_until("the socket to be bound", Duration::from_secs(20), || sock.exists());
+
+    let datums = generated_datums(3000);
+    let (first, second) = datums.split_at(datums.len() / 2);
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    connect(fd.as_raw_fd(), &UnixAddr::new(&sock).expect("address")).expect("connect");
+    for (d, _) in first {
+        send(fd.as_raw_fd(), d, MsgFlags::empty()).expect("send datum");
+    }
+    let events_first = first.iter().filter(|(_, e)| *e).count();
+    let out_path = dir.path().join("out.json");
+    let exported = || fs::read_to_string(&out_path).map(|t| t.lines().count()).unwrap_or(0);
+    wait_until("the first half to be exported", Duration::from_secs(30), || exported() >= events_first);
+    let mut bytes = fs::read(actions.join("now.so")).expect("read now.so");
+    bytes.write_all(b"\0new build").expect("append");
+    install_bytes(&actions, "now.so", &bytes);
+    wait_until("the pipeline reload", Duration::from_secs(20), || log().contains("reload applied"));
+    for (d, _) in second {
+        send(fd.as_raw_fd(), d, MsgFlags::empty()).expect("send datum");
+    }
+    let events = datums.iter().filter(|(_, e)| *e).count();
+    wait_until("every record to be exported", Duration::from_secs(30), || exported() >= events);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
+    let status = child.wait().expect("wait");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    drop(fd);
+    assert!(log.contains("now.so changed: reloading the pipeline"), "{log}");
+    assert_eq!(log.matches("reload applied").count(), 1, "one change, one reload\n{log}");
+    let lines = lines_of(&out_path);
+    assert_eq!(lines.len(), events, "every record exported exactly once\n{log}");
+    for l in &lines {
+        assert!(l.contains("now_in_nanos:"), "a record lacks the action's tag: {l}");
+    }
+}

@@ -173,8 +173,45 @@ fn second_signal_forces_exit_one() {
     assert!(stderr.contains("received SIGTERM again: exiting without draining"), "{stderr}");
 }
 
-/// Without a service manager, SIGHUP (whose default action killed the process) is logged
-/// and the pipeline keeps running; SIGTERM still drains and exits 0.
+/// A drain that cannot finish (the terminal exporter blocks on a stdout pipe nobody reads)
+/// ends after `-stoptimeout` seconds with status 1 and a message saying what was dropped.
+#[test]
+fn stop_timeout_bounds_a_blocked_drain() {
+    let Some(data) = common::shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_pipeline(
+        dir.path(),
+        "p.json",
+        r#"{"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "exporter", "in": "flat flattenerchan", "export": "terminal"}]}"#,
+    );
+    let trace = data.join("traces/k8s_small.sf");
+    let mut child = Command::new(bin())
+        .current_dir(dir.path())
+        .args(["-config", &cfg, "-stoptimeout", "2", &trace.to_string_lossy()])
+        .stdout(Stdio::piped()) // never read: the exporter blocks once the pipe is full
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sfprocessor");
+    std::thread::sleep(Duration::from_millis(1500));
+    send_signal(&child, Signal::SIGTERM);
+    let sent = Instant::now();
+    let status = wait_exit(&mut child, Duration::from_secs(15), "-stoptimeout 2 did not end a blocked drain");
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(1));
+    assert!(took >= Duration::from_secs(2), "exited {took:?} after SIGTERM, before the timeout");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert!(stderr.contains("did not drain within 2 s of the stop request"), "{stderr}");
+    assert!(stderr.contains("batches (up to"), "{stderr}");
+}
+
+/// Without a service manager, SIGHUP (whose default action killed the process) reloads the
+/// pipeline and it keeps running; SIGTERM still drains and exits 0.
 #[test]
 fn sighup_keeps_the_pipeline_running() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -187,7 +224,30 @@ fn sighup_keeps_the_pipeline_running() {
     let out = child.wait_with_output().expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("received SIGHUP: a full pipeline reload is not implemented yet"), "{stdout}");
+    assert!(stdout.contains("reload applied: pipeline generation 2 running"), "{stdout}");
+}
+
+/// Sends `records` generated records over a new collector connection; returns the
+/// connection (kept open) and how many of them the pipeline exports (process flows are dropped).
+fn send_generated(sock: &Path, records: u64) -> (std::os::fd::OwnedFd, usize) {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::socket::{connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+    use sysflow_plugin_api::{Event, SysFlowRecord};
+
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    connect(fd.as_raw_fd(), &UnixAddr::new(sock).expect("address")).expect("connect");
+    let mut events = 0usize;
+    let mut buf = Vec::new();
+    sysflow_tracegen::generate(&sysflow_tracegen::GenConfig { records, ..Default::default() }, |rec| {
+        if matches!(rec, SysFlowRecord::Event(ref e) if !matches!(e, Event::ProcessFlow(_))) {
+            events += 1;
+        }
+        buf.clear();
+        sysflow_tracegen::encode_datum(&rec, &mut buf);
+        send(fd.as_raw_fd(), &buf, MsgFlags::empty()).expect("send datum");
+    });
+    (fd, events)
 }
 
 /// The datagrams a service manager would receive on `NOTIFY_SOCKET`.
@@ -221,8 +281,8 @@ impl NotifyListener {
 
 /// The sd_notify sequence of a `Type=notify` service: READY=1 once the socket driver reads,
 /// watchdog pings (WATCHDOG_USEC set for this pid), RELOADING=1 with MONOTONIC_USEC and
-/// READY=1 around a burst of SIGHUPs with the process still running, STOPPING=1 on SIGTERM
-/// and exit 0.
+/// READY=1 around a burst of SIGHUPs with the process still running (the reload applies the
+/// pipeline file's new policy engine and its rule), STOPPING=1 on SIGTERM and exit 0.
 #[test]
 fn notify_socket_sees_ready_reloading_watchdog_and_stopping() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -233,11 +293,30 @@ fn notify_socket_sees_ready_reloading_watchdog_and_stopping() {
     cmd.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", bin()])
         .env("NOTIFY_SOCKET", &notify_path)
         .env("WATCHDOG_USEC", "200000");
-    let (mut child, _sock) = spawn_socket_pipeline_with(dir.path(), cmd);
+    let (mut child, sock) = spawn_socket_pipeline_with(dir.path(), cmd);
 
     listener.wait("READY=1", Duration::from_secs(20), |m| m.lines().any(|l| l == "READY=1"));
     listener.wait("WATCHDOG=1", Duration::from_secs(5), |m| m.lines().any(|l| l == "WATCHDOG=1"));
 
+    // The edited pipeline: a policy engine tags every record with its rule.
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).expect("mkdir");
+    std::fs::write(
+        policies.join("rules.yaml"),
+        "- rule: Reloaded rule\n  desc: every record\n  condition: sf.type in (PE, NF, FF, FE, NE, KE)\n  priority: low\n  tags: [t]\n",
+    )
+    .expect("write policy");
+    write_pipeline(
+        dir.path(),
+        "p.json",
+        &format!(
+            r#"{{"pipeline": [
+            {{"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}},
+            {{"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "mode": "enrich", "policies": "{}"}},
+            {{"processor": "exporter", "in": "evt eventchan", "export": "file", "file.path": "out.json"}}]}}"#,
+            policies.display()
+        ),
+    );
     for _ in 0..3 {
         send_signal(&child, Signal::SIGHUP);
     }
@@ -250,6 +329,11 @@ fn notify_socket_sees_ready_reloading_watchdog_and_stopping() {
     listener.wait("READY=1 after the reload", Duration::from_secs(10), |m| m.lines().any(|l| l == "READY=1"));
     std::thread::sleep(Duration::from_millis(300));
     assert!(child.try_wait().expect("wait").is_none(), "SIGHUP ended the process");
+    let (_collector, sent) = send_generated(&sock, 500);
+    wait_for("the records exported", Duration::from_secs(20), || common::lines_of(&dir.path().join("out.json")).len() == sent);
+    for line in common::lines_of(&dir.path().join("out.json")) {
+        assert!(line.contains("\"Reloaded rule\""), "a record exported after the reload lacks the new rule: {line}");
+    }
 
     send_signal(&child, Signal::SIGTERM);
     listener.wait("STOPPING=1", Duration::from_secs(10), |m| m.lines().any(|l| l == "STOPPING=1"));

@@ -18,7 +18,7 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("export", "transport: terminal (default), file, syslog, kafka, null; es is not available yet"),
     ConfigKey::new("format", "encoding: json (default), ecs, or sysflow (export kafka only); otel is not available yet"),
     ConfigKey::new("buffer", "records per delivery (integer, default 0 = deliver every batch)"),
-    ConfigKey::new("file.path", "file transport target, replaced at start (default ./export.out)"),
+    ConfigKey::new("file.path", "file transport target, replaced at start, appended to after a SIGHUP reload, untouched by -test (default ./export.out)"),
     ConfigKey::new("vault.secrets", "\"true\" reads Elasticsearch credentials from secret files (es transport)"),
     ConfigKey::new("vault.path", "secrets directory (default /run/secrets)"),
     ConfigKey::new("vault.encoding", "secret file encoding: none (default) or base64"),

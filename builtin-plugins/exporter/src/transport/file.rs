@@ -11,7 +11,19 @@ use super::{EncodedBatch, Transport, TransportError};
 /// Upstream's default `file.path`.
 pub const DEFAULT_PATH: &str = "./export.out";
 
-/// Writes to a file that is replaced at start.
+/// How the host asks a transport to open its output (injected key
+/// [`OUTPUT_MODE_KEY`](crate::transport::OUTPUT_MODE_KEY)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// A plain start: the file is replaced, as upstream does.
+    Replace,
+    /// A SIGHUP reload: records are appended to what the previous pipeline wrote.
+    Append,
+    /// `-test`: the path is checked, nothing is created, truncated or written.
+    Check,
+}
+
+/// Writes to a file that is replaced at start (appended to after a reload).
 #[derive(Debug)]
 pub struct FileTransport {
     path: PathBuf,
@@ -25,7 +37,45 @@ impl FileTransport {
     /// deletes it too, which as root replaces `/dev/null` with a regular file for the
     /// whole machine.
     pub fn create(path: impl AsRef<Path>) -> Result<FileTransport, TransportError> {
+        FileTransport::open(path, OpenMode::Replace)
+    }
+
+    /// Opens `path` as `mode` asks: [`OpenMode::Replace`] is [`FileTransport::create`];
+    /// [`OpenMode::Append`] keeps the file's content and writes after it (creating it if
+    /// missing); [`OpenMode::Check`] only refuses a directory or a missing parent directory
+    /// and leaves the path untouched (the transport then has no writer).
+    pub fn open(path: impl AsRef<Path>, mode: OpenMode) -> Result<FileTransport, TransportError> {
         let path = path.as_ref().to_path_buf();
+        match mode {
+            OpenMode::Replace => {}
+            OpenMode::Append => {
+                let mut options = OpenOptions::new();
+                options.append(true).create(true);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    options.mode(0o644);
+                }
+                let file = options
+                    .open(&path)
+                    .map_err(|e| TransportError(format!("cannot open export file '{}' to append: {e}", path.display())))?;
+                return Ok(FileTransport { path, writer: Some(BufWriter::with_capacity(1 << 20, file)) });
+            }
+            OpenMode::Check => {
+                if path.is_dir() {
+                    return Err(TransportError(format!("export file '{}' is a directory", path.display())));
+                }
+                let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                if !parent.is_dir() {
+                    return Err(TransportError(format!(
+                        "export file '{}': directory '{}' does not exist",
+                        path.display(),
+                        parent.display()
+                    )));
+                }
+                return Ok(FileTransport { path, writer: None });
+            }
+        }
         let context = |action: &str, e: std::io::Error| TransportError(format!("{action} '{}': {e}", path.display()));
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => {
@@ -130,6 +180,25 @@ mod tests {
             assert_eq!(mode & !0o644, 0, "mode {mode:o} exceeds 0644");
             assert_eq!(mode & 0o600, 0o600);
         }
+    }
+
+    #[test]
+    fn append_keeps_content_and_check_touches_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("alerts.json");
+        std::fs::write(&path, "{\"old\":1}\n").expect("seed file");
+        let checked = FileTransport::open(&path, OpenMode::Check).expect("check");
+        drop(checked);
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"old\":1}\n", "check mode touched the file");
+        assert!(FileTransport::open(dir.path(), OpenMode::Check).is_err(), "a directory must be refused");
+        assert!(FileTransport::open(dir.path().join("no/such/x.json"), OpenMode::Check).is_err());
+        assert!(!dir.path().join("no").exists());
+        let mut t = FileTransport::open(&path, OpenMode::Append).expect("append");
+        let mut batch = EncodedBatch::new();
+        batch.push_with(|o| o.extend_from_slice(b"{\"new\":2}"));
+        t.export(&batch).expect("export");
+        t.close().expect("close");
+        assert_eq!(std::fs::read_to_string(&path).expect("read"), "{\"old\":1}\n{\"new\":2}\n");
     }
 
     #[cfg(unix)]

@@ -10,7 +10,7 @@ mod null;
 mod syslog;
 mod terminal;
 
-pub use file::FileTransport;
+pub use file::{FileTransport, OpenMode};
 pub use null::NullTransport;
 pub use syslog::SyslogTransport;
 pub use terminal::TerminalTransport;
@@ -105,12 +105,29 @@ pub fn open(export: &str, config: &PluginConfig) -> Result<Box<dyn Transport>, T
             let path = config
                 .str_or("file.path", file::DEFAULT_PATH)
                 .map_err(|e| TransportError(e.to_string()))?;
-            Ok(Box::new(FileTransport::create(path)?))
+            Ok(Box::new(FileTransport::open(path, open_mode(config)?)?))
         }
         "null" => Ok(Box::new(NullTransport)),
         "syslog" => Ok(Box::new(SyslogTransport::from_config(config)?)),
         "terminal" => Ok(Box::new(TerminalTransport::new())),
         other => Err(TransportError(format!("transport '{other}' is not available in this build yet"))),
+    }
+}
+
+/// Key the host injects into every block to say how outputs are opened: `replace` (a plain
+/// start, upstream's behaviour), `append` (a SIGHUP reload continues the previous
+/// pipeline's files) or `check` (`-test`: touch no output). Absent means `replace`.
+pub const OUTPUT_MODE_KEY: &str = "sfprocessor.outputs";
+
+/// The open mode the host asked for.
+fn open_mode(config: &PluginConfig) -> Result<OpenMode, TransportError> {
+    match config.str(OUTPUT_MODE_KEY).map_err(|e| TransportError(e.to_string()))? {
+        None | Some("replace") => Ok(OpenMode::Replace),
+        Some("append") => Ok(OpenMode::Append),
+        Some("check") => Ok(OpenMode::Check),
+        Some(other) => Err(TransportError(format!(
+            "key '{OUTPUT_MODE_KEY}': unknown output mode '{other}' (replace, append or check)"
+        ))),
     }
 }
 
