@@ -66,3 +66,169 @@ fn yaml_and_upstream_readings_agree_on_upstream_policy_files() {
     // element, which upstream compared as its backslash text.
     assert_eq!(differences, [r#"distribution/filter.yaml: YAML <NA>" where upstream reads \\u003cNA\\u003e""#]);
 }
+
+use std::path::{Path, PathBuf};
+
+use sysflow_policy_engine::falco::{ast::Expr, ast::Item, load_sources};
+
+fn constructs() -> (PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/falco_style/constructs.yaml");
+    let src = std::fs::read_to_string(&path).expect("constructs.yaml");
+    (path, src)
+}
+
+/// Every atom of a condition, in order, as `text@line:col`.
+fn atoms(e: &Expr) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::And(v) | Expr::Or(v) => stack.extend(v.iter().rev()),
+            Expr::Not(x) => stack.push(x),
+            Expr::Ref { name, pos } => out.push(format!("{name}@{}:{}", pos.line, pos.col)),
+            Expr::Exists(a) => out.push(format!("{}@{}:{}", a.text, a.pos.line, a.pos.col)),
+            Expr::Cmp { lhs, rhs, .. } => {
+                for a in [lhs, rhs] {
+                    out.push(format!("{}@{}:{}", a.text, a.pos.line, a.pos.col));
+                }
+            }
+            Expr::List { lhs, elems, .. } => {
+                for a in std::iter::once(lhs).chain(elems) {
+                    out.push(format!("{}@{}:{}", a.text, a.pos.line, a.pos.col));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn falco_style_file_reads_every_construct_with_positions_in_the_file() {
+    let (path, src) = constructs();
+    let file = Arc::new(path.clone());
+    // The upstream-compatible grammar cannot read it: this file needs the YAML reader.
+    assert!(parser::parse_file(&src, file.clone()).is_err());
+    let (items, warning) = read_file(&src, file);
+    assert!(warning.is_none(), "{warning:?}");
+    let items = items.expect("constructs.yaml reads");
+    let list = |n: &str| {
+        items.iter().find_map(|i| match i {
+            Item::List { name, items, .. } if name == n => Some(items.clone()),
+            _ => None,
+        })
+    };
+    let mac = |n: &str| {
+        items.iter().find_map(|i| match i {
+            Item::Macro { name, condition, .. } if name == n => Some(atoms(condition)),
+            _ => None,
+        })
+    };
+    assert_eq!(list("login_binaries").unwrap(), ["login", "systemd", "\"(systemd)\"", "su", "nologin"]);
+    assert_eq!(list("block_binaries").unwrap(), ["curl", "wget", "nc"]);
+    assert_eq!(mac("never_true").unwrap(), ["sf.ret@26:15", "-1@26:22", "sf.ret@26:29", "0@26:36"]);
+    // `\"` inside a Falco string is resolved; positions count the file's characters.
+    assert_eq!(
+        mac("wal_e").unwrap(),
+        [
+            "proc.pname@32:15",
+            "postgres@32:26",
+            "proc.cmdline@32:39",
+            "\"sh -c envdir \"/run/etc/wal-e.d/env\" wal-g\"@32:63"
+        ]
+    );
+    // A folded condition: each atom at its own line of the file.
+    assert_eq!(
+        mac("folded").unwrap(),
+        [
+            "proc.name@36:5",
+            "block_binaries@36:19",
+            "proc.pname@37:13",
+            "fd.name@38:9",
+            "'/home/*/.ssh/*'@38:22"
+        ]
+    );
+    let rules: Vec<_> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Rule(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].desc.as_deref(), Some("A shell started, folded over two lines."));
+    assert_eq!(rules[0].pos.line, 43);
+    assert_eq!(rules[0].pos.col, 1);
+    assert_eq!(
+        rules[0].output.as_deref(),
+        Some("Shell started (user=%user.name command=%proc.cmdline parent=%proc.pname)")
+    );
+    assert_eq!(rules[0].priority.as_ref().map(|p| p.0.as_str()), Some("warning"));
+    assert_eq!(rules[1].desc.as_deref(), Some("Double-quoted desc with an escaped \"quote\""));
+    assert_eq!(rules[1].tags.as_deref(), Some(&["network".to_string(), "mitre_command_and_control".to_string()][..]));
+    assert_eq!(rules[1].exceptions.len(), 1);
+    assert_eq!(rules[1].exceptions[0].comps, ["=", "in"]);
+    assert_eq!(rules[1].exceptions[0].values[0].iter().map(|a| a.text.as_str()).collect::<Vec<_>>(), ["curl", "shell_binaries"]);
+    let cond = rules[1].condition.as_ref().unwrap();
+    assert_eq!(atoms(cond), ["folded@57:5", "proc.aname@58:5", "login_binaries@58:28"]);
+    // Lists, macros and exceptions resolve: the whole file lowers without errors.
+    let set = load_sources(&[(path, src)]).expect("constructs.yaml lowers");
+    assert_eq!(set.rules.len(), 2);
+    assert!(!set.rules[1].enabled);
+}
+
+/// Loads `src` as `p.yaml` and returns each error as `file:line:col: message (at 'text')`.
+fn errors(src: &str) -> Vec<String> {
+    match load_sources(&[(PathBuf::from("p.yaml"), src.to_string())]) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn condition_mistakes_point_into_the_original_file() {
+    // A plain scalar.
+    assert_eq!(
+        errors("- rule: r\n  desc: d\n  condition: proc.name = = x\n  priority: INFO\n"),
+        ["p.yaml:3:26: expected a value (at '=')"]
+    );
+    // Inside a folded scalar, on its third line.
+    assert_eq!(
+        errors("- macro: m\n  condition: >\n    proc.name = bash and\n    (fd.name = x or\n     fd.name in (a, b) b)\n"),
+        ["p.yaml:5:24: expected ')' or an operator (at 'b')"]
+    );
+    // After escapes in a double-quoted scalar: the column is the file's.
+    assert_eq!(
+        errors("- macro: m\n  condition: \"proc.cmdline = \\\"a b\\\" and and\"\n"),
+        ["p.yaml:2:42: expected a value (at 'and')"]
+    );
+    // An unclosed parenthesis at the end of a literal block.
+    assert_eq!(
+        errors("- macro: m\n  condition: |\n    (proc.name = a or\n     proc.name = b\n"),
+        ["p.yaml:4:19: unclosed '(' (opened at 3:5) at the end of the condition (at '(proc.name = a or proc.name = b')"]
+    );
+    // Falco operators and transformers this engine does not evaluate are named.
+    assert_eq!(
+        errors("- macro: m\n  condition: proc.name bcontains 6261\n"),
+        ["p.yaml:2:24: operator 'bcontains' is not supported by this engine (at 'bcontains')"]
+    );
+    assert_eq!(
+        errors("- macro: m\n  condition: tolower(proc.name) = bash\n"),
+        ["p.yaml:2:14: field transformer 'tolower()' is not supported by this engine (at 'tolower')"]
+    );
+}
+
+#[test]
+fn yaml_mistakes_point_into_the_original_file() {
+    // A scalar where a list is expected.
+    assert_eq!(errors("- list: l\n  items: bash\n"), ["p.yaml:2:10: list 'l': expected a sequence, found a scalar"]);
+    // An unknown rule key.
+    assert_eq!(
+        errors("- rule: r\n  desc: d\n  condition: proc.name = a\n  priorty: INFO\n"),
+        ["p.yaml:4:3: 'priorty' is not a rule key (at 'priorty')"]
+    );
+    // A bad priority word.
+    assert_eq!(
+        errors("- rule: r\n  desc: d\n  condition: proc.name = a\n  priority: urgent\n"),
+        ["p.yaml:4:13: expected a priority (low, medium, high, …) (at 'urgent')"]
+    );
+}

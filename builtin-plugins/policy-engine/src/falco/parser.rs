@@ -12,7 +12,7 @@ use crate::{
 
 use super::{
     ast::{Atom, Exception, Expr, Item, RuleItem},
-    lexer::{tokenize, Tok, Token},
+    lexer::{tokenize, tokenize_condition, Tok, Token},
 };
 
 /// Words that end free text (rule names, descriptions, outputs).
@@ -59,14 +59,49 @@ pub fn parse_file(src: &str, file: Arc<PathBuf>) -> Result<Vec<Item>, Vec<Policy
 /// `item` (`rule 'X'`, named in limit errors). Positions are within `text`: the YAML
 /// reader maps them back into the file.
 pub fn parse_condition(text: &str, file: Arc<PathBuf>, item: &str) -> Result<(Option<bool>, Expr), PolicyError> {
-    let toks = tokenize(text);
+    let toks = tokenize_condition(text);
     let mut p = Parser { src: text, toks, i: 0, file, errors: Vec::new(), nesting: 0, item: item.to_string() };
-    let (cont, e) = p.condition()?;
+    let (cont, mut e) = p.condition()?;
+    unescape_strings(&mut e);
     let t = p.peek();
     if t.kind != Tok::Eof {
         return Err(p.err(t, "expected 'and', 'or' or the end of the condition"));
     }
     Ok((cont, e))
+}
+
+/// Resolves the backslash escapes of every `"…"` string in a condition read from YAML.
+fn unescape_strings(e: &mut Expr) {
+    fn atom(a: &mut Atom) {
+        if a.kind == Tok::Str && a.text.starts_with('"') && a.text.contains('\\') {
+            let mut out = String::with_capacity(a.text.len());
+            let mut chars = a.text.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    c => out.push(c),
+                }
+            }
+            a.text = out;
+        }
+    }
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::And(v) | Expr::Or(v) => stack.extend(v.iter_mut()),
+            Expr::Not(x) => stack.push(x),
+            Expr::Ref { .. } => {}
+            Expr::Exists(a) => atom(a),
+            Expr::Cmp { lhs, rhs, .. } => {
+                atom(lhs);
+                atom(rhs);
+            }
+            Expr::List { lhs, elems, .. } => {
+                atom(lhs);
+                elems.iter_mut().for_each(atom);
+            }
+        }
+    }
 }
 
 struct Parser<'s> {

@@ -292,6 +292,17 @@ impl Reader<'_> {
             }
             Err(mut e) => {
                 map.remap(&mut e.pos);
+                // `unclosed '(' (opened at L:C)` names a second position, also into the file.
+                if let Some((head, tail)) = e.message.split_once("(opened at ") {
+                    if let Some((lc, rest)) = tail.split_once(')') {
+                        if let Some((l, c)) = lc.split_once(':') {
+                            let mut p = self.pos(*at);
+                            (p.line, p.col) = (l.parse().unwrap_or(1), c.parse().unwrap_or(1));
+                            map.remap(&mut p);
+                            e.message = format!("{head}(opened at {}:{}){rest}", p.line, p.col);
+                        }
+                    }
+                }
                 Err(e)
             }
         }
