@@ -517,6 +517,8 @@ struct ScalarMap {
     decoded_lines: Vec<usize>,
     /// The decoded text (positions within it count characters).
     decoded: String,
+    /// The decoded text is ASCII (a column is then a byte offset).
+    ascii: bool,
 }
 
 /// How many source characters the alignment skips looking for a decoded character
@@ -576,7 +578,7 @@ impl ScalarMap {
         }
         let mut decoded_lines = vec![0];
         decoded_lines.extend(decoded.match_indices('\n').map(|(i, _)| i + 1));
-        ScalarMap { at: out, decoded_lines, decoded: decoded.to_string() }
+        ScalarMap { at: out, decoded_lines, decoded: decoded.to_string(), ascii: decoded.is_ascii() }
     }
 
     /// Turns a position within the decoded text into one within the file.
@@ -584,7 +586,13 @@ impl ScalarMap {
         let Some(&line_start) = self.decoded_lines.get(pos.line.saturating_sub(1) as usize) else { return };
         let rest = self.decoded.get(line_start..).unwrap_or("");
         let col = pos.col.saturating_sub(1) as usize;
-        let off = line_start + rest.char_indices().nth(col).map(|(i, _)| i).unwrap_or(rest.len());
+        // Columns count characters: in ASCII text (the usual case) a column is a byte, which
+        // keeps mapping every atom of a long one-line condition linear.
+        let off = if self.ascii {
+            line_start + col.min(rest.len())
+        } else {
+            line_start + rest.char_indices().nth(col).map(|(i, _)| i).unwrap_or(rest.len())
+        };
         let (line, col) = match (self.at.get(off), self.at.last()) {
             (Some(&p), _) => p,
             // Past the end (an error after the last token): one column after it.
