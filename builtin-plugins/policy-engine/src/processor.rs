@@ -231,6 +231,9 @@ impl Processor for PolicyEngine {
         for w in rules.warnings() {
             host.warn(&w.to_string());
         }
+        for line in rules.file_summaries() {
+            host.info(&line);
+        }
         if rules.enabled_rule_count() == 0 {
             let what = format!(
                 "key 'policies': {} has no enabled rules ({} rules, {} filters)",

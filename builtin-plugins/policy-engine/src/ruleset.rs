@@ -5,7 +5,10 @@
 //! that type, with type tests folded to constants), so a record only meets rules that
 //! can match it.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use abi_stable::std_types::{RArc, RString, RVec};
 use sysflow_plugin_api::{opflags, FlatRecord, RecordType, RuleMatch};
@@ -63,6 +66,8 @@ pub struct CompiledRule {
     pub enabled: bool,
     /// Why the compiler disabled the rule.
     pub disabled_reason: Option<String>,
+    /// Attribute-like names the attribute table does not know (they disable the rule).
+    pub unknown_attributes: Vec<String>,
     /// Record types the rule applies to.
     pub types: TypeMask,
     /// Where it was written.
@@ -742,7 +747,7 @@ impl RuleSet {
             // held to the same limits before the recursion below.
             if let Some(reason) = limits::Shape::of(cond).exceeded() {
                 warnings.push(PolicyWarning { pos: pos.clone(), message: format!("{kind} '{name}' disabled: {reason}") });
-                return (Pred::Const(false), Some(reason));
+                return (Pred::Const(false), Some(reason), Vec::new());
             }
             let mut c = Compiler {
                 opts,
@@ -757,10 +762,10 @@ impl RuleSet {
             if let Some(reason) = &disabled_reason {
                 warnings.push(PolicyWarning { pos: pos.clone(), message: format!("{kind} '{name}' disabled: {reason}") });
             }
-            (pred, disabled_reason)
+            (pred, disabled_reason, c.unknown)
         };
         for f in filters {
-            let (pred, disabled_reason) = compile_condition(&mut warnings, "filter", &f.name, &f.condition, &f.pos);
+            let (pred, disabled_reason, _) = compile_condition(&mut warnings, "filter", &f.name, &f.condition, &f.pos);
             let mut types = 0;
             if f.enabled && disabled_reason.is_none() {
                 for t in EVENT_TYPES {
@@ -775,7 +780,8 @@ impl RuleSet {
         }
         let mut out_rules = Vec::with_capacity(rules.len());
         for (idx, r) in rules.into_iter().enumerate() {
-            let (pred, disabled_reason) = compile_condition(&mut warnings, "rule", &r.name, &r.condition, &r.pos);
+            let (pred, disabled_reason, unknown_attributes) =
+                compile_condition(&mut warnings, "rule", &r.name, &r.condition, &r.pos);
             let mut actions = Vec::new();
             for a in &r.actions {
                 match opts.actions.get(a) {
@@ -814,7 +820,7 @@ impl RuleSet {
                 priority: r.priority,
                 tags: r.tags.iter().map(|t| RString::from(t.as_str())).collect::<RVec<_>>(),
             });
-            out_rules.push(CompiledRule { matched, enabled, disabled_reason, types, pos: r.pos, actions });
+            out_rules.push(CompiledRule { matched, enabled, disabled_reason, unknown_attributes, types, pos: r.pos, actions });
         }
         for b in &mut buckets {
             b.build_dispatch();
@@ -907,6 +913,41 @@ impl RuleSet {
             position: r.pos.to_string(),
         });
         filters.chain(rules).collect()
+    }
+
+    /// One line per policy file with rules: `<file>: N rules, C compiled, D disabled
+    /// (unknown fields: …)`, in load order.
+    pub fn file_summaries(&self) -> Vec<String> {
+        let mut out: Vec<(&Path, usize, usize, Vec<&str>)> = Vec::new();
+        for r in &self.rules {
+            let file = r.pos.file.as_path();
+            let i = match out.iter().position(|(f, ..)| *f == file) {
+                Some(i) => i,
+                None => {
+                    out.push((file, 0, 0, Vec::new()));
+                    out.len() - 1
+                }
+            };
+            let entry = &mut out[i];
+            entry.1 += 1;
+            if r.disabled_reason.is_some() {
+                entry.2 += 1;
+            }
+            for u in &r.unknown_attributes {
+                if !entry.3.contains(&u.as_str()) {
+                    entry.3.push(u);
+                }
+            }
+        }
+        out.into_iter()
+            .map(|(file, total, disabled, unknown)| {
+                let mut line = format!("{}: {total} rules, {} compiled, {disabled} disabled", file.display(), total - disabled);
+                if !unknown.is_empty() {
+                    line.push_str(&format!(" (unknown fields: {})", unknown.join(", ")));
+                }
+                line
+            })
+            .collect()
     }
 
     /// Number of rules (enabled or not).

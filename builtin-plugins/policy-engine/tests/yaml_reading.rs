@@ -232,3 +232,30 @@ fn yaml_mistakes_point_into_the_original_file() {
         ["p.yaml:4:13: expected a priority (low, medium, high, …) (at 'urgent')"]
     );
 }
+
+#[test]
+fn unknown_fields_disable_their_rules_and_each_file_is_summed_up() {
+    use sysflow_policy_engine::{compile_policy_text, ruleset::CompileOptions};
+    let text = "- macro: ptrace_attach\n  condition: evt.type = ptrace and evt.arg.request in (PTRACE_ATTACH)\n\
+                - rule: ptrace\n  desc: d\n  condition: ptrace_attach\n  priority: WARNING\n\
+                - rule: caps\n  desc: d\n  condition: thread.cap_effective contains CAP_SYS_ADMIN and evt.arg.request = 1\n  priority: ERROR\n\
+                - rule: shell\n  desc: d\n  condition: proc.name = bash\n  priority: NOTICE\n";
+    let rs = compile_policy_text("falco_like.yaml", text, &CompileOptions::default()).expect("loads");
+    assert_eq!(rs.rule_count(), 3);
+    assert_eq!(rs.enabled_rule_count(), 1);
+    assert_eq!(
+        rs.file_summaries(),
+        ["falco_like.yaml: 3 rules, 1 compiled, 2 disabled (unknown fields: evt.arg.request, thread.cap_effective)"]
+    );
+    let described: Vec<_> = rs.describe().into_iter().filter(|r| r.kind == "rule").map(|r| (r.name, r.disabled_reason)).collect();
+    assert_eq!(described[0], ("ptrace".to_string(), Some("unknown attribute(s) evt.arg.request".to_string())));
+}
+
+#[test]
+fn deeply_nested_yaml_is_refused_without_recursion() {
+    let nested = |n: usize| format!("- list: l\n  items: {}{}\n", "[".repeat(n), "]".repeat(n));
+    let e = errors(&nested(100));
+    assert_eq!(e, ["p.yaml:2:72: YAML nests deeper than 64 levels"]);
+    // Far deeper: YAML refuses it, and the upstream-compatible grammar reports it.
+    assert_eq!(errors(&nested(200_000)), ["p.yaml:2:11: nested list not allowed here (at '[')"]);
+}

@@ -16,7 +16,7 @@ use yaml_rust2::{
 use crate::{
     error::PolicyError,
     ir::SourcePos,
-    limits::MAX_LIST_ITEMS,
+    limits::{MAX_LIST_ITEMS, MAX_YAML_NESTING},
 };
 
 use super::{
@@ -68,10 +68,6 @@ struct TreeBuilder {
     /// Set when the document nests too deeply.
     too_deep: Option<Marker>,
 }
-
-/// Deepest nesting of YAML sequences and mappings read from a rule file (Falco's files
-/// nest 4 levels: items, exceptions, values, tuples).
-pub const MAX_YAML_NESTING: usize = 64;
 
 impl TreeBuilder {
     fn push_node(&mut self, node: Node) {
