@@ -14,6 +14,7 @@ use abi_stable::std_types::{RArc, RString, RVec};
 use sysflow_plugin_api::{opflags, FlatRecord, RecordType, RuleMatch};
 
 use crate::{
+    dialect::{self, Dialect},
     actions::{ActionRegistry, RuleAction},
     attributes::{self, Attr},
     error::PolicyWarning,
@@ -51,6 +52,8 @@ pub struct CompileOptions {
     pub unknown_attributes: UnknownAttributes,
     /// Actions rules may name.
     pub actions: ActionRegistry,
+    /// What Falco names mean (`dialect` key).
+    pub dialect: Dialect,
     /// Benchmarking (`bench.rulesetsize`): keep only the first N rules (`None`: off).
     pub bench_ruleset_size: Option<usize>,
     /// Benchmarking (`bench.ruleindex`): keep only rule #i, counted from 0 in load
@@ -328,6 +331,8 @@ struct Compiler<'o> {
     /// Other reasons the condition cannot run (e.g. a regular expression that does not
     /// compile).
     invalid: Vec<String>,
+    /// Findings that do not disable the condition (warned once per rule).
+    notes: Vec<String>,
     /// Structural numbers of the set's sub-conditions, with their occurrence counts.
     subtrees: &'o mut SubtreeIds,
     /// Memo slots assigned so far, by structural number.
@@ -479,6 +484,11 @@ impl Compiler<'_> {
             Operand::Literal(t) => return Resolved::Lit(t.clone()),
             Operand::Name { text, pos } => (text, pos),
         };
+        if self.opts.dialect == Dialect::Falco {
+            if let Some(a) = dialect::falco_field(text) {
+                return Resolved::Attr(a);
+            }
+        }
         if let Some(a) = attributes::lookup(text) {
             return Resolved::Attr(a);
         }
@@ -659,6 +669,27 @@ impl Compiler<'_> {
                 return Pred::TypeIn(mask);
             }
             (Resolved::Attr(Attr::OpFlags), Op::Eq | Op::In) => {
+                let pieces: Vec<String> = match self.opts.dialect {
+                    // Falco: system call names, each as the SysFlow operation it is recorded as.
+                    Dialect::Falco => {
+                        pieces.iter().map(|p| dialect::syscall_op(p).map(str::to_string).unwrap_or_else(|| p.clone())).collect()
+                    }
+                    Dialect::Sysflow => {
+                        let foreign: Vec<&str> = pieces
+                            .iter()
+                            .map(String::as_str)
+                            .filter(|p| !p.is_empty() && dialect::syscall_op(p).is_some())
+                            .collect();
+                        if !foreign.is_empty() && !self.notes.iter().any(|n| n.starts_with("evt.type")) {
+                            self.notes.push(format!(
+                                "evt.type values {} are system call names, which never match in the default dialect \
+                                 (SysFlow operation names such as EXEC, OPEN); set \"dialect\": \"falco\" on the policy engine",
+                                foreign.join(", ")
+                            ));
+                        }
+                        pieces
+                    }
+                };
                 let (mut other, mut net) = (0i32, 0i32);
                 for bit in 0..31 {
                     let flag = 1i32 << bit;
@@ -753,11 +784,15 @@ impl RuleSet {
                 opts,
                 unknown: Vec::new(),
                 invalid: Vec::new(),
+                notes: Vec::new(),
                 subtrees: &mut subtrees,
                 slots: &mut slots,
                 entity_slots: &mut entity_slots,
             };
             let (pred, _) = c.cond(cond);
+            for note in &c.notes {
+                warnings.push(PolicyWarning { pos: pos.clone(), message: format!("{kind} '{name}': {note}") });
+            }
             let disabled_reason = c.disabled_reason();
             if let Some(reason) = &disabled_reason {
                 warnings.push(PolicyWarning { pos: pos.clone(), message: format!("{kind} '{name}' disabled: {reason}") });
