@@ -317,6 +317,7 @@ fn mask_names(mask: TypeMask) -> Vec<&'static str> {
 }
 
 /// An operand resolved against the attribute table.
+#[derive(Clone)]
 enum Resolved {
     Attr(Attr),
     Json(Attr, JsonPath),
@@ -635,7 +636,15 @@ impl Compiler<'_> {
                     }
                 }
             }
-            self.literal_cmp(l, base_op, pieces)
+            if base_op == Op::Pmatch && self.opts.dialect == Dialect::Falco {
+                // Falco's pmatch: the path is one of the prefixes or lies below one.
+                let below: Vec<String> = pieces.iter().map(|p| format!("{}/", p.trim_end_matches('/'))).collect();
+                let equal = self.literal_cmp(l.clone(), Op::Eq, pieces);
+                let under = self.literal_cmp(l, Op::StartsWith, below);
+                Pred::Or(vec![equal, under].into_boxed_slice())
+            } else {
+                self.literal_cmp(l, base_op, pieces)
+            }
         } else {
             // A non-literal right side (e.g. `sf.proc.exe = sf.pproc.exe`): one per element.
             let lv = Self::val(l);
