@@ -103,8 +103,8 @@ impl MarkedEventReceiver for TreeBuilder {
         }
         match ev {
             Event::Scalar(text, style, _, _) => self.push_node(Node::Scalar { text, style, at }),
-            // An alias stands for an earlier node; rule files have none, so it reads as
-            // its name (reported where it is used as a value of the wrong kind).
+            // An alias stands for an earlier node; rule files have none, so it reads as an
+            // empty scalar (reported where a value is required).
             Event::Alias(_) => self.push_node(Node::Scalar { text: String::new(), style: TScalarStyle::Plain, at }),
             Event::SequenceStart(..) => self.open(Node::Seq { items: Vec::new(), at }, at),
             Event::MappingStart(..) => self.open(Node::Map { entries: Vec::new(), at }, at),
@@ -120,7 +120,7 @@ pub fn read(src: &str, file: Arc<PathBuf>) -> YamlRead {
     let mut yp = YamlParser::new_from_str(src);
     let lines = LineStarts::new(src);
     if let Err(e) = yp.load(&mut builder, true) {
-        return YamlRead::NotYaml(scan_error(&e, &file, &lines, src));
+        return YamlRead::NotYaml(scan_error(&e, &file));
     }
     let mut reader = Reader { src, lines, file, errors: Vec::new() };
     if let Some(at) = builder.too_deep {
@@ -151,9 +151,10 @@ pub fn read(src: &str, file: Arc<PathBuf>) -> YamlRead {
     YamlRead::Items(items, reader.errors)
 }
 
-fn scan_error(e: &ScanError, file: &Arc<PathBuf>, lines: &LineStarts, src: &str) -> PolicyError {
+/// The scanner's refusal as an error at its position.
+fn scan_error(e: &ScanError, file: &Arc<PathBuf>) -> PolicyError {
     let m = e.marker();
-    let (line, col) = lines.line_col(src, m);
+    let (line, col) = LineStarts::line_col(m);
     PolicyError { pos: SourcePos { file: file.clone(), line, col }, message: format!("not YAML: {}", e.info()), text: String::new() }
 }
 
@@ -168,7 +169,7 @@ impl LineStarts {
     }
 
     /// 1-based line and column (in characters) of a marker.
-    fn line_col(&self, _src: &str, m: &Marker) -> (u32, u32) {
+    fn line_col(m: &Marker) -> (u32, u32) {
         (m.line() as u32, m.col() as u32 + 1)
     }
 
@@ -190,7 +191,7 @@ type RResult<T> = Result<T, PolicyError>;
 
 impl Reader<'_> {
     fn pos(&self, m: Marker) -> SourcePos {
-        let (line, col) = self.lines.line_col(self.src, &m);
+        let (line, col) = LineStarts::line_col(&m);
         SourcePos { file: self.file.clone(), line, col }
     }
 
@@ -204,8 +205,8 @@ impl Reader<'_> {
         let off = self.lines.offset(self.src, &key);
         let before = self.src[..off].trim_end_matches([' ', '\t']);
         let p = self.pos(key);
-        if before.ends_with('-') && !before.ends_with("\n-") || before.ends_with("\n-") || before == "-" {
-            let dash_col = p.col as usize - (off - before.len()) - 1;
+        if before.ends_with('-') {
+            let dash_col = (p.col as usize).saturating_sub(off - before.len() + 1).max(1);
             return SourcePos { col: dash_col as u32, ..p };
         }
         p
@@ -241,7 +242,7 @@ impl Reader<'_> {
         let Node::Map { entries, at } = entry else {
             return Err(self.error(entry.at(), format!("expected an item (rule, macro, list), found {}", entry.kind()), ""));
         };
-        let Some((k0, v0)) = entries.first() else {
+        let Some((k0, _)) = entries.first() else {
             return Err(self.error(*at, "empty item".to_string(), ""));
         };
         let kind = self.scalar(k0, "item")?;
@@ -252,10 +253,7 @@ impl Reader<'_> {
             "list" => self.list_item(entries, pos).map(Some),
             "filter" | "drop" => self.filter_item(entries, pos).map(Some),
             // Beyond upstream: accepted and ignored (plugins do not apply to SysFlow).
-            "required_engine_version" | "required_plugin_versions" => {
-                let _ = v0;
-                Ok(None)
-            }
+            "required_engine_version" | "required_plugin_versions" => Ok(None),
             other => Err(self.error(
                 k0.at(),
                 "expected rule, macro, list, filter, drop or required_engine_version".to_string(),
