@@ -300,6 +300,37 @@ pub struct EvalState {
     pub action_errors: Vec<String>,
 }
 
+/// Rules (and filters) named in full in the system-call-name warning of a file.
+const SYSCALL_WARNING_NAMES: usize = 5;
+
+/// One warning per file for its conditions that compare `evt.type` with system call names
+/// in the default dialect, at the first of them.
+fn syscall_name_warnings(uses: Vec<(SourcePos, String, Vec<String>)>) -> Vec<PolicyWarning> {
+    let mut by_file: Vec<(SourcePos, Vec<String>)> = Vec::new();
+    for (pos, what, names) in uses {
+        let entry = format!("{what} ({})", names.join(", "));
+        match by_file.iter_mut().find(|(p, _)| p.file == pos.file) {
+            Some((_, v)) => v.push(entry),
+            None => by_file.push((pos, vec![entry])),
+        }
+    }
+    by_file
+        .into_iter()
+        .map(|(pos, entries)| {
+            let n = entries.len();
+            let mut listed = entries.into_iter().take(SYSCALL_WARNING_NAMES).collect::<Vec<_>>().join(", ");
+            if n > SYSCALL_WARNING_NAMES {
+                listed.push_str(&format!(" and {} more", n - SYSCALL_WARNING_NAMES));
+            }
+            let message = format!(
+                "{n} condition(s) compare evt.type with system call names, which never match in the default dialect \
+                 (SysFlow operation names such as EXEC, OPEN): {listed}; set \"dialect\": \"falco\" on the policy engine"
+            );
+            PolicyWarning { pos, message }
+        })
+        .collect()
+}
+
 /// Lists unknown names with a "did you mean" hint where one is close.
 fn describe_unknown(names: &[String]) -> String {
     names
@@ -332,8 +363,9 @@ struct Compiler<'o> {
     /// Other reasons the condition cannot run (e.g. a regular expression that does not
     /// compile).
     invalid: Vec<String>,
-    /// Findings that do not disable the condition (warned once per rule).
-    notes: Vec<String>,
+    /// `evt.type` values that are system call names in the default dialect (they never
+    /// match; warned about once per file).
+    syscall_names: Vec<String>,
     /// Structural numbers of the set's sub-conditions, with their occurrence counts.
     subtrees: &'o mut SubtreeIds,
     /// Memo slots assigned so far, by structural number.
@@ -689,12 +721,10 @@ impl Compiler<'_> {
                             .map(String::as_str)
                             .filter(|p| !p.is_empty() && dialect::syscall_op(p).is_some())
                             .collect();
-                        if !foreign.is_empty() && !self.notes.iter().any(|n| n.starts_with("evt.type")) {
-                            self.notes.push(format!(
-                                "evt.type values {} are system call names, which never match in the default dialect \
-                                 (SysFlow operation names such as EXEC, OPEN); set \"dialect\": \"falco\" on the policy engine",
-                                foreign.join(", ")
-                            ));
+                        for f in foreign {
+                            if !self.syscall_names.iter().any(|n| n == f) {
+                                self.syscall_names.push(f.to_string());
+                            }
                         }
                         pieces
                     }
@@ -782,6 +812,8 @@ impl RuleSet {
         let mut entity_slots = std::collections::HashMap::new();
         let mut out_filters = Vec::new();
         // One compiler state for the whole set: identical sub-conditions share slots.
+        // Conditions comparing `evt.type` with system call names: (where, what, values).
+        let mut syscall_uses: Vec<(SourcePos, String, Vec<String>)> = Vec::new();
         let mut compile_condition = |warnings: &mut Vec<PolicyWarning>, kind: &str, name: &str, cond: &Cond, pos: &SourcePos| {
             // The front ends refuse such conditions; a policy set built by other code is
             // held to the same limits before the recursion below.
@@ -793,14 +825,14 @@ impl RuleSet {
                 opts,
                 unknown: Vec::new(),
                 invalid: Vec::new(),
-                notes: Vec::new(),
+                syscall_names: Vec::new(),
                 subtrees: &mut subtrees,
                 slots: &mut slots,
                 entity_slots: &mut entity_slots,
             };
             let (pred, _) = c.cond(cond);
-            for note in &c.notes {
-                warnings.push(PolicyWarning { pos: pos.clone(), message: format!("{kind} '{name}': {note}") });
+            if !c.syscall_names.is_empty() {
+                syscall_uses.push((pos.clone(), format!("{kind} '{name}'"), std::mem::take(&mut c.syscall_names)));
             }
             let disabled_reason = c.disabled_reason();
             if let Some(reason) = &disabled_reason {
@@ -866,6 +898,7 @@ impl RuleSet {
             });
             out_rules.push(CompiledRule { matched, enabled, disabled_reason, unknown_attributes, types, pos: r.pos, actions });
         }
+        warnings.extend(syscall_name_warnings(syscall_uses));
         for b in &mut buckets {
             b.build_dispatch();
         }
