@@ -34,6 +34,8 @@ pub fn version_line() -> String {
     name = "sfprocessor",
     about = "SysFlow processor: reads SysFlow telemetry, applies policies, exports records",
     disable_version_flag = true,
+    // Go's `flag` package keeps the last value of a flag given twice (scripts append flags).
+    args_override_self = true,
     override_usage = "sfprocessor [flags] <path>\n       (flags may be written -flag value, -flag=value or --flag value)"
 )]
 pub struct Cli {
@@ -293,6 +295,15 @@ mod tests {
     fn bad_boolean_is_usage_error() {
         assert!(matches!(parse(["sfprocessor", "-test=maybe"]), CliOutcome::Usage(m) if m.contains("maybe")));
         assert!(!run(&["-test=F"]).test);
+    }
+
+    #[test]
+    fn flag_given_twice_takes_the_last_value_as_in_go() {
+        let c = run(&["-log=error", "-config", "a.json", "-log=warn", "--config=b.json", "-strict", "-strict=false", "x.sf"]);
+        assert_eq!(c.log, "warn");
+        assert_eq!(c.config, "b.json");
+        assert!(!c.strict);
+        assert!(run(&["-test=false", "-test", "x.sf"]).test);
     }
 
     #[test]

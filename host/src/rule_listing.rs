@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use sysflow_policy_engine::{compile_policies_in, ActionRegistry, CompileOptions, PolicyLanguage, UnknownAttributes};
+use sysflow_policy_engine::{
+    compile_policies_in, dialect::Dialect, ActionRegistry, CompileOptions, PolicyLanguage, UnknownAttributes,
+};
 
 use crate::pipeline_config::PipelineConfig;
 
@@ -19,8 +21,17 @@ pub fn print(cfg: &PipelineConfig) -> i32 {
             Some("literal") => UnknownAttributes::Literal,
             _ => UnknownAttributes::Disable,
         };
-        let opts = CompileOptions { unknown_attributes, actions: ActionRegistry::with_builtins(), ..Default::default() };
         let key = |k: &str| block.map.get(k).and_then(|v| v.as_str());
+        let dialect = match Dialect::from_key(key("dialect")) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("pipeline[{}] (policyengine): {e}", block.index);
+                status = 1;
+                continue;
+            }
+        };
+        let opts =
+            CompileOptions { unknown_attributes, dialect, actions: ActionRegistry::with_builtins(), ..Default::default() };
         // The same reading of `language`/`config` as the engine's, so the listing shows
         // what the engine runs.
         let language = match PolicyLanguage::from_keys(key("language"), key("config")) {

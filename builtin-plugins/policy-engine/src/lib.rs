@@ -13,6 +13,7 @@
 
 pub mod actions;
 pub mod attributes;
+pub mod dialect;
 pub mod error;
 pub mod eval;
 pub mod falco;

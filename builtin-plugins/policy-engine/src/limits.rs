@@ -28,6 +28,11 @@ pub const MAX_EXPANDED_NODES: usize = 500_000;
 /// condition after lists are expanded: a 100,000-item list counts 100,000.
 pub const MAX_EXPANDED_ELEMENTS: usize = 2_000_000;
 
+/// Deepest nesting of YAML sequences and mappings in a rule file (Falco's own files nest
+/// 4 levels: items, exceptions, values, tuples); deeper documents are refused before
+/// anything recurses over them.
+pub const MAX_YAML_NESTING: usize = 64;
+
 /// Most items one list may have, after its `append`s.
 pub const MAX_LIST_ITEMS: usize = 1_000_000;
 

@@ -11,6 +11,7 @@ use sysflow_plugin_api::{ffi::ConfigKey, Batch, Counter, FlatRecord, Host, Plugi
 
 use crate::{
     actions::ActionRegistry,
+    dialect::Dialect,
     falco,
     language::PolicyLanguage,
     monitor::{policy_hash, Monitor, ReloadPolicy, DEFAULT_HOLD},
@@ -31,6 +32,7 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("bench.rulesetsize", "benchmarking: keep only the first N rules (default -1: all)"),
     ConfigKey::new("bench.ruleindex", "benchmarking: keep only rule #i, from 0; wins over bench.rulesetsize (default -1: off)"),
     ConfigKey::new("unknown.attributes", "unknown attribute names: disable (default: disable the rule) or literal (upstream)"),
+    ConfigKey::new("dialect", "meaning of Falco names: sysflow (default, upstream's) or falco (fd.name the full path, evt.type system call names)"),
 ];
 
 /// Below this many records per worker a batch is evaluated on the calling thread only.
@@ -199,8 +201,10 @@ impl Processor for PolicyEngine {
             host.warn(&format!("key 'actiondir': {} is not a directory; no action plugins loaded", dir.display()));
         }
         load_action_plugins(&dir, &mut actions, host);
+        let dialect = Dialect::from_key(config.str("dialect")?).map_err(PluginError::new)?;
         let opts = CompileOptions {
             unknown_attributes,
+            dialect,
             actions,
             // Upstream applies these only with `-perflog`, which the host does not pass to
             // plugins: here they apply whenever set. Negative values switch them off.
@@ -230,6 +234,9 @@ impl Processor for PolicyEngine {
         };
         for w in rules.warnings() {
             host.warn(&w.to_string());
+        }
+        for line in rules.file_summaries() {
+            host.info(&line);
         }
         if rules.enabled_rule_count() == 0 {
             let what = format!(

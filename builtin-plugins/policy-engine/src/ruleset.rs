@@ -5,12 +5,16 @@
 //! that type, with type tests folded to constants), so a record only meets rules that
 //! can match it.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use abi_stable::std_types::{RArc, RString, RVec};
 use sysflow_plugin_api::{opflags, FlatRecord, RecordType, RuleMatch};
 
 use crate::{
+    dialect::{self, Dialect},
     actions::{ActionRegistry, RuleAction},
     attributes::{self, Attr},
     error::PolicyWarning,
@@ -48,6 +52,8 @@ pub struct CompileOptions {
     pub unknown_attributes: UnknownAttributes,
     /// Actions rules may name.
     pub actions: ActionRegistry,
+    /// What Falco names mean (`dialect` key).
+    pub dialect: Dialect,
     /// Benchmarking (`bench.rulesetsize`): keep only the first N rules (`None`: off).
     pub bench_ruleset_size: Option<usize>,
     /// Benchmarking (`bench.ruleindex`): keep only rule #i, counted from 0 in load
@@ -63,6 +69,8 @@ pub struct CompiledRule {
     pub enabled: bool,
     /// Why the compiler disabled the rule.
     pub disabled_reason: Option<String>,
+    /// Attribute-like names the attribute table does not know (they disable the rule).
+    pub unknown_attributes: Vec<String>,
     /// Record types the rule applies to.
     pub types: TypeMask,
     /// Where it was written.
@@ -292,6 +300,37 @@ pub struct EvalState {
     pub action_errors: Vec<String>,
 }
 
+/// Rules (and filters) named in full in the system-call-name warning of a file.
+const SYSCALL_WARNING_NAMES: usize = 5;
+
+/// One warning per file for its conditions that compare `evt.type` with system call names
+/// in the default dialect, at the first of them.
+fn syscall_name_warnings(uses: Vec<(SourcePos, String, Vec<String>)>) -> Vec<PolicyWarning> {
+    let mut by_file: Vec<(SourcePos, Vec<String>)> = Vec::new();
+    for (pos, what, names) in uses {
+        let entry = format!("{what} ({})", names.join(", "));
+        match by_file.iter_mut().find(|(p, _)| p.file == pos.file) {
+            Some((_, v)) => v.push(entry),
+            None => by_file.push((pos, vec![entry])),
+        }
+    }
+    by_file
+        .into_iter()
+        .map(|(pos, entries)| {
+            let n = entries.len();
+            let mut listed = entries.into_iter().take(SYSCALL_WARNING_NAMES).collect::<Vec<_>>().join(", ");
+            if n > SYSCALL_WARNING_NAMES {
+                listed.push_str(&format!(" and {} more", n - SYSCALL_WARNING_NAMES));
+            }
+            let message = format!(
+                "{n} condition(s) compare evt.type with system call names, which never match in the default dialect \
+                 (SysFlow operation names such as EXEC, OPEN): {listed}; set \"dialect\": \"falco\" on the policy engine"
+            );
+            PolicyWarning { pos, message }
+        })
+        .collect()
+}
+
 /// Lists unknown names with a "did you mean" hint where one is close.
 fn describe_unknown(names: &[String]) -> String {
     names
@@ -309,6 +348,7 @@ fn mask_names(mask: TypeMask) -> Vec<&'static str> {
 }
 
 /// An operand resolved against the attribute table.
+#[derive(Clone)]
 enum Resolved {
     Attr(Attr),
     Json(Attr, JsonPath),
@@ -323,6 +363,9 @@ struct Compiler<'o> {
     /// Other reasons the condition cannot run (e.g. a regular expression that does not
     /// compile).
     invalid: Vec<String>,
+    /// `evt.type` values that are system call names in the default dialect (they never
+    /// match; warned about once per file).
+    syscall_names: Vec<String>,
     /// Structural numbers of the set's sub-conditions, with their occurrence counts.
     subtrees: &'o mut SubtreeIds,
     /// Memo slots assigned so far, by structural number.
@@ -474,6 +517,11 @@ impl Compiler<'_> {
             Operand::Literal(t) => return Resolved::Lit(t.clone()),
             Operand::Name { text, pos } => (text, pos),
         };
+        if self.opts.dialect == Dialect::Falco {
+            if let Some(a) = dialect::falco_field(text) {
+                return Resolved::Attr(a);
+            }
+        }
         if let Some(a) = attributes::lookup(text) {
             return Resolved::Attr(a);
         }
@@ -620,7 +668,15 @@ impl Compiler<'_> {
                     }
                 }
             }
-            self.literal_cmp(l, base_op, pieces)
+            if base_op == Op::Pmatch && self.opts.dialect == Dialect::Falco {
+                // Falco's pmatch: the path is one of the prefixes or lies below one.
+                let below: Vec<String> = pieces.iter().map(|p| format!("{}/", p.trim_end_matches('/'))).collect();
+                let equal = self.literal_cmp(l.clone(), Op::Eq, pieces);
+                let under = self.literal_cmp(l, Op::StartsWith, below);
+                Pred::Or(vec![equal, under].into_boxed_slice())
+            } else {
+                self.literal_cmp(l, base_op, pieces)
+            }
         } else {
             // A non-literal right side (e.g. `sf.proc.exe = sf.pproc.exe`): one per element.
             let lv = Self::val(l);
@@ -654,6 +710,25 @@ impl Compiler<'_> {
                 return Pred::TypeIn(mask);
             }
             (Resolved::Attr(Attr::OpFlags), Op::Eq | Op::In) => {
+                let pieces: Vec<String> = match self.opts.dialect {
+                    // Falco: system call names, each as the SysFlow operation it is recorded as.
+                    Dialect::Falco => {
+                        pieces.iter().map(|p| dialect::syscall_op(p).map(str::to_string).unwrap_or_else(|| p.clone())).collect()
+                    }
+                    Dialect::Sysflow => {
+                        let foreign: Vec<&str> = pieces
+                            .iter()
+                            .map(String::as_str)
+                            .filter(|p| !p.is_empty() && dialect::syscall_op(p).is_some())
+                            .collect();
+                        for f in foreign {
+                            if !self.syscall_names.iter().any(|n| n == f) {
+                                self.syscall_names.push(f.to_string());
+                            }
+                        }
+                        pieces
+                    }
+                };
                 let (mut other, mut net) = (0i32, 0i32);
                 for bit in 0..31 {
                     let flag = 1i32 << bit;
@@ -737,30 +812,36 @@ impl RuleSet {
         let mut entity_slots = std::collections::HashMap::new();
         let mut out_filters = Vec::new();
         // One compiler state for the whole set: identical sub-conditions share slots.
+        // Conditions comparing `evt.type` with system call names: (where, what, values).
+        let mut syscall_uses: Vec<(SourcePos, String, Vec<String>)> = Vec::new();
         let mut compile_condition = |warnings: &mut Vec<PolicyWarning>, kind: &str, name: &str, cond: &Cond, pos: &SourcePos| {
             // The front ends refuse such conditions; a policy set built by other code is
             // held to the same limits before the recursion below.
             if let Some(reason) = limits::Shape::of(cond).exceeded() {
                 warnings.push(PolicyWarning { pos: pos.clone(), message: format!("{kind} '{name}' disabled: {reason}") });
-                return (Pred::Const(false), Some(reason));
+                return (Pred::Const(false), Some(reason), Vec::new());
             }
             let mut c = Compiler {
                 opts,
                 unknown: Vec::new(),
                 invalid: Vec::new(),
+                syscall_names: Vec::new(),
                 subtrees: &mut subtrees,
                 slots: &mut slots,
                 entity_slots: &mut entity_slots,
             };
             let (pred, _) = c.cond(cond);
+            if !c.syscall_names.is_empty() {
+                syscall_uses.push((pos.clone(), format!("{kind} '{name}'"), std::mem::take(&mut c.syscall_names)));
+            }
             let disabled_reason = c.disabled_reason();
             if let Some(reason) = &disabled_reason {
                 warnings.push(PolicyWarning { pos: pos.clone(), message: format!("{kind} '{name}' disabled: {reason}") });
             }
-            (pred, disabled_reason)
+            (pred, disabled_reason, c.unknown)
         };
         for f in filters {
-            let (pred, disabled_reason) = compile_condition(&mut warnings, "filter", &f.name, &f.condition, &f.pos);
+            let (pred, disabled_reason, _) = compile_condition(&mut warnings, "filter", &f.name, &f.condition, &f.pos);
             let mut types = 0;
             if f.enabled && disabled_reason.is_none() {
                 for t in EVENT_TYPES {
@@ -775,7 +856,8 @@ impl RuleSet {
         }
         let mut out_rules = Vec::with_capacity(rules.len());
         for (idx, r) in rules.into_iter().enumerate() {
-            let (pred, disabled_reason) = compile_condition(&mut warnings, "rule", &r.name, &r.condition, &r.pos);
+            let (pred, disabled_reason, unknown_attributes) =
+                compile_condition(&mut warnings, "rule", &r.name, &r.condition, &r.pos);
             let mut actions = Vec::new();
             for a in &r.actions {
                 match opts.actions.get(a) {
@@ -814,8 +896,9 @@ impl RuleSet {
                 priority: r.priority,
                 tags: r.tags.iter().map(|t| RString::from(t.as_str())).collect::<RVec<_>>(),
             });
-            out_rules.push(CompiledRule { matched, enabled, disabled_reason, types, pos: r.pos, actions });
+            out_rules.push(CompiledRule { matched, enabled, disabled_reason, unknown_attributes, types, pos: r.pos, actions });
         }
+        warnings.extend(syscall_name_warnings(syscall_uses));
         for b in &mut buckets {
             b.build_dispatch();
         }
@@ -907,6 +990,41 @@ impl RuleSet {
             position: r.pos.to_string(),
         });
         filters.chain(rules).collect()
+    }
+
+    /// One line per policy file with rules: `<file>: N rules, C compiled, D disabled
+    /// (unknown fields: …)`, in load order.
+    pub fn file_summaries(&self) -> Vec<String> {
+        let mut out: Vec<(&Path, usize, usize, Vec<&str>)> = Vec::new();
+        for r in &self.rules {
+            let file = r.pos.file.as_path();
+            let i = match out.iter().position(|(f, ..)| *f == file) {
+                Some(i) => i,
+                None => {
+                    out.push((file, 0, 0, Vec::new()));
+                    out.len() - 1
+                }
+            };
+            let entry = &mut out[i];
+            entry.1 += 1;
+            if r.disabled_reason.is_some() {
+                entry.2 += 1;
+            }
+            for u in &r.unknown_attributes {
+                if !entry.3.contains(&u.as_str()) {
+                    entry.3.push(u);
+                }
+            }
+        }
+        out.into_iter()
+            .map(|(file, total, disabled, unknown)| {
+                let mut line = format!("{}: {total} rules, {} compiled, {disabled} disabled", file.display(), total - disabled);
+                if !unknown.is_empty() {
+                    line.push_str(&format!(" (unknown fields: {})", unknown.join(", ")));
+                }
+                line
+            })
+            .collect()
     }
 
     /// Number of rules (enabled or not).

@@ -104,6 +104,7 @@ fn configuration_errors_name_the_key() {
         (format!(r#"{{"policies":"{p}","language":"sigma","config":"/nonexistent/sysflow.yml"}}"#), "/nonexistent/sysflow.yml"),
         (format!(r#"{{"policies":"{p}","monitor.interval":"soon"}}"#), "monitor.interval"),
         (format!(r#"{{"policies":"{p}","unknown.attributes":"maybe"}}"#), "unknown.attributes"),
+        (format!(r#"{{"policies":"{p}","dialect":"falcon"}}"#), "key 'dialect': invalid value 'falcon' (expected sysflow or falco)"),
         (r#"{"policies":"/nonexistent/policies"}"#.to_string(), "/nonexistent/policies"),
     ] {
         let err = engine(&json).err().unwrap_or_default();

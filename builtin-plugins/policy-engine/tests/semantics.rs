@@ -370,3 +370,35 @@ fn dispatch_indexes_match_like_rule_by_rule() {
     let got = run(&all, pe_record(OP_EXEC)).unwrap_or_default();
     assert!(got.len() > 10 && got.contains(&"r0".to_string()) && got.contains(&"r3".to_string()), "{got:?}");
 }
+
+/// Whether `cond` matches `rec` in the given dialect.
+fn matches_in(dialect: sysflow_policy_engine::dialect::Dialect, cond: &str, rec: FlatRecord) -> bool {
+    let opts = CompileOptions { dialect, ..opts() };
+    let rs = compile_policy_text("t.yaml", &format!("- rule: r\n  desc: d\n  priority: low\n  condition: {cond}\n"), &opts)
+        .unwrap_or_else(|e| panic!("compile failed: {e}"));
+    assert_eq!(rs.enabled_rule_count(), 1, "rule disabled: {:?}", rs.warnings());
+    !run(&rs, rec).unwrap_or_default().is_empty()
+}
+
+#[test]
+fn falco_dialect_gives_falcos_meanings() {
+    use sysflow_policy_engine::dialect::Dialect::{Falco, Sysflow};
+    let ff = || ff_record("/etc/nginx/nginx.conf", OP_OPEN | OP_READ_RECV, 0);
+    // pmatch: Falco's path prefix (the path itself or below it), upstream's substring.
+    assert!(matches_in(Falco, "fd.name pmatch (/etc/nginx)", ff()));
+    assert!(matches_in(Falco, "fd.name pmatch (/etc/)", ff()));
+    assert!(matches_in(Falco, "fd.name pmatch (/var, /etc/nginx/nginx.conf)", ff()));
+    assert!(!matches_in(Falco, "fd.name pmatch (/etc/ngi)", ff()), "a prefix of a name is no parent directory");
+    assert!(!matches_in(Falco, "fd.name pmatch (nginx)", ff()));
+    assert!(matches_in(Sysflow, "sf.file.path pmatch (/etc/ngi)", ff()), "upstream's pmatch is a substring match");
+    // fd.name: the full path under Falco, the base name by default.
+    assert!(matches_in(Falco, "fd.name = /etc/nginx/nginx.conf", ff()));
+    assert!(matches_in(Sysflow, "fd.name = nginx.conf", ff()));
+    // evt.type: system call names under Falco; SysFlow operation names still match.
+    assert!(matches_in(Falco, "evt.type in (open, openat)", ff()));
+    assert!(matches_in(Falco, "evt.type = OPEN", ff()));
+    assert!(!matches_in(Falco, "evt.type = execve", ff()));
+    assert!(matches_in(Falco, "evt.type = execveat", pe_record(OP_EXEC)));
+    assert!(!matches_in(Sysflow, "evt.type = execve", pe_record(OP_EXEC)));
+    assert!(matches_in(Falco, "evt.type = clone and proc.exepath = /usr/bin/python", pe_record(OP_CLONE)));
+}

@@ -81,6 +81,8 @@ pub struct RuleItem {
     pub condition: Option<Expr>,
     /// The condition started with `and` (false) / `or` (true): Falco append continuation.
     pub continuation: Option<bool>,
+    /// Output template (`output:`), as written.
+    pub output: Option<String>,
     /// Severity word, if given.
     pub priority: Option<(String, SourcePos)>,
     /// Tags.

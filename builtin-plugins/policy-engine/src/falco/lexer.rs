@@ -222,6 +222,33 @@ fn word_match(s: &[u8], word: &str, case_insensitive: bool) -> bool {
 
 /// Tokenises a whole file; the last token is `Eof`.
 pub fn tokenize(src: &str) -> Vec<Token> {
+    tokenize_with(src, false)
+}
+
+/// Tokenises one condition read from a YAML value: as [`tokenize`], except that in a
+/// `"…"` string a backslash escapes the next character (Falco's `"sh -c \"x\""`).
+pub fn tokenize_condition(src: &str) -> Vec<Token> {
+    tokenize_with(src, true)
+}
+
+/// Length of a `"…"` string whose backslashes escape the next character (0: none here).
+fn escaped_string_len(s: &[u8]) -> usize {
+    if s.first() != Some(&b'"') {
+        return 0;
+    }
+    let mut j = 1;
+    while let Some(&b) = s.get(j) {
+        match b {
+            b'\\' => j += 2,
+            b'"' => return j + 1,
+            b'\n' => return 0,
+            _ => j += 1,
+        }
+    }
+    0
+}
+
+fn tokenize_with(src: &str, escapes: bool) -> Vec<Token> {
     let bytes = src.as_bytes();
     let mut out = Vec::with_capacity(src.len() / 4);
     let mut i = 0;
@@ -284,7 +311,7 @@ pub fn tokenize(src: &str) -> Vec<Token> {
         }
         consider(id_len(s), Tok::Id);
         consider(path_len(s), Tok::Path);
-        consider(string_len(s), Tok::Str);
+        consider(if escapes && b == b'"' { escaped_string_len(s) } else { string_len(s) }, Tok::Str);
         consider(tag_len(s), Tok::Tag);
         let len = if best.0 == 0 {
             // One character (not byte) error token.

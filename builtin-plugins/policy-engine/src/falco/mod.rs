@@ -1,5 +1,6 @@
-//! The Falco-syntax front end: upstream's policy language, read with a hand-written lexer
-//! and parser (the files are not YAML), lowered to the language-neutral [`crate::ir`].
+//! The Falco-syntax front end: rule files read as YAML ([`yaml_reader`]), or, for a file
+//! YAML refuses (upstream's own files are not all YAML), with the upstream-compatible
+//! lexer and parser; both give one syntax tree, lowered to the language-neutral [`crate::ir`].
 //!
 //! Lists and macros share one namespace across files; a rule sees the definitions of
 //! earlier files and of its own file (each file is pre-scanned), never of later files.
@@ -7,6 +8,7 @@
 pub mod ast;
 pub mod lexer;
 pub mod parser;
+pub mod yaml_reader;
 
 use std::{
     collections::HashMap,
@@ -105,9 +107,15 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyEr
     let mut lw = Lowering::default();
     for (file, src) in sources {
         let file = Arc::new(file.clone());
-        match parser::parse_file(src, file.clone()) {
-            Ok(items) => lw.file(items),
-            Err(errs) => lw.errors.extend(errs),
+        match read_file(src, file.clone()) {
+            (Ok(items), warning) => {
+                lw.set.warnings.extend(warning);
+                lw.file(items)
+            }
+            (Err(errs), warning) => {
+                lw.set.warnings.extend(warning);
+                lw.errors.extend(errs)
+            }
         }
         lw.set.files.push((*file).clone());
     }
@@ -121,6 +129,22 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyEr
         Ok(lw.set)
     } else {
         Err(PolicyErrors(lw.errors))
+    }
+}
+
+/// Reads one rule file into items: as YAML, or, when YAML refuses the file, with the
+/// upstream-compatible parser and a warning saying so.
+pub fn read_file(src: &str, file: Arc<PathBuf>) -> (Result<Vec<Item>, Vec<PolicyError>>, Option<PolicyWarning>) {
+    match yaml_reader::read(src, file.clone()) {
+        yaml_reader::YamlRead::Items(items, errors) if errors.is_empty() => (Ok(items), None),
+        yaml_reader::YamlRead::Items(_, errors) => (Err(errors), None),
+        yaml_reader::YamlRead::NotYaml(why) => {
+            let message = format!(
+                "not read as YAML ({}); read with the upstream-compatible grammar",
+                why.message.trim_start_matches("not YAML: ")
+            );
+            (parser::parse_file(src, file), Some(PolicyWarning { pos: why.pos, message }))
+        }
     }
 }
 

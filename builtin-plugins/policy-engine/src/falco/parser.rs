@@ -12,7 +12,7 @@ use crate::{
 
 use super::{
     ast::{Atom, Exception, Expr, Item, RuleItem},
-    lexer::{tokenize, Tok, Token},
+    lexer::{tokenize, tokenize_condition, Tok, Token},
 };
 
 /// Words that end free text (rule names, descriptions, outputs).
@@ -33,6 +33,12 @@ const TEXT_STOP: &[&str] = &[
 /// Item kinds after `-`.
 const ITEM_KEYWORDS: &[&str] = &["rule", "filter", "drop", "macro", "list", "required_engine_version"];
 
+/// Falco field transformers (`tolower(proc.name)`), refused by name.
+const TRANSFORMERS: &[&str] = &["tolower", "toupper", "basename", "len", "b64", "val"];
+
+/// Falco operators this engine does not evaluate, refused by name.
+const UNSUPPORTED_OPERATORS: &[&str] = &["bcontains", "bstartswith", "bendswith", "iglob"];
+
 /// Current Falco keys that upstream's grammar lacks; recognised when followed by `:`.
 const EXT_KEYS: &[&str] = &["source", "exceptions", "override", "required_plugin_versions"];
 
@@ -46,6 +52,55 @@ pub fn parse_file(src: &str, file: Arc<PathBuf>) -> Result<Vec<Item>, Vec<Policy
         Ok(items)
     } else {
         Err(p.errors)
+    }
+}
+
+/// Parses one condition written as a YAML value (`text` is the decoded scalar) for
+/// `item` (`rule 'X'`, named in limit errors). Positions are within `text`: the YAML
+/// reader maps them back into the file.
+pub fn parse_condition(text: &str, file: Arc<PathBuf>, item: &str) -> Result<(Option<bool>, Expr), PolicyError> {
+    let toks = tokenize_condition(text);
+    let mut p = Parser { src: text, toks, i: 0, file, errors: Vec::new(), nesting: 0, item: item.to_string() };
+    let (cont, mut e) = p.condition()?;
+    unescape_strings(&mut e);
+    let t = p.peek();
+    if t.kind != Tok::Eof {
+        return Err(p.err(t, "expected 'and', 'or' or the end of the condition"));
+    }
+    Ok((cont, e))
+}
+
+/// Resolves the backslash escapes of every `"…"` string in a condition read from YAML.
+fn unescape_strings(e: &mut Expr) {
+    fn atom(a: &mut Atom) {
+        if a.kind == Tok::Str && a.text.starts_with('"') && a.text.contains('\\') {
+            let mut out = String::with_capacity(a.text.len());
+            let mut chars = a.text.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    c => out.push(c),
+                }
+            }
+            a.text = out;
+        }
+    }
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        match e {
+            Expr::And(v) | Expr::Or(v) => stack.extend(v.iter_mut()),
+            Expr::Not(x) => stack.push(x),
+            Expr::Ref { .. } => {}
+            Expr::Exists(a) => atom(a),
+            Expr::Cmp { lhs, rhs, .. } => {
+                atom(lhs);
+                atom(rhs);
+            }
+            Expr::List { lhs, elems, .. } => {
+                atom(lhs);
+                elems.iter_mut().for_each(atom);
+            }
+        }
     }
 }
 
@@ -274,7 +329,8 @@ impl<'s> Parser<'s> {
                     }
                 }
                 "output" => {
-                    self.text_value()?;
+                    let v = self.text_value()?;
+                    r.output.get_or_insert(v);
                 }
                 "priority" => {
                     let s = self.peek();
@@ -508,6 +564,17 @@ impl<'s> Parser<'s> {
 
     fn atom(&mut self) -> PResult<Atom> {
         let t = self.peek();
+        // A negative number (`fd.num=-1`): the sign joined to the digits right after it.
+        let n = self.peek_at(1);
+        if self.is_punct(t, "-")
+            && n.kind == Tok::Id
+            && n.start == t.end
+            && self.text(n).bytes().all(|b| b.is_ascii_digit())
+        {
+            self.bump();
+            self.bump();
+            return Ok(Atom { text: self.src[t.start..n.end].to_string(), kind: Tok::Path, pos: self.pos(t) });
+        }
         let ok = matches!(t.kind, Tok::Id | Tok::Path | Tok::Str | Tok::Tag)
             || self.is_punct(t, "<")
             || self.is_punct(t, ">");
@@ -555,8 +622,9 @@ impl<'s> Parser<'s> {
                 "endswith" => Some(Op::EndsWith),
                 _ => None,
             },
-            // Beyond upstream: Falco's `glob` operator.
+            // Beyond upstream: Falco's `glob` and `regex` operators.
             Tok::Id if s == "glob" => Some(Op::Glob),
+            Tok::Id if s == "regex" => Some(Op::Regex),
             _ => None,
         }
     }
@@ -610,9 +678,21 @@ impl<'s> Parser<'s> {
             self.bump();
             return Ok(Expr::Exists(lhs));
         }
-        if self.is_kw(n, "in") || self.is_kw(n, "pmatch") {
+        if lhs.kind == Tok::Id && TRANSFORMERS.contains(&lhs.text.as_str()) && self.is_punct(n, "(") {
+            return Err(self.err(
+                self.toks[self.i - 1],
+                format!("field transformer '{}()' is not supported by this engine", lhs.text),
+            ));
+        }
+        if n.kind == Tok::Id && UNSUPPORTED_OPERATORS.contains(&self.text(n)) {
+            return Err(self.err(n, format!("operator '{}' is not supported by this engine", self.text(n))));
+        }
+        // Falco's `intersects`: some value of a multi-valued field is in the set, which is
+        // what `in` does here (both sides are split at commas).
+        let intersects = n.kind == Tok::Id && self.text(n) == "intersects";
+        if self.is_kw(n, "in") || self.is_kw(n, "pmatch") || intersects {
             self.bump();
-            let op = if self.text(n) == "in" { Op::In } else { Op::Pmatch };
+            let op = if self.text(n) == "pmatch" { Op::Pmatch } else { Op::In };
             let open = self.peek();
             if !self.is_punct(open, "(") {
                 return Err(self.err(open, format!("expected '(' after {}", self.text(n))));

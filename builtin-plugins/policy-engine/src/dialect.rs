@@ -1,0 +1,114 @@
+//! What Falco names mean: upstream's meanings (`sysflow`, the default) or Falco's own
+//! (`falco`), chosen with the policy engine's `dialect` key.
+//!
+//! Upstream gave some Falco names other meanings (`fd.name` is the base name, `evt.type`
+//! holds SysFlow operation names). Its policy files rely on them, so they stay the
+//! default; under `"dialect": "falco"` these names mean what Falco's documentation says.
+
+use crate::attributes::Attr;
+
+/// The meaning of Falco names in conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    /// Upstream's meanings (default).
+    #[default]
+    Sysflow,
+    /// Falco's meanings.
+    Falco,
+}
+
+impl Dialect {
+    /// Parses the `dialect` key's value.
+    pub fn from_key(value: Option<&str>) -> Result<Dialect, String> {
+        match value {
+            None | Some("sysflow") => Ok(Dialect::Sysflow),
+            Some("falco") => Ok(Dialect::Falco),
+            Some(other) => Err(format!("key 'dialect': invalid value '{other}' (expected sysflow or falco)")),
+        }
+    }
+
+    /// The key's value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dialect::Sysflow => "sysflow",
+            Dialect::Falco => "falco",
+        }
+    }
+}
+
+/// Falco fields whose Falco meaning differs from upstream's alias, or that upstream does
+/// not alias, with the SysFlow attribute that fills them (docs/policies.md, "Dialects").
+pub fn falco_field(name: &str) -> Option<Attr> {
+    Some(match name {
+        // Falco: the full path (upstream: the base name).
+        "fd.name" => Attr::FilePath,
+        "user.uid" => Attr::ProcUid,
+        "proc.exepath" => Attr::ProcExe,
+        "proc.pexepath" => Attr::PprocExe,
+        "k8s.ns.name" => Attr::PodNamespace,
+        "k8s.pod.name" => Attr::PodName,
+        _ => return None,
+    })
+}
+
+/// Falco `evt.type` values (system call names) and the SysFlow operation each is
+/// recorded as. A system call SysFlow does not record matches nothing.
+pub const SYSCALL_OPS: &[(&str, &str)] = &[
+    ("execve", "EXEC"),
+    ("execveat", "EXEC"),
+    ("clone", "CLONE"),
+    ("clone3", "CLONE"),
+    ("fork", "CLONE"),
+    ("vfork", "CLONE"),
+    ("exit", "EXIT"),
+    ("exit_group", "EXIT"),
+    ("procexit", "EXIT"),
+    ("setuid", "SETUID"),
+    ("setresuid", "SETUID"),
+    ("setreuid", "SETUID"),
+    ("setns", "SETNS"),
+    ("open", "OPEN"),
+    ("openat", "OPEN"),
+    ("openat2", "OPEN"),
+    ("creat", "OPEN"),
+    ("open_by_handle_at", "OPEN"),
+    ("connect", "CONNECT"),
+    ("accept", "ACCEPT"),
+    ("accept4", "ACCEPT"),
+    ("read", "READ"),
+    ("pread", "READ"),
+    ("readv", "READ"),
+    ("preadv", "READ"),
+    ("recvfrom", "RECV"),
+    ("recvmsg", "RECV"),
+    ("recvmmsg", "RECV"),
+    ("write", "WRITE"),
+    ("pwrite", "WRITE"),
+    ("writev", "WRITE"),
+    ("pwritev", "WRITE"),
+    ("sendto", "SEND"),
+    ("sendmsg", "SEND"),
+    ("sendmmsg", "SEND"),
+    ("close", "CLOSE"),
+    ("shutdown", "SHUTDOWN"),
+    ("truncate", "TRUNCATE"),
+    ("ftruncate", "TRUNCATE"),
+    ("mmap", "MMAP"),
+    ("mkdir", "MKDIR"),
+    ("mkdirat", "MKDIR"),
+    ("rmdir", "RMDIR"),
+    ("link", "LINK"),
+    ("linkat", "LINK"),
+    ("unlink", "UNLINK"),
+    ("unlinkat", "UNLINK"),
+    ("symlink", "SYMLINK"),
+    ("symlinkat", "SYMLINK"),
+    ("rename", "RENAME"),
+    ("renameat", "RENAME"),
+    ("renameat2", "RENAME"),
+];
+
+/// The SysFlow operation a Falco `evt.type` value is recorded as (`None`: not recorded).
+pub fn syscall_op(name: &str) -> Option<&'static str> {
+    SYSCALL_OPS.iter().find(|(s, _)| *s == name).map(|(_, op)| *op)
+}
