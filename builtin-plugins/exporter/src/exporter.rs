@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 use sysflow_plugin_api::{Batch, ConfigKey, Counter, Host, PluginConfig, PluginError, Processor};
 
 use crate::{
+    delivery::{Delivery, DeliverySettings, Item, Sink},
+    document_id::document_id,
     ecs_encoder::EcsEncoder,
+    elasticsearch::{EsSettings, EsSink},
     json_encoder::JsonEncoder,
     transport::{self, EncodedBatch, Transport},
 };
@@ -15,7 +18,7 @@ const MAX_PENDING_AGE: Duration = Duration::from_secs(1);
 
 /// The configuration keys of the exporter (pipeline-config.md §3.3).
 pub const CONFIG_KEYS: &[ConfigKey] = &[
-    ConfigKey::new("export", "transport: terminal (default), file, syslog, null; es and kafka are not available yet"),
+    ConfigKey::new("export", "transport: terminal (default), file, syslog, es, null; kafka is not available yet"),
     ConfigKey::new("format", "encoding: json (default) or ecs; otel is not available yet"),
     ConfigKey::new("buffer", "records per delivery (integer, default 0 = deliver every batch)"),
     ConfigKey::new("file.path", "file transport target, replaced at start (default ./export.out)"),
@@ -34,6 +37,11 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("es.bulk.numWorkers", "bulk indexer workers (0 = number of CPUs)"),
     ConfigKey::new("es.bulk.flushBuffer", "bulk indexer flush size in bytes (default 5000000)"),
     ConfigKey::new("es.bulk.flushTimeout", "bulk indexer flush interval, Go duration (default 30s)"),
+    ConfigKey::new("es.apikey", "Elasticsearch API key (sent as Authorization: ApiKey; wins over username/password)"),
+    ConfigKey::new("es.gzip", "\"true\" gzips bulk request bodies (default false)"),
+    ConfigKey::new("delivery.mode", "network exporters (es): block (default: the pipeline waits, nothing lost) or drop when the queue is full"),
+    ConfigKey::new("delivery.queue", "network exporters (es): records the delivery queue holds (default 20000)"),
+    ConfigKey::new("delivery.stopTimeout", "network exporters (es): how long a stop waits for queued records, Go duration (default 10s)"),
     ConfigKey::new("kafka.config", "Kafka client properties (object; needs bootstrap.servers); only for export kafka"),
     ConfigKey::new("kafka.topic", "Kafka topic"),
     ConfigKey::new("kafka.encoding", "Kafka payload encoding: proto (default) or json"),
@@ -61,11 +69,25 @@ impl Encoder {
     }
 }
 
+/// Where encoded records go.
+enum Output {
+    /// A local or synchronous transport (terminal, file, syslog, null), fed whole batches.
+    Transport(Box<dyn Transport>),
+    /// A network exporter behind the delivery layer (queue, senders, retries).
+    Delivery {
+        delivery: Delivery,
+        /// The `export` name.
+        name: &'static str,
+        /// Whether records carry upstream's document id (Elasticsearch).
+        with_ids: bool,
+    },
+}
+
 /// Encodes flat records (JSON or ECS) and delivers them with the configured transport.
 pub struct Exporter {
     host: Host,
     encoder: Encoder,
-    transport: Box<dyn Transport>,
+    output: Output,
     pending: EncodedBatch,
     /// Records per delivery; 0 delivers every batch.
     buffer: usize,
@@ -81,7 +103,7 @@ pub struct Exporter {
 impl std::fmt::Debug for Exporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Exporter")
-            .field("transport", &self.transport.name())
+            .field("transport", &self.output_name())
             .field("buffer", &self.buffer)
             .field("records_exported", &self.records_exported)
             .finish()
@@ -106,10 +128,10 @@ impl Exporter {
             }
         };
         let export = match config.str_or("export", "terminal")? {
-            name @ ("terminal" | "file" | "null" | "syslog") => name,
+            name @ ("terminal" | "file" | "null" | "syslog" | "es") => name,
             name if transport::UNAVAILABLE.contains(&name) => {
                 return Err(PluginError::new(format!(
-                    "key 'export': transport '{name}' is not available in this build yet (available: terminal, file, syslog, null)"
+                    "key 'export': transport '{name}' is not available in this build yet (available: terminal, file, syslog, es, null)"
                 )))
             }
             other => {
@@ -120,10 +142,30 @@ impl Exporter {
         // Upstream treats the buffer as a count; anything not positive delivers every batch.
         let buffer = config.parse::<i64>("buffer")?.unwrap_or(0).max(0);
         let buffer = usize::try_from(buffer).unwrap_or(usize::MAX);
-        let transport = transport::open(export, config).map_err(|e| PluginError::new(e.0))?;
-        let mut exporter = Exporter::with_transport(host, transport, buffer);
+        let mut exporter = if export == "es" {
+            let settings = EsSettings::from_config(config).map_err(PluginError::new)?;
+            let delivery_settings = DeliverySettings::from_config(config, usize::MAX, settings.flush_bytes)
+                .map_err(PluginError::new)?;
+            let sinks: Vec<Box<dyn Sink>> =
+                (0..settings.workers).map(|w| Box::new(EsSink::new(&settings, w)) as Box<dyn Sink>).collect();
+            let delivery =
+                Delivery::start(sinks, delivery_settings, settings.describe(), host).map_err(PluginError::new)?;
+            let mut exporter = Exporter::with_transport(host, Box::new(transport::NullTransport), buffer);
+            exporter.output = Output::Delivery { delivery, name: "es", with_ids: true };
+            exporter
+        } else {
+            let transport = transport::open(export, config).map_err(|e| PluginError::new(e.0))?;
+            Exporter::with_transport(host, transport, buffer)
+        };
         exporter.encoder = encoder;
         Ok(exporter)
+    }
+
+    fn output_name(&self) -> &'static str {
+        match &self.output {
+            Output::Transport(t) => t.name(),
+            Output::Delivery { name, .. } => name,
+        }
     }
 
     /// A JSON exporter writing to an already opened transport.
@@ -131,7 +173,7 @@ impl Exporter {
         Exporter {
             host,
             encoder: Encoder::Json(Box::default()),
-            transport,
+            output: Output::Transport(transport),
             pending: EncodedBatch::new(),
             buffer,
             oldest_pending: None,
@@ -151,7 +193,10 @@ impl Exporter {
             return;
         }
         let (records, bytes) = (self.pending.len() as u64, self.pending.byte_len() as u64);
-        let result = self.transport.export(&self.pending).and_then(|()| self.transport.flush());
+        let Output::Transport(transport) = &mut self.output else {
+            return;
+        };
+        let result = transport.export(&self.pending).and_then(|()| transport.flush());
         self.pending.clear();
         match result {
             Ok(()) => {
@@ -189,6 +234,16 @@ impl Processor for Exporter {
                 )));
             }
         };
+        if let Output::Delivery { delivery, with_ids, .. } = &mut self.output {
+            // The delivery layer batches by itself: `buffer` does not apply.
+            for record in records.iter() {
+                let mut body = Vec::new();
+                self.encoder.encode(record, &mut body);
+                let id = with_ids.then(|| document_id(record));
+                delivery.push(Item { id, body });
+            }
+            return Ok(None);
+        }
         for record in records.iter() {
             self.pending.push_with(|out| self.encoder.encode(record, out));
         }
@@ -210,7 +265,11 @@ impl Processor for Exporter {
         if let Encoder::Json(json) = &mut self.encoder {
             json.clear_caches();
         }
-        let closed = self.transport.close();
+        let transport = match &mut self.output {
+            Output::Transport(t) => t,
+            Output::Delivery { delivery, .. } => return delivery.finish().map_err(PluginError::new),
+        };
+        let closed = transport.close();
         if let Err(e) = closed {
             self.transport_errors += 1;
             self.first_error.get_or_insert(e.0);
@@ -219,7 +278,7 @@ impl Processor for Exporter {
             None => Ok(()),
             Some(first) => Err(PluginError::new(format!(
                 "{} transport: {} records could not be delivered ({} errors; first: {first})",
-                self.transport.name(),
+                transport.name(),
                 self.records_dropped,
                 self.transport_errors
             ))),
@@ -227,6 +286,11 @@ impl Processor for Exporter {
     }
 
     fn counters(&self) -> Vec<Counter> {
+        if let Output::Delivery { delivery, .. } = &self.output {
+            let mut counters = delivery.counters();
+            counters.push(Counter::new("encode_errors", self.encode_errors));
+            return counters;
+        }
         vec![
             Counter::new("records_exported", self.records_exported),
             Counter::new("bytes_written", self.bytes_written),

@@ -28,12 +28,17 @@
 //! records `file.fd` is the new file's state ordinal and `openflags` is `["NONE"]`;
 //! `endts` equals `ts` for KE records.
 
+pub mod delivery;
+pub mod document_id;
 pub mod ecs_encoder;
+pub mod elasticsearch;
 pub mod exporter;
 mod fragment_cache;
+pub mod go_duration;
 pub mod json_encoder;
 pub mod json_text;
 pub mod transport;
+pub mod vault;
 
 use sysflow_plugin_api::{ChannelType, PluginDescriptor};
 
@@ -45,7 +50,7 @@ pub use json_encoder::JsonEncoder;
 pub fn descriptors() -> Vec<PluginDescriptor> {
     vec![PluginDescriptor::processor::<Exporter>(
         "exporter",
-        "encodes records as JSON and exports them to the terminal, a file or null",
+        "encodes records as JSON or ECS and exports them to the terminal, a file, syslog, Elasticsearch or null",
         env!("CARGO_PKG_VERSION"),
         exporter::CONFIG_KEYS,
         &[ChannelType::Flat, ChannelType::Event],

@@ -96,7 +96,7 @@ pub trait Transport: Send {
 }
 
 /// Transport names upstream knows but this build does not implement yet.
-pub const UNAVAILABLE: [&str; 2] = ["es", "kafka"];
+pub const UNAVAILABLE: [&str; 1] = ["kafka"];
 
 /// Opens the transport named by `export` (already validated by the caller).
 pub fn open(export: &str, config: &PluginConfig) -> Result<Box<dyn Transport>, TransportError> {
