@@ -12,6 +12,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod search_server;
 pub mod servers;
 
 /// Workspace root.

@@ -41,7 +41,7 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("es.gzip", "\"true\" gzips bulk request bodies (default false)"),
     ConfigKey::new("delivery.mode", "network exporters (es): block (default: the pipeline waits, nothing lost) or drop when the queue is full"),
     ConfigKey::new("delivery.queue", "network exporters (es): records the delivery queue holds (default 20000)"),
-    ConfigKey::new("delivery.stopTimeout", "network exporters (es): how long a stop waits for queued records, Go duration (default 10s)"),
+    ConfigKey::new("delivery.stopTimeout", "network exporters (es): how long a stop waits without delivery progress before giving up the queued records, Go duration (default 10s)"),
     ConfigKey::new("kafka.config", "Kafka client properties (object; needs bootstrap.servers); only for export kafka"),
     ConfigKey::new("kafka.topic", "Kafka topic"),
     ConfigKey::new("kafka.encoding", "Kafka payload encoding: proto (default) or json"),

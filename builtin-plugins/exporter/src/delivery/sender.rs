@@ -57,7 +57,10 @@ impl Shared {
     }
 
     fn log_rejection(&self, cause: &str, item: &Item) {
-        let first = self.logged_causes.lock().unwrap_or_else(|e| e.into_inner()).insert(cause.to_string());
+        // "status 400 mapper_parsing_exception: <reason naming the document>": one line per
+        // kind of rejection, not per document.
+        let kind = cause.split(": ").next().unwrap_or(cause);
+        let first = self.logged_causes.lock().unwrap_or_else(|e| e.into_inner()).insert(kind.to_string());
         if first {
             let id = item.id.as_deref().unwrap_or("(no id)");
             self.host.error(&format!(

@@ -8,7 +8,7 @@ use crate::go_duration::parse_go_duration;
 
 /// Records an exporter's queue holds by default (`delivery.queue`).
 pub const DEFAULT_QUEUE_CAPACITY: usize = 20_000;
-/// How long a stop waits for the queue to drain by default (`delivery.stopTimeout`).
+/// How long a stop waits without delivery progress by default (`delivery.stopTimeout`).
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a full queue does to the next record (`delivery.mode`).
@@ -27,7 +27,7 @@ pub struct DeliverySettings {
     pub mode: DeliveryMode,
     /// Records the queue holds.
     pub queue_capacity: usize,
-    /// How long a stop waits for queued records to be delivered.
+    /// How long a stop waits without any delivery progress before giving up the rest.
     pub stop_timeout: Duration,
     /// Most records per request.
     pub max_batch_items: usize,

@@ -1,0 +1,133 @@
+//! Starting the Elasticsearch/OpenSearch-API test servers (osmem-server, noida-db; see
+//! `../shared/servers.md` §2) and asking them what they hold.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use crate::servers::{self, ServerProcess};
+
+/// How long a server may take to accept connections (they are ready in well under 1 s).
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running search server on `http://127.0.0.1:{port}`.
+pub struct SearchServer {
+    /// The server process (killed when dropped).
+    pub process: ServerProcess,
+    /// Its loopback port.
+    pub port: u16,
+}
+
+impl SearchServer {
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Makes `index` searchable, then returns its document count: 0 while the index does
+    /// not exist; panics on any other error answer.
+    pub fn count(&self, index: &str) -> u64 {
+        let base = self.url();
+        let (status, body) = request("POST", &format!("{base}/{index}/_refresh"), None);
+        if status == 404 {
+            return 0;
+        }
+        assert!(status < 300, "refresh {index}: HTTP {status}: {body}");
+        let (status, body) = request("GET", &format!("{base}/{index}/_count"), None);
+        assert!(status < 300, "count {index}: HTTP {status}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("_count answer {body}: {e}"));
+        v["count"].as_u64().unwrap_or_else(|| panic!("_count answer without a count: {body}"))
+    }
+
+    /// Stops the server as an operator would (SIGTERM, so it persists what it acknowledged;
+    /// noida-db loses recent writes on SIGKILL) and waits for it to exit.
+    pub fn stop(&mut self) {
+        let pid = self.process.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().map(|s| s.success()).unwrap_or(false);
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        while sent && std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.process.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.process.kill();
+    }
+
+    /// Creates `index` with `mappings` (the `mappings` object of a create-index request).
+    pub fn create_index(&self, index: &str, mappings: &serde_json::Value) {
+        let body = serde_json::json!({ "mappings": mappings }).to_string();
+        let (status, text) = request("PUT", &format!("{}/{index}", self.url()), Some(&body));
+        assert!(status < 300, "create index {index}: HTTP {status}: {text}");
+    }
+}
+
+/// One HTTP request with a JSON body: status and body text.
+pub fn request(method: &str, url: &str, json_body: Option<&str>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let result = match (method, json_body) {
+        ("GET", _) => agent.get(url).call(),
+        ("PUT", body) => agent.put(url).header("Content-Type", "application/json").send(body.unwrap_or("")),
+        (_, body) => agent.post(url).header("Content-Type", "application/json").send(body.unwrap_or("")),
+    };
+    let mut response = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_else(|e| panic!("{method} {url}: reading: {e}"));
+    (status, text)
+}
+
+/// osmem-server (OpenSearch 3.8 API, memory only) on a free port; `None` (after a skip
+/// notice) when it is not installed.
+pub fn start_osmem(test: &str, dir: &Path) -> Option<SearchServer> {
+    let Some(bin) = servers::osmem_bin() else {
+        servers::skip(test, "osmem-server (PyPI osmem-server in the test venv)");
+        return None;
+    };
+    let port = servers::free_port();
+    let log = dir.join(format!("osmem-{port}.log"));
+    let out = std::fs::File::create(&log).expect("create the osmem log");
+    let err = out.try_clone().expect("clone the log handle");
+    let child = Command::new(bin)
+        .args(["-addr", &format!("127.0.0.1:{port}"), "-no-stdin-watch", "-no-ja"])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawn osmem-server");
+    let process = ServerProcess::new(child, &log);
+    assert!(servers::wait_for_port(port, READY_TIMEOUT), "osmem-server not ready: {}", process.log_text());
+    Some(SearchServer { process, port })
+}
+
+/// noida-db's Elasticsearch (8.15 API) on `port` with its data in `data_dir`, so a server
+/// killed and started again on the same directory still holds what it acknowledged.
+/// `None` (after a skip notice) when it is not installed.
+pub fn start_noida(test: &str, data_dir: &Path, port: u16) -> Option<SearchServer> {
+    let Some(bin) = servers::noida_bin() else {
+        servers::skip(test, "noida-db (PyPI noida-db in the test venv)");
+        return None;
+    };
+    std::fs::create_dir_all(data_dir).expect("create the noida data directory");
+    let log = data_dir.with_extension(format!("{port}.log"));
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open the noida log");
+    let err = out.try_clone().expect("clone the log handle");
+    let child = Command::new(bin)
+        .arg("start")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--only", "elasticsearch", "--elasticsearch-port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawn noida-db");
+    let process = ServerProcess::new(child, &log);
+    assert!(servers::wait_for_port(port, READY_TIMEOUT), "noida-db not ready: {}", process.log_text());
+    Some(SearchServer { process, port })
+}
