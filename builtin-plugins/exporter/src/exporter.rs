@@ -10,7 +10,7 @@ use crate::{
     ecs_encoder::EcsEncoder,
     elasticsearch::{EsSettings, EsSink},
     json_encoder::JsonEncoder,
-    transport::{self, EncodedBatch, Transport},
+    transport::{self, syslog, EncodedBatch, SyslogSettings, SyslogSink, Transport},
 };
 
 /// Pending records older than this are delivered at the next batch (upstream's 1 s ticker).
@@ -25,7 +25,13 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("vault.secrets", "\"true\" reads Elasticsearch credentials from secret files (es transport)"),
     ConfigKey::new("vault.path", "secrets directory (default /run/secrets)"),
     ConfigKey::new("vault.encoding", "secret file encoding: none (default) or base64"),
-    ConfigKey::new("syslog.proto", "syslog protocol: tcp (default), udp; tls is not available yet"),
+    ConfigKey::new("syslog.proto", "syslog protocol: tcp (default), udp, tls (or tcp+tls)"),
+    ConfigKey::new("syslog.tls.cafile", "syslog tls: PEM CA certificate(s) the server certificate must chain to (default: system roots)"),
+    ConfigKey::new("syslog.tls.certfile", "syslog tls: PEM client certificate (with syslog.tls.keyfile)"),
+    ConfigKey::new("syslog.tls.keyfile", "syslog tls: PEM PKCS#8 client key (with syslog.tls.certfile)"),
+    ConfigKey::new("syslog.tls.insecure", "syslog tls: \"true\" skips server certificate verification (tests only)"),
+    ConfigKey::new("syslog.writeTimeout", "syslog tcp/tls: a write making no progress this long fails and reconnects, Go duration (default 10s)"),
+    ConfigKey::new("syslog.replayWindow", "syslog tcp/tls: records written again after a reconnect (default 10000)"),
     ConfigKey::new("syslog.tag", "syslog tag (default sysflow)"),
     ConfigKey::new("syslog.source", "syslog HOSTNAME field"),
     ConfigKey::new("syslog.host", "syslog server host (default localhost)"),
@@ -39,9 +45,9 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("es.bulk.flushTimeout", "bulk indexer flush interval, Go duration (default 30s)"),
     ConfigKey::new("es.apikey", "Elasticsearch API key (sent as Authorization: ApiKey; wins over username/password)"),
     ConfigKey::new("es.gzip", "\"true\" gzips bulk request bodies (default false)"),
-    ConfigKey::new("delivery.mode", "network exporters (es): block (default: the pipeline waits, nothing lost) or drop when the queue is full"),
-    ConfigKey::new("delivery.queue", "network exporters (es): records the delivery queue holds (default 20000)"),
-    ConfigKey::new("delivery.stopTimeout", "network exporters (es): how long a stop waits without delivery progress before giving up the queued records, Go duration (default 10s)"),
+    ConfigKey::new("delivery.mode", "network exporters (es, syslog): block (default: the pipeline waits, nothing lost) or drop when the queue is full"),
+    ConfigKey::new("delivery.queue", "network exporters (es, syslog): records the delivery queue holds (default 20000)"),
+    ConfigKey::new("delivery.stopTimeout", "network exporters (es, syslog): how long a stop waits without delivery progress before giving up the queued records, Go duration (default 10s)"),
     ConfigKey::new("kafka.config", "Kafka client properties (object; needs bootstrap.servers); only for export kafka"),
     ConfigKey::new("kafka.topic", "Kafka topic"),
     ConfigKey::new("kafka.encoding", "Kafka payload encoding: proto (default) or json"),
@@ -152,6 +158,18 @@ impl Exporter {
                 Delivery::start(sinks, delivery_settings, settings.describe(), host).map_err(PluginError::new)?;
             let mut exporter = Exporter::with_transport(host, Box::new(transport::NullTransport), buffer);
             exporter.output = Output::Delivery { delivery, name: "es", with_ids: true };
+            exporter
+        } else if export == "syslog" {
+            let settings = SyslogSettings::from_config(config).map_err(PluginError::new)?;
+            let delivery_settings = DeliverySettings::from_config(config, syslog::MAX_BATCH_RECORDS, usize::MAX)
+                .map_err(PluginError::new)?;
+            let receiver = settings.describe();
+            // One sender: syslog messages keep their order.
+            let sink = SyslogSink::connect(settings).map_err(PluginError::new)?;
+            let delivery =
+                Delivery::start(vec![Box::new(sink)], delivery_settings, receiver, host).map_err(PluginError::new)?;
+            let mut exporter = Exporter::with_transport(host, Box::new(transport::NullTransport), buffer);
+            exporter.output = Output::Delivery { delivery, name: "syslog", with_ids: false };
             exporter
         } else {
             let transport = transport::open(export, config).map_err(|e| PluginError::new(e.0))?;

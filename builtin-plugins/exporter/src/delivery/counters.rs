@@ -21,6 +21,10 @@ pub struct DeliveryCounters {
     pub dropped: AtomicU64,
     /// Records waiting in the queue.
     pub queued: AtomicU64,
+    /// Connections that broke (unacknowledged protocols: TCP/TLS syslog).
+    pub connections_lost: AtomicU64,
+    /// Records written again after a reconnect (replay window).
+    pub replayed: AtomicU64,
 }
 
 impl DeliveryCounters {
@@ -43,6 +47,8 @@ impl DeliveryCounters {
             Counter::new("delivery_failed", Self::get(&self.failed)),
             Counter::new("records_dropped", Self::get(&self.dropped)),
             Counter::new("queue_depth", Self::get(&self.queued)),
+            Counter::new("connections_lost", Self::get(&self.connections_lost)),
+            Counter::new("records_replayed", Self::get(&self.replayed)),
         ]
     }
 }

@@ -56,10 +56,25 @@ pub struct SendError {
     pub retryable: bool,
 }
 
+/// What a connection-oriented sink without acknowledgements (TCP syslog) reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    /// Connections that broke (what they carried last may not have arrived).
+    pub connections_lost: u64,
+    /// Records written again on a new connection (the replay window).
+    pub replayed: u64,
+}
+
 /// A receiver that takes batches of items (one instance per sender thread).
 pub trait Sink: Send {
     /// Sends `items`; `Ok` holds one outcome per item, in order.
     fn send(&mut self, items: &[Item]) -> Result<Vec<Outcome>, SendError>;
+
+    /// The connection losses and replays since the last call (sinks with acknowledged
+    /// delivery have none).
+    fn take_stats(&mut self) -> SinkStats {
+        SinkStats::default()
+    }
 }
 
 /// How many log lines about failing sends an outage produces at most per this interval.
@@ -199,14 +214,28 @@ impl Delivery {
             self.host.error(&msg);
         }
         let (failed, dropped) = (DeliveryCounters::get(&c.failed), DeliveryCounters::get(&c.dropped));
+        let lost = DeliveryCounters::get(&c.connections_lost);
+        let mut problems = Vec::new();
         if failed + dropped > 0 {
-            return Err(format!(
-                "{}: {} records delivered, {failed} failed, {dropped} dropped",
-                self.shared.receiver,
-                DeliveryCounters::get(&c.sent)
+            problems.push(format!("{failed} failed, {dropped} dropped"));
+        }
+        if lost > 0 {
+            // Without acknowledgements nobody can say whether the replay covered everything.
+            problems.push(format!(
+                "the connection was lost {lost} times and {} records were written again after reconnecting \
+                 (duplicates possible); the receiver does not acknowledge, so delivery cannot be confirmed",
+                DeliveryCounters::get(&c.replayed)
             ));
         }
-        Ok(())
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "{}: {} records written, {}",
+            self.shared.receiver,
+            DeliveryCounters::get(&c.sent),
+            problems.join("; ")
+        ))
     }
 }
 
@@ -303,7 +332,7 @@ mod tests {
         assert_eq!(DeliveryCounters::get(&c.dropped), 0);
         assert!(DeliveryCounters::get(&c.retried) >= 3, "three failed requests of ≥ 1 record");
         let err = result.expect_err("two records failed");
-        assert!(err.contains("100 records delivered, 2 failed"), "{err}");
+        assert!(err.contains("100 records written, 2 failed"), "{err}");
         let rejections: Vec<String> = logs("block-test").into_iter().filter(|l| l.contains("rejected")).collect();
         assert_eq!(rejections.len(), 1, "one line per cause: {rejections:?}");
         assert!(rejections[0].contains("mapper_parsing_exception") && rejections[0].contains("id broken"), "{rejections:?}");
@@ -327,7 +356,7 @@ mod tests {
             (DeliveryCounters::get(&c.sent), DeliveryCounters::get(&c.failed), DeliveryCounters::get(&c.dropped));
         assert_eq!(sent + failed + dropped, 50, "sent {sent} failed {failed} dropped {dropped}");
         assert!(dropped >= 33, "queue of 10 plus at most 7 in flight: {dropped}");
-        assert!(err.contains("0 records delivered"), "{err}");
+        assert!(err.contains("0 records written"), "{err}");
         let log = logs("drop-test").join("\n");
         assert!(log.contains(&format!("{failed} records not delivered: nothing was delivered")), "{log}");
         assert!(log.contains("first ids: id"), "{log}");

@@ -89,7 +89,11 @@ pub(super) fn run(shared: &Shared, mut sink: Box<dyn Sink>) {
         shared.sync_queue_depth();
         let mut attempt = 1u32;
         loop {
-            let reason = match sink.send(&pending) {
+            let result = sink.send(&pending);
+            let stats = sink.take_stats();
+            DeliveryCounters::add(&shared.counters.connections_lost, stats.connections_lost);
+            DeliveryCounters::add(&shared.counters.replayed, stats.replayed);
+            let reason = match result {
                 Ok(outcomes) => {
                     let (retry, reason) = settle(shared, pending, outcomes);
                     pending = retry;
