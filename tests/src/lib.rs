@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub mod search_server;
 pub mod servers;
+pub mod syslog_server;
 
 /// Workspace root.
 pub fn workspace_root() -> PathBuf {
