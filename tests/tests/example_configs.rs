@@ -18,7 +18,9 @@ fn every_example_pipeline_passes_test() {
         .filter(|n| n.starts_with("pipeline") && n.ends_with(".json"))
         .collect();
     examples.sort();
-    assert!(examples.iter().any(|n| n == "pipeline.es.json") && examples.iter().any(|n| n == "pipeline.syslog.json"));
+    for wanted in ["pipeline.es.json", "pipeline.http.json", "pipeline.syslog.json"] {
+        assert!(examples.iter().any(|n| n == wanted), "config/{wanted} is missing");
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = make_certificates(dir.path());
     let rsyslog = Rsyslog::start("every_example_pipeline_passes_test", dir.path(), Some(&certs));

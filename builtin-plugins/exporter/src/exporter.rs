@@ -9,6 +9,7 @@ use crate::{
     document_id::document_id,
     ecs_encoder::EcsEncoder,
     elasticsearch::{EsSettings, EsSink},
+    http::{HttpSettings, HttpSink},
     json_encoder::JsonEncoder,
     transport::{self, syslog, EncodedBatch, SyslogSettings, SyslogSink, Transport},
 };
@@ -18,7 +19,7 @@ const MAX_PENDING_AGE: Duration = Duration::from_secs(1);
 
 /// The configuration keys of the exporter (pipeline-config.md §3.3).
 pub const CONFIG_KEYS: &[ConfigKey] = &[
-    ConfigKey::new("export", "transport: terminal (default), file, syslog, es, null; kafka is not available yet"),
+    ConfigKey::new("export", "transport: terminal (default), file, syslog, es, http, null; kafka is not available yet"),
     ConfigKey::new("format", "encoding: json (default) or ecs; otel is not available yet"),
     ConfigKey::new("buffer", "records per delivery (integer, default 0 = deliver every batch)"),
     ConfigKey::new("file.path", "file transport target, replaced at start (default ./export.out)"),
@@ -45,9 +46,15 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("es.bulk.flushTimeout", "bulk indexer flush interval, Go duration (default 30s)"),
     ConfigKey::new("es.apikey", "Elasticsearch API key (sent as Authorization: ApiKey; wins over username/password)"),
     ConfigKey::new("es.gzip", "\"true\" gzips bulk request bodies (default false)"),
-    ConfigKey::new("delivery.mode", "network exporters (es, syslog): block (default: the pipeline waits, nothing lost) or drop when the queue is full"),
-    ConfigKey::new("delivery.queue", "network exporters (es, syslog): records the delivery queue holds (default 20000)"),
-    ConfigKey::new("delivery.stopTimeout", "network exporters (es, syslog): how long a stop waits without delivery progress before giving up the queued records, Go duration (default 10s)"),
+    ConfigKey::new("http.url", "http exporter: the URL records are POSTed to (http:// only in this build)"),
+    ConfigKey::new("http.mode", "http exporter: batch (default, NDJSON requests) or record (one JSON document per request)"),
+    ConfigKey::new("http.headers", "http exporter: object of extra request headers (name: string value)"),
+    ConfigKey::new("http.username", "http exporter: basic authentication user"),
+    ConfigKey::new("http.password", "http exporter: basic authentication password"),
+    ConfigKey::new("http.token", "http exporter: bearer token (Authorization: Bearer)"),
+    ConfigKey::new("delivery.mode", "network exporters (es, http, syslog): block (default: the pipeline waits, nothing lost) or drop when the queue is full"),
+    ConfigKey::new("delivery.queue", "network exporters (es, http, syslog): records the delivery queue holds (default 20000)"),
+    ConfigKey::new("delivery.stopTimeout", "network exporters (es, http, syslog): how long a stop waits without delivery progress before giving up the queued records, Go duration (default 10s)"),
     ConfigKey::new("kafka.config", "Kafka client properties (object; needs bootstrap.servers); only for export kafka"),
     ConfigKey::new("kafka.topic", "Kafka topic"),
     ConfigKey::new("kafka.encoding", "Kafka payload encoding: proto (default) or json"),
@@ -134,10 +141,10 @@ impl Exporter {
             }
         };
         let export = match config.str_or("export", "terminal")? {
-            name @ ("terminal" | "file" | "null" | "syslog" | "es") => name,
+            name @ ("terminal" | "file" | "null" | "syslog" | "es" | "http") => name,
             name if transport::UNAVAILABLE.contains(&name) => {
                 return Err(PluginError::new(format!(
-                    "key 'export': transport '{name}' is not available in this build yet (available: terminal, file, syslog, es, null)"
+                    "key 'export': transport '{name}' is not available in this build yet (available: terminal, file, syslog, es, http, null)"
                 )))
             }
             other => {
@@ -158,6 +165,18 @@ impl Exporter {
                 Delivery::start(sinks, delivery_settings, settings.describe(), host).map_err(PluginError::new)?;
             let mut exporter = Exporter::with_transport(host, Box::new(transport::NullTransport), buffer);
             exporter.output = Output::Delivery { delivery, name: "es", with_ids: true };
+            exporter
+        } else if export == "http" {
+            let settings = HttpSettings::from_config(config).map_err(PluginError::new)?;
+            let delivery_settings =
+                DeliverySettings::from_config(config, settings.max_batch_items(), crate::http::MAX_BATCH_BYTES)
+                    .map_err(PluginError::new)?;
+            // One sender: a webhook receives records in order.
+            let sink: Box<dyn Sink> = Box::new(HttpSink::new(&settings));
+            let delivery =
+                Delivery::start(vec![sink], delivery_settings, settings.describe(), host).map_err(PluginError::new)?;
+            let mut exporter = Exporter::with_transport(host, Box::new(transport::NullTransport), buffer);
+            exporter.output = Output::Delivery { delivery, name: "http", with_ids: false };
             exporter
         } else if export == "syslog" {
             let settings = SyslogSettings::from_config(config).map_err(PluginError::new)?;

@@ -35,6 +35,7 @@ pub mod elasticsearch;
 pub mod exporter;
 mod fragment_cache;
 pub mod go_duration;
+pub mod http;
 pub mod json_encoder;
 pub mod json_text;
 pub mod transport;
