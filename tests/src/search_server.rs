@@ -131,3 +131,63 @@ pub fn start_noida(test: &str, data_dir: &Path, port: u16) -> Option<SearchServe
     assert!(servers::wait_for_port(port, READY_TIMEOUT), "noida-db not ready: {}", process.log_text());
     Some(SearchServer { process, port })
 }
+
+/// nginx terminating TLS (with `certs`) and checking basic authentication (`user`,
+/// `password`) in front of a search server on `backend_port` (servers.md §2: neither test
+/// server has authentication or TLS itself). `None` (after a skip notice) without nginx.
+pub fn start_tls_auth_proxy(
+    test: &str,
+    dir: &Path,
+    backend_port: u16,
+    certs: &crate::syslog_server::TestCertificates,
+    user: &str,
+    password: &str,
+) -> Option<SearchServer> {
+    let Some(nginx) = servers::system_bin("nginx") else {
+        servers::skip(test, "nginx (apt nginx)");
+        return None;
+    };
+    let root = dir.join("nginx");
+    std::fs::create_dir_all(&root).expect("create the nginx directory");
+    // nginx workers run as an unprivileged user: they read the password file at each request.
+    use std::os::unix::fs::PermissionsExt;
+    for d in [dir, root.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let hash = Command::new("openssl").args(["passwd", "-apr1", password]).output().expect("openssl passwd");
+    assert!(hash.status.success(), "openssl passwd: {}", String::from_utf8_lossy(&hash.stderr));
+    let htpasswd = root.join("htpasswd");
+    std::fs::write(&htpasswd, format!("{user}:{}", String::from_utf8_lossy(&hash.stdout))).expect("write htpasswd");
+    std::fs::set_permissions(&htpasswd, std::fs::Permissions::from_mode(0o644)).expect("chmod htpasswd");
+    let port = servers::free_port();
+    let r = root.display();
+    let conf = format!(
+        "worker_processes 1; pid {r}/nginx.pid; error_log {r}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log {r}/access.log; client_body_temp_path {r}/body; proxy_temp_path {r}/proxy;\n  \
+         fastcgi_temp_path {r}/fcgi; uwsgi_temp_path {r}/uwsgi; scgi_temp_path {r}/scgi; client_max_body_size 100m;\n  \
+         server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {}; ssl_certificate_key {};\n    \
+         location / {{ auth_basic \"es\"; auth_basic_user_file {}; proxy_pass http://127.0.0.1:{backend_port}; \
+         proxy_set_header Authorization \"\"; }} }}\n}}\n",
+        certs.server_cert.display(),
+        certs.server_key.display(),
+        htpasswd.display()
+    );
+    let conf_path = root.join("nginx.conf");
+    std::fs::write(&conf_path, conf).expect("write nginx.conf");
+    let log = root.join("nginx.out");
+    let out = std::fs::File::create(&log).expect("create the nginx log");
+    let err = out.try_clone().expect("clone the log handle");
+    let child = Command::new(nginx)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawn nginx");
+    let process = ServerProcess::new(child, &log);
+    assert!(servers::wait_for_port(port, READY_TIMEOUT), "nginx not ready: {}", process.log_text());
+    Some(SearchServer { process, port })
+}

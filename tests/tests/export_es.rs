@@ -210,3 +210,45 @@ fn drop_mode_accounts_for_every_record_across_a_server_outage() {
     assert_eq!(status, 1, "records were dropped:\n{log}");
     assert!(log.contains("queue full"), "{log}");
 }
+
+#[test]
+fn https_with_basic_auth_verifies_the_server_and_reports_refusals() {
+    let test = "https_with_basic_auth_verifies_the_server_and_reports_refusals";
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(server) = search_server::start_osmem(test, dir.path()) else { return };
+    let certs = sysflow_e2e_tests::syslog_server::make_certificates(dir.path());
+    let Some(proxy) = search_server::start_tls_auth_proxy(test, dir.path(), server.port, &certs, "elastic", "changeme")
+    else {
+        return;
+    };
+    let url = format!("https://127.0.0.1:{}", proxy.port);
+    let ca = certs.ca.to_string_lossy().into_owned();
+    let trace = data.join("traces").join(SMALL_TRACE).to_string_lossy().into_owned();
+    let run = |index: &str, keys: &[(&str, &str)]| {
+        let mut all = vec![("delivery.stopTimeout", "1s")];
+        all.extend_from_slice(keys);
+        let cfg = es_pipeline(dir.path(), &url, index, &all);
+        let out = run_sfprocessor_in(dir.path(), &["-config", &cfg, &trace], &[]);
+        (out.status.code(), all_output(&out))
+    };
+
+    let (status, log) = run("tls-ok", &[("es.tls.cafile", &ca), ("es.username", "elastic"), ("es.password", "changeme")]);
+    assert_eq!(status, Some(0), "{log}");
+    assert_eq!(counter(&log, "records_exported"), SMALL_TRACE_RECORDS, "{log}");
+    assert_eq!(server.count("tls-ok"), SMALL_TRACE_RECORDS);
+
+    // Wrong password: 401 is not retried; every record is failed and the run says so.
+    let (status, log) = run("tls-401", &[("es.tls.cafile", &ca), ("es.username", "elastic"), ("es.password", "wrong")]);
+    assert_eq!(status, Some(1), "{log}");
+    assert!(log.contains("HTTP 401"), "{log}");
+    assert_eq!(counter(&log, "delivery_failed"), SMALL_TRACE_RECORDS, "{log}");
+    assert_eq!(server.count("tls-401"), 0);
+
+    // No CA file: the test CA is not among the system roots, so the server is not trusted.
+    let (status, log) = run("tls-untrusted", &[("es.username", "elastic"), ("es.password", "changeme")]);
+    assert_eq!(status, Some(1), "{log}");
+    assert!(log.to_lowercase().contains("certificate"), "{log}");
+    assert_eq!(counter(&log, "records_exported"), 0, "{log}");
+    assert_eq!(server.count("tls-untrusted"), 0);
+}

@@ -15,6 +15,7 @@ use sysflow_plugin_api::PluginConfig;
 use crate::{
     delivery::{Item, Outcome, SendError, Sink},
     go_duration::parse_go_duration,
+    http_tls::tls_config,
     vault::Vault,
 };
 
@@ -48,6 +49,8 @@ pub struct EsSettings {
     pub flush_timeout: Duration,
     /// Compress request bodies (`es.gzip: "true"`).
     pub gzip: bool,
+    /// `es.tls.*`, for https addresses.
+    tls: ureq::tls::TlsConfig,
 }
 
 impl EsSettings {
@@ -63,13 +66,8 @@ impl EsSettings {
             .filter(|a| !a.is_empty())
             .collect();
         for a in &addresses {
-            if a.starts_with("https://") {
-                return Err(format!(
-                    "key 'es.addresses': '{a}': https is not available in this build yet (no TLS client); use http or a TLS-terminating proxy"
-                ));
-            }
-            if !a.starts_with("http://") {
-                return Err(format!("key 'es.addresses': '{a}' is not an http:// URL"));
+            if !a.starts_with("http://") && !a.starts_with("https://") {
+                return Err(format!("key 'es.addresses': '{a}' is not an http:// or https:// URL"));
             }
         }
         if addresses.is_empty() {
@@ -114,7 +112,8 @@ impl EsSettings {
             Some("true") => true,
             Some(other) => return Err(format!("key 'es.gzip': '{other}' is not true or false")),
         };
-        Ok(EsSettings { addresses, index, authorization, workers, flush_bytes, flush_timeout, gzip })
+        let tls = tls_config(config, "es")?;
+        Ok(EsSettings { addresses, index, authorization, workers, flush_bytes, flush_timeout, gzip, tls })
     }
 
     /// Names the destination in messages.
@@ -140,6 +139,7 @@ impl EsSink {
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false)
+            .tls_config(settings.tls.clone())
             .build()
             .into();
         let index = serde_json::Value::String(settings.index.clone()).to_string();
@@ -302,7 +302,9 @@ mod tests {
         let err = |pairs: &[(&str, &str)]| EsSettings::from_config(&config(pairs)).expect_err("must fail");
         assert!(err(&[("es.index", "i")]).contains("'es.addresses' is required"));
         assert!(err(&[("es.addresses", "http://a")]).contains("'es.index' is required"));
-        assert!(err(&[("es.addresses", "https://a"), ("es.index", "i")]).contains("https is not available"));
+        assert!(err(&[("es.addresses", "ftp://a"), ("es.index", "i")]).contains("not an http:// or https:// URL"));
+        assert!(err(&[("es.addresses", "https://a"), ("es.index", "i"), ("es.tls.cafile", "/nonexistent.pem")]).contains("/nonexistent.pem"));
+        assert!(err(&[("es.addresses", "https://a"), ("es.index", "i"), ("es.tls.keyfile", "/k.pem")]).contains("go together"));
         assert!(err(&[("es.addresses", "http://a"), ("es.index", "i"), ("es.bulk.flushTimeout", "30")]).contains("flushTimeout"));
     }
 }

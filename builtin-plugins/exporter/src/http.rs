@@ -1,4 +1,4 @@
-//! `export: http`: records POSTed to a webhook (Falcosidekick, a SOAR, a chat bridge)
+//! `export: http`: records POSTed to a webhook (http or https, `http.tls.*`) (Falcosidekick, a SOAR, a chat bridge)
 //! through the [`delivery`](crate::delivery) layer: NDJSON batches (`http.mode: batch`,
 //! default) or one JSON document per request (`http.mode: record`).
 //!
@@ -11,7 +11,10 @@ use std::time::Duration;
 use base64::Engine;
 use sysflow_plugin_api::PluginConfig;
 
-use crate::delivery::{Item, Outcome, SendError, Sink};
+use crate::{
+    delivery::{Item, Outcome, SendError, Sink},
+    http_tls::tls_config,
+};
 
 /// Most payload bytes per NDJSON request.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
@@ -31,6 +34,8 @@ pub struct HttpSettings {
     pub per_record: bool,
     /// Extra headers, `Authorization` included when configured.
     headers: Vec<(String, String)>,
+    /// `http.tls.*`, for https URLs.
+    tls: ureq::tls::TlsConfig,
 }
 
 impl HttpSettings {
@@ -40,13 +45,8 @@ impl HttpSettings {
             Ok(config.str(k).map_err(|e| e.to_string())?.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string))
         };
         let url = key("http.url")?.ok_or("key 'http.url' is required for export http")?;
-        if url.starts_with("https://") {
-            return Err(format!(
-                "key 'http.url': '{url}': https is not available in this build yet (no TLS client); use http or a TLS-terminating proxy"
-            ));
-        }
-        if !url.starts_with("http://") {
-            return Err(format!("key 'http.url': '{url}' is not an http:// URL"));
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(format!("key 'http.url': '{url}' is not an http:// or https:// URL"));
         }
         let per_record = match key("http.mode")?.as_deref() {
             None | Some("batch") => false,
@@ -77,7 +77,8 @@ impl HttpSettings {
             (Some(_), _, _) => return Err("key 'http.token' cannot be combined with 'http.username'/'http.password'".into()),
             (None, None, Some(_)) => return Err("key 'http.password' is set but 'http.username' is not".into()),
         }
-        Ok(HttpSettings { url, per_record, headers })
+        let tls = tls_config(config, "http")?;
+        Ok(HttpSettings { url, per_record, headers, tls })
     }
 
     /// Names the destination in messages.
@@ -109,6 +110,7 @@ impl HttpSink {
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(REQUEST_TIMEOUT))
             .http_status_as_error(false)
+            .tls_config(settings.tls.clone())
             .build()
             .into();
         HttpSink { settings: settings.clone(), agent, body: Vec::new() }
@@ -166,7 +168,8 @@ mod tests {
         assert_eq!(s.headers, vec![("X-Source".into(), "sysflow".into()), ("Authorization".into(), "Bearer t0k".into())]);
         let err = |v: serde_json::Value| HttpSettings::from_config(&config(v)).expect_err("must fail");
         assert!(err(serde_json::json!({})).contains("'http.url' is required"));
-        assert!(err(serde_json::json!({"http.url": "https://x"})).contains("https is not available"));
+        assert!(err(serde_json::json!({"http.url": "ftp://x"})).contains("not an http:// or https:// URL"));
+        assert!(err(serde_json::json!({"http.url": "https://x", "http.tls.insecure": "yes"})).contains("'http.tls.insecure'"));
         assert!(err(serde_json::json!({"http.url": "http://x", "http.mode": "bulk"})).contains("'http.mode'"));
         assert!(err(serde_json::json!({"http.url": "http://x", "http.headers": {"A": 1}})).contains("header 'A'"));
         assert!(err(serde_json::json!({"http.url": "http://x", "http.token": "a", "http.username": "u"})).contains("cannot be combined"));

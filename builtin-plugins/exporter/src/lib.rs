@@ -36,6 +36,7 @@ pub mod exporter;
 mod fragment_cache;
 pub mod go_duration;
 pub mod http;
+pub mod http_tls;
 pub mod json_encoder;
 pub mod json_text;
 pub mod transport;
