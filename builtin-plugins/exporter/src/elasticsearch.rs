@@ -211,7 +211,8 @@ impl Sink for EsSink {
             return Err(failed(&mut self.next_address, format!("POST {url}: HTTP {status}: {}", quote(&text))));
         }
         if !(200..300).contains(&status) {
-            return Err(SendError { message: format!("POST {url}: HTTP {status}: {}", quote(&text)), retryable: false });
+            // "HTTP 401 from …: body": one log line per status (see the sender's rejection log).
+            return Err(SendError { message: format!("HTTP {status} from POST {url}: {}", quote(&text)), retryable: false });
         }
         parse_bulk_response(&text, items.len())
             .map_err(|e| failed(&mut self.next_address, format!("POST {url}: unreadable bulk response: {e}")))

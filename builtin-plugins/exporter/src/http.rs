@@ -142,7 +142,8 @@ impl Sink for HttpSink {
         let text = response.into_body().with_config().limit(64 << 10).read_to_string().unwrap_or_default();
         let quoted: String = text.chars().take(QUOTED_BODY_CHARS).collect();
         let retryable = matches!(status, 408 | 429 | 500..=599);
-        Err(SendError { message: format!("POST {url}: HTTP {status}: {quoted}"), retryable })
+        // "HTTP 400 from …: body": one log line per status when not retryable.
+        Err(SendError { message: format!("HTTP {status} from POST {url}: {quoted}"), retryable })
     }
 }
 
