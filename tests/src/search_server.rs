@@ -132,12 +132,15 @@ pub fn start_noida(test: &str, data_dir: &Path, port: u16) -> Option<SearchServe
     Some(SearchServer { process, port })
 }
 
-/// nginx terminating TLS (with `certs`) and checking basic authentication (`user`,
-/// `password`) in front of a search server on `backend_port` (servers.md §2: neither test
-/// server has authentication or TLS itself). `None` (after a skip notice) without nginx.
+/// nginx on `port` terminating TLS (with `certs`) and checking basic authentication
+/// (`user`, `password`) in front of a search server on `backend_port` (servers.md §2:
+/// neither test server has authentication or TLS itself). Called again with the same
+/// arguments after [`SearchServer::stop`], it restarts the proxy: an outage the client
+/// sees while the search server keeps its documents. `None` (after a skip notice) without nginx.
 pub fn start_tls_auth_proxy(
     test: &str,
     dir: &Path,
+    port: u16,
     backend_port: u16,
     certs: &crate::syslog_server::TestCertificates,
     user: &str,
@@ -159,7 +162,6 @@ pub fn start_tls_auth_proxy(
     let htpasswd = root.join("htpasswd");
     std::fs::write(&htpasswd, format!("{user}:{}", String::from_utf8_lossy(&hash.stdout))).expect("write htpasswd");
     std::fs::set_permissions(&htpasswd, std::fs::Permissions::from_mode(0o644)).expect("chmod htpasswd");
-    let port = servers::free_port();
     let r = root.display();
     let conf = format!(
         "worker_processes 1; pid {r}/nginx.pid; error_log {r}/error.log;\n\
@@ -176,7 +178,7 @@ pub fn start_tls_auth_proxy(
     let conf_path = root.join("nginx.conf");
     std::fs::write(&conf_path, conf).expect("write nginx.conf");
     let log = root.join("nginx.out");
-    let out = std::fs::File::create(&log).expect("create the nginx log");
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open the nginx log");
     let err = out.try_clone().expect("clone the log handle");
     let child = Command::new(nginx)
         .arg("-c")
