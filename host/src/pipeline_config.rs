@@ -274,6 +274,8 @@ fn check_value_types(label: &str, map: &Map<String, Value>, diag: &mut Diagnosti
             (_, Value::String(_)) => {}
             ("in" | "out", _) => {} // checked by channel_list
             ("kafka.config", Value::Object(_)) => {}
+            // The exporter checks that each header value is a string, naming the header.
+            ("http.headers", Value::Object(_)) => {}
             ("kafka.topics", Value::Array(items)) if items.iter().all(Value::is_string) => {}
             ("kafka.topics", _) => diag.error(format!(
                 "{label}: key 'kafka.topics': expected an array of strings, found {}",

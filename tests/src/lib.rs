@@ -13,7 +13,9 @@ use std::{
 use serde_json::Value;
 
 pub mod kafka_broker;
+pub mod search_server;
 pub mod servers;
+pub mod syslog_server;
 
 /// Workspace root.
 pub fn workspace_root() -> PathBuf {

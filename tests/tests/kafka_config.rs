@@ -58,10 +58,10 @@ fn bad_kafka_exporter_keys_are_refused_by_name() {
     );
     refused(
         exporter(
-            json!({"export": "kafka", "kafka.config": {"bootstrap.servers": "127.0.0.1:1"}, "kafka.queue.full": "spill"}),
+            json!({"export": "kafka", "kafka.config": {"bootstrap.servers": "127.0.0.1:1"}, "delivery.mode": "spill"}),
         ),
         &["x.sf"],
-        &["kafka.queue.full", "spill"],
+        &["delivery.mode", "spill"],
     );
     refused(
         exporter(json!({"export": "kafka", "format": "otel", "kafka.config": {"bootstrap.servers": "127.0.0.1:1"}})),

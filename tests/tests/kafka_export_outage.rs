@@ -68,7 +68,7 @@ fn run_with_outage(dir: &Path, broker: &mut Broker, trace: &[u8], queue_full: &s
         &json!({"pipeline": [
             {"processor": "sysflowreader", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
             {"processor": "exporter", "in": "flat flattenerchan", "export": "kafka", "format": "json",
-             "kafka.topic": TOPIC, "kafka.queue.full": queue_full,
+             "kafka.topic": TOPIC, "delivery.mode": queue_full,
              "kafka.config": {"bootstrap.servers": broker.bootstrap, "queue.buffering.max.messages": QUEUE,
                               "message.timeout.ms": 120000, "reconnect.backoff.max.ms": 200}}]}),
     );
@@ -137,7 +137,7 @@ fn outage(queue_full: &str) {
     let (ok, log) = run_with_outage(dir.path(), &mut broker, &trace, queue_full);
     let got = broker.read_all_text(TOPIC, PARTITIONS);
     let lost = missing(&expected, &got);
-    let (sent, dropped, failed) = (counter(&log, "sent"), counter(&log, "dropped"), counter(&log, "failed"));
+    let (sent, dropped, failed) = (counter(&log, "records_exported"), counter(&log, "records_dropped"), counter(&log, "delivery_failed"));
     eprintln!(
         "{test}: {} expected, {} in the topic, {lost} missing; sent={sent} dropped={dropped} failed={failed}",
         expected.len(),

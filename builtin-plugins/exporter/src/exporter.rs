@@ -5,9 +5,13 @@ use std::time::{Duration, Instant};
 use sysflow_plugin_api::{Batch, ConfigKey, Counter, Host, PluginConfig, PluginError, Processor};
 
 use crate::{
+    delivery::{Delivery, DeliverySettings, Item, Sink},
+    document_id::document_id,
     ecs_encoder::EcsEncoder,
+    elasticsearch::{EsSettings, EsSink},
+    http::{HttpSettings, HttpSink},
     json_encoder::JsonEncoder,
-    transport::{self, EncodedBatch, Transport},
+    transport::{self, syslog, EncodedBatch, SyslogSettings, SyslogSink, Transport},
 };
 
 /// Pending records older than this are delivered at the next batch (upstream's 1 s ticker).
@@ -15,29 +19,53 @@ const MAX_PENDING_AGE: Duration = Duration::from_secs(1);
 
 /// The configuration keys of the exporter (pipeline-config.md §3.3).
 pub const CONFIG_KEYS: &[ConfigKey] = &[
-    ConfigKey::new("export", "transport: terminal (default), file, syslog, kafka, null; es is not available yet"),
+    ConfigKey::new("export", "transport: terminal (default), file, syslog, es, http, kafka, null"),
     ConfigKey::new("format", "encoding: json (default), ecs, or sysflow (export kafka only); otel is not available yet"),
     ConfigKey::new("buffer", "records per delivery (integer, default 0 = deliver every batch)"),
     ConfigKey::new("file.path", "file transport target, replaced at start, appended to after a SIGHUP reload, untouched by -test (default ./export.out)"),
     ConfigKey::new("vault.secrets", "\"true\" reads Elasticsearch credentials from secret files (es transport)"),
     ConfigKey::new("vault.path", "secrets directory (default /run/secrets)"),
     ConfigKey::new("vault.encoding", "secret file encoding: none (default) or base64"),
-    ConfigKey::new("syslog.proto", "syslog protocol: tcp (default), udp; tls is not available yet"),
+    ConfigKey::new("syslog.proto", "syslog protocol: tcp (default), udp, tls (or tcp+tls)"),
+    ConfigKey::new("syslog.tls.cafile", "syslog tls: PEM CA certificate(s) the server certificate must chain to (default: system roots)"),
+    ConfigKey::new("syslog.tls.certfile", "syslog tls: PEM client certificate (with syslog.tls.keyfile)"),
+    ConfigKey::new("syslog.tls.keyfile", "syslog tls: PEM PKCS#8 client key (with syslog.tls.certfile)"),
+    ConfigKey::new("syslog.tls.insecure", "syslog tls: \"true\" skips server certificate verification (tests only)"),
+    ConfigKey::new("syslog.writeTimeout", "syslog tcp/tls: a write making no progress this long fails and reconnects, Go duration (default 10s)"),
+    ConfigKey::new("syslog.replayWindow", "syslog tcp/tls: records written again after a reconnect (default 10000)"),
     ConfigKey::new("syslog.tag", "syslog tag (default sysflow)"),
     ConfigKey::new("syslog.source", "syslog HOSTNAME field"),
     ConfigKey::new("syslog.host", "syslog server host (default localhost)"),
     ConfigKey::new("syslog.port", "syslog server port (default 514)"),
-    ConfigKey::new("es.addresses", "Elasticsearch URLs, comma-separated"),
+    ConfigKey::new("es.addresses", "Elasticsearch URLs (http:// or https://), comma-separated"),
     ConfigKey::new("es.index", "Elasticsearch index"),
     ConfigKey::new("es.username", "Elasticsearch user"),
     ConfigKey::new("es.password", "Elasticsearch password"),
     ConfigKey::new("es.bulk.numWorkers", "bulk indexer workers (0 = number of CPUs)"),
     ConfigKey::new("es.bulk.flushBuffer", "bulk indexer flush size in bytes (default 5000000)"),
     ConfigKey::new("es.bulk.flushTimeout", "bulk indexer flush interval, Go duration (default 30s)"),
+    ConfigKey::new("es.tls.cafile", "Elasticsearch https: PEM CA certificate(s) the server certificate must chain to (default: system roots)"),
+    ConfigKey::new("es.tls.certfile", "Elasticsearch https: PEM client certificate (with es.tls.keyfile)"),
+    ConfigKey::new("es.tls.keyfile", "Elasticsearch https: PEM client key (with es.tls.certfile)"),
+    ConfigKey::new("es.tls.insecure", "Elasticsearch https: \"true\" skips server certificate verification (tests only)"),
+    ConfigKey::new("es.apikey", "Elasticsearch API key (sent as Authorization: ApiKey; wins over username/password)"),
+    ConfigKey::new("es.gzip", "\"true\" gzips bulk request bodies (default false)"),
+    ConfigKey::new("http.url", "http exporter: the http:// or https:// URL records are POSTed to"),
+    ConfigKey::new("http.tls.cafile", "http exporter https: PEM CA certificate(s) the server certificate must chain to (default: system roots)"),
+    ConfigKey::new("http.tls.certfile", "http exporter https: PEM client certificate (with http.tls.keyfile)"),
+    ConfigKey::new("http.tls.keyfile", "http exporter https: PEM client key (with http.tls.certfile)"),
+    ConfigKey::new("http.tls.insecure", "http exporter https: \"true\" skips server certificate verification (tests only)"),
+    ConfigKey::new("http.mode", "http exporter: batch (default, NDJSON requests) or record (one JSON document per request)"),
+    ConfigKey::new("http.headers", "http exporter: object of extra request headers (name: string value)"),
+    ConfigKey::new("http.username", "http exporter: basic authentication user"),
+    ConfigKey::new("http.password", "http exporter: basic authentication password"),
+    ConfigKey::new("http.token", "http exporter: bearer token (Authorization: Bearer)"),
+    ConfigKey::new("delivery.mode", "network exporters (es, http, syslog, kafka): block (default: the pipeline waits, nothing lost) or drop when the queue is full"),
+    ConfigKey::new("delivery.queue", "network exporters (es, http, syslog): records the delivery queue holds (default 20000)"),
+    ConfigKey::new("delivery.stopTimeout", "network exporters (es, http, syslog): how long a stop waits without delivery progress before giving up the queued records, Go duration (default 10s)"),
     ConfigKey::new("kafka.config", "Kafka client properties (object; needs bootstrap.servers); only for export kafka"),
     ConfigKey::new("kafka.topic", "Kafka topic"),
     ConfigKey::new("kafka.encoding", "Kafka payload encoding: json (proto is for otel, not available yet)"),
-    ConfigKey::new("kafka.queue.full", "producer queue full: block (default, the pipeline slows) or drop (counted)"),
 ];
 
 /// How many transport errors are logged individually; after that only the 16th, 32nd, 64th …
@@ -62,11 +90,25 @@ impl Encoder {
     }
 }
 
+/// Where encoded records go.
+enum Output {
+    /// A local or synchronous transport (terminal, file, syslog, null), fed whole batches.
+    Transport(Box<dyn Transport>),
+    /// A network exporter behind the delivery layer (queue, senders, retries).
+    Delivery {
+        delivery: Delivery,
+        /// The `export` name.
+        name: &'static str,
+        /// Whether records carry upstream's document id (Elasticsearch).
+        with_ids: bool,
+    },
+}
+
 /// Encodes flat records (JSON or ECS) and delivers them with the configured transport.
 pub struct Exporter {
     host: Host,
     encoder: Encoder,
-    transport: Box<dyn Transport>,
+    output: Output,
     pending: EncodedBatch,
     /// Records per delivery; 0 delivers every batch.
     buffer: usize,
@@ -82,7 +124,7 @@ pub struct Exporter {
 impl std::fmt::Debug for Exporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Exporter")
-            .field("transport", &self.transport.name())
+            .field("transport", &self.output_name())
             .field("buffer", &self.buffer)
             .field("records_exported", &self.records_exported)
             .finish()
@@ -107,10 +149,10 @@ impl Exporter {
             }
         };
         let export = match config.str_or("export", "terminal")? {
-            name @ ("terminal" | "file" | "null" | "syslog") => name,
+            name @ ("terminal" | "file" | "null" | "syslog" | "es" | "http") => name,
             name if transport::UNAVAILABLE.contains(&name) => {
                 return Err(PluginError::new(format!(
-                    "key 'export': transport '{name}' is not available in this build yet (available: terminal, file, syslog, null)"
+                    "key 'export': transport '{name}' is not available in this build yet (available: terminal, file, syslog, es, http, null)"
                 )))
             }
             other => {
@@ -121,10 +163,54 @@ impl Exporter {
         // Upstream treats the buffer as a count; anything not positive delivers every batch.
         let buffer = config.parse::<i64>("buffer")?.unwrap_or(0).max(0);
         let buffer = usize::try_from(buffer).unwrap_or(usize::MAX);
-        let transport = transport::open(export, config).map_err(|e| PluginError::new(e.0))?;
-        let mut exporter = Exporter::with_transport(host, transport, buffer);
+        let mut exporter = if export == "es" {
+            let settings = EsSettings::from_config(config).map_err(PluginError::new)?;
+            let delivery_settings = DeliverySettings::from_config(config, usize::MAX, settings.flush_bytes)
+                .map_err(PluginError::new)?;
+            let sinks: Vec<Box<dyn Sink>> =
+                (0..settings.workers).map(|w| Box::new(EsSink::new(&settings, w)) as Box<dyn Sink>).collect();
+            let delivery =
+                Delivery::start(sinks, delivery_settings, settings.describe(), host).map_err(PluginError::new)?;
+            let mut exporter = Exporter::with_transport(host, Box::new(transport::NullTransport), buffer);
+            exporter.output = Output::Delivery { delivery, name: "es", with_ids: true };
+            exporter
+        } else if export == "http" {
+            let settings = HttpSettings::from_config(config).map_err(PluginError::new)?;
+            let delivery_settings =
+                DeliverySettings::from_config(config, settings.max_batch_items(), crate::http::MAX_BATCH_BYTES)
+                    .map_err(PluginError::new)?;
+            // One sender: a webhook receives records in order.
+            let sink: Box<dyn Sink> = Box::new(HttpSink::new(&settings));
+            let delivery =
+                Delivery::start(vec![sink], delivery_settings, settings.describe(), host).map_err(PluginError::new)?;
+            let mut exporter = Exporter::with_transport(host, Box::new(transport::NullTransport), buffer);
+            exporter.output = Output::Delivery { delivery, name: "http", with_ids: false };
+            exporter
+        } else if export == "syslog" {
+            let settings = SyslogSettings::from_config(config).map_err(PluginError::new)?;
+            let delivery_settings = DeliverySettings::from_config(config, syslog::MAX_BATCH_RECORDS, usize::MAX)
+                .map_err(PluginError::new)?;
+            let receiver = settings.describe();
+            // One sender: syslog messages keep their order.
+            let sink = SyslogSink::connect(settings).map_err(PluginError::new)?;
+            let delivery =
+                Delivery::start(vec![Box::new(sink)], delivery_settings, receiver, host).map_err(PluginError::new)?;
+            let mut exporter = Exporter::with_transport(host, Box::new(transport::NullTransport), buffer);
+            exporter.output = Output::Delivery { delivery, name: "syslog", with_ids: false };
+            exporter
+        } else {
+            let transport = transport::open(export, config).map_err(|e| PluginError::new(e.0))?;
+            Exporter::with_transport(host, transport, buffer)
+        };
         exporter.encoder = encoder;
         Ok(exporter)
+    }
+
+    fn output_name(&self) -> &'static str {
+        match &self.output {
+            Output::Transport(t) => t.name(),
+            Output::Delivery { name, .. } => name,
+        }
     }
 
     /// A JSON exporter writing to an already opened transport.
@@ -132,7 +218,7 @@ impl Exporter {
         Exporter {
             host,
             encoder: Encoder::Json(Box::default()),
-            transport,
+            output: Output::Transport(transport),
             pending: EncodedBatch::new(),
             buffer,
             oldest_pending: None,
@@ -152,7 +238,10 @@ impl Exporter {
             return;
         }
         let (records, bytes) = (self.pending.len() as u64, self.pending.byte_len() as u64);
-        let result = self.transport.export(&self.pending).and_then(|()| self.transport.flush());
+        let Output::Transport(transport) = &mut self.output else {
+            return;
+        };
+        let result = transport.export(&self.pending).and_then(|()| transport.flush());
         self.pending.clear();
         match result {
             Ok(()) => {
@@ -190,6 +279,16 @@ impl Processor for Exporter {
                 )));
             }
         };
+        if let Output::Delivery { delivery, with_ids, .. } = &mut self.output {
+            // The delivery layer batches by itself: `buffer` does not apply.
+            for record in records.iter() {
+                let mut body = Vec::new();
+                self.encoder.encode(record, &mut body);
+                let id = with_ids.then(|| document_id(record));
+                delivery.push(Item { id, body });
+            }
+            return Ok(None);
+        }
         for record in records.iter() {
             self.pending.push_with(|out| self.encoder.encode(record, out));
         }
@@ -211,7 +310,11 @@ impl Processor for Exporter {
         if let Encoder::Json(json) = &mut self.encoder {
             json.clear_caches();
         }
-        let closed = self.transport.close();
+        let transport = match &mut self.output {
+            Output::Transport(t) => t,
+            Output::Delivery { delivery, .. } => return delivery.finish().map_err(PluginError::new),
+        };
+        let closed = transport.close();
         if let Err(e) = closed {
             self.transport_errors += 1;
             self.first_error.get_or_insert(e.0);
@@ -220,7 +323,7 @@ impl Processor for Exporter {
             None => Ok(()),
             Some(first) => Err(PluginError::new(format!(
                 "{} transport: {} records could not be delivered ({} errors; first: {first})",
-                self.transport.name(),
+                transport.name(),
                 self.records_dropped,
                 self.transport_errors
             ))),
@@ -228,6 +331,11 @@ impl Processor for Exporter {
     }
 
     fn counters(&self) -> Vec<Counter> {
+        if let Output::Delivery { delivery, .. } = &self.output {
+            let mut counters = delivery.counters();
+            counters.push(Counter::new("encode_errors", self.encode_errors));
+            return counters;
+        }
         vec![
             Counter::new("records_exported", self.records_exported),
             Counter::new("bytes_written", self.bytes_written),

@@ -1,6 +1,8 @@
 //! The SysFlow exporter (`exporter` processor): encodes flat records as upstream's JSON
 //! lines (`format: json`) or ECS documents (`format: ecs`) and delivers them to the
-//! terminal, a file, a syslog server (TCP/UDP), or nowhere (`null`).
+//! terminal, a file, or nowhere (`null`), or through the [`delivery`] layer (bounded
+//! queue, retries, counters) to a syslog server (UDP/TCP/TLS), Elasticsearch/OpenSearch
+//! (`es`) or an HTTP webhook (`http`).
 //!
 //! Output is byte-for-byte upstream's (sf-processor 0.7) wherever upstream's output is
 //! valid and correct, including its HTML-safe string escaping. Deliberate differences
@@ -28,12 +30,19 @@
 //! records `file.fd` is the new file's state ordinal and `openflags` is `["NONE"]`;
 //! `endts` equals `ts` for KE records.
 
+pub mod delivery;
+pub mod document_id;
 pub mod ecs_encoder;
+pub mod elasticsearch;
 pub mod exporter;
 mod fragment_cache;
+pub mod go_duration;
+pub mod http;
+pub mod http_tls;
 pub mod json_encoder;
 pub mod json_text;
 pub mod transport;
+pub mod vault;
 
 use sysflow_plugin_api::{ChannelType, PluginDescriptor};
 
@@ -45,7 +54,7 @@ pub use json_encoder::JsonEncoder;
 pub fn descriptors() -> Vec<PluginDescriptor> {
     vec![PluginDescriptor::processor::<Exporter>(
         "exporter",
-        "encodes records as JSON and exports them to the terminal, a file or null",
+        "encodes records as JSON or ECS and exports them to the terminal, a file, syslog, Elasticsearch, an HTTP webhook or null",
         env!("CARGO_PKG_VERSION"),
         exporter::CONFIG_KEYS,
         &[ChannelType::Flat, ChannelType::Event],

@@ -151,7 +151,7 @@ impl Processor for KafkaExporter {
             (c.sent.load(Ordering::Relaxed), c.failed.load(Ordering::Relaxed), c.dropped.load(Ordering::Relaxed));
         if dropped > 0 {
             self.host.warn(&format!(
-                "kafka: {dropped} records dropped because the producer queue was full (kafka.queue.full: drop)"
+                "kafka: {dropped} records dropped because the producer queue was full (delivery.mode: drop)"
             ));
         }
         if failed_now > 0 {

@@ -6,14 +6,14 @@
 //! `message.timeout.ms`) is produced again up to [`MAX_REDELIVERIES`] times (`retried`),
 //! then counted `failed` with the error. When the queue
 //! (`queue.buffering.max.messages`) is full the exporter waits for room (`block`, the
-//! default: the pipeline slows down) or, with `"kafka.queue.full": "drop"`, drops the
+//! default: the pipeline slows down) or, with `"delivery.mode": "drop"`, drops the
 //! message and counts its records `dropped`. On stop it flushes for at most
 //! [`FLUSH_TIMEOUT`]; what is still undelivered then is purged and counted `failed`.
 
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
     time::{Duration, Instant},
@@ -29,6 +29,8 @@ use rdkafka::{
 };
 use sysflow_plugin_api::{Counter, Host, PluginConfig};
 
+use sysflow_exporter::delivery::{DeliveryCounters, DeliveryMode, DeliverySettings};
+
 use crate::client_log::ClientLog;
 
 /// How many times a message librdkafka reported undeliverable is produced again.
@@ -39,30 +41,6 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 const QUEUE_WAIT: Duration = Duration::from_millis(100);
 /// librdkafka properties the exporter sets unless `kafka.config` does (upstream's defaults).
 const PRODUCER_DEFAULTS: [(&str, &str); 2] = [("client.id", "sfprocessor"), ("acks", "all")];
-
-/// What to do with a message when the producer queue is full (`kafka.queue.full`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueueFull {
-    /// Wait for room: the pipeline slows down to the broker's pace (default).
-    Block,
-    /// Drop the message and count its records.
-    Drop,
-}
-
-/// Delivery counters, in records (a `sysflow` message carries many).
-#[derive(Debug, Default)]
-pub struct DeliveryCounters {
-    /// Records the broker acknowledged.
-    pub sent: AtomicU64,
-    /// Records whose message was produced again after a failed delivery.
-    pub retried: AtomicU64,
-    /// Records given up on (redeliveries exhausted, permanent errors, purged at stop).
-    pub failed: AtomicU64,
-    /// Records dropped because the queue was full in drop mode.
-    pub dropped: AtomicU64,
-    /// Records handed to librdkafka whose delivery report has not arrived.
-    pub in_flight: AtomicI64,
-}
 
 /// Per-message state travelling through librdkafka.
 #[derive(Debug)]
@@ -104,7 +82,7 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Box<Opaque>) {
         let c = &self.counters;
-        c.in_flight.fetch_sub(opaque.records as i64, Ordering::Relaxed);
+        c.queued.fetch_sub(opaque.records, Ordering::Relaxed);
         match result {
             Ok(_) => {
                 c.sent.fetch_add(opaque.records, Ordering::Relaxed);
@@ -140,7 +118,7 @@ impl ProducerContext for DeliveryContext {
 pub struct KafkaSink {
     producer: BaseProducer<DeliveryContext>,
     topic: String,
-    queue_full: QueueFull,
+    queue_full: DeliveryMode,
     counters: Arc<DeliveryCounters>,
 }
 
@@ -196,11 +174,8 @@ impl KafkaSink {
     pub fn from_config(config: &PluginConfig, host: Host) -> Result<KafkaSink, String> {
         let props = client_properties(config, "kafka.config")?;
         let topic = config.str_or("kafka.topic", "sysflow").map_err(|e| e.to_string())?.to_string();
-        let queue_full = match config.str_or("kafka.queue.full", "block").map_err(|e| e.to_string())? {
-            "block" => QueueFull::Block,
-            "drop" => QueueFull::Drop,
-            other => return Err(format!("key 'kafka.queue.full': expected block or drop, found '{other}'")),
-        };
+        // The delivery layer's key; librdkafka's queue is the bounded queue and its retrier the retries.
+        let queue_full = DeliverySettings::from_config(config, 1, 1)?.mode;
         let counters = Arc::new(DeliveryCounters::default());
         let context = DeliveryContext {
             log: ClientLog::new(host),
@@ -228,14 +203,14 @@ impl KafkaSink {
 
     fn send_opaque(&self, topic: &str, key: &[u8], payload: &[u8], opaque: Opaque) {
         let records = opaque.records;
-        self.counters.in_flight.fetch_add(records as i64, Ordering::Relaxed);
+        self.counters.queued.fetch_add(records, Ordering::Relaxed);
         let mut record = BaseRecord::with_opaque_to(topic, Box::new(opaque)).key(key).payload(payload);
         loop {
             match self.producer.send(record) {
                 Ok(()) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    if self.queue_full == QueueFull::Drop {
-                        self.counters.in_flight.fetch_sub(records as i64, Ordering::Relaxed);
+                    if self.queue_full == DeliveryMode::Drop {
+                        self.counters.queued.fetch_sub(records, Ordering::Relaxed);
                         self.counters.dropped.fetch_add(records, Ordering::Relaxed);
                         return;
                     }
@@ -244,7 +219,7 @@ impl KafkaSink {
                     record = back;
                 }
                 Err((error, _)) => {
-                    self.counters.in_flight.fetch_sub(records as i64, Ordering::Relaxed);
+                    self.counters.queued.fetch_sub(records, Ordering::Relaxed);
                     self.counters.failed.fetch_add(records, Ordering::Relaxed);
                     if let Ok(mut last) = self.producer.context().last_error.lock() {
                         *last = Some(format!("topic {topic}: {error}"));
@@ -279,7 +254,7 @@ impl KafkaSink {
         let deadline = Instant::now() + timeout;
         loop {
             self.poll();
-            let pending = self.counters.in_flight.load(Ordering::Relaxed) > 0
+            let pending = self.counters.queued.load(Ordering::Relaxed) > 0
                 || self.producer.context().redeliveries.lock().map(|q| !q.is_empty()).unwrap_or(false);
             if !pending {
                 break;
@@ -308,16 +283,11 @@ impl KafkaSink {
         &self.counters
     }
 
-    /// The delivery layer's counter names: sent, retried, failed, dropped, queue_depth.
+    /// The delivery layer's counters (`records_exported`, `delivery_retried`, `delivery_failed`,
+    /// `records_dropped`, `queue_depth` = records awaiting a delivery report), plus `client_errors`.
     pub fn counter_values(&self) -> Vec<Counter> {
-        let c = &self.counters;
-        vec![
-            Counter::new("sent", c.sent.load(Ordering::Relaxed)),
-            Counter::new("retried", c.retried.load(Ordering::Relaxed)),
-            Counter::new("failed", c.failed.load(Ordering::Relaxed)),
-            Counter::new("dropped", c.dropped.load(Ordering::Relaxed)),
-            Counter::new("queue_depth", self.producer.in_flight_count().max(0) as u64),
-            Counter::new("client_errors", self.producer.context().log.errors()),
-        ]
+        let mut counters = self.counters.to_counters();
+        counters.push(Counter::new("client_errors", self.producer.context().log.errors()));
+        counters
     }
 }

@@ -7,12 +7,12 @@
 
 mod file;
 mod null;
-mod syslog;
+pub mod syslog;
 mod terminal;
 
 pub use file::{FileTransport, OpenMode};
 pub use null::NullTransport;
-pub use syslog::SyslogTransport;
+pub use syslog::{SyslogSettings, SyslogSink};
 pub use terminal::TerminalTransport;
 
 use sysflow_plugin_api::PluginConfig;
@@ -96,7 +96,7 @@ pub trait Transport: Send {
 }
 
 /// Transport names upstream knows but this build does not implement yet.
-pub const UNAVAILABLE: [&str; 2] = ["es", "kafka"];
+pub const UNAVAILABLE: [&str; 1] = ["kafka"];
 
 /// Opens the transport named by `export` (already validated by the caller).
 pub fn open(export: &str, config: &PluginConfig) -> Result<Box<dyn Transport>, TransportError> {
@@ -108,7 +108,6 @@ pub fn open(export: &str, config: &PluginConfig) -> Result<Box<dyn Transport>, T
             Ok(Box::new(FileTransport::open(path, open_mode(config)?)?))
         }
         "null" => Ok(Box::new(NullTransport)),
-        "syslog" => Ok(Box::new(SyslogTransport::from_config(config)?)),
         "terminal" => Ok(Box::new(TerminalTransport::new())),
         other => Err(TransportError(format!("transport '{other}' is not available in this build yet"))),
     }

@@ -1,12 +1,19 @@
-//! `syslog`: each record is one RFC 5424-style message over TCP or UDP
-//! (export-formats.md §5.1).
+//! `syslog`: each record is one RFC 5424-style message over UDP, TCP or TLS
+//! (export-formats.md §5.1), sent through the [`delivery`](crate::delivery) layer.
 //!
 //! Message: `<25>1 <local time, RFC 3339, seconds> <hostname> <app> <pid> <tag> - <record>\n`
-//! (priority 25 = facility daemon, severity alert). Over TCP messages are newline-framed
-//! (no octet counting), as upstream's client does. `syslog.proto: tls` is refused: this
-//! build has no TLS client (upstream's TLS skips certificate verification anyway).
+//! (priority 25 = facility daemon, severity alert). Over TCP and TLS messages are
+//! newline-framed (no octet counting), as upstream's client does.
+//!
+//! Differences from upstream: TLS verifies the server certificate (against
+//! `syslog.tls.cafile`, or the system roots) unless `syslog.tls.insecure` is `"true"`;
+//! writes time out; a broken connection is re-established with backoff by the delivery
+//! layer, and since plain TCP syslog has no acknowledgement, the last records written
+//! before the break (the replay window) are written again on the new connection: a
+//! duplicate beats a silent loss. Every lost connection is counted and reported.
 
 use std::{
+    collections::VecDeque,
     io::Write,
     net::{TcpStream, ToSocketAddrs, UdpSocket},
     time::Duration,
@@ -14,101 +21,239 @@ use std::{
 
 use sysflow_plugin_api::PluginConfig;
 
-use super::{EncodedBatch, Transport, TransportError};
+use crate::{
+    delivery::{Item, Outcome, SendError, Sink, SinkStats},
+    go_duration::parse_go_duration,
+};
 
 /// Facility daemon (3) × 8 + severity alert (1).
 const PRIORITY: &str = "<25>1 ";
 /// Upstream keeps the last 48 bytes of the program path as the app name.
 const MAX_APP_LEN: usize = 48;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connecting (TCP, TLS handshake included) gives up after this long.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A write that makes no progress for this long fails (a receiver that stopped reading),
+/// unless `syslog.writeTimeout` says otherwise; the connection is then re-established and
+/// the batch retried.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Records written again after a TCP/TLS reconnect, unless `syslog.replayWindow` says otherwise.
+pub const DEFAULT_REPLAY_WINDOW: usize = 10_000;
+/// The replay window never holds more bytes than this, whatever its record count.
+pub const MAX_REPLAY_BYTES: usize = 64 << 20;
+/// Most records per write (the delivery layer's batch size for syslog).
+pub const MAX_BATCH_RECORDS: usize = 1000;
 
-enum Connection {
-    Tcp(TcpStream),
-    Udp(UdpSocket),
+/// The transport protocol (`syslog.proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// One datagram per record; no connection, no replay.
+    Udp,
+    /// Newline-framed over TCP (default).
+    Tcp,
+    /// Newline-framed over TLS (`tls` or `tcp+tls`).
+    Tls,
 }
 
-/// Sends records to a syslog server.
-pub struct SyslogTransport {
-    udp: bool,
-    target: String,
-    tag: String,
-    /// `syslog.source`, or the local socket address when unset (upstream's quirk).
-    configured_source: Option<String>,
-    hostname: String,
-    app: String,
-    pid: u32,
-    conn: Option<Connection>,
-    buf: Vec<u8>,
-}
-
-impl std::fmt::Debug for SyslogTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SyslogTransport").field("target", &self.target).field("udp", &self.udp).finish()
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+            Protocol::Tls => "tls",
+        }
     }
 }
 
-impl SyslogTransport {
-    /// Reads the `syslog.*` keys and connects (a failure fails the exporter's init).
-    pub fn from_config(config: &PluginConfig) -> Result<SyslogTransport, TransportError> {
-        let key = |k: &str, default: &str| -> Result<String, TransportError> {
-            config.str_or(k, default).map(str::to_string).map_err(|e| TransportError(e.to_string()))
+enum Connection {
+    Tcp(TcpStream),
+    Tls(Box<native_tls::TlsStream<TcpStream>>),
+    Udp(UdpSocket),
+}
+
+/// The `syslog.*` settings.
+#[derive(Clone)]
+pub struct SyslogSettings {
+    /// udp, tcp or tls.
+    pub protocol: Protocol,
+    host: String,
+    /// `host:port`.
+    pub target: String,
+    tag: String,
+    /// `syslog.source`, or the local socket address when unset (upstream's quirk).
+    configured_source: Option<String>,
+    app: String,
+    pid: u32,
+    /// Records kept for replay after a reconnect.
+    pub replay_window: usize,
+    /// How long a write may make no progress.
+    pub write_timeout: Duration,
+    tls: Option<native_tls::TlsConnector>,
+}
+
+impl std::fmt::Debug for SyslogSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyslogSettings").field("target", &self.target).field("protocol", &self.protocol).finish()
+    }
+}
+
+impl SyslogSettings {
+    /// Reads and checks the `syslog.*` keys (certificate files are read here).
+    pub fn from_config(config: &PluginConfig) -> Result<SyslogSettings, String> {
+        let key = |k: &str, default: &str| -> Result<String, String> {
+            config.str_or(k, default).map(str::to_string).map_err(|e| e.to_string())
         };
-        let udp = match key("syslog.proto", "tcp")?.as_str() {
-            "udp" => true,
-            "tls" => {
-                return Err(TransportError(
-                    "key 'syslog.proto': 'tls' is not available in this build yet (available: tcp, udp)".into(),
-                ))
-            }
-            _ => false,
+        let protocol = match key("syslog.proto", "tcp")?.as_str() {
+            "udp" => Protocol::Udp,
+            "tls" | "tcp+tls" => Protocol::Tls,
+            // Upstream: anything else is tcp.
+            _ => Protocol::Tcp,
         };
         let host = key("syslog.host", "localhost")?;
         let port_text = key("syslog.port", "514")?;
-        let port: u16 = port_text
-            .trim()
-            .parse()
-            .map_err(|e| TransportError(format!("key 'syslog.port': invalid value '{port_text}': {e}")))?;
-        let source = config.str("syslog.source").map_err(|e| TransportError(e.to_string()))?.map(str::to_string);
+        let port: u16 =
+            port_text.trim().parse().map_err(|e| format!("key 'syslog.port': invalid value '{port_text}': {e}"))?;
+        let source = config.str("syslog.source").map_err(|e| e.to_string())?.map(str::to_string);
         let app = std::env::args().next().unwrap_or_default();
         let app = match app.len().checked_sub(MAX_APP_LEN) {
             Some(cut) => app.get(cut..).unwrap_or(&app).to_string(),
             None => app,
         };
-        let mut t = SyslogTransport {
-            udp,
+        let replay_window = config
+            .parse::<usize>("syslog.replayWindow")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(DEFAULT_REPLAY_WINDOW);
+        let write_timeout = match config.str("syslog.writeTimeout").map_err(|e| e.to_string())? {
+            Some(text) => parse_go_duration(text).map_err(|e| format!("key 'syslog.writeTimeout': {e}"))?,
+            None => DEFAULT_WRITE_TIMEOUT,
+        };
+        if write_timeout.is_zero() {
+            return Err("key 'syslog.writeTimeout': must be more than 0".into());
+        }
+        let tls = if protocol == Protocol::Tls { Some(tls_connector(config)?) } else { None };
+        Ok(SyslogSettings {
+            protocol,
             target: format!("{host}:{port}"),
+            host,
             tag: key("syslog.tag", "sysflow")?,
             configured_source: source.filter(|s| !s.is_empty()),
-            hostname: String::new(),
             app,
             pid: std::process::id(),
-            conn: None,
-            buf: Vec::new(),
-        };
-        t.connect()?;
-        Ok(t)
+            replay_window,
+            write_timeout,
+            tls,
+        })
     }
 
-    fn connect(&mut self) -> Result<(), TransportError> {
-        let proto = if self.udp { "udp" } else { "tcp" };
-        let fail = |e: std::io::Error| TransportError(format!("syslog {proto} connection to {}: {e}", self.target));
-        let addrs: Vec<_> = self.target.to_socket_addrs().map_err(fail)?.collect();
-        let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    /// Names the destination in messages (`syslog tcp localhost:514`).
+    pub fn describe(&self) -> String {
+        format!("syslog {} {}", self.protocol.name(), self.target)
+    }
+}
+
+/// The TLS client of `syslog.tls.*`: verifies the server against `cafile` (or the system
+/// roots), presents `certfile`/`keyfile` when both are set.
+fn tls_connector(config: &PluginConfig) -> Result<native_tls::TlsConnector, String> {
+    let key = |k: &str| -> Result<Option<String>, String> {
+        Ok(config.str(k).map_err(|e| e.to_string())?.map(str::trim).filter(|s| !s.is_empty()).map(str::to_string))
+    };
+    let read = |k: &str, path: &str| std::fs::read(path).map_err(|e| format!("key '{k}': {path}: {e}"));
+    let mut builder = native_tls::TlsConnector::builder();
+    if let Some(path) = key("syslog.tls.cafile")? {
+        let pem = read("syslog.tls.cafile", &path)?;
+        let ca = native_tls::Certificate::from_pem(&pem)
+            .map_err(|e| format!("key 'syslog.tls.cafile': {path}: not a PEM certificate: {e}"))?;
+        builder.add_root_certificate(ca).disable_built_in_roots(true);
+    }
+    match (key("syslog.tls.certfile")?, key("syslog.tls.keyfile")?) {
+        (Some(cert), Some(keyfile)) => {
+            let identity = native_tls::Identity::from_pkcs8(
+                &read("syslog.tls.certfile", &cert)?,
+                &read("syslog.tls.keyfile", &keyfile)?,
+            )
+            .map_err(|e| format!("keys 'syslog.tls.certfile'/'syslog.tls.keyfile': {cert}, {keyfile}: {e}"))?;
+            builder.identity(identity);
+        }
+        (None, None) => {}
+        _ => return Err("keys 'syslog.tls.certfile' and 'syslog.tls.keyfile' go together".into()),
+    }
+    match key("syslog.tls.insecure")?.as_deref() {
+        None | Some("false") => {}
+        Some("true") => {
+            builder.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+        }
+        Some(other) => return Err(format!("key 'syslog.tls.insecure': '{other}' is not true or false")),
+    }
+    builder.build().map_err(|e| format!("TLS client setup: {e}"))
+}
+
+/// Sends records to a syslog server (one instance: syslog has a single sender, so that
+/// messages keep their order).
+pub struct SyslogSink {
+    settings: SyslogSettings,
+    conn: Option<Connection>,
+    hostname: String,
+    /// Framed messages last written on a TCP/TLS connection, oldest first.
+    replay: VecDeque<Vec<u8>>,
+    replay_bytes: usize,
+    /// A connection broke: the next connection starts by re-writing `replay`.
+    replay_due: bool,
+    stats: SinkStats,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for SyslogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyslogSink").field("settings", &self.settings).finish()
+    }
+}
+
+impl SyslogSink {
+    /// A sink that connects now (a failure fails the exporter's init, as upstream).
+    pub fn connect(settings: SyslogSettings) -> Result<SyslogSink, String> {
+        let mut sink = SyslogSink {
+            settings,
+            conn: None,
+            hostname: String::new(),
+            replay: VecDeque::new(),
+            replay_bytes: 0,
+            replay_due: false,
+            stats: SinkStats::default(),
+            buf: Vec::new(),
+        };
+        sink.open()?;
+        Ok(sink)
+    }
+
+    fn open(&mut self) -> Result<(), String> {
+        let s = &self.settings;
+        let fail = |e: &dyn std::fmt::Display| format!("syslog {} connection to {}: {e}", s.protocol.name(), s.target);
+        let addrs: Vec<_> = s.target.to_socket_addrs().map_err(|e| fail(&e))?.collect();
+        let mut last = String::from("no address");
         for addr in addrs {
-            let attempt = if self.udp {
-                let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-                UdpSocket::bind(bind).and_then(|s| s.connect(addr).map(|()| s)).map(Connection::Udp)
-            } else {
-                TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT).map(Connection::Tcp)
+            let attempt = match s.protocol {
+                Protocol::Udp => {
+                    let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                    UdpSocket::bind(bind).and_then(|u| u.connect(addr).map(|()| u)).map(Connection::Udp).map_err(|e| e.to_string())
+                }
+                Protocol::Tcp => tcp(addr, s.write_timeout).map(Connection::Tcp).map_err(|e| e.to_string()),
+                Protocol::Tls => match (tcp(addr, s.write_timeout), &s.tls) {
+                    (Ok(stream), Some(tls)) => tls
+                        .connect(&s.host, stream)
+                        .map(|t| Connection::Tls(Box::new(t)))
+                        .map_err(|e| format!("TLS handshake: {e}")),
+                    (Err(e), _) => Err(e.to_string()),
+                    (Ok(_), None) => Err("no TLS client configured".into()),
+                },
             };
             match attempt {
                 Ok(conn) => {
                     let local = match &conn {
-                        Connection::Tcp(s) => s.local_addr(),
-                        Connection::Udp(s) => s.local_addr(),
+                        Connection::Tcp(t) => t.local_addr(),
+                        Connection::Tls(t) => t.get_ref().local_addr(),
+                        Connection::Udp(u) => u.local_addr(),
                     };
-                    self.hostname = match &self.configured_source {
-                        Some(s) => s.clone(),
+                    self.hostname = match &s.configured_source {
+                        Some(src) => src.clone(),
                         None => local.map(|a| a.to_string()).unwrap_or_default(),
                     };
                     self.conn = Some(conn);
@@ -117,95 +262,111 @@ impl SyslogTransport {
                 Err(e) => last = e,
             }
         }
-        Err(fail(last))
+        Err(fail(&last))
     }
 
     fn header(&self, out: &mut Vec<u8>, timestamp: &str) {
+        let s = &self.settings;
         out.extend_from_slice(PRIORITY.as_bytes());
         out.extend_from_slice(timestamp.as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.hostname.as_bytes());
         out.push(b' ');
-        out.extend_from_slice(self.app.as_bytes());
+        out.extend_from_slice(s.app.as_bytes());
         out.push(b' ');
-        out.extend_from_slice(self.pid.to_string().as_bytes());
+        out.extend_from_slice(s.pid.to_string().as_bytes());
         out.push(b' ');
-        out.extend_from_slice(self.tag.as_bytes());
+        out.extend_from_slice(s.tag.as_bytes());
         out.extend_from_slice(b" - ");
     }
 
-    fn send(&mut self, batch: &EncodedBatch, timestamp: &str) -> std::io::Result<()> {
-        let mut buf = std::mem::take(&mut self.buf);
-        buf.clear();
-        let result = match &self.conn {
-            Some(Connection::Tcp(_)) => {
-                for record in batch.records() {
-                    self.header(&mut buf, timestamp);
-                    buf.extend_from_slice(record);
-                    buf.push(b'\n');
-                }
-                match &mut self.conn {
-                    Some(Connection::Tcp(s)) => s.write_all(&buf),
-                    _ => Ok(()),
-                }
-            }
-            Some(Connection::Udp(_)) => {
-                let mut result = Ok(());
-                for record in batch.records() {
-                    buf.clear();
-                    self.header(&mut buf, timestamp);
-                    buf.extend_from_slice(record);
-                    buf.push(b'\n');
-                    if let Some(Connection::Udp(s)) = &self.conn {
-                        if let Err(e) = s.send(&buf) {
-                            result = Err(e);
-                            break;
-                        }
-                    }
-                }
-                result
-            }
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.conn {
+            Some(Connection::Tcp(t)) => t.write_all(bytes).and_then(|()| t.flush()),
+            Some(Connection::Tls(t)) => t.write_all(bytes).and_then(|()| t.flush()),
+            Some(Connection::Udp(u)) => u.send(bytes).map(|_| ()),
             None => Err(std::io::Error::new(std::io::ErrorKind::NotConnected, "not connected")),
-        };
-        self.buf = buf;
-        result
+        }
+    }
+
+    /// Forgets the connection after a failure; TCP/TLS schedule a replay.
+    fn broken(&mut self, what: &str, e: &std::io::Error) -> SendError {
+        self.conn = None;
+        if self.settings.protocol != Protocol::Udp {
+            self.replay_due = true;
+            self.stats.connections_lost += 1;
+        }
+        SendError { message: format!("{} {what}: {e}", self.settings.describe()), retryable: true }
+    }
+
+    fn remember(&mut self, message: Vec<u8>) {
+        if self.settings.replay_window == 0 || self.settings.protocol == Protocol::Udp {
+            return;
+        }
+        self.replay_bytes += message.len();
+        self.replay.push_back(message);
+        while self.replay.len() > self.settings.replay_window || self.replay_bytes > MAX_REPLAY_BYTES {
+            match self.replay.pop_front() {
+                Some(old) => self.replay_bytes -= old.len(),
+                None => break,
+            }
+        }
     }
 }
 
-impl Transport for SyslogTransport {
-    fn name(&self) -> &'static str {
-        "syslog"
-    }
-
-    fn export(&mut self, batch: &EncodedBatch) -> Result<(), TransportError> {
-        if batch.is_empty() {
-            return Ok(());
+impl Sink for SyslogSink {
+    fn send(&mut self, items: &[Item]) -> Result<Vec<Outcome>, SendError> {
+        if self.conn.is_none() {
+            self.open().map_err(|message| SendError { message, retryable: true })?;
+        }
+        if self.replay_due {
+            let window: Vec<u8> = self.replay.iter().flatten().copied().collect();
+            if let Err(e) = self.write(&window) {
+                return Err(self.broken("replay after reconnect", &e));
+            }
+            self.stats.replayed += self.replay.len() as u64;
+            self.replay_due = false;
         }
         let timestamp = local_rfc3339_now();
-        if self.send(batch, &timestamp).is_ok() {
-            return Ok(());
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut messages = Vec::with_capacity(items.len());
+        for item in items {
+            let mut m = Vec::with_capacity(item.body.len() + 96);
+            self.header(&mut m, &timestamp);
+            m.extend_from_slice(&item.body);
+            m.push(b'\n');
+            messages.push(m);
         }
-        // Upstream re-establishes a broken connection and retries once.
-        self.conn = None;
-        self.connect()?;
-        self.send(batch, &timestamp)
-            .map_err(|e| TransportError(format!("syslog send to {}: {e}", self.target)))
-    }
-
-    fn flush(&mut self) -> Result<(), TransportError> {
-        match &mut self.conn {
-            Some(Connection::Tcp(s)) => {
-                s.flush().map_err(|e| TransportError(format!("syslog flush to {}: {e}", self.target)))
+        let result = if self.settings.protocol == Protocol::Udp {
+            messages.iter().try_for_each(|m| self.write(m))
+        } else {
+            for m in &messages {
+                buf.extend_from_slice(m);
             }
-            _ => Ok(()),
+            self.write(&buf)
+        };
+        self.buf = buf;
+        if let Err(e) = result {
+            return Err(self.broken("send", &e));
         }
+        for m in messages {
+            self.remember(m);
+        }
+        Ok(vec![Outcome::Delivered; items.len()])
     }
 
-    fn close(&mut self) -> Result<(), TransportError> {
-        let result = self.flush();
-        self.conn = None;
-        result
+    fn take_stats(&mut self) -> SinkStats {
+        std::mem::take(&mut self.stats)
     }
+}
+
+/// A TCP connection with the connect and write timeouts set.
+fn tcp(addr: std::net::SocketAddr, write_timeout: Duration) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    stream.set_write_timeout(Some(write_timeout))?;
+    stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+    Ok(stream)
 }
 
 /// The current local time as RFC 3339 with second precision (`Z` for a zero offset).
@@ -244,6 +405,7 @@ mod tests {
     use std::{
         io::{BufRead, BufReader},
         net::TcpListener,
+        time::Instant,
     };
 
     use super::*;
@@ -254,12 +416,12 @@ mod tests {
         )
     }
 
-    fn batch(lines: &[&str]) -> EncodedBatch {
-        let mut b = EncodedBatch::new();
-        for l in lines {
-            b.push_with(|o| o.extend_from_slice(l.as_bytes()));
-        }
-        b
+    fn sink(pairs: &[(&str, &str)]) -> Result<SyslogSink, String> {
+        SyslogSettings::from_config(&config(pairs)).and_then(SyslogSink::connect)
+    }
+
+    fn items(lines: &[&str]) -> Vec<Item> {
+        lines.iter().map(|l| Item { id: None, body: l.as_bytes().to_vec() }).collect()
     }
 
     /// `<25>1 <ts> <host> <app> <pid> <tag> - <record>`: checks all but the timestamp.
@@ -278,11 +440,10 @@ mod tests {
     fn tcp_messages_are_newline_framed() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port().to_string();
-        let cfg = config(&[("syslog.host", "127.0.0.1"), ("syslog.port", &port), ("syslog.source", "node7")]);
-        let mut t = SyslogTransport::from_config(&cfg).expect("connect");
+        let mut t = sink(&[("syslog.host", "127.0.0.1"), ("syslog.port", &port), ("syslog.source", "node7")]).expect("connect");
         let (conn, _) = listener.accept().expect("accept");
-        t.export(&batch(&["{\"a\":1}", "{\"b\":2}"])).expect("export");
-        t.close().expect("close");
+        assert_eq!(t.send(&items(&["{\"a\":1}", "{\"b\":2}"])), Ok(vec![Outcome::Delivered; 2]));
+        drop(t);
         let lines: Vec<String> = BufReader::new(conn).lines().map(|l| l.expect("line")).collect();
         assert_eq!(lines.len(), 2);
         check_message(&lines[0], "node7", "sysflow", "{\"a\":1}");
@@ -293,9 +454,10 @@ mod tests {
     fn udp_sends_one_datagram_per_record_with_the_local_address_as_hostname() {
         let server = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let port = server.local_addr().expect("addr").port().to_string();
-        let cfg = config(&[("syslog.proto", "udp"), ("syslog.host", "127.0.0.1"), ("syslog.port", &port), ("syslog.tag", "sf")]);
-        let mut t = SyslogTransport::from_config(&cfg).expect("connect");
-        t.export(&batch(&["{}", "{\"x\":[]}"])).expect("export");
+        let mut t =
+            sink(&[("syslog.proto", "udp"), ("syslog.host", "127.0.0.1"), ("syslog.port", &port), ("syslog.tag", "sf")])
+                .expect("connect");
+        t.send(&items(&["{}", "{\"x\":[]}"])).expect("send");
         let local = t.hostname.clone();
         assert!(local.starts_with("127.0.0.1:"), "{local}");
         let mut buf = [0u8; 2048];
@@ -307,10 +469,66 @@ mod tests {
     }
 
     #[test]
+    fn after_a_broken_connection_the_replay_window_is_written_again_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port().to_string();
+        let mut t = sink(&[("syslog.host", "127.0.0.1"), ("syslog.port", &port), ("syslog.replayWindow", "2")])
+            .expect("connect");
+        let (first, _) = listener.accept().expect("accept");
+        for n in 0..3 {
+            t.send(&items(&[&format!("r{n}")])).expect("send");
+        }
+        drop(first);
+        // The peer is gone: a write fails within a few attempts (the first may still be buffered).
+        let mut failed = false;
+        for _ in 0..50 {
+            if t.send(&items(&["lost?"])).is_err() {
+                failed = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(failed, "writing to a closed peer must fail");
+        assert_eq!(t.take_stats().connections_lost, 1);
+        t.send(&items(&["after"])).expect("reconnect and send");
+        let stats = t.take_stats();
+        assert_eq!(stats.replayed, 2, "the window holds the last 2 written records");
+        let (second, _) = listener.accept().expect("accept again");
+        drop(t);
+        let lines: Vec<String> = BufReader::new(second).lines().map(|l| l.expect("line")).collect();
+        let records: Vec<&str> = lines.iter().map(|l| l.splitn(8, ' ').nth(7).unwrap_or("")).collect();
+        assert_eq!(records.last(), Some(&"after"), "{records:?}");
+        assert_eq!(records.len(), 3, "two replayed, then the new record: {records:?}");
+    }
+
+    #[test]
+    fn a_receiver_that_stops_reading_fails_the_write_within_the_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port().to_string();
+        let mut t = sink(&[("syslog.host", "127.0.0.1"), ("syslog.port", &port), ("syslog.writeTimeout", "300ms")])
+            .expect("connect");
+        let (_never_read, _) = listener.accept().expect("accept");
+        let big = "x".repeat(1 << 20);
+        let started = Instant::now();
+        let mut result = Ok(Vec::new());
+        for _ in 0..64 {
+            result = t.send(&items(&[&big]));
+            if result.is_err() {
+                break;
+            }
+        }
+        let err = result.expect_err("64 MiB cannot fit in the socket buffers");
+        assert!(err.retryable && err.message.contains(&format!("127.0.0.1:{port}")), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    }
+
+    #[test]
     fn configuration_errors() {
-        let err = |pairs: &[(&str, &str)]| SyslogTransport::from_config(&config(pairs)).expect_err("must fail").0;
+        let err = |pairs: &[(&str, &str)]| sink(pairs).expect_err("must fail");
         assert!(err(&[("syslog.port", "five")]).contains("'syslog.port'"));
-        assert!(err(&[("syslog.proto", "tls")]).contains("'tls' is not available"));
+        assert!(err(&[("syslog.proto", "tls"), ("syslog.tls.cafile", "/nonexistent/ca.pem")]).contains("/nonexistent/ca.pem"));
+        assert!(err(&[("syslog.proto", "tls"), ("syslog.tls.certfile", "/c.pem")]).contains("go together"));
+        assert!(err(&[("syslog.writeTimeout", "10")]).contains("'syslog.writeTimeout'"));
         // Nothing listens on this port: init fails, naming the target.
         let free = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let msg = err(&[("syslog.host", "127.0.0.1"), ("syslog.port", &free.to_string())]);

@@ -1,0 +1,174 @@
+//! `export: syslog` end to end against a real rsyslogd: every record of a real trace
+//! arrives over TCP and over TLS even when rsyslog is restarted mid-run (duplicates
+//! allowed, losses not), the loss of a connection is never summarised as "all records
+//! processed", and a server certificate that does not verify is refused.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use sysflow_e2e_tests::{
+    output_text, read_json_lines, run_sfprocessor_in, sfprocessor_bin, shared_data,
+    syslog_server::{make_certificates, Rsyslog},
+    write_pipeline,
+};
+
+/// The shared trace of the delivery tests.
+const TRACE: &str = "k8s_small.sf";
+/// Copies of it read in one run, so that the run lasts long enough to restart rsyslog.
+const COPIES: usize = 20;
+/// Received messages after which rsyslog is restarted.
+const RESTART_AFTER: usize = 5000;
+
+fn pipeline(dir: &Path, name: &str, exporter: Value) -> String {
+    let cfg = json!({"pipeline": [
+        {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+        exporter]});
+    write_pipeline(dir, name, &cfg).to_string_lossy().into_owned()
+}
+
+/// A directory holding [`COPIES`] links to the trace, and every JSON record the run
+/// must deliver (the file exporter's output of one copy, [`COPIES`] times).
+fn input_and_expected(dir: &Path, data: &Path) -> (PathBuf, HashMap<String, usize>) {
+    let trace = data.join("traces").join(TRACE);
+    let cfg = pipeline(dir, "file.json", json!({"processor": "exporter", "in": "flat flattenerchan",
+        "export": "file", "format": "json", "file.path": dir.join("expected.json").to_string_lossy()}));
+    let out = run_sfprocessor_in(dir, &["-config", &cfg, &trace.to_string_lossy()], &[]);
+    assert!(out.status.success(), "{:?}", output_text(&out));
+    let mut expected = HashMap::new();
+    for record in read_json_lines(&dir.join("expected.json")) {
+        *expected.entry(record.to_string()).or_insert(0) += COPIES;
+    }
+    let input = dir.join("input");
+    std::fs::create_dir_all(&input).expect("create input dir");
+    for n in 0..COPIES {
+        std::os::unix::fs::symlink(&trace, input.join(format!("copy{n:02}.sf"))).expect("link the trace");
+    }
+    (input, expected)
+}
+
+/// How many expected records did not arrive (messages compared as parsed JSON).
+fn missing(expected: &HashMap<String, usize>, received: &[String]) -> (usize, Vec<String>) {
+    let mut got: HashMap<String, usize> = HashMap::new();
+    for line in received {
+        if let Ok(v) = serde_json::from_str::<Value>(line.trim()) {
+            *got.entry(v.to_string()).or_insert(0) += 1;
+        }
+    }
+    let mut total = 0;
+    let mut examples = Vec::new();
+    for (record, want) in expected {
+        let have = got.get(record).copied().unwrap_or(0);
+        if have < *want {
+            total += want - have;
+            if examples.len() < 3 {
+                examples.push(record.chars().take(200).collect());
+            }
+        }
+    }
+    (total, examples)
+}
+
+fn spawn(dir: &Path, cfg: &str, input: &Path) -> Child {
+    let log = std::fs::File::create(dir.join("sfprocessor.log")).expect("create log");
+    let err = log.try_clone().expect("clone log");
+    Command::new(sfprocessor_bin())
+        .current_dir(dir)
+        .args(["-config", cfg, &input.to_string_lossy()])
+        .stdout(log)
+        .stderr(err)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn sfprocessor")
+}
+
+fn finish(mut child: Child, dir: &Path, timeout: Duration) -> (i32, String) {
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("sfprocessor still running after {timeout:?}:\n{}", std::fs::read_to_string(dir.join("sfprocessor.log")).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    (status.code().unwrap_or(-1), std::fs::read_to_string(dir.join("sfprocessor.log")).unwrap_or_default())
+}
+
+/// Runs [`COPIES`] of the trace to rsyslog, restarting it once [`RESTART_AFTER`] messages
+/// are in; asserts every record arrived and the run reports the lost connection.
+fn every_record_across_a_restart(test: &str, tls: bool) {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = tls.then(|| make_certificates(dir.path()));
+    let Some(mut rsyslog) = Rsyslog::start(test, dir.path(), certs.as_ref()) else { return };
+    let (input, expected) = input_and_expected(dir.path(), &data);
+    let mut exporter = json!({"processor": "exporter", "in": "flat flattenerchan", "export": "syslog", "format": "json",
+        "syslog.host": "127.0.0.1", "syslog.port": rsyslog.tcp_port.to_string(), "delivery.stopTimeout": "60s"});
+    if let Some(c) = &certs {
+        exporter["syslog.proto"] = json!("tls");
+        exporter["syslog.port"] = json!(rsyslog.tls_port.to_string());
+        exporter["syslog.tls.cafile"] = json!(c.ca.to_string_lossy());
+    }
+    let cfg = pipeline(dir.path(), "syslog.json", exporter);
+    let mut child = spawn(dir.path(), &cfg, &input);
+    let start = Instant::now();
+    while rsyslog.received().len() < RESTART_AFTER {
+        assert!(start.elapsed() < Duration::from_secs(120), "rsyslog received too little: {}", rsyslog.process.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rsyslog.stop();
+    assert!(child.try_wait().expect("wait").is_none(), "the run ended before the restart: use more copies");
+    std::thread::sleep(Duration::from_secs(2));
+    rsyslog.restart();
+    let (status, log) = finish(child, dir.path(), Duration::from_secs(300));
+    rsyslog.stop();
+    let received = rsyslog.received();
+    let (lost, examples) = missing(&expected, &received);
+    assert_eq!(lost, 0, "{lost} records never arrived (of {} received), e.g. {examples:?}\n{log}", received.len());
+    // Plain TCP has no acknowledgement: the run must not claim everything arrived.
+    assert!(log.contains("connection was lost") && log.contains("cannot be confirmed"), "{log}");
+    assert!(!log.contains("all records processed"), "{log}");
+    assert_eq!(status, 1, "{log}");
+}
+
+#[test]
+fn rsyslog_receives_every_record_over_tcp_across_a_restart() {
+    every_record_across_a_restart("rsyslog_receives_every_record_over_tcp_across_a_restart", false);
+}
+
+#[test]
+fn rsyslog_receives_every_record_over_tls_across_a_restart() {
+    every_record_across_a_restart("rsyslog_receives_every_record_over_tls_across_a_restart", true);
+}
+
+#[test]
+fn a_server_certificate_that_does_not_verify_is_refused() {
+    let test = "a_server_certificate_that_does_not_verify_is_refused";
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = make_certificates(dir.path());
+    let Some(rsyslog) = Rsyslog::start(test, dir.path(), Some(&certs)) else { return };
+    let trace = data.join("traces").join(TRACE).to_string_lossy().into_owned();
+    // No cafile: the system roots do not know the test CA (upstream would accept anything).
+    let cfg = pipeline(dir.path(), "tls.json", json!({"processor": "exporter", "in": "flat flattenerchan",
+        "export": "syslog", "syslog.proto": "tls", "syslog.host": "127.0.0.1", "syslog.port": rsyslog.tls_port.to_string()}));
+    let out = run_sfprocessor_in(dir.path(), &["-config", &cfg, &trace], &[]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    let text = format!("{stdout}{stderr}");
+    assert!(text.contains(&format!("127.0.0.1:{}", rsyslog.tls_port)) && text.contains("TLS handshake"), "{text}");
+    assert!(rsyslog.received().is_empty());
+    // With syslog.tls.insecure the same server is accepted (for tests only).
+    let cfg = pipeline(dir.path(), "insecure.json", json!({"processor": "exporter", "in": "flat flattenerchan",
+        "export": "syslog", "syslog.proto": "tls", "syslog.host": "127.0.0.1", "syslog.port": rsyslog.tls_port.to_string(),
+        "syslog.tls.insecure": "true"}));
+    let out = run_sfprocessor_in(dir.path(), &["-config", &cfg, &trace], &[]);
+    assert!(out.status.success(), "{:?}", output_text(&out));
+}
