@@ -213,7 +213,7 @@ pub extern "C" fn plugin_log(level: LogLevel, instance: RStr<'_>, message: RStr<
 /// life of the process, as plugins may hold their `Host` that long).
 pub fn host_for(instance: &str) -> Host {
     let name: &'static str = Box::leak(instance.to_string().into_boxed_str());
-    Host::new(plugin_log, name)
+    Host::new(plugin_log, name).with_stop_signal(crate::signals::stop_signalled)
 }
 
 #[cfg(test)]

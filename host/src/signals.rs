@@ -15,6 +15,14 @@ use signal_hook::{
 
 use crate::service_notify;
 
+/// Set by the first SIGINT/SIGTERM: what plugins see as [`sysflow_plugin_api::Host::stop_requested`].
+static STOP_SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the operator asked the process to stop (the plugins' stop signal).
+pub extern "C" fn stop_signalled() -> bool {
+    STOP_SIGNALLED.load(Ordering::SeqCst)
+}
+
 /// Shared "stop requested" flag, set by the first signal (or by the host itself).
 #[derive(Clone, Default)]
 pub struct StopFlag(Arc<AtomicBool>);
@@ -56,6 +64,7 @@ pub fn install(stop: StopFlag) -> std::io::Result<(Sender<()>, Receiver<()>)> {
             seen += 1;
             let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
             if seen == 1 {
+                STOP_SIGNALLED.store(true, Ordering::SeqCst);
                 stop.request();
                 // Logging and notifying may block (a full stdout pipe is exactly when an
                 // operator resends the signal), so they happen on another thread: this one

@@ -80,12 +80,40 @@ pub enum LogLevel {
 pub struct Host {
     log_fn: extern "C" fn(LogLevel, RStr<'_>, RStr<'_>),
     instance: RStr<'static>,
+    stop_fn: extern "C" fn() -> bool,
+}
+
+/// The stop signal of a [`Host`] built without one: never set.
+extern "C" fn never_stopping() -> bool {
+    false
 }
 
 impl Host {
     /// Builds the services; `instance` names the plugin instance in log lines.
     pub fn new(log_fn: extern "C" fn(LogLevel, RStr<'_>, RStr<'_>), instance: &'static str) -> Host {
-        Host { log_fn, instance: RStr::from_str(instance) }
+        Host { log_fn, instance: RStr::from_str(instance), stop_fn: never_stopping }
+    }
+
+    /// The same services with `stop_fn` as the process's stop signal (see [`Host::stop_requested`]).
+    pub fn with_stop_signal(self, stop_fn: extern "C" fn() -> bool) -> Host {
+        Host { stop_fn, ..self }
+    }
+
+    /// True once the operator asked the process to stop (SIGTERM/SIGINT). A plugin that waits
+    /// for something outside the pipeline (a receiver that is down, a full remote queue)
+    /// checks it and stops waiting, counting what it could not deliver, so a stop stays
+    /// bounded. The pipeline still drains: records keep arriving after it is set.
+    ///
+    /// ```
+    /// use sysflow_plugin_api::{Host, LogLevel};
+    /// # use abi_stable::std_types::RStr;
+    /// extern "C" fn log(_: LogLevel, _: RStr<'_>, _: RStr<'_>) {}
+    /// extern "C" fn stopping() -> bool { true }
+    /// assert!(!Host::new(log, "doc").stop_requested());
+    /// assert!(Host::new(log, "doc").with_stop_signal(stopping).stop_requested());
+    /// ```
+    pub fn stop_requested(&self) -> bool {
+        (self.stop_fn)()
     }
 
     /// Name of this instance (plugin name, or pipeline block).

@@ -261,3 +261,46 @@ fn https_with_basic_auth_verifies_the_server_and_reports_refusals() {
     assert_eq!(counter(&log, "records_exported"), 0, "{log}");
     assert_eq!(server.count("tls-untrusted"), 0);
 }
+
+/// The exporter's "records in N" from the exit summary.
+fn exporter_records_in(log: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains("(exporter): records in"))
+        .unwrap_or_else(|| panic!("no exporter summary in:\n{log}"));
+    let rest = &line[line.find("records in ").map(|i| i + "records in ".len()).unwrap_or(0)..];
+    rest.split(|c: char| !c.is_ascii_digit()).next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+}
+
+/// SIGTERM while the receiver is down and the queue is full (block mode): the exporter stops
+/// waiting for room, the run ends well within the stop timeouts, and every record that
+/// reached the exporter is accounted for as failed and named in the log. (Before, the push
+/// waited for ever and only the host's -stoptimeout ended the run, without a record count.)
+#[test]
+fn sigterm_while_the_receiver_is_down_ends_the_run_and_counts_what_was_not_delivered() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens on this port: every bulk fails and is retried with backoff.
+    let url = format!("http://127.0.0.1:{}", servers::free_port());
+    let keys = [("es.bulk.numWorkers", "1"), ("delivery.queue", "100"), ("delivery.stopTimeout", "2s")];
+    let cfg = es_pipeline(dir.path(), &url, "down", &keys);
+    let child = spawn(dir.path(), &cfg, &data.join("traces").join(TRACE));
+    let log_path = dir.path().join("sfprocessor.log");
+    wait_for("the failing bulks to be logged", Duration::from_secs(60), || {
+        std::fs::read_to_string(&log_path).unwrap_or_default().contains("retrying with backoff")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let stopped = Instant::now();
+    // -stoptimeout defaults to 25 s: ending well before it shows the exporter stopped waiting.
+    let (status, log) = finish(child, dir.path(), Duration::from_secs(60));
+    assert!(stopped.elapsed() < Duration::from_secs(15), "the stop took {:?}:\n{log}", stopped.elapsed());
+    assert_eq!(status, 1, "undelivered records make the run fail:\n{log}");
+    assert!(log.contains("the stop came while the queue was full"), "{log}");
+    let (exported, failed, dropped) =
+        (counter(&log, "records_exported"), counter(&log, "delivery_failed"), counter(&log, "records_dropped"));
+    assert_eq!((exported, dropped), (0, 0), "{log}");
+    assert_eq!(failed, exporter_records_in(&log), "every record that reached the exporter is counted failed:\n{log}");
+    assert!(failed > 0, "{log}");
+}

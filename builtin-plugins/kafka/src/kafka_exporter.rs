@@ -154,6 +154,13 @@ impl Processor for KafkaExporter {
                 "kafka: {dropped} records dropped because the producer queue was full (delivery.mode: drop)"
             ));
         }
+        let refused = self.sink.refused_at_stop();
+        if refused > 0 {
+            self.host.error(&format!(
+                "kafka: {refused} records not delivered: the stop came while the producer queue was full \
+                 and the broker was not taking records"
+            ));
+        }
         if failed_now > 0 {
             self.host.error(&format!(
                 "kafka: {failed_now} records still undelivered after the {}s stop flush",

@@ -120,6 +120,10 @@ pub struct KafkaSink {
     topic: String,
     queue_full: DeliveryMode,
     counters: Arc<DeliveryCounters>,
+    /// For the operator's stop signal: a full queue stops blocking once it is set.
+    host: Host,
+    /// Records not produced because the stop came while the queue was full.
+    refused_at_stop: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -187,7 +191,7 @@ impl KafkaSink {
         let producer = client_config(&props, &PRODUCER_DEFAULTS)
             .create_with_context(context)
             .map_err(|e| format!("key 'kafka.config': cannot create the Kafka producer: {e}"))?;
-        Ok(KafkaSink { producer, topic, queue_full, counters })
+        Ok(KafkaSink { producer, topic, queue_full, counters, host, refused_at_stop: Default::default() })
     }
 
     /// The topic messages go to.
@@ -209,6 +213,14 @@ impl KafkaSink {
             match self.producer.send(record) {
                 Ok(()) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    if self.queue_full == DeliveryMode::Block && self.host.stop_requested() {
+                        // The broker is not taking records and the operator wants to stop:
+                        // counted undelivered, reported by `flush`, instead of waiting for ever.
+                        self.counters.queued.fetch_sub(records, Ordering::Relaxed);
+                        self.counters.failed.fetch_add(records, Ordering::Relaxed);
+                        self.refused_at_stop.fetch_add(records, Ordering::Relaxed);
+                        return;
+                    }
                     if self.queue_full == DeliveryMode::Drop {
                         self.counters.queued.fetch_sub(records, Ordering::Relaxed);
                         self.counters.dropped.fetch_add(records, Ordering::Relaxed);
@@ -240,6 +252,11 @@ impl KafkaSink {
         for r in again {
             self.send_opaque(&r.topic, &r.key, &r.payload, r.opaque);
         }
+    }
+
+    /// Records not produced because the stop came while the queue was full (block mode).
+    pub fn refused_at_stop(&self) -> u64 {
+        self.refused_at_stop.load(Ordering::Relaxed)
     }
 
     /// The last delivery error, if any.

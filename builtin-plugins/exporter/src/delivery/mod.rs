@@ -92,6 +92,10 @@ pub struct Delivery {
     /// Drops since the last drop summary, and when it was logged.
     drops_unlogged: u64,
     last_drop_log: Option<Instant>,
+    /// Records not queued because the stop came while the queue was full (block mode), and
+    /// the first of their ids.
+    refused_at_stop: u64,
+    refused_at_stop_ids: Vec<String>,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -118,14 +122,33 @@ impl Delivery {
                 .map_err(|e| format!("cannot start a sender thread: {e}"))?;
             workers.push(handle);
         }
-        Ok(Delivery { shared, workers, settings, host, drops_unlogged: 0, last_drop_log: None })
+        Ok(Delivery {
+            shared,
+            workers,
+            settings,
+            host,
+            drops_unlogged: 0,
+            last_drop_log: None,
+            refused_at_stop: 0,
+            refused_at_stop_ids: Vec::new(),
+        })
     }
 
     /// Queues one record: waits for room in `block` mode, counts a drop in `drop` mode.
+    /// Once the operator asked to stop ([`Host::stop_requested`]), a full queue no longer
+    /// waits: the record counts as failed (undelivered at stop) and is named by [`Delivery::finish`].
     pub fn push(&mut self, item: Item) {
         let wait = self.settings.mode == DeliveryMode::Block;
-        match self.shared.queue.push(item, wait) {
+        let host = self.host;
+        match self.shared.queue.push_unless(item, wait, &|| host.stop_requested()) {
             Pushed::Queued => {}
+            Pushed::Refused(item) if wait => {
+                DeliveryCounters::add(&self.shared.counters.failed, 1);
+                self.refused_at_stop += 1;
+                if self.refused_at_stop_ids.len() < LISTED_UNDELIVERED {
+                    self.refused_at_stop_ids.extend(item.id);
+                }
+            }
             Pushed::Refused(_) => {
                 DeliveryCounters::add(&self.shared.counters.dropped, 1);
                 self.drops_unlogged += 1;
@@ -212,6 +235,17 @@ impl Delivery {
                 self.settings.stop_timeout.as_secs_f64()
             );
             self.host.error(&msg);
+        }
+        if self.refused_at_stop > 0 {
+            let listed = if self.refused_at_stop_ids.is_empty() {
+                String::new()
+            } else {
+                format!(" (first ids: {})", self.refused_at_stop_ids.join(", "))
+            };
+            self.host.error(&format!(
+                "{}: {} records not delivered: the stop came while the queue was full and the receiver was not taking records{listed}",
+                self.shared.receiver, self.refused_at_stop
+            ));
         }
         let (failed, dropped) = (DeliveryCounters::get(&c.failed), DeliveryCounters::get(&c.dropped));
         let lost = DeliveryCounters::get(&c.connections_lost);

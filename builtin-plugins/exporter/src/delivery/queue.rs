@@ -8,6 +8,9 @@ use std::{
 
 use super::Item;
 
+/// How often a waiting push checks whether to give up.
+pub const GIVE_UP_POLL: Duration = Duration::from_millis(100);
+
 struct State {
     items: VecDeque<Item>,
     /// No more pushes: senders drain what is left and end.
@@ -56,9 +59,22 @@ impl BoundedQueue {
 
     /// Queues `item`; when full, waits for room if `wait`, else refuses it.
     pub fn push(&self, item: Item, wait: bool) -> Pushed {
+        self.push_unless(item, wait, &|| false)
+    }
+
+    /// As [`BoundedQueue::push`], but a waiting push gives up and refuses the item once
+    /// `give_up` returns true (checked every [`GIVE_UP_POLL`]): a stop must not wait for a
+    /// receiver that is down.
+    pub fn push_unless(&self, item: Item, wait: bool, give_up: &dyn Fn() -> bool) -> Pushed {
         let mut s = self.lock();
         while s.items.len() >= self.capacity && wait && !s.closed && !s.aborted {
-            s = self.not_full.wait(s).unwrap_or_else(|e| e.into_inner());
+            if give_up() {
+                break;
+            }
+            s = match self.not_full.wait_timeout(s, GIVE_UP_POLL) {
+                Ok((guard, _)) => guard,
+                Err(e) => e.into_inner().0,
+            };
         }
         if s.closed || s.aborted || s.items.len() >= self.capacity {
             return Pushed::Refused(item);
@@ -190,6 +206,21 @@ mod tests {
         assert_eq!(batch, vec![item(1)]);
         assert_eq!(pusher.join().expect("join"), Pushed::Queued);
         assert_eq!(q.len(), 2);
+    }
+
+    #[test]
+    fn a_waiting_push_gives_up_when_asked() {
+        let q = Arc::new(BoundedQueue::new(1));
+        assert_eq!(q.push(item(1), false), Pushed::Queued);
+        let give_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (q2, flag) = (Arc::clone(&q), Arc::clone(&give_up));
+        let pusher =
+            thread::spawn(move || q2.push_unless(item(2), true, &|| flag.load(std::sync::atomic::Ordering::SeqCst)));
+        thread::sleep(Duration::from_millis(250));
+        assert!(!pusher.is_finished(), "it waits until asked to give up");
+        give_up.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(pusher.join().expect("join"), Pushed::Refused(item(2)));
+        assert_eq!(q.len(), 1);
     }
 
     #[test]
