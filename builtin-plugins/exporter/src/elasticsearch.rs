@@ -135,13 +135,7 @@ pub struct EsSink {
 impl EsSink {
     /// A sink for `settings`; `worker` spreads workers over the addresses.
     pub fn new(settings: &EsSettings, worker: usize) -> EsSink {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .http_status_as_error(false)
-            .tls_config(settings.tls.clone())
-            .build()
-            .into();
+        let agent = crate::http_tls::http_agent(&settings.tls, CONNECT_TIMEOUT, REQUEST_TIMEOUT);
         let index = serde_json::Value::String(settings.index.clone()).to_string();
         EsSink {
             action_prefix: format!("{{\"create\":{{\"_index\":{index},\"_id\":").into_bytes(),

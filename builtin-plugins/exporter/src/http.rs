@@ -106,13 +106,7 @@ pub struct HttpSink {
 impl HttpSink {
     /// A client for `settings`.
     pub fn new(settings: &HttpSettings) -> HttpSink {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(CONNECT_TIMEOUT))
-            .timeout_global(Some(REQUEST_TIMEOUT))
-            .http_status_as_error(false)
-            .tls_config(settings.tls.clone())
-            .build()
-            .into();
+        let agent = crate::http_tls::http_agent(&settings.tls, CONNECT_TIMEOUT, REQUEST_TIMEOUT);
         HttpSink { settings: settings.clone(), agent, body: Vec::new() }
     }
 }

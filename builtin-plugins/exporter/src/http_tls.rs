@@ -2,6 +2,8 @@
 //! certificate is verified against a CA file or the system roots unless explicitly
 //! disabled; a client certificate is presented when configured.
 
+use std::time::Duration;
+
 use sysflow_plugin_api::PluginConfig;
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 
@@ -49,4 +51,16 @@ pub fn tls_config(config: &PluginConfig, prefix: &str) -> Result<TlsConfig, Stri
         Some(other) => return Err(format!("key '{prefix}.tls.insecure': '{other}' is not true or false")),
     }
     Ok(builder.build())
+}
+
+/// The HTTP client of one sender of `es` or `http`: `tls` verification, bounded connect and
+/// request times, and statuses as data (the sinks read 4xx/5xx bodies themselves).
+pub fn http_agent(tls: &TlsConfig, connect_timeout: Duration, request_timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(connect_timeout))
+        .timeout_global(Some(request_timeout))
+        .http_status_as_error(false)
+        .tls_config(tls.clone())
+        .build()
+        .into()
 }
