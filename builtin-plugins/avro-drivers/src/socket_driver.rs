@@ -33,6 +33,8 @@ use crate::{
 
 /// Receive buffer: messages up to this size are decoded; larger ones are counted and dropped.
 const MAX_MESSAGE: usize = 1 << 20;
+/// Records a poll's output starts with room for (it grows past this only for larger polls).
+const OUT_CAPACITY: usize = 8 * crate::seqpacket_batch::RECV_BATCH;
 /// Longest a poll waits when nothing arrives.
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// Longest the driver keeps reading already-queued messages after a stop request (a
@@ -386,7 +388,8 @@ impl Driver for SocketDriver {
         };
         let max = max_records.max(1);
         let deadline = Instant::now() + POLL_WAIT;
-        let mut out = Vec::new();
+        // Sized for a few receive batches, so a typical poll's records are not moved by growth.
+        let mut out = Vec::with_capacity(max.min(OUT_CAPACITY));
         while out.len() < max {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() && !out.is_empty() {
