@@ -17,6 +17,7 @@ mod fifo_input;
 pub mod file_driver;
 pub mod ocf;
 mod schema;
+mod seqpacket_batch;
 pub mod socket_driver;
 
 pub use decode::{DatumDecoder, SCHEMA_V5};

@@ -26,10 +26,15 @@ use nix::{
 };
 use sysflow_plugin_api::{Batch, Counter, Driver, DriverPoll, Host, PluginConfig, PluginError, SysFlowRecord};
 
-use crate::decode::DatumDecoder;
+use crate::{
+    decode::DatumDecoder,
+    seqpacket_batch::{ReceiveBuffers, Received},
+};
 
 /// Receive buffer: messages up to this size are decoded; larger ones are counted and dropped.
 const MAX_MESSAGE: usize = 1 << 20;
+/// Records a poll's output starts with room for (it grows past this only for larger polls).
+const OUT_CAPACITY: usize = 8 * crate::seqpacket_batch::RECV_BATCH;
 /// Longest a poll waits when nothing arrives.
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// Longest the driver keeps reading already-queued messages after a stop request (a
@@ -45,6 +50,9 @@ pub struct SocketDriver {
     listener: Option<OwnedFd>,
     conn: Option<OwnedFd>,
     decoder: DatumDecoder,
+    /// Buffers of the batched receive (`recvmmsg`).
+    recv: ReceiveBuffers,
+    /// Buffer of the one-message `recv` that counts what is left at stop.
     buf: Vec<u8>,
     connections: u64,
     records: u64,
@@ -150,26 +158,58 @@ impl SocketDriver {
         }
     }
 
-    /// Handles `recv`'s result on the current connection (closing it at the end of the stream).
-    fn on_received(&mut self, conn: RawFd, n: usize, out: &mut Vec<SysFlowRecord>) {
-        if n > 0 {
-            self.handle_message(n, out);
-            return;
-        }
-        match classify_zero_read(conn) {
-            ZeroRead::EmptyMessage => {
-                self.message_index += 1;
-                self.empty_messages += 1;
+    /// Receives up to `max` queued messages of the current connection in one call and
+    /// decodes them into `out` (closing the connection at the end of the stream).
+    fn receive_batch(&mut self, conn: RawFd, max: usize, out: &mut Vec<SysFlowRecord>) -> Result<(), Errno> {
+        let mut bufs = std::mem::take(&mut self.recv);
+        let result = self.decode_batch(&mut bufs, conn, max, out);
+        self.recv = bufs;
+        result
+    }
+
+    fn decode_batch(
+        &mut self,
+        bufs: &mut ReceiveBuffers,
+        conn: RawFd,
+        max: usize,
+        out: &mut Vec<SysFlowRecord>,
+    ) -> Result<(), Errno> {
+        let size = bufs.receive(conn, max)?;
+        // Zero-length entries before the last message with bytes are messages; the ones after
+        // it may be the end of the stream, which `recvmmsg` repeats in every remaining entry.
+        let trailing_zeros_from =
+            (0..size.received).rev().find(|&i| bufs.message(i).0.len > 0).map_or(0, |last| last + 1);
+        for i in 0..trailing_zeros_from {
+            let (received, bytes) = bufs.message(i);
+            if received.len == 0 {
+                self.count_empty_message();
+            } else {
+                self.handle_message(received, bytes, out);
             }
-            ZeroRead::EndOfStream => {
-                self.conn = None;
-                self.host.info(&format!(
-                    "{}: input stream closed after {} messages; waiting for a new connection",
-                    self.path.display(),
-                    self.message_index
-                ));
-            }
         }
+        if trailing_zeros_from == size.received {
+            return Ok(());
+        }
+        // A batch short of what it asked for stopped at an empty queue, so it never reached
+        // the end of the stream; a full one did if the peer is gone and nothing is queued.
+        if size.received < size.asked || classify_zero_read(conn) == ZeroRead::EmptyMessage {
+            for _ in trailing_zeros_from..size.received {
+                self.count_empty_message();
+            }
+        } else {
+            self.conn = None;
+            self.host.info(&format!(
+                "{}: input stream closed after {} messages; waiting for a new connection",
+                self.path.display(),
+                self.message_index
+            ));
+        }
+        Ok(())
+    }
+
+    fn count_empty_message(&mut self) {
+        self.message_index += 1;
+        self.empty_messages += 1;
     }
 
     /// Accepts a waiting connection without blocking; false when none is waiting.
@@ -216,8 +256,8 @@ impl SocketDriver {
                 drained = true;
                 break;
             };
-            match recv(conn, &mut self.buf, MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => self.on_received(conn, n, &mut out),
+            match self.receive_batch(conn, max - out.len(), &mut out) {
+                Ok(()) => {}
                 Err(Errno::EINTR) => {}
                 // Nothing queued: this connection is drained; close it.
                 Err(Errno::EAGAIN) => self.conn = None,
@@ -263,9 +303,10 @@ impl SocketDriver {
         self.conn = None;
     }
 
-    fn handle_message(&mut self, n: usize, out: &mut Vec<SysFlowRecord>) {
+    fn handle_message(&mut self, received: Received, bytes: &[u8], out: &mut Vec<SysFlowRecord>) {
         self.message_index += 1;
-        if n > self.buf.len() {
+        let n = received.len;
+        if received.truncated || n > MAX_MESSAGE {
             self.truncated += 1;
             self.host.error(&format!(
                 "{}: connection {}, message {}: {n} bytes exceed the {MAX_MESSAGE}-byte receive buffer; message dropped",
@@ -275,7 +316,7 @@ impl SocketDriver {
             ));
             return;
         }
-        match self.decoder.decode(&self.buf[..n]) {
+        match self.decoder.decode(bytes) {
             Ok(rec) => {
                 if !self.first_record_seen {
                     self.first_record_seen = true;
@@ -319,6 +360,7 @@ impl Driver for SocketDriver {
             listener: Some(fd),
             conn: None,
             decoder: DatumDecoder::v5(),
+            recv: ReceiveBuffers::new(MAX_MESSAGE),
             buf: vec![0; MAX_MESSAGE],
             connections: 0,
             records: 0,
@@ -346,7 +388,8 @@ impl Driver for SocketDriver {
         };
         let max = max_records.max(1);
         let deadline = Instant::now() + POLL_WAIT;
-        let mut out = Vec::new();
+        // Sized for a few receive batches, so a typical poll's records are not moved by growth.
+        let mut out = Vec::with_capacity(max.min(OUT_CAPACITY));
         while out.len() < max {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() && !out.is_empty() {
@@ -369,8 +412,8 @@ impl Driver for SocketDriver {
                 }
                 continue;
             };
-            match recv(conn, &mut self.buf, MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => self.on_received(conn, n, &mut out),
+            match self.receive_batch(conn, max - out.len(), &mut out) {
+                Ok(()) => {}
                 Err(Errno::EAGAIN | Errno::EINTR) => {
                     if !out.is_empty() || remaining.is_zero() || !wait_readable(conn, remaining) {
                         break;

@@ -452,3 +452,65 @@ fn stop_ends_a_blocked_fifo_read() {
     done_tx.send(()).expect("writer waiting");
     writer.join().expect("writer");
 }
+
+/// Polls the socket driver until `want` records arrived (or 10 s passed).
+fn poll_records(d: &mut SocketDriver, want: usize) -> Vec<SysFlowRecord> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < want && Instant::now() < deadline {
+        match d.poll(1024).expect("poll") {
+            DriverPoll::Batch(b) => got.extend(records_of(b)),
+            DriverPoll::Idle => {}
+            DriverPoll::End => panic!("socket driver ended"),
+        }
+    }
+    got
+}
+
+#[test]
+fn socket_driver_batches_keep_empty_messages_apart_from_the_end_of_stream() {
+    let Some(dir) = common::data_dir() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sock = tmp.path().join("batch.sock");
+    let mut d = SocketDriver::new(&config(&sock), host()).expect("driver");
+    let recs: Vec<SysFlowRecord> =
+        decode_file(&dir.join("traces/sf-collector_tcp-client-server.sf")).into_iter().cycle().take(67).collect();
+    let datums = messages(&recs);
+
+    // Queued before the first poll, with empty messages at the end of a 32-message batch, at
+    // the start of the next one and in the middle: all are messages, none ends the stream.
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    connect(fd.as_raw_fd(), &UnixAddr::new(&sock).expect("addr")).expect("connect");
+    let mut queued: Vec<&[u8]> = datums[..31].iter().map(Vec::as_slice).collect();
+    queued.extend([&[][..], &[][..]]);
+    queued.extend(datums[31..36].iter().map(Vec::as_slice));
+    queued.push(&[]);
+    queued.extend(datums[36..].iter().map(Vec::as_slice));
+    queued.push(&[]);
+    for m in &queued {
+        send(fd.as_raw_fd(), m, MsgFlags::empty()).expect("send");
+    }
+    assert_eq!(poll_records(&mut d, recs.len()), recs, "records in order across batches");
+    // The empty message last in the queue is counted while the peer is connected.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter(&d.counters(), "empty_messages") < 4 && Instant::now() < deadline {
+        assert!(matches!(d.poll(1024), Ok(DriverPoll::Idle)));
+    }
+    assert_eq!(counter(&d.counters(), "empty_messages"), 4);
+
+    // 40 messages, then the peer closes before the driver reads them: the second batch holds
+    // 8 messages and the end of the stream, which `recvmmsg` repeats in the other 24 entries.
+    for m in &datums[..40] {
+        send(fd.as_raw_fd(), m, MsgFlags::empty()).expect("send");
+    }
+    drop(fd);
+    assert_eq!(poll_records(&mut d, 40), recs[..40]);
+    for _ in 0..3 {
+        assert!(matches!(d.poll(1024), Ok(DriverPoll::Idle)));
+    }
+    let c = d.counters();
+    assert_eq!(counter(&c, "records"), 107);
+    assert_eq!(counter(&c, "empty_messages"), 4, "the end of the stream is not counted as empty messages");
+    assert_eq!(counter(&c, "connections"), 1);
+    assert_eq!(logged(LogLevel::Info, "input stream closed after 111 messages"), 1);
+}

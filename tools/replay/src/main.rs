@@ -15,7 +15,7 @@ use clap::Parser;
 use crate::{
     input::{trace_files, TraceRecords},
     pace::Pace,
-    sender::{SendOutcome, Sender},
+    sender::{SendOutcome, Sender, SEND_BATCH},
 };
 
 /// Command-line options.
@@ -65,6 +65,55 @@ struct Totals {
     oversized: u64,
 }
 
+/// Encoded records waiting for one `sendmmsg`, in reused buffers.
+#[derive(Debug, Default)]
+struct Batch {
+    datums: Vec<Vec<u8>>,
+    /// Each datum's 1-based record index in its file (for warnings).
+    indices: Vec<u64>,
+    filled: usize,
+    outcomes: Vec<SendOutcome>,
+}
+
+impl Batch {
+    fn push(&mut self, record: &sysflow_plugin_api::SysFlowRecord, index: u64) {
+        if self.datums.len() == self.filled {
+            self.datums.push(Vec::new());
+            self.indices.push(0);
+        }
+        let datum = &mut self.datums[self.filled];
+        datum.clear();
+        sysflow_tracegen::encode_datum(record, datum);
+        self.indices[self.filled] = index;
+        self.filled += 1;
+    }
+
+    /// Sends the waiting datums, counting each outcome (also those before a fatal error).
+    fn flush(&mut self, sender: &mut Sender, file: &std::path::Path, totals: &mut Totals) -> Result<()> {
+        self.outcomes.clear();
+        let result = sender.send_batch(&self.datums[..self.filled], &mut self.outcomes);
+        for (i, outcome) in self.outcomes.iter().enumerate() {
+            match outcome {
+                SendOutcome::Sent => {
+                    totals.records += 1;
+                    totals.bytes += self.datums[i].len() as u64;
+                }
+                SendOutcome::TooLarge => {
+                    totals.oversized += 1;
+                    eprintln!(
+                        "sfreplay: warning: {}: record {} encodes to {} bytes, more than the socket takes in one message; skipped",
+                        file.display(),
+                        self.indices[i],
+                        self.datums[i].len()
+                    );
+                }
+            }
+        }
+        self.filled = 0;
+        result.with_context(|| format!("{} after {} records", file.display(), totals.records))
+    }
+}
+
 fn run(args: &Args) -> Result<Totals> {
     let files = trace_files(&args.traces)?;
     if files.is_empty() {
@@ -76,8 +125,11 @@ fn run(args: &Args) -> Result<Totals> {
         (None, true) => Pace::as_recorded(args.speed),
         (None, false) => Pace::unlimited(),
     };
+    // Unpaced, records go out in batches of one `sendmmsg` each; paced, each goes out when
+    // its time comes.
+    let batch_len = if matches!(pace, Pace::Unlimited) { SEND_BATCH } else { 1 };
     let mut totals = Totals::default();
-    let mut datum = Vec::new();
+    let mut batch = Batch::default();
     for file in &files {
         // A file that is not a trace (a stray file in a directory) is skipped, not fatal.
         let mut records = match TraceRecords::open(file) {
@@ -99,24 +151,12 @@ fn run(args: &Args) -> Result<Totals> {
                 }
             };
             pace.wait_for(&record);
-            datum.clear();
-            sysflow_tracegen::encode_datum(&record, &mut datum);
-            match sender.send(&datum).with_context(|| format!("{} after {} records", file.display(), totals.records))? {
-                SendOutcome::Sent => {
-                    totals.records += 1;
-                    totals.bytes += datum.len() as u64;
-                }
-                SendOutcome::TooLarge => {
-                    totals.oversized += 1;
-                    eprintln!(
-                        "sfreplay: warning: {}: record {} encodes to {} bytes, more than the socket takes in one message; skipped",
-                        file.display(),
-                        records.index(),
-                        datum.len()
-                    );
-                }
+            batch.push(&record, records.index());
+            if batch.filled == batch_len {
+                batch.flush(&mut sender, file, &mut totals)?;
             }
         }
+        batch.flush(&mut sender, file, &mut totals)?;
         totals.records_skipped += records.records_skipped();
     }
     Ok(totals)

@@ -2,6 +2,7 @@
 //! one datum per message.
 
 use std::{
+    io::IoSlice,
     os::fd::{AsRawFd, OwnedFd},
     path::Path,
 };
@@ -9,11 +10,14 @@ use std::{
 use anyhow::{anyhow, Result};
 use nix::{
     errno::Errno,
-    sys::socket::{connect, send, socket, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr},
+    sys::socket::{connect, sendmmsg, socket, AddressFamily, MsgFlags, MultiHeaders, SockFlag, SockType, UnixAddr},
 };
 
+/// Most messages one `sendmmsg` call hands to the kernel (unpaced replay).
+pub const SEND_BATCH: usize = 64;
+
 /// What became of one message.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendOutcome {
     /// The kernel took it.
     Sent,
@@ -46,17 +50,32 @@ impl Sender {
         Ok(Sender { fd })
     }
 
-    /// Sends one message, blocking while the socket is full.
-    pub fn send(&mut self, message: &[u8]) -> Result<SendOutcome> {
-        loop {
-            // MSG_NOSIGNAL: a closed peer is an EPIPE error here, not a SIGPIPE that kills us silently.
-            match send(self.fd.as_raw_fd(), message, MsgFlags::MSG_NOSIGNAL) {
-                Ok(_) => return Ok(SendOutcome::Sent),
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EMSGSIZE) => return Ok(SendOutcome::TooLarge),
+    /// Sends `messages` in order with as few `sendmmsg` calls as the socket allows (blocking
+    /// while it is full), pushing one outcome per message onto `outcomes` as it is decided, so
+    /// on a fatal error `outcomes` tells what was sent before it.
+    pub fn send_batch(&mut self, messages: &[Vec<u8>], outcomes: &mut Vec<SendOutcome>) -> Result<()> {
+        let mut next = 0;
+        while next < messages.len() {
+            let pending = &messages[next..];
+            let slices: Vec<[IoSlice<'_>; 1]> = pending.iter().map(|m| [IoSlice::new(m)]).collect();
+            let addrs: Vec<Option<()>> = vec![None; pending.len()];
+            let mut headers = MultiHeaders::<()>::preallocate(pending.len(), None);
+            match sendmmsg(self.fd.as_raw_fd(), &mut headers, slices.iter(), &addrs, [], MsgFlags::MSG_NOSIGNAL) {
+                Ok(sent) => {
+                    let sent = sent.count();
+                    outcomes.extend(std::iter::repeat_n(SendOutcome::Sent, sent));
+                    next += sent;
+                }
+                Err(Errno::EINTR) => {}
+                // The first pending message is the one the kernel refused; the rest are retried.
+                Err(Errno::EMSGSIZE) => {
+                    outcomes.push(SendOutcome::TooLarge);
+                    next += 1;
+                }
                 Err(Errno::EPIPE | Errno::ECONNRESET) => return Err(anyhow!("the processor closed the socket")),
                 Err(e) => return Err(anyhow!("send failed: {e}")),
             }
         }
+        Ok(())
     }
 }
