@@ -41,7 +41,7 @@ use sysflow_plugin_api::{
 };
 
 /// Configuration keys the driver understands.
-static CONFIG_KEYS: &[ConfigKey] = &[ConfigKey::new("path", "the NDJSON file to read")];
+const CONFIG_KEYS: &[ConfigKey] = &[ConfigKey::new("path", "the NDJSON file to read")];
 
 /// Bad lines logged individually; the rest are only counted.
 const MAX_LOGGED_BAD_LINES: u64 = 10;
