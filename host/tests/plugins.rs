@@ -382,6 +382,26 @@ fn hot_reload_of_a_broken_build_keeps_the_running_instance() {
     reload_case(|_, plugins, _| install_bytes(plugins, "tagger.so", b"not a shared library"), false);
 }
 
+/// A refused build, then the running build installed again: the running build is never
+/// swapped for itself (its content hash is the running one), as docs/plugins.md §7 says.
+#[test]
+fn hot_reload_of_the_running_build_after_a_refused_one_swaps_nothing() {
+    reload_case(
+        |_, plugins, log| {
+            install_bytes(plugins, "tagger.so", b"not a shared library");
+            wait_until("the broken build to be refused", std::time::Duration::from_secs(20), || {
+                log().contains("hot reload of")
+            });
+            let running = tagger_build("tag-one");
+            install_by_rename(&running, plugins, "tagger.so");
+            wait_until("the running build to be recognised", std::time::Duration::from_secs(20), || {
+                log().contains("is the build already running")
+            });
+        },
+        false,
+    );
+}
+
 /// A `cp` of a new build caught half-way: the first half is written over the running
 /// library's file, left alone past the quiet period, then the rest follows. The half file
 /// is refused (the old build keeps running, nothing is mapped) and the complete one is
@@ -503,6 +523,7 @@ fn reload_case(replace: impl FnOnce(&Path, &Path, &dyn Fn() -> String), expect_s
     } else {
         assert_eq!(switch, events, "the old build keeps processing every record\n{log}");
         assert!(log.contains("the running instances are kept"), "{log}");
+        assert!(!log.contains("swapped in the new build"), "nothing may be swapped\n{log}");
         assert!(log.contains("plugin library images mapped: 1"), "{log}");
     }
 }
