@@ -41,7 +41,29 @@ impl std::fmt::Display for PluginError {
 
 impl std::error::Error for PluginError {}
 
-/// A named counter a plugin reports (records dropped, decode errors, …).
+/// What a [`Counter`] counts, which decides how the host reports it.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CounterKind {
+    /// Work done or state (records seen, connections): listed in the exit summary and metrics.
+    Info,
+    /// Data lost or refused (records dropped, undecodable input, failed deliveries): also
+    /// warned about at exit when non-zero, and a driver's count makes `-strict` exit 1.
+    Loss,
+}
+
+/// A named counter a plugin reports (records seen, records dropped, decode errors, …).
+///
+/// Declare what it counts: only [`CounterKind::Loss`] counters are warned about at exit,
+/// whatever their names.
+///
+/// ```
+/// use sysflow_plugin_api::{Counter, CounterKind};
+///
+/// let counters = vec![Counter::new("records", 1000), Counter::loss("dropped_bad_lines", 2)];
+/// assert_eq!(counters[0].kind, CounterKind::Info);
+/// assert!(counters[1].is_loss());
+/// ```
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
 pub struct Counter {
@@ -49,12 +71,24 @@ pub struct Counter {
     pub name: RString,
     /// Current value.
     pub value: u64,
+    /// Whether it counts lost data.
+    pub kind: CounterKind,
 }
 
 impl Counter {
-    /// A counter.
+    /// A counter of work done or state ([`CounterKind::Info`]).
     pub fn new(name: &str, value: u64) -> Counter {
-        Counter { name: name.into(), value }
+        Counter { name: name.into(), value, kind: CounterKind::Info }
+    }
+
+    /// A counter of lost or refused data ([`CounterKind::Loss`]).
+    pub fn loss(name: &str, value: u64) -> Counter {
+        Counter { name: name.into(), value, kind: CounterKind::Loss }
+    }
+
+    /// True for a [`CounterKind::Loss`] counter.
+    pub fn is_loss(&self) -> bool {
+        self.kind == CounterKind::Loss
     }
 }
 

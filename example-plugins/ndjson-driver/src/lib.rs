@@ -118,7 +118,7 @@ impl Driver for NdjsonDriver {
     }
 
     fn counters(&self) -> Vec<Counter> {
-        vec![Counter::new("records", self.records), Counter::new("dropped_bad_lines", self.bad_lines)]
+        vec![Counter::new("records", self.records), Counter::loss("dropped_bad_lines", self.bad_lines)]
     }
 }
 
