@@ -12,6 +12,7 @@ pub mod diagnostics;
 pub mod env_overrides;
 pub mod graph;
 pub mod hot_reload;
+pub mod key_listing;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_endpoint;

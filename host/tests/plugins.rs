@@ -283,6 +283,25 @@ fn on_error_takes_stop_or_restart_only() {
     assert!(stderr.contains("pipeline[1] (exporter): key 'on.error': expected \"stop\" or \"restart\""), "{stderr}");
 }
 
+/// `sfprocessor keys` lists the keys of plugins loaded from `-plugdir` and `-driverdir` with
+/// the library they came from, beside the built-in ones.
+#[test]
+fn keys_lists_the_keys_of_loaded_plugins() {
+    let dir = private_dir();
+    let plugins = plugin_dir(dir.path(), "plugins", &["printer-handler"]);
+    let drivers = plugin_dir(dir.path(), "drivers", &["ndjson-driver"]);
+    let out = run_in(dir.path(), &["keys", "-plugdir", &s(&plugins), "-driverdir", &s(&drivers)], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains(&format!("## handler `printer` (library {})", s(&plugins.join("printer.so")))), "{stdout}");
+    assert!(stdout.contains("| `printer.types` | comma-separated record types to log"), "{stdout}");
+    assert!(stdout.contains(&format!("## driver `ndjson` (library {})", s(&drivers.join("ndjson.so")))), "{stdout}");
+    assert!(stdout.contains("## processor `exporter` (built in, sysflow-exporter)"), "{stdout}");
+    let out = run_in(dir.path(), &["keys", "printer", "-plugdir", &s(&plugins)], &[]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.starts_with("## handler `printer`") && !stdout.contains("exporter"), "{stdout}");
+}
+
 /// Builds the `tagger` fixture with `TAG=tag` and returns its library, copied aside so the
 /// next build (another tag) does not overwrite it.
 fn tagger_build(tag: &str) -> PathBuf {
