@@ -13,6 +13,7 @@ pub mod env_overrides;
 pub mod graph;
 pub mod hot_reload;
 pub mod key_listing;
+pub mod key_suggestion;
 pub mod logging;
 pub mod metrics;
 pub mod metrics_endpoint;
