@@ -11,7 +11,7 @@ use crate::{
     key_listing,
     logging::{self, Threshold},
     metrics_endpoint::{self, MetricsEndpoint},
-    pipeline_config, plugins,
+    pipeline_config, plugins, record_explainer,
     rule_listing,
     registry::Registry,
     runtime,
@@ -29,6 +29,10 @@ where
     if args.get(1).is_some_and(|a| a == key_listing::SUBCOMMAND) {
         let rest = args.iter().take(1).chain(args.iter().skip(2)).cloned().collect();
         return key_listing::main(rest);
+    }
+    if args.get(1).is_some_and(|a| a == record_explainer::SUBCOMMAND) {
+        let rest = args.iter().take(1).chain(args.iter().skip(2)).cloned().collect();
+        return record_explainer::main(rest);
     }
     let cli = match cli::parse(args) {
         CliOutcome::Run(c) => c,

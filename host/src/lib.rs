@@ -18,6 +18,7 @@ pub mod logging;
 pub mod metrics;
 pub mod metrics_endpoint;
 pub mod pipeline_config;
+pub mod record_explainer;
 pub mod plugins;
 pub mod registry;
 pub mod rule_listing;
