@@ -156,6 +156,8 @@ fn world_writable_plugin_directory_and_file_are_refused() {
     assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains(&s(&so)) && stderr.contains("0666"), "{stderr}");
     assert!(stderr.contains("pipeline[1] (passthrough)"), "the error names the block: {stderr}");
+    assert!(stderr.contains(&format!("run `chmod go-w {}`", s(&so))), "the fix is named: {stderr}");
+    assert!(stderr.contains("`sfprocessor -allowinsecureplugins` skips this check"), "the flag is named: {stderr}");
     // -allowinsecureplugins accepts it (development only).
     let out = run_in(dir.path(), &["-config", &cfg, "-test", "-allowinsecureplugins", "-plugdir", &s(&plugins)], &[]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
