@@ -4,7 +4,7 @@ use std::{fmt::Display, str::FromStr};
 
 use serde_json::{Map, Value};
 
-use crate::plugin::PluginError;
+use crate::error::PluginError;
 
 /// The keys of one pipeline block (or `drivers` entry), after environment overrides.
 ///

@@ -32,6 +32,7 @@
 pub mod batch;
 pub mod config;
 pub mod enums;
+pub mod error;
 pub mod ffi;
 pub mod flat;
 pub mod opflags;

@@ -9,37 +9,10 @@ use abi_stable::{
     StableAbi,
 };
 
+// Re-exported here too: it was defined in this module before `error` existed.
+pub use crate::error::PluginError;
 use crate::{batch::Batch, config::PluginConfig, flat::FlatRecord};
 
-/// An error returned by a plugin entry point.
-#[repr(C)]
-#[derive(StableAbi, Clone, Debug, PartialEq)]
-pub struct PluginError {
-    /// What went wrong, with context (file, key, line …).
-    pub message: RString,
-    /// True when the error is a caught panic: the instance must not be used again.
-    pub panicked: bool,
-}
-
-impl PluginError {
-    /// An ordinary error.
-    pub fn new(message: impl Into<String>) -> PluginError {
-        PluginError { message: RString::from(message.into()), panicked: false }
-    }
-
-    /// A caught panic.
-    pub fn panic(message: impl Into<String>) -> PluginError {
-        PluginError { message: RString::from(message.into()), panicked: true }
-    }
-}
-
-impl std::fmt::Display for PluginError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for PluginError {}
 
 /// What a [`Counter`] counts, which decides how the host reports it.
 #[repr(u8)]
