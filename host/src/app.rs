@@ -10,11 +10,12 @@ use crate::{
     diagnostics::Diagnostics,
     env_overrides,
     graph::{self, DriverChoice, Graph},
+    key_listing,
     logging::{self, Threshold},
     metrics_endpoint::{self, MetricsEndpoint},
     pipeline_config::{self, OutputMode, PipelineConfig},
     pipeline_reload::{self, ReloadSource},
-    plugins,
+    plugins, record_explainer,
     rule_listing,
     registry::Registry,
     runtime,
@@ -27,6 +28,16 @@ where
     I: IntoIterator<Item = S>,
     S: Into<std::ffi::OsString>,
 {
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    // Subcommands come first; any other first word is upstream's flags and path.
+    if args.get(1).is_some_and(|a| a == key_listing::SUBCOMMAND) {
+        let rest = args.iter().take(1).chain(args.iter().skip(2)).cloned().collect();
+        return key_listing::main(rest);
+    }
+    if args.get(1).is_some_and(|a| a == record_explainer::SUBCOMMAND) {
+        let rest = args.iter().take(1).chain(args.iter().skip(2)).cloned().collect();
+        return record_explainer::main(rest);
+    }
     let cli = match cli::parse(args) {
         CliOutcome::Run(c) => c,
         CliOutcome::Exit(text, code) => {

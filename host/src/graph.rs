@@ -462,8 +462,10 @@ fn warn_unknown_keys(
         if plugin.declares_key(key) || handler.is_some_and(|h| h.declares_key(key)) {
             continue;
         }
+        let declared = plugin.descriptor.config_keys.iter().chain(handler.iter().flat_map(|h| h.descriptor.config_keys.iter()));
+        let hint = crate::key_suggestion::hint(key, host_keys.iter().copied().chain(declared.map(|k| k.name.as_str())));
         diag.warn(format!(
-            "{label}: key '{key}' is not a setting of processor '{}'{}: ignored",
+            "{label}: key '{key}' is not a setting of processor '{}'{}: ignored{hint}",
             plugin.descriptor.name.as_str(),
             handler.map(|h| format!(" or handler '{}'", h.descriptor.name.as_str())).unwrap_or_default()
         ));
@@ -475,8 +477,10 @@ fn warn_driver_keys(label: &str, map: &Map<String, Value>, plugin: &Registered, 
         if key.starts_with('_') || HOST_DRIVER_KEYS.contains(&key.as_str()) || plugin.declares_key(key) {
             continue;
         }
+        let declared = plugin.descriptor.config_keys.iter().map(|k| k.name.as_str());
+        let hint = crate::key_suggestion::hint(key, HOST_DRIVER_KEYS.iter().copied().chain(declared));
         diag.warn(format!(
-            "{label}: key '{key}' is not a setting of driver '{}': ignored",
+            "{label}: key '{key}' is not a setting of driver '{}': ignored{hint}",
             plugin.descriptor.name.as_str()
         ));
     }

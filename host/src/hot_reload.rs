@@ -50,6 +50,9 @@ struct Subscriber {
     /// What the node writes, which a new build must still write.
     output: Option<ChannelType>,
     tx: Sender<Swap>,
+    /// Hex SHA-256 of the build this node runs (as last handed to it): a library with this
+    /// content is never swapped in again, e.g. re-installing it after a refused build.
+    running_sha256: Option<String>,
 }
 
 /// The running watcher thread; dropping it stops the watch.
@@ -104,6 +107,8 @@ pub fn start(graph: &Graph, opts: &LoadOptions) -> (Option<Reloader>, Vec<Option
                 input,
                 output: if kind == Kind::Processor { output_type } else { None },
                 tx,
+                // Hashed when the watch starts, like the watcher's own baseline, right after start-up loaded it.
+                running_sha256: loader::sha256_file(path).ok(),
             });
         }
         receivers.push(rx_slot.map(|(_, rx)| rx));
@@ -126,7 +131,7 @@ pub fn start(graph: &Graph, opts: &LoadOptions) -> (Option<Reloader>, Vec<Option
     let labels: Vec<String> = graph.processors.iter().map(|n| n.label()).collect();
     let thread = std::thread::Builder::new()
         .name("plugin-reload".into())
-        .spawn(move || watch_loop(&watcher, &done_rx, &subscribers, &opts, &labels));
+        .spawn(move || watch_loop(&watcher, &done_rx, &mut subscribers, &opts, &labels));
     match thread {
         Ok(t) => {
             tracing::info!(
@@ -145,7 +150,7 @@ pub fn start(graph: &Graph, opts: &LoadOptions) -> (Option<Reloader>, Vec<Option
 fn watch_loop(
     watcher: &PluginWatcher,
     done: &Receiver<()>,
-    subscribers: &HashMap<PathBuf, Vec<Subscriber>>,
+    subscribers: &mut HashMap<PathBuf, Vec<Subscriber>>,
     opts: &LoadOptions,
     labels: &[String],
 ) {
@@ -157,14 +162,14 @@ fn watch_loop(
         match event {
             PluginEvent::Error(e) => tracing::warn!("plugin directory watch: {e}"),
             PluginEvent::Changed { path, sha256 } => {
-                let Some(subs) = subscribers.get(&watch_key(&path)) else { continue };
+                let Some(subs) = subscribers.get_mut(&watch_key(&path)) else { continue };
                 reload(&path, &sha256, subs, watcher, opts, labels);
             }
         }
     }
 }
 
-fn reload(path: &Path, sha256: &str, subs: &[Subscriber], watcher: &PluginWatcher, opts: &LoadOptions, labels: &[String]) {
+fn reload(path: &Path, sha256: &str, subs: &mut [Subscriber], watcher: &PluginWatcher, opts: &LoadOptions, labels: &[String]) {
     // The watcher hashed the file once its size and mtime held still for a quiet period;
     // a copy with another content means it is being written again, and that write's own
     // event brings it back here once it settles.
@@ -185,6 +190,14 @@ fn reload(path: &Path, sha256: &str, subs: &[Subscriber], watcher: &PluginWatche
     watcher.set_known(path, &lib.sha256);
     for s in subs {
         let label = labels.get(s.node).map_or("?", String::as_str);
+        if s.running_sha256.as_deref() == Some(lib.sha256.as_str()) {
+            tracing::info!(
+                "{label}: {} is the build already running (sha256 {}): nothing to swap",
+                path.display(),
+                &lib.sha256[..12.min(lib.sha256.len())]
+            );
+            continue;
+        }
         let found = lib.descriptors.iter().find(|d| {
             d.name.as_str() == s.name && loader::plugin_kind(&d.factory) == s.kind.name()
         });
@@ -208,6 +221,8 @@ fn reload(path: &Path, sha256: &str, subs: &[Subscriber], watcher: &PluginWatche
             );
             continue;
         }
-        let _ = s.tx.send(Swap { kind: s.kind, plugin, sha256: lib.sha256.clone() });
+        if s.tx.send(Swap { kind: s.kind, plugin, sha256: lib.sha256.clone() }).is_ok() {
+            s.running_sha256 = Some(lib.sha256.clone());
+        }
     }
 }

@@ -199,12 +199,6 @@ impl PerfReporter {
     }
 }
 
-/// Whether a plugin counter counts lost records or errors (worth a warning when non-zero).
-pub fn is_loss_counter(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    ["drop", "error", "fail", "corrupt", "discard", "skip", "lost", "invalid", "truncat", "unread"].iter().any(|w| n.contains(w))
-}
-
 /// Logs the exit summary of one node: host counters, plugin counters, and warnings for losses.
 pub fn log_summary(node: &NodeMetrics, plugin_counters: &[(String, Vec<Counter>)]) {
     let mut line = format!("{}: records in {}", node.label, NodeMetrics::get(&node.records_in));
@@ -230,20 +224,49 @@ pub fn log_summary(node: &NodeMetrics, plugin_counters: &[(String, Vec<Counter>)
         };
         tracing::warn!("{}: dropped {dropped} records: {why}", node.label);
     }
+    for warning in loss_warnings(&node.label, plugin_counters) {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// The exit warnings for a node's non-zero loss counters ([`Counter::is_loss`]); counters of
+/// work done are never warned about, whatever their names.
+pub fn loss_warnings(label: &str, plugin_counters: &[(String, Vec<Counter>)]) -> Vec<String> {
+    let mut warnings = Vec::new();
     for (owner, counters) in plugin_counters {
-        for c in counters.iter().filter(|c| c.value > 0 && is_loss_counter(c.name.as_str())) {
+        for c in counters.iter().filter(|c| c.value > 0 && c.is_loss()) {
+            // The name only picks the wording.
             if c.name.as_str().to_ascii_lowercase().contains("drop") {
-                tracing::warn!("{}: dropped {} records: {owner}{}", node.label, c.value, c.name.as_str());
+                warnings.push(format!("{label}: dropped {} records: {owner}{}", c.value, c.name.as_str()));
             } else {
-                tracing::warn!("{}: {} {owner}{}", node.label, c.value, c.name.as_str());
+                warnings.push(format!("{label}: {} {owner}{}", c.value, c.name.as_str()));
             }
         }
     }
+    warnings
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_declared_loss_counters_are_warned_about() {
+        let counters = vec![(
+            "reader.".to_string(),
+            vec![
+                Counter::new("errors_seen_upstream", 3),
+                Counter::new("records_dropped_by_design", 4),
+                Counter::loss("gone", 2),
+                Counter::loss("records_dropped", 5),
+                Counter::loss("failed_but_zero", 0),
+            ],
+        )];
+        assert_eq!(
+            loss_warnings("pipeline[1] (x)", &counters),
+            vec!["pipeline[1] (x): 2 reader.gone".to_string(), "pipeline[1] (x): dropped 5 records: reader.records_dropped".to_string()]
+        );
+    }
 
     #[test]
     fn batch_histogram_counts_each_batch_once() {

@@ -565,7 +565,7 @@ fn input_losses(driver_reports: &[(Arc<NodeMetrics>, NodeReport)]) -> Vec<String
     let mut lost = Vec::new();
     for (m, r) in driver_reports {
         for (owner, counters) in &r.counters {
-            for c in counters.iter().filter(|c| c.value > 0 && metrics::is_loss_counter(c.name.as_str())) {
+            for c in counters.iter().filter(|c| c.value > 0 && c.is_loss()) {
                 lost.push(format!("{}: {owner}{}={}", m.label, c.name.as_str(), c.value));
             }
         }

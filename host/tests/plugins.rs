@@ -156,6 +156,8 @@ fn world_writable_plugin_directory_and_file_are_refused() {
     assert_eq!(out.status.code(), Some(1), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains(&s(&so)) && stderr.contains("0666"), "{stderr}");
     assert!(stderr.contains("pipeline[1] (passthrough)"), "the error names the block: {stderr}");
+    assert!(stderr.contains(&format!("run `chmod go-w {}`", s(&so))), "the fix is named: {stderr}");
+    assert!(stderr.contains("`sfprocessor -allowinsecureplugins` skips this check"), "the flag is named: {stderr}");
     // -allowinsecureplugins accepts it (development only).
     let out = run_in(dir.path(), &["-config", &cfg, "-test", "-allowinsecureplugins", "-plugdir", &s(&plugins)], &[]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
@@ -283,6 +285,25 @@ fn on_error_takes_stop_or_restart_only() {
     assert!(stderr.contains("pipeline[1] (exporter): key 'on.error': expected \"stop\" or \"restart\""), "{stderr}");
 }
 
+/// `sfprocessor keys` lists the keys of plugins loaded from `-plugdir` and `-driverdir` with
+/// the library they came from, beside the built-in ones.
+#[test]
+fn keys_lists_the_keys_of_loaded_plugins() {
+    let dir = private_dir();
+    let plugins = plugin_dir(dir.path(), "plugins", &["printer-handler"]);
+    let drivers = plugin_dir(dir.path(), "drivers", &["ndjson-driver"]);
+    let out = run_in(dir.path(), &["keys", "-plugdir", &s(&plugins), "-driverdir", &s(&drivers)], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains(&format!("## handler `printer` (library {})", s(&plugins.join("printer.so")))), "{stdout}");
+    assert!(stdout.contains("| `printer.types` | comma-separated record types to log"), "{stdout}");
+    assert!(stdout.contains(&format!("## driver `ndjson` (library {})", s(&drivers.join("ndjson.so")))), "{stdout}");
+    assert!(stdout.contains("## processor `exporter` (built in, sysflow-exporter)"), "{stdout}");
+    let out = run_in(dir.path(), &["keys", "printer", "-plugdir", &s(&plugins)], &[]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.starts_with("## handler `printer`") && !stdout.contains("exporter"), "{stdout}");
+}
+
 /// Builds the `tagger` fixture with `TAG=tag` and returns its library, copied aside so the
 /// next build (another tag) does not overwrite it.
 fn tagger_build(tag: &str) -> PathBuf {
@@ -380,6 +401,26 @@ fn hot_reload_after_copying_over_the_library() {
 #[test]
 fn hot_reload_of_a_broken_build_keeps_the_running_instance() {
     reload_case(|_, plugins, _| install_bytes(plugins, "tagger.so", b"not a shared library"), false);
+}
+
+/// A refused build, then the running build installed again: the running build is never
+/// swapped for itself (its content hash is the running one), as docs/plugins.md §7 says.
+#[test]
+fn hot_reload_of_the_running_build_after_a_refused_one_swaps_nothing() {
+    reload_case(
+        |_, plugins, log| {
+            install_bytes(plugins, "tagger.so", b"not a shared library");
+            wait_until("the broken build to be refused", std::time::Duration::from_secs(20), || {
+                log().contains("hot reload of")
+            });
+            let running = tagger_build("tag-one");
+            install_by_rename(&running, plugins, "tagger.so");
+            wait_until("the running build to be recognised", std::time::Duration::from_secs(20), || {
+                log().contains("is the build already running")
+            });
+        },
+        false,
+    );
 }
 
 /// A `cp` of a new build caught half-way: the first half is written over the running
@@ -503,6 +544,7 @@ fn reload_case(replace: impl FnOnce(&Path, &Path, &dyn Fn() -> String), expect_s
     } else {
         assert_eq!(switch, events, "the old build keeps processing every record\n{log}");
         assert!(log.contains("the running instances are kept"), "{log}");
+        assert!(!log.contains("swapped in the new build"), "nothing may be swapped\n{log}");
         assert!(log.contains("plugin library images mapped: 1"), "{log}");
     }
 }

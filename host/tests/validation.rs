@@ -167,7 +167,23 @@ fn unknown_keys_warn_but_load() {
     );
     assert_eq!(code, Some(0), "{stderr}{stdout}");
     assert!(stdout.contains("[Warn]") && stdout.contains("pipeline[1] (exporter): key 'exprot' is not a setting"), "{stdout}");
+    assert!(stdout.contains("key 'exprot' is not a setting of processor 'exporter': ignored (did you mean 'export'?)"), "{stdout}");
     assert!(!stdout.contains("_comment"), "{stdout}");
+}
+
+#[test]
+fn a_misspelt_key_gets_the_nearest_declared_one_and_a_far_one_none() {
+    let (code, stderr, stdout) = check(
+        &format!(
+            r#"{{"pipeline": [{READER}, {{"processor": "exporter", "in": "flat flattenerchan", "export": "file",
+               "file.pth": "x.out", "kafka.brokers": "b:9092"}}]}}"#
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}{stdout}");
+    assert!(stdout.contains("key 'file.pth' is not a setting of processor 'exporter': ignored (did you mean 'file.path'?)"), "{stdout}");
+    let far = stdout.lines().find(|l| l.contains("key 'kafka.brokers'")).unwrap_or_else(|| panic!("no warning: {stdout}"));
+    assert!(!far.contains("did you mean"), "{far}");
 }
 
 #[test]

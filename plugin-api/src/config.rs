@@ -4,9 +4,26 @@ use std::{fmt::Display, str::FromStr};
 
 use serde_json::{Map, Value};
 
-use crate::plugin::PluginError;
+use crate::error::PluginError;
 
 /// The keys of one pipeline block (or `drivers` entry), after environment overrides.
+///
+/// Upstream pipeline values are strings; the typed getters parse them and their errors name
+/// the key and the value:
+///
+/// ```
+/// use sysflow_plugin_api::PluginConfig;
+///
+/// let config = PluginConfig::from_json(r#"{"mystage.limit": "250", "mystage.mode": "fast"}"#)?;
+/// assert_eq!(config.parse_or::<u64>("mystage.limit", 100)?, 250);
+/// assert_eq!(config.str_or("mystage.mode", "slow")?, "fast");
+/// assert_eq!(config.parse_or::<u64>("mystage.absent", 100)?, 100);
+///
+/// let bad = PluginConfig::from_json(r#"{"mystage.limit": "many"}"#)?;
+/// let err = bad.parse::<u64>("mystage.limit").unwrap_err();
+/// assert!(err.message.contains("key 'mystage.limit': invalid value 'many'"));
+/// # Ok::<(), sysflow_plugin_api::PluginError>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct PluginConfig {
     map: Map<String, Value>,

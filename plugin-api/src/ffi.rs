@@ -14,7 +14,7 @@ use abi_stable::{
     package_version_strings,
     sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, RResult, RSlice, RStr, RString, RVec},
+    std_types::{RBox, ROption, RResult, RSlice, RStr, RString, RVec},
     StableAbi,
 };
 
@@ -243,7 +243,21 @@ pub struct PluginDescriptor {
     pub factory: PluginFactory,
 }
 
-/// A configuration key a plugin declares; the host warns about keys nobody declared.
+/// A configuration key a plugin declares; the host warns about keys nobody declared, and
+/// `sfprocessor keys` lists the declared ones.
+///
+/// `new` is a `const fn`, so keys can be written inline in a descriptor inside
+/// [`export_plugins!`](crate::export_plugins) or gathered in a `const`:
+///
+/// ```
+/// use sysflow_plugin_api::ConfigKey;
+///
+/// const KEYS: &[ConfigKey] = &[
+///     ConfigKey::new("mystage.limit", "records per batch to keep (integer, default 100)"),
+///     ConfigKey::new("mystage.tag", "tag added to kept records (default none)"),
+/// ];
+/// assert_eq!(KEYS[0].name.as_str(), "mystage.limit");
+/// ```
 #[repr(C)]
 #[derive(StableAbi, Clone, Copy, Debug)]
 pub struct ConfigKey {
@@ -254,15 +268,41 @@ pub struct ConfigKey {
 }
 
 impl ConfigKey {
-    /// Declares a key.
+    /// Declares a key: its name as written in the pipeline file, and one line saying what
+    /// it means, its values and its default.
     pub const fn new(name: &'static str, help: &'static str) -> ConfigKey {
         ConfigKey { name: RStr::from_str(name), help: RStr::from_str(help) }
     }
 }
 
+// The constructors are `const fn` so that `export_plugins!` can build its descriptor list
+// in a `const` item, where `&[ConfigKey::new(..)]` written inline is a `'static` borrow
+// (in a function body the same slice is a temporary: error E0716).
 impl PluginDescriptor {
-    /// Describes a driver.
-    pub fn driver<T: Driver>(name: &'static str, description: &'static str, version: &'static str, config_keys: &'static [ConfigKey]) -> Self {
+    /// Describes a driver (its output is always `sysflowchan`).
+    ///
+    /// ```
+    /// use sysflow_plugin_api::{ConfigKey, Driver, DriverPoll, Host, PluginConfig, PluginDescriptor, PluginError};
+    ///
+    /// struct Nothing;
+    /// impl Driver for Nothing {
+    ///     fn new(_config: &PluginConfig, _host: Host) -> Result<Self, PluginError> {
+    ///         Ok(Nothing)
+    ///     }
+    ///     fn poll(&mut self, _max_records: usize) -> Result<DriverPoll, PluginError> {
+    ///         Ok(DriverPoll::End)
+    ///     }
+    /// }
+    ///
+    /// const NOTHING: PluginDescriptor = PluginDescriptor::driver::<Nothing>(
+    ///     "nothing",
+    ///     "a source that is always empty",
+    ///     "0.1.0",
+    ///     &[ConfigKey::new("path", "ignored")],
+    /// );
+    /// assert_eq!(NOTHING.name.as_str(), "nothing");
+    /// ```
+    pub const fn driver<T: Driver>(name: &'static str, description: &'static str, version: &'static str, config_keys: &'static [ConfigKey]) -> Self {
         PluginDescriptor {
             name: RStr::from_str(name),
             description: RStr::from_str(description),
@@ -272,8 +312,32 @@ impl PluginDescriptor {
         }
     }
 
-    /// Describes a processor.
-    pub fn processor<T: Processor>(
+    /// Describes a processor: the channel types it accepts and the one it emits (`None`: a sink).
+    ///
+    /// ```
+    /// use sysflow_plugin_api::{Batch, ChannelType, ConfigKey, Host, PluginConfig, PluginDescriptor, PluginError, Processor};
+    ///
+    /// struct Keep;
+    /// impl Processor for Keep {
+    ///     fn new(_config: &PluginConfig, _host: Host) -> Result<Self, PluginError> {
+    ///         Ok(Keep)
+    ///     }
+    ///     fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
+    ///         Ok(Some(batch))
+    ///     }
+    /// }
+    ///
+    /// const KEEP: PluginDescriptor = PluginDescriptor::processor::<Keep>(
+    ///     "keep",
+    ///     "passes batches on",
+    ///     "0.1.0",
+    ///     &[ConfigKey::new("keep.limit", "unused (default 0)")],
+    ///     &[ChannelType::Flat, ChannelType::Event],
+    ///     Some(ChannelType::Flat),
+    /// );
+    /// assert_eq!(KEEP.config_keys.len(), 1);
+    /// ```
+    pub const fn processor<T: Processor>(
         name: &'static str,
         description: &'static str,
         version: &'static str,
@@ -286,12 +350,19 @@ impl PluginDescriptor {
             description: RStr::from_str(description),
             version: RStr::from_str(version),
             config_keys: RSlice::from_slice(config_keys),
-            factory: PluginFactory::Processor { inputs: RSlice::from_slice(inputs), output: output.into(), new: new_processor::<T> },
+            factory: PluginFactory::Processor {
+                inputs: RSlice::from_slice(inputs),
+                output: match output {
+                    Some(channel) => ROption::RSome(channel),
+                    None => ROption::RNone,
+                },
+                new: new_processor::<T>,
+            },
         }
     }
 
-    /// Describes a handler.
-    pub fn handler<T: Handler>(name: &'static str, description: &'static str, version: &'static str, config_keys: &'static [ConfigKey]) -> Self {
+    /// Describes a handler of the `sysflowreader` processor (named by the reader's `handler` key).
+    pub const fn handler<T: Handler>(name: &'static str, description: &'static str, version: &'static str, config_keys: &'static [ConfigKey]) -> Self {
         PluginDescriptor {
             name: RStr::from_str(name),
             description: RStr::from_str(description),
@@ -301,8 +372,8 @@ impl PluginDescriptor {
         }
     }
 
-    /// Describes an action.
-    pub fn action<T: Action>(name: &'static str, description: &'static str, version: &'static str) -> Self {
+    /// Describes a policy action (named in a rule's `action` list; actions take no keys).
+    pub const fn action<T: Action>(name: &'static str, description: &'static str, version: &'static str) -> Self {
         PluginDescriptor {
             name: RStr::from_str(name),
             description: RStr::from_str(description),

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! The contract between `sfprocessor` and its plugins.
 //!
 //! A plugin is a `cdylib` crate that depends on this crate only. It implements one of the
@@ -31,6 +32,7 @@
 pub mod batch;
 pub mod config;
 pub mod enums;
+pub mod error;
 pub mod ffi;
 pub mod flat;
 pub mod opflags;
@@ -43,16 +45,38 @@ pub use batch::{Batch, ChannelType, Payload};
 pub use config::PluginConfig;
 pub use ffi::{ConfigKey, PluginDescriptor, PluginFactory, PluginLibrary, PluginLibraryRef};
 pub use flat::{FlatRecord, PolicyContext, RuleMatch};
-pub use plugin::{Action, Counter, Driver, DriverPoll, Handler, Host, LogLevel, PluginError, Processor};
+pub use plugin::{Action, Counter, CounterKind, Driver, DriverPoll, Handler, Host, LogLevel, PluginError, Processor};
 pub use records::*;
 
 /// Exports a plugin library's root module listing the given [`PluginDescriptor`]s.
 ///
-/// ```ignore
-/// sysflow_plugin_api::export_plugins![
-///     PluginDescriptor::processor::<PassThrough>("passthrough", "passes batches", "0.1.0", &[],
-///         &[ChannelType::Flat], Some(ChannelType::Flat)),
-/// ];
+/// Use it once per library, at the crate root. The descriptors are evaluated in a `const`
+/// item, so configuration keys can be declared inline (`&[ConfigKey::new(..)]`):
+///
+/// ```
+/// use sysflow_plugin_api::{
+///     export_plugins, Batch, ChannelType, ConfigKey, Host, PluginConfig, PluginDescriptor, PluginError, Processor,
+/// };
+///
+/// struct PassThrough;
+/// impl Processor for PassThrough {
+///     fn new(_config: &PluginConfig, _host: Host) -> Result<Self, PluginError> {
+///         Ok(PassThrough)
+///     }
+///     fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
+///         Ok(Some(batch))
+///     }
+/// }
+///
+/// export_plugins![PluginDescriptor::processor::<PassThrough>(
+///     "passthrough",
+///     "passes batches",
+///     env!("CARGO_PKG_VERSION"),
+///     &[ConfigKey::new("passthrough.note", "free text, ignored (default empty)")],
+///     &[ChannelType::Flat],
+///     Some(ChannelType::Flat),
+/// )];
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! export_plugins {
@@ -65,8 +89,11 @@ macro_rules! export_plugins {
         pub static SYSFLOW_PLUGIN_LIB_HEADER: $crate::abi_stable::library::LibHeader = {
             fn root_module() -> $crate::PluginLibraryRef {
                 use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+                // A `const` item: temporaries such as an inline `&[ConfigKey::new(..)]` are
+                // `'static` there, while in the function body they would not be (E0716).
+                const DESCRIPTORS: &[$crate::PluginDescriptor] = &[$($descriptor),*];
                 extern "C" fn plugins() -> $crate::abi_stable::std_types::RVec<$crate::PluginDescriptor> {
-                    ::std::vec![$($descriptor),*].into()
+                    DESCRIPTORS.to_vec().into()
                 }
                 $crate::PluginLibrary { plugins }.leak_into_prefix()
             }

@@ -9,39 +9,34 @@ use abi_stable::{
     StableAbi,
 };
 
+// Re-exported here too: it was defined in this module before `error` existed.
+pub use crate::error::PluginError;
 use crate::{batch::Batch, config::PluginConfig, flat::FlatRecord};
 
-/// An error returned by a plugin entry point.
-#[repr(C)]
-#[derive(StableAbi, Clone, Debug, PartialEq)]
-pub struct PluginError {
-    /// What went wrong, with context (file, key, line …).
-    pub message: RString,
-    /// True when the error is a caught panic: the instance must not be used again.
-    pub panicked: bool,
+
+/// What a [`Counter`] counts, which decides how the host reports it.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CounterKind {
+    /// Work done or state (records seen, connections): listed in the exit summary and metrics.
+    Info,
+    /// Data lost or refused (records dropped, undecodable input, failed deliveries): also
+    /// warned about at exit when non-zero, and a driver's count makes `-strict` exit 1.
+    Loss,
 }
 
-impl PluginError {
-    /// An ordinary error.
-    pub fn new(message: impl Into<String>) -> PluginError {
-        PluginError { message: RString::from(message.into()), panicked: false }
-    }
-
-    /// A caught panic.
-    pub fn panic(message: impl Into<String>) -> PluginError {
-        PluginError { message: RString::from(message.into()), panicked: true }
-    }
-}
-
-impl std::fmt::Display for PluginError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for PluginError {}
-
-/// A named counter a plugin reports (records dropped, decode errors, …).
+/// A named counter a plugin reports (records seen, records dropped, decode errors, …).
+///
+/// Declare what it counts: only [`CounterKind::Loss`] counters are warned about at exit,
+/// whatever their names.
+///
+/// ```
+/// use sysflow_plugin_api::{Counter, CounterKind};
+///
+/// let counters = vec![Counter::new("records", 1000), Counter::loss("dropped_bad_lines", 2)];
+/// assert_eq!(counters[0].kind, CounterKind::Info);
+/// assert!(counters[1].is_loss());
+/// ```
 #[repr(C)]
 #[derive(StableAbi, Clone, Debug, PartialEq)]
 pub struct Counter {
@@ -49,12 +44,24 @@ pub struct Counter {
     pub name: RString,
     /// Current value.
     pub value: u64,
+    /// Whether it counts lost data.
+    pub kind: CounterKind,
 }
 
 impl Counter {
-    /// A counter.
+    /// A counter of work done or state ([`CounterKind::Info`]).
     pub fn new(name: &str, value: u64) -> Counter {
-        Counter { name: name.into(), value }
+        Counter { name: name.into(), value, kind: CounterKind::Info }
+    }
+
+    /// A counter of lost or refused data ([`CounterKind::Loss`]).
+    pub fn loss(name: &str, value: u64) -> Counter {
+        Counter { name: name.into(), value, kind: CounterKind::Loss }
+    }
+
+    /// True for a [`CounterKind::Loss`] counter.
+    pub fn is_loss(&self) -> bool {
+        self.kind == CounterKind::Loss
     }
 }
 

@@ -303,12 +303,12 @@ impl Driver for FileDriver {
         vec![
             Counter::new("records", s.records),
             Counter::new("files", self.files_read + u64::from(self.current.is_some())),
-            Counter::new("files_failed", self.files_failed),
-            Counter::new("files_skipped", self.files_skipped),
-            Counter::new("decode_errors", s.errors),
-            Counter::new("blocks_skipped", s.blocks_skipped),
-            Counter::new("records_skipped", s.records_skipped),
-            Counter::new("bytes_skipped", s.bytes_skipped),
+            Counter::loss("files_failed", self.files_failed),
+            Counter::loss("files_skipped", self.files_skipped),
+            Counter::loss("decode_errors", s.errors),
+            Counter::loss("blocks_skipped", s.blocks_skipped),
+            Counter::loss("records_skipped", s.records_skipped),
+            Counter::loss("bytes_skipped", s.bytes_skipped),
             Counter::new("damaged_sync_markers", s.damaged_markers),
             Counter::new("warnings", s.warnings),
         ]

@@ -437,12 +437,12 @@ impl Driver for SocketDriver {
         vec![
             Counter::new("records", self.records),
             Counter::new("connections", self.connections),
-            Counter::new("decode_errors", self.decode_errors),
-            Counter::new("truncated_messages", self.truncated),
-            Counter::new("socket_errors", self.socket_errors),
+            Counter::loss("decode_errors", self.decode_errors),
+            Counter::loss("truncated_messages", self.truncated),
+            Counter::loss("socket_errors", self.socket_errors),
             Counter::new("unknown_enum_symbols", self.decoder.unknown_enum_symbols()),
             Counter::new("empty_messages", self.empty_messages),
-            Counter::new("unread_at_stop", self.unread_at_stop),
+            Counter::loss("unread_at_stop", self.unread_at_stop),
         ]
     }
 

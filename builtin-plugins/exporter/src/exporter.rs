@@ -333,15 +333,15 @@ impl Processor for Exporter {
     fn counters(&self) -> Vec<Counter> {
         if let Output::Delivery { delivery, .. } = &self.output {
             let mut counters = delivery.counters();
-            counters.push(Counter::new("encode_errors", self.encode_errors));
+            counters.push(Counter::loss("encode_errors", self.encode_errors));
             return counters;
         }
         vec![
             Counter::new("records_exported", self.records_exported),
             Counter::new("bytes_written", self.bytes_written),
-            Counter::new("encode_errors", self.encode_errors),
-            Counter::new("transport_errors", self.transport_errors),
-            Counter::new("records_dropped", self.records_dropped),
+            Counter::loss("encode_errors", self.encode_errors),
+            Counter::loss("transport_errors", self.transport_errors),
+            Counter::loss("records_dropped", self.records_dropped),
         ]
     }
 }

@@ -307,7 +307,7 @@ impl Driver for KafkaDriver {
         vec![
             Counter::new("messages", self.messages),
             Counter::new("records", self.records),
-            Counter::new("bad_messages", self.bad_messages),
+            Counter::loss("bad_messages", self.bad_messages),
             Counter::new("consume_errors", self.consume_errors),
             Counter::new("commits", self.commits),
             Counter::new("commit_errors", self.commit_errors),

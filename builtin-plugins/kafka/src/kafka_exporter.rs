@@ -180,7 +180,7 @@ impl Processor for KafkaExporter {
     fn counters(&self) -> Vec<Counter> {
         let mut counters = self.sink.counter_values();
         counters.push(Counter::new("records_in", self.records_in));
-        counters.push(Counter::new("rejected_batches", self.rejected_batches));
+        counters.push(Counter::loss("rejected_batches", self.rejected_batches));
         counters
     }
 }

@@ -400,11 +400,11 @@ impl Processor for PolicyEngine {
             Counter::new("filtered", self.filtered),
             Counter::new("unmatched", self.unmatched),
             Counter::new("rule_matches", self.matches),
-            Counter::new("action_errors", self.action_errors),
+            Counter::loss("action_errors", self.action_errors),
         ];
         if let Some(m) = self.engine.as_ref().and_then(|e| e.monitor.as_ref()) {
             v.push(Counter::new("policy_reloads", m.reloads()));
-            v.push(Counter::new("policy_reload_failures", m.failures()));
+            v.push(Counter::loss("policy_reload_failures", m.failures()));
         }
         v
     }

@@ -41,7 +41,7 @@ use sysflow_plugin_api::{
 };
 
 /// Configuration keys the driver understands.
-static CONFIG_KEYS: &[ConfigKey] = &[ConfigKey::new("path", "the NDJSON file to read")];
+const CONFIG_KEYS: &[ConfigKey] = &[ConfigKey::new("path", "the NDJSON file to read")];
 
 /// Bad lines logged individually; the rest are only counted.
 const MAX_LOGGED_BAD_LINES: u64 = 10;
@@ -118,7 +118,7 @@ impl Driver for NdjsonDriver {
     }
 
     fn counters(&self) -> Vec<Counter> {
-        vec![Counter::new("records", self.records), Counter::new("dropped_bad_lines", self.bad_lines)]
+        vec![Counter::new("records", self.records), Counter::loss("dropped_bad_lines", self.bad_lines)]
     }
 }
 

@@ -15,7 +15,7 @@ use sysflow_plugin_api::abi_stable::std_types::RVec;
 const TYPES_KEY: &str = "printer.types";
 
 /// Configuration keys the printer understands.
-static CONFIG_KEYS: &[ConfigKey] =
+const CONFIG_KEYS: &[ConfigKey] =
     &[ConfigKey::new(TYPES_KEY, "comma-separated record types to log, e.g. \"PE,NF\" (default: all)")];
 
 /// Logs selected records.

@@ -129,7 +129,8 @@ impl fmt::Display for LoadError {
             LoadError::InsecurePermissions { path, offender, mode } => write!(
                 f,
                 "refusing to load plugin library {}: bad permissions {mode:04o} on {}: writable by group or others \
-                 (run `chmod go-w {}`, or allow insecure permissions explicitly)",
+                 (run `chmod go-w {}`; for development only, `sfprocessor -allowinsecureplugins` skips this \
+                 check for -driverdir, -plugdir and handlerlibpath libraries)",
                 path.display(),
                 offender.display(),
                 offender.display()
@@ -137,8 +138,11 @@ impl fmt::Display for LoadError {
             LoadError::BadOwner { path, offender, owner, euid } => write!(
                 f,
                 "refusing to load plugin library {}: bad ownership of {}: owned by uid {owner}, \
-                 expected root or the user running sfprocessor (uid {euid})",
+                 expected root or the user running sfprocessor, uid {euid} (run `chown root {}`; for development \
+                 only, `sfprocessor -allowinsecureplugins` skips this check for -driverdir, -plugdir and \
+                 handlerlibpath libraries)",
                 path.display(),
+                offender.display(),
                 offender.display()
             ),
             LoadError::RuntimeDir { dir, reason } => {

@@ -44,10 +44,10 @@ impl DeliveryCounters {
             Counter::new("records_exported", Self::get(&self.sent)),
             Counter::new("bytes_written", Self::get(&self.bytes_sent)),
             Counter::new("delivery_retried", Self::get(&self.retried)),
-            Counter::new("delivery_failed", Self::get(&self.failed)),
-            Counter::new("records_dropped", Self::get(&self.dropped)),
+            Counter::loss("delivery_failed", Self::get(&self.failed)),
+            Counter::loss("records_dropped", Self::get(&self.dropped)),
             Counter::new("queue_depth", Self::get(&self.queued)),
-            Counter::new("connections_lost", Self::get(&self.connections_lost)),
+            Counter::loss("connections_lost", Self::get(&self.connections_lost)),
             Counter::new("records_replayed", Self::get(&self.replayed)),
         ]
     }
