@@ -32,6 +32,7 @@ fn falco_style_rule_files_load_run_and_list_disabled_rules() {
     for summary in [
         "constructs.yaml: 2 rules, 2 compiled, 0 disabled",
         "dialect.yaml: 2 rules, 2 compiled, 0 disabled",
+        "mapped.yaml: 2 rules, 2 compiled, 0 disabled",
         "unmapped.yaml: 1 rules, 0 compiled, 1 disabled (unknown fields: evt.arg.request, thread.cap_effective)",
     ] {
         assert!(all.contains(summary), "missing '{summary}' in:\n{all}");
@@ -40,6 +41,8 @@ fn falco_style_rule_files_load_run_and_list_disabled_rules() {
     // The shells that trace runs are alerted on (with the last `-log` given, info, in effect).
     let text = std::fs::read_to_string(&alerts).unwrap();
     assert!(text.lines().any(|l| l.contains("Shell spawned")), "{text}");
+    // `evt.num` numbers the records the policy engine receives from 1: exactly one is 3.
+    assert_eq!(text.lines().filter(|l| l.contains("\"Third record\"")).count(), 1, "{text}");
 
     let out = run_sfprocessor_in(dir.path(), &["-listrules", "-config", &cfg], &[]);
     let (stdout, stderr) = output_text(&out);
