@@ -6,6 +6,7 @@ use sysflow_plugin_api::{Batch, ConfigKey, Counter, Host, PluginConfig, PluginEr
 
 use crate::{
     ecs_encoder::EcsEncoder,
+    falco_encoder::FalcoEncoder,
     json_encoder::JsonEncoder,
     transport::{self, EncodedBatch, Transport},
 };
@@ -16,7 +17,7 @@ const MAX_PENDING_AGE: Duration = Duration::from_secs(1);
 /// The configuration keys of the exporter (pipeline-config.md §3.3).
 pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("export", "transport: terminal (default), file, syslog, kafka, null; es is not available yet"),
-    ConfigKey::new("format", "encoding: json (default), ecs, or sysflow (export kafka only); otel is not available yet"),
+    ConfigKey::new("format", "encoding: json (default), ecs, falco (Falco's JSON alerts), or sysflow (export kafka only); otel is not available yet"),
     ConfigKey::new("buffer", "records per delivery (integer, default 0 = deliver every batch)"),
     ConfigKey::new("file.path", "file transport target, replaced at start, appended to after a SIGHUP reload, untouched by -test (default ./export.out)"),
     ConfigKey::new("vault.secrets", "\"true\" reads Elasticsearch credentials from secret files (es transport)"),
@@ -50,6 +51,8 @@ pub enum Encoder {
     Json(Box<JsonEncoder>),
     /// `format: ecs`.
     Ecs(EcsEncoder),
+    /// `format: falco`.
+    Falco(FalcoEncoder),
 }
 
 impl Encoder {
@@ -58,6 +61,9 @@ impl Encoder {
         match self {
             Encoder::Json(e) => e.encode(record, out),
             Encoder::Ecs(e) => e.encode(record, out),
+            Encoder::Falco(e) => {
+                e.encode(record, out);
+            }
         }
     }
 }
@@ -76,6 +82,8 @@ pub struct Exporter {
     encode_errors: u64,
     transport_errors: u64,
     records_dropped: u64,
+    /// Records `format: falco` skipped because no rule matched them.
+    records_not_alerts: u64,
     first_error: Option<String>,
 }
 
@@ -96,6 +104,7 @@ impl Exporter {
         let encoder = match format {
             "json" => Encoder::Json(Box::default()),
             "ecs" => Encoder::Ecs(EcsEncoder::new()),
+            "falco" => Encoder::Falco(FalcoEncoder::new()),
             "otel" => {
                 return Err(PluginError::new(
                     "key 'format': encoder 'otel' is not available in this build yet (available: json, ecs)",
@@ -141,6 +150,7 @@ impl Exporter {
             encode_errors: 0,
             transport_errors: 0,
             records_dropped: 0,
+            records_not_alerts: 0,
             first_error: None,
         }
     }
@@ -191,6 +201,11 @@ impl Processor for Exporter {
             }
         };
         for record in records.iter() {
+            // Falco alerts exist only for matched records (enrich mode forwards the others).
+            if matches!(self.encoder, Encoder::Falco(_)) && record.context.matched.is_empty() {
+                self.records_not_alerts += 1;
+                continue;
+            }
             self.pending.push_with(|out| self.encoder.encode(record, out));
         }
         let now = Instant::now();
@@ -234,6 +249,7 @@ impl Processor for Exporter {
             Counter::new("encode_errors", self.encode_errors),
             Counter::new("transport_errors", self.transport_errors),
             Counter::new("records_dropped", self.records_dropped),
+            Counter::new("records_not_alerts", self.records_not_alerts),
         ]
     }
 }

@@ -1,5 +1,6 @@
 //! The SysFlow exporter (`exporter` processor): encodes flat records as upstream's JSON
-//! lines (`format: json`) or ECS documents (`format: ecs`) and delivers them to the
+//! lines (`format: json`), ECS documents (`format: ecs`) or Falco's JSON alerts
+//! (`format: falco`, [`falco_encoder`]) and delivers them to the
 //! terminal, a file, a syslog server (TCP/UDP), or nowhere (`null`).
 //!
 //! Output is byte-for-byte upstream's (sf-processor 0.7) wherever upstream's output is
@@ -30,6 +31,7 @@
 
 pub mod ecs_encoder;
 pub mod exporter;
+pub mod falco_encoder;
 mod fragment_cache;
 pub mod json_encoder;
 pub mod json_text;
@@ -39,6 +41,7 @@ use sysflow_plugin_api::{ChannelType, PluginDescriptor};
 
 pub use ecs_encoder::EcsEncoder;
 pub use exporter::Exporter;
+pub use falco_encoder::FalcoEncoder;
 pub use json_encoder::JsonEncoder;
 
 /// The plugins this crate provides.

@@ -627,6 +627,9 @@ impl Attr {
             },
             // Falco's form of an open's flags: `O_`-prefixed names joined by `|`.
             EvtArgFlags => {
+                if r.record_type() != RecordType::FileFlow {
+                    return buf;
+                }
                 openflags::for_each_name(r.open_flags(), |n| {
                     if !buf.is_empty() {
                         buf.push('|');
