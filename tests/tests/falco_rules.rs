@@ -134,4 +134,12 @@ fn format_falco_writes_falco_alerts_with_rendered_output() {
         text.contains(r#""id":"Third record","desc":"#) && text.contains(r#""output":"Third record (num=3 type="#),
         "{text}"
     );
+
+    // So does the ecs format, as the document's `message`.
+    let ecs_alerts = dir.path().join("alerts-ecs.json");
+    let cfg = pipeline("ecs", &ecs_alerts);
+    let out = run_sfprocessor_in(dir.path(), &["-config", &cfg.to_string_lossy(), &trace.to_string_lossy()], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = std::fs::read_to_string(&ecs_alerts).unwrap();
+    assert!(text.contains(r#""message":"Third record (num=3 type="#), "{text}");
 }
