@@ -6,7 +6,7 @@
 //! computes them the same way.
 
 use abi_stable::{
-    std_types::{RArc, ROption, RString, RVec},
+    std_types::{RArc, ROption, RString, RVec, Tuple2},
     StableAbi,
 };
 
@@ -24,6 +24,12 @@ pub struct RuleMatch {
     pub priority: i32,
     /// The rule's tags, in rule order.
     pub tags: RVec<RString>,
+    /// The rule's Falco `output:` rendered for this record (`""`: none, or not the falco dialect).
+    pub output: RString,
+    /// The fields the output template names with their values as JSON text (`"bash"`, `0`, `null`).
+    pub output_fields: RVec<Tuple2<RString, RString>>,
+    /// The priority as Falco writes it (`Warning`, `Critical`, …; `""`: not one of Falco's).
+    pub priority_name: RString,
 }
 
 /// What the policy engine adds to a record.

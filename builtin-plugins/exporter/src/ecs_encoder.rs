@@ -45,6 +45,7 @@ impl EcsEncoder {
         out.extend_from_slice(b",\"ip\":");
         write_str(out, &record.header.ip);
         out.push(b'}');
+        write_rendered_outputs(out, record);
 
         if let Event::K8s(ke) = &record.event {
             write_k8s_orchestrator(out, &ke.message);
@@ -485,6 +486,20 @@ fn write_user(out: &mut Vec<u8>, proc: Option<&Process>) {
         write_str(out, user);
     }
     out.push(b'}');
+}
+
+/// ECS `message`: the matched rules' rendered Falco outputs joined by `; ` (only rules
+/// rendered under `"dialect": "falco"` have one; without any, nothing is written, as upstream).
+fn write_rendered_outputs(out: &mut Vec<u8>, record: &FlatRecord) {
+    let mut outputs = record.context.matched.iter().map(|m| m.output.as_str()).filter(|o| !o.is_empty());
+    let Some(first) = outputs.next() else { return };
+    out.extend_from_slice(b",\"message\":\"");
+    crate::json_text::write_escaped_str(out, first);
+    for o in outputs {
+        out.extend_from_slice(b"; ");
+        crate::json_text::write_escaped_str(out, o);
+    }
+    out.push(b'"');
 }
 
 /// Go's `time.Unix(0, ns).UTC().Format(time.RFC3339Nano)`, quoted.

@@ -9,6 +9,7 @@ use crate::{
     document_id::document_id,
     ecs_encoder::EcsEncoder,
     elasticsearch::{EsSettings, EsSink},
+    falco_encoder::FalcoEncoder,
     http::{HttpSettings, HttpSink},
     json_encoder::JsonEncoder,
     transport::{self, syslog, EncodedBatch, SyslogSettings, SyslogSink, Transport},
@@ -20,7 +21,7 @@ const MAX_PENDING_AGE: Duration = Duration::from_secs(1);
 /// The configuration keys of the exporter (pipeline-config.md §3.3).
 pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("export", "transport: terminal (default), file, syslog, es, http, kafka, null"),
-    ConfigKey::new("format", "encoding: json (default), ecs, or sysflow (export kafka only); otel is not available yet"),
+    ConfigKey::new("format", "encoding: json (default), ecs, falco (Falco's JSON alerts), or sysflow (export kafka only); otel is not available yet"),
     ConfigKey::new("buffer", "records per delivery (integer, default 0 = deliver every batch)"),
     ConfigKey::new("file.path", "file transport target, replaced at start, appended to after a SIGHUP reload, untouched by -test (default ./export.out)"),
     ConfigKey::new("vault.secrets", "\"true\" reads Elasticsearch credentials from secret files (es transport)"),
@@ -78,6 +79,8 @@ pub enum Encoder {
     Json(Box<JsonEncoder>),
     /// `format: ecs`.
     Ecs(EcsEncoder),
+    /// `format: falco`.
+    Falco(FalcoEncoder),
 }
 
 impl Encoder {
@@ -86,6 +89,9 @@ impl Encoder {
         match self {
             Encoder::Json(e) => e.encode(record, out),
             Encoder::Ecs(e) => e.encode(record, out),
+            Encoder::Falco(e) => {
+                e.encode(record, out);
+            }
         }
     }
 }
@@ -118,6 +124,8 @@ pub struct Exporter {
     encode_errors: u64,
     transport_errors: u64,
     records_dropped: u64,
+    /// Records `format: falco` skipped because no rule matched them.
+    records_not_alerts: u64,
     first_error: Option<String>,
 }
 
@@ -138,6 +146,7 @@ impl Exporter {
         let encoder = match format {
             "json" => Encoder::Json(Box::default()),
             "ecs" => Encoder::Ecs(EcsEncoder::new()),
+            "falco" => Encoder::Falco(FalcoEncoder::new()),
             "otel" => {
                 return Err(PluginError::new(
                     "key 'format': encoder 'otel' is not available in this build yet (available: json, ecs)",
@@ -227,6 +236,7 @@ impl Exporter {
             encode_errors: 0,
             transport_errors: 0,
             records_dropped: 0,
+            records_not_alerts: 0,
             first_error: None,
         }
     }
@@ -279,9 +289,15 @@ impl Processor for Exporter {
                 )));
             }
         };
+        let falco_alerts_only = matches!(self.encoder, Encoder::Falco(_));
         if let Output::Delivery { delivery, with_ids, .. } = &mut self.output {
             // The delivery layer batches by itself: `buffer` does not apply.
             for record in records.iter() {
+                // Falco alerts exist only for matched records (enrich mode forwards the others).
+                if falco_alerts_only && record.context.matched.is_empty() {
+                    self.records_not_alerts += 1;
+                    continue;
+                }
                 let mut body = Vec::new();
                 self.encoder.encode(record, &mut body);
                 let id = with_ids.then(|| document_id(record));
@@ -290,6 +306,11 @@ impl Processor for Exporter {
             return Ok(None);
         }
         for record in records.iter() {
+            // Falco alerts exist only for matched records (enrich mode forwards the others).
+            if falco_alerts_only && record.context.matched.is_empty() {
+                self.records_not_alerts += 1;
+                continue;
+            }
             self.pending.push_with(|out| self.encoder.encode(record, out));
         }
         let now = Instant::now();
@@ -342,6 +363,7 @@ impl Processor for Exporter {
             Counter::loss("encode_errors", self.encode_errors),
             Counter::loss("transport_errors", self.transport_errors),
             Counter::loss("records_dropped", self.records_dropped),
+            Counter::new("records_not_alerts", self.records_not_alerts),
         ]
     }
 }

@@ -159,6 +159,11 @@ impl JsonEncoder {
                 write_str(out, &rule.desc);
                 out.extend_from_slice(b",\"priority\":");
                 write_int(out, rule.priority);
+                // Only rules rendered under "dialect": "falco" have an output; upstream's shape is kept otherwise.
+                if !rule.output.is_empty() {
+                    out.extend_from_slice(b",\"output\":");
+                    write_str(out, &rule.output);
+                }
                 out.push(b'}');
             }
             out.push(b']');

@@ -1,8 +1,9 @@
 //! The SysFlow exporter (`exporter` processor): encodes flat records as upstream's JSON
-//! lines (`format: json`) or ECS documents (`format: ecs`) and delivers them to the
-//! terminal, a file, or nowhere (`null`), or through the [`delivery`] layer (bounded
-//! queue, retries, counters) to a syslog server (UDP/TCP/TLS), Elasticsearch/OpenSearch
-//! (`es`) or an HTTP webhook (`http`).
+//! lines (`format: json`), ECS documents (`format: ecs`) or Falco's JSON alerts
+//! (`format: falco`, [`falco_encoder`]) and delivers them to the terminal, a file, or
+//! nowhere (`null`), or through the [`delivery`] layer (bounded queue, retries, counters)
+//! to a syslog server (UDP/TCP/TLS), Elasticsearch/OpenSearch (`es`) or an HTTP webhook
+//! (`http`).
 //!
 //! Output is byte-for-byte upstream's (sf-processor 0.7) wherever upstream's output is
 //! valid and correct, including its HTML-safe string escaping. Deliberate differences
@@ -35,6 +36,7 @@ pub mod document_id;
 pub mod ecs_encoder;
 pub mod elasticsearch;
 pub mod exporter;
+pub mod falco_encoder;
 mod fragment_cache;
 pub mod go_duration;
 pub mod http;
@@ -48,6 +50,7 @@ use sysflow_plugin_api::{ChannelType, PluginDescriptor};
 
 pub use ecs_encoder::EcsEncoder;
 pub use exporter::Exporter;
+pub use falco_encoder::FalcoEncoder;
 pub use json_encoder::JsonEncoder;
 
 /// The plugins this crate provides.

@@ -159,8 +159,8 @@ fn kubernetes_event_and_policy_fields() {
     let mut r = FlatRecord::new(header(), ev);
     r.context = PolicyContext {
         matched: vec![
-            RArc::new(RuleMatch { name: "New pod".into(), desc: "".into(), priority: 0, tags: vec![RString::from("k8s")].into() }),
-            RArc::new(RuleMatch { name: "Second <rule>".into(), desc: "".into(), priority: 0, tags: Default::default() }),
+            RArc::new(RuleMatch { name: "New pod".into(), desc: "".into(), priority: 0, tags: vec![RString::from("k8s")].into(), ..Default::default() }),
+            RArc::new(RuleMatch { name: "Second <rule>".into(), desc: "".into(), priority: 0, tags: Default::default(), ..Default::default() }),
         ]
         .into(),
         tags: vec![RString::from("first")].into(),

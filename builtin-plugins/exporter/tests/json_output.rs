@@ -166,8 +166,9 @@ fn policies_and_tags_follow_the_sections() {
                 desc: "line one\n  & two".into(),
                 priority: 3,
                 tags: vec![RString::from("mitre:T1059"), RString::from("shell")].into(),
+                ..Default::default()
             }),
-            RArc::new(RuleMatch { name: "r2".into(), desc: "".into(), priority: 0, tags: RVec::new() }),
+            RArc::new(RuleMatch { name: "r2".into(), desc: "".into(), priority: 0, tags: RVec::new(), ..Default::default() }),
         ]
         .into(),
         tags: vec![RString::from("action-tag")].into(),

@@ -142,6 +142,71 @@ attrs! {
     MetaSchema => "sf.meta.schema", Int;
     MetaTracename => "sf.meta.tracename", Str;
     EvtDir => "evt.dir", List;
+    EvtNum => "evt.num", Int;
+    ProcDuration => "proc.duration", Int;
+    ContImageRepository => "container.image.repository", Str;
+    FdType => "fd.type", Str;
+    ProcCwd => "proc.cwd", Str;
+    EvtArgFlags => "evt.arg.flags", Str;
+}
+
+/// Falco-only fields: names that resolve only under `"dialect": "falco"` (dialect.rs),
+/// so upstream's files keep treating them as unknown.
+pub const FALCO_ONLY: &[Attr] = &[
+    Attr::EvtNum,
+    Attr::ProcDuration,
+    Attr::ContImageRepository,
+    Attr::FdType,
+    Attr::ProcCwd,
+    Attr::EvtArgFlags,
+];
+
+thread_local! {
+    /// The 1-based number of the record being evaluated on this thread (`evt.num`). A
+    /// record is evaluated start to end on one thread, and the accessors see only the
+    /// record, so the evaluator publishes the number here before each record.
+    static RECORD_NUMBER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Publishes the number of the record about to be evaluated on this thread (`evt.num`).
+pub fn set_record_number(n: u64) {
+    RECORD_NUMBER.with(|c| c.set(n));
+}
+
+/// The number of the record being evaluated on this thread (0: none published).
+pub fn record_number() -> u64 {
+    RECORD_NUMBER.with(|c| c.get())
+}
+
+/// Falco's `container.image.repository`: the image reference without its tag or digest
+/// (`docker.io/library/nginx:1.25@sha256:…` → `docker.io/library/nginx`); a `:` before
+/// the last `/` is a registry port, not a tag.
+pub fn image_repository(image: &str) -> &str {
+    let image = image.split_once('@').map(|(repo, _)| repo).unwrap_or(image);
+    let name_start = image.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match image[name_start..].find(':') {
+        Some(i) => &image[..name_start + i],
+        None => image,
+    }
+}
+
+/// Falco's `fd.type` for a SysFlow file resource type character (`sf.file.type`).
+pub fn fd_type_name(typechar: char) -> &'static str {
+    match typechar {
+        'f' => "file",
+        'd' => "directory",
+        '4' => "ipv4",
+        '6' => "ipv6",
+        'u' => "unix",
+        'p' => "pipe",
+        'e' => "event",
+        's' => "signalfd",
+        'l' => "eventpoll",
+        'i' => "inotify",
+        't' => "timerfd",
+        'o' => "netlink",
+        _ => "",
+    }
 }
 
 /// Bit sets naming what part of a record a value depends on ([`Attr::scope`]).
@@ -248,7 +313,7 @@ pub fn lookup(name: &str) -> Option<Attr> {
         "container.name" => ContName,
         "container.type" => ContType,
         "container.privileged" => ContPrivileged,
-        _ => return Attr::ALL.iter().copied().find(|a| a.name() == name && *a != EvtDir),
+        _ => return Attr::ALL.iter().copied().find(|a| a.name() == name && *a != EvtDir && !FALCO_ONLY.contains(a)),
     })
 }
 
@@ -545,6 +610,35 @@ impl Attr {
             NodeIp => trimmed(r.header.ip.as_str()),
             MetaTracename => trimmed(go_base(r.header.filename.as_str())),
             EvtDir => ">,<",
+            ContImageRepository => trimmed(image_repository(r.container().map(|c| c.image.as_str()).unwrap_or(""))),
+            FdType => match r.file().and_then(|f| u32::try_from(f.restype).ok()).and_then(char::from_u32) {
+                Some(c) => fd_type_name(c),
+                None => "",
+            },
+            // Falco writes the working directory with a trailing `/`.
+            ProcCwd => match p.map(|p| p.cwd.as_str()).unwrap_or("") {
+                "" => "",
+                cwd if cwd.ends_with('/') => cwd,
+                cwd => {
+                    buf.push_str(cwd);
+                    buf.push('/');
+                    buf
+                }
+            },
+            // Falco's form of an open's flags: `O_`-prefixed names joined by `|`.
+            EvtArgFlags => {
+                if r.record_type() != RecordType::FileFlow {
+                    return buf;
+                }
+                openflags::for_each_name(r.open_flags(), |n| {
+                    if !buf.is_empty() {
+                        buf.push('|');
+                    }
+                    buf.push_str("O_");
+                    buf.push_str(n);
+                });
+                buf
+            }
             ContPrivileged => {
                 if r.container().is_some_and(|c| c.privileged) {
                     "1"
@@ -554,7 +648,7 @@ impl Attr {
             }
             Ret | Ts | EndTs | ProcPid | ProcTid | ProcUid | ProcGid | ProcCreateTs | PprocPid | PprocCreateTs
             | PprocUid | PprocGid | PodTs | PodRestartCnt | FileFd | FlowRBytes | FlowROps | FlowWBytes | FlowWOps
-            | NetProto | NetSport | NetDport | MetaSchema => {
+            | NetProto | NetSport | NetDport | MetaSchema | EvtNum | ProcDuration => {
                 let _ = write!(buf, "{}", self.int_form(r));
                 buf
             }
@@ -599,6 +693,12 @@ impl Attr {
             NetSport => net_flow(r).map(|n| n.1 as i64).unwrap_or(0),
             NetDport => net_flow(r).map(|n| n.3 as i64).unwrap_or(0),
             MetaSchema => r.header.version,
+            EvtNum => record_number() as i64,
+            // Falco: nanoseconds since the process started.
+            ProcDuration => match p {
+                Some(p) if p.oid.create_ts > 0 => r.event.ts().saturating_sub(p.oid.create_ts).max(0),
+                _ => 0,
+            },
             _ => 0,
         }
     }
@@ -702,10 +802,10 @@ impl Attr {
             | ProcGroup | ProcCreateTs | ProcTty | ProcEntry | ProcAName | ProcAExe | ProcACmdline | ProcAPid
             | PprocOid | PprocPid | PprocCreateTs | PprocName | PprocExe | PprocArgs | PprocUser | PprocGroup
             | PprocCmdline | PprocUid | PprocGid | PprocTty | PprocEntry | ContId | ContName | ContImage
-            | ContImageId | ContType | ContPrivileged | PodTs | PodRestartCnt | PodId | PodName | PodNodeName
+            | ContImageRepository | ProcCwd | ContImageId | ContType | ContPrivileged | PodTs | PodRestartCnt | PodId | PodName | PodNodeName
             | PodNamespace | PodHostIp | PodInternalIp | PodServices | PodHostIpArr | PodInternalIpArr
             | PodServicesArr => scope::PROCESS,
-            FileOid | FilePath | FileSymlink | FileName | FileDirectory | FileType => scope::FILE,
+            FileOid | FilePath | FileSymlink | FileName | FileDirectory | FileType | FdType => scope::FILE,
             _ => scope::RECORD,
         }
     }
@@ -727,9 +827,11 @@ impl Attr {
         use Attr::*;
         use RecordType as T;
         match self {
-            FileOid | FilePath | FileSymlink | FileName | FileDirectory | FileType => &[T::FileFlow, T::FileEvent],
+            FileOid | FilePath | FileSymlink | FileName | FileDirectory | FileType | FdType => {
+                &[T::FileFlow, T::FileEvent]
+            }
             FileNewOid | FileNewPath | FileNewSymlink | FileNewName | FileNewDirectory => &[T::FileEvent],
-            FileOpenFlags | FileIsOpenRead | FileIsOpenWrite => &[T::FileFlow],
+            FileOpenFlags | FileIsOpenRead | FileIsOpenWrite | EvtArgFlags => &[T::FileFlow],
             FlowRBytes | FlowROps | FlowWBytes | FlowWOps | FileFd => &[T::FileFlow, T::NetworkFlow],
             NetProto | NetSport | NetDport | NetSip | NetDip | NetIp | NetPort => &[T::NetworkFlow],
             KeAction | KeKind | KeMessage => &[T::K8sEvent],
@@ -755,7 +857,7 @@ mod tests {
         assert_eq!(lookup("sf.proc.username"), None);
         assert_eq!(lookup("sf.pod.services+"), Some(Attr::PodServicesArr));
         for a in Attr::ALL {
-            if *a != Attr::EvtDir {
+            if *a != Attr::EvtDir && !FALCO_ONLY.contains(a) {
                 assert_eq!(lookup(a.name()), Some(*a), "{}", a.name());
             }
         }
@@ -769,6 +871,21 @@ mod tests {
         assert_eq!(suggest("k8s.ns.name"), None);
         assert_eq!(suggest("sf.net.mask"), None);
         assert_eq!(suggest("sf.file.typechar"), Some("sf.file.type"));
+    }
+
+    #[test]
+    fn image_repository_drops_tag_and_digest_not_port() {
+        for (image, repo) in [
+            ("nginx", "nginx"),
+            ("nginx:1.25", "nginx"),
+            ("docker.io/library/nginx:1.25", "docker.io/library/nginx"),
+            ("registry:5000/team/app", "registry:5000/team/app"),
+            ("registry:5000/team/app:v2", "registry:5000/team/app"),
+            ("quay.io/app@sha256:abcd", "quay.io/app"),
+            ("", ""),
+        ] {
+            assert_eq!(image_repository(image), repo, "{image}");
+        }
     }
 
     #[test]

@@ -47,6 +47,13 @@ pub fn falco_field(name: &str) -> Option<Attr> {
         "proc.pexepath" => Attr::PprocExe,
         "k8s.ns.name" => Attr::PodNamespace,
         "k8s.pod.name" => Attr::PodName,
+        // The record's 1-based number in the policy engine's input (docs/policies.md).
+        "evt.num" => Attr::EvtNum,
+        "proc.duration" => Attr::ProcDuration,
+        "container.image.repository" => Attr::ContImageRepository,
+        "fd.type" => Attr::FdType,
+        "proc.cwd" => Attr::ProcCwd,
+        "evt.arg.flags" => Attr::EvtArgFlags,
         _ => return None,
     })
 }

@@ -160,6 +160,10 @@ pub struct RuleDef {
     pub enabled: bool,
     /// Condition.
     pub condition: Cond,
+    /// Falco output template (`output:`), as written.
+    pub output: Option<String>,
+    /// The priority word as written (Falco's alert format prints it).
+    pub priority_word: Option<String>,
     /// Where the rule was written.
     pub pos: SourcePos,
 }

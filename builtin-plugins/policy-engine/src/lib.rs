@@ -22,6 +22,7 @@ pub mod jsonpath;
 pub mod language;
 pub mod limits;
 pub mod monitor;
+pub mod output_template;
 pub mod processor;
 pub mod ruleset;
 pub mod sigma;

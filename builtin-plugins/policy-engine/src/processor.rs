@@ -9,6 +9,7 @@ use std::{
 use abi_stable::std_types::{RArc, RVec};
 use sysflow_plugin_api::{ffi::ConfigKey, Batch, Counter, FlatRecord, Host, PluginConfig, PluginError, Processor};
 
+use crate::attributes::set_record_number;
 use crate::{
     actions::ActionRegistry,
     dialect::Dialect,
@@ -289,6 +290,8 @@ impl Processor for PolicyEngine {
 
     fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
         let n = batch.len();
+        // `evt.num` of this batch's records: 1-based over everything this engine received.
+        let first_number = self.records_in + 1;
         self.records_in += n as u64;
         if self.engine.is_none() {
             self.records_out += n as u64;
@@ -309,7 +312,8 @@ impl Processor for PolicyEngine {
         let started = Instant::now();
         if workers <= 1 {
             let st = &mut e.states[0];
-            for (r, v) in recs.as_mut_slice().iter_mut().zip(e.verdicts.iter_mut()) {
+            for (i, (r, v)) in recs.as_mut_slice().iter_mut().zip(e.verdicts.iter_mut()).enumerate() {
+                set_record_number(first_number + i as u64);
                 *v = rules.evaluate(r, st);
             }
         } else {
@@ -320,19 +324,23 @@ impl Processor for PolicyEngine {
             let pool = &e.pool;
             pool.install(|| {
                 use rayon::prelude::*;
-                recs.as_mut_slice().par_chunks_mut(WORK_CHUNK).zip(e.verdicts.par_chunks_mut(WORK_CHUNK)).for_each(
-                    |(rc, vc)| {
+                recs.as_mut_slice()
+                    .par_chunks_mut(WORK_CHUNK)
+                    .zip(e.verdicts.par_chunks_mut(WORK_CHUNK))
+                    .enumerate()
+                    .for_each(|(chunk, (rc, vc))| {
                         WORKER_STATE.with(|cell| {
                             let mut st = cell.borrow_mut();
-                            for (r, v) in rc.iter_mut().zip(vc.iter_mut()) {
+                            let chunk_first = first_number + (chunk * WORK_CHUNK) as u64;
+                            for (i, (r, v)) in rc.iter_mut().zip(vc.iter_mut()).enumerate() {
+                                set_record_number(chunk_first + i as u64);
                                 *v = rules.evaluate(r, &mut st);
                             }
                             if !st.action_errors.is_empty() {
                                 errors.lock().append(&mut st.action_errors);
                             }
                         })
-                    },
-                );
+                    });
             });
             for msg in errors.into_inner() {
                 self.action_errors += 1;

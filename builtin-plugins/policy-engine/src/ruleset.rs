@@ -15,6 +15,7 @@ use sysflow_plugin_api::{opflags, FlatRecord, RecordType, RuleMatch};
 
 use crate::{
     dialect::{self, Dialect},
+    output_template::OutputTemplate,
     actions::{ActionRegistry, RuleAction},
     attributes::{self, Attr},
     error::PolicyWarning,
@@ -65,6 +66,8 @@ pub struct CompileOptions {
 pub struct CompiledRule {
     /// The match record attached to records (name, desc, priority, tags).
     pub matched: RArc<RuleMatch>,
+    /// The output template rendered for each alert (only under `"dialect": "falco"`).
+    pub output: Option<OutputTemplate>,
     /// Enabled (by the policy, and not disabled by the compiler).
     pub enabled: bool,
     /// Why the compiler disabled the rule.
@@ -895,8 +898,15 @@ impl RuleSet {
                 desc: RString::from(r.desc.as_str()),
                 priority: r.priority,
                 tags: r.tags.iter().map(|t| RString::from(t.as_str())).collect::<RVec<_>>(),
+                priority_name: RString::from(r.priority_word.as_deref().unwrap_or("")),
+                ..Default::default()
             });
-            out_rules.push(CompiledRule { matched, enabled, disabled_reason, unknown_attributes, types, pos: r.pos, actions });
+            // Upstream writes no `output:`; only Falco's dialect renders it (docs/policies.md).
+            let output = match (&r.output, opts.dialect) {
+                (Some(text), Dialect::Falco) => Some(OutputTemplate::parse(text)),
+                _ => None,
+            };
+            out_rules.push(CompiledRule { matched, output, enabled, disabled_reason, unknown_attributes, types, pos: r.pos, actions });
         }
         warnings.extend(syscall_name_warnings(syscall_uses));
         for b in &mut buckets {
@@ -959,7 +969,11 @@ impl RuleSet {
     /// Records a match of rule `idx` on the record and runs the rule's actions.
     fn on_match(&self, idx: u32, record: &mut FlatRecord, st: &mut EvalState) {
         let rule = &self.rules[idx as usize];
-        record.context.matched.push(rule.matched.clone());
+        let matched = match &rule.output {
+            Some(template) => RArc::new(template.render(&rule.matched, record)),
+            None => rule.matched.clone(),
+        };
+        record.context.matched.push(matched);
         for a in &rule.actions {
             if let Err(e) = a.apply(record) {
                 st.action_errors.push(format!("Error in action of rule '{}': {e}", rule.matched.name));

@@ -180,6 +180,22 @@ pub fn priority_of(word: &str) -> Option<i32> {
     }
 }
 
+/// Falco's capitalisation of a priority word, for Falco's own levels (`None` for
+/// upstream's `low`/`medium`/`high`).
+pub fn falco_priority_name(word: &str) -> Option<&'static str> {
+    Some(match word.to_ascii_lowercase().as_str() {
+        "emergency" => "Emergency",
+        "alert" => "Alert",
+        "critical" => "Critical",
+        "error" => "Error",
+        "warning" => "Warning",
+        "notice" => "Notice",
+        "info" | "informational" => "Informational",
+        "debug" => "Debug",
+        _ => return None,
+    })
+}
+
 /// A rule's condition with an appended one: into the existing disjunction (conjunction)
 /// when there is one, so that repeated appends do not nest.
 fn combine(old: Cond, new: Cond, or: bool) -> Cond {
@@ -504,6 +520,8 @@ impl Lowering {
             prefilter: r.prefilter.unwrap_or_default(),
             enabled,
             condition,
+            output: r.output,
+            priority_word: r.priority.as_ref().and_then(|(p, _)| falco_priority_name(p)).map(str::to_string),
             pos: r.pos,
         });
     }

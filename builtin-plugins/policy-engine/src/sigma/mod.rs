@@ -173,6 +173,8 @@ fn lower_doc(doc: &SigmaDoc, file: &Arc<PathBuf>, config: &SigmaConfig, set: &mu
             prefilter: Vec::new(),
             enabled,
             condition: cond,
+            output: None,
+            priority_word: None,
             pos: pos.clone(),
         });
     }
