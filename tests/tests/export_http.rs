@@ -152,3 +152,46 @@ fn record_mode_posts_one_document_per_request_with_the_configured_headers() {
     }
     assert!(received(&accepted) == want, "every record exactly once");
 }
+
+#[test]
+fn falco_alerts_reach_a_webhook_one_per_request_as_falcosidekick_reads_them() {
+    // Falcosidekick's input is Falco's `http_output`: one JSON alert per POST to `/`.
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = data.join("traces/shellshock.sf").to_string_lossy().into_owned();
+    let policies = sysflow_e2e_tests::workspace_root().join("builtin-plugins/policy-engine/tests/falco_style");
+    let falco_pipeline = |name: &str, exporter: Value| {
+        let cfg = json!({"pipeline": [
+            {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+            {"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "mode": "alert",
+             "dialect": "falco", "policies": policies.to_string_lossy()},
+            exporter]});
+        write_pipeline(dir.path(), name, &cfg).to_string_lossy().into_owned()
+    };
+    let file = dir.path().join("alerts.json");
+    let cfg = falco_pipeline("file.json", json!({"processor": "exporter", "in": "evt eventchan", "export": "file",
+        "format": "falco", "file.path": file.to_string_lossy()}));
+    let out = run_sfprocessor_in(dir.path(), &["-config", &cfg, &trace], &[]);
+    assert!(out.status.success(), "{:?}", output_text(&out));
+    let mut want = HashMap::new();
+    for alert in read_json_lines(&file) {
+        *want.entry(alert.to_string()).or_insert(0) += 1;
+    }
+    assert!(!want.is_empty(), "the falco-style rules alert on this trace");
+
+    let receiver = Receiver::start(Duration::from_millis(300));
+    let cfg = falco_pipeline("http.json", json!({"processor": "exporter", "in": "evt eventchan", "export": "http",
+        "format": "falco", "http.mode": "record", "http.url": format!("http://127.0.0.1:{}/", receiver.port)}));
+    let out = run_sfprocessor_in(dir.path(), &["-config", &cfg, &trace], &[]);
+    assert!(out.status.success(), "{:?}", output_text(&out));
+    let accepted = receiver.accepted.lock().expect("lock");
+    assert_eq!(accepted.len(), want.values().sum::<usize>(), "one request per alert");
+    for a in accepted.iter() {
+        assert_eq!(a.content_type.as_deref(), Some("application/json"));
+        let alert: Value = serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{e}: {}", a.body));
+        for key in ["output", "priority", "rule", "time", "output_fields", "source", "tags", "hostname"] {
+            assert!(alert.get(key).is_some(), "Falco alert field {key} missing: {alert}");
+        }
+    }
+    assert!(received(&accepted) == want, "every alert exactly once, as the file exporter writes it");
+}
