@@ -124,6 +124,9 @@ fn format_falco_writes_falco_alerts_with_rendered_output() {
     assert!(shell["output"].as_str().unwrap().contains(&format!("command={cmdline} parent=")), "{shell}");
     let third = lines.iter().find(|a| a["rule"] == "Third record").unwrap_or_else(|| panic!("{text}"));
     assert_eq!(third["output_fields"]["evt.num"], 3, "{third}");
+    // `%evt.type` prints the system call name Falco would (the record is a CLOSE).
+    assert_eq!(third["output"], "Third record (num=3 type=close)", "{third}");
+    assert_eq!(third["output_fields"]["evt.type"], "close", "{third}");
 
     // The json format carries the rendered output in each policy under the falco dialect.
     let cfg = pipeline("json", &json_alerts);

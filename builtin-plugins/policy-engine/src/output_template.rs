@@ -29,6 +29,8 @@ enum Source {
     EvtTime,
     /// `container.info`: `container_id=… container_name=…`.
     ContainerInfo,
+    /// `evt.type`: the system call name Falco prints for the record's operation.
+    EvtType(Attr),
     Unknown,
 }
 
@@ -55,6 +57,9 @@ fn source_of(name: &str) -> Source {
         _ => {}
     }
     if let Some(a) = dialect::falco_field(name).or_else(|| attributes::lookup(name)) {
+        if name == "evt.type" {
+            return Source::EvtType(a);
+        }
         return Source::Attr(a);
     }
     if let Some((base, rest)) = name.split_once('[') {
@@ -181,6 +186,15 @@ fn value_of<'a>(source: &Source, r: &'a FlatRecord, buf: &'a mut String) -> (&'a
             };
             let _ = write!(buf, "container_id={id} container_name={name}");
             (buf, false)
+        }
+        Source::EvtType(a) => {
+            // Falco users read system call names (`execve`), not SysFlow's operation names
+            // (`EXEC`): the first name of the dialect's table stands for the operation.
+            let op = a.str_form(r, buf);
+            match dialect::SYSCALL_OPS.iter().find(|(_, o)| *o == op) {
+                Some((syscall, _)) => (syscall, false),
+                None => (op, false),
+            }
         }
         Source::Unknown => ("", false),
     }
