@@ -12,6 +12,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod background_run;
 pub mod kafka_broker;
 pub mod search_server;
 pub mod servers;

@@ -4,13 +4,14 @@
 
 use std::{
     path::Path,
-    process::{Child, Command, Output, Stdio},
+    process::Output,
     time::{Duration, Instant},
 };
 
 use serde_json::{json, Value};
 use sysflow_e2e_tests::{
-    output_text, run_sfprocessor_in, search_server, servers, sfprocessor_bin, shared_data, write_pipeline,
+    background_run::{finish, spawn, LOG_FILE},
+    output_text, run_sfprocessor_in, search_server, servers, shared_data, write_pipeline,
 };
 
 /// The shared trace of the delivery tests: every record type but NE (KE, PE, FF, FE, NF).
@@ -52,18 +53,6 @@ fn all_output(out: &Output) -> String {
     format!("{stdout}{stderr}")
 }
 
-fn spawn(dir: &Path, cfg: &str, trace: &Path) -> Child {
-    let log = std::fs::File::create(dir.join("sfprocessor.log")).expect("create log");
-    let err = log.try_clone().expect("clone log");
-    Command::new(sfprocessor_bin())
-        .current_dir(dir)
-        .args(["-config", cfg, &trace.to_string_lossy()])
-        .stdout(log)
-        .stderr(err)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn sfprocessor")
-}
 
 fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -73,21 +62,6 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Waits for the run to end; its exit status and combined output.
-fn finish(mut child: Child, dir: &Path, timeout: Duration) -> (i32, String) {
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            panic!("sfprocessor still running after {timeout:?}:\n{}", std::fs::read_to_string(dir.join("sfprocessor.log")).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    (status.code().unwrap_or(-1), std::fs::read_to_string(dir.join("sfprocessor.log")).unwrap_or_default())
-}
 
 #[test]
 fn every_record_of_a_real_trace_is_indexed_once_even_when_sent_twice() {
@@ -285,7 +259,7 @@ fn sigterm_while_the_receiver_is_down_ends_the_run_and_counts_what_was_not_deliv
     let keys = [("es.bulk.numWorkers", "1"), ("delivery.queue", "100"), ("delivery.stopTimeout", "2s")];
     let cfg = es_pipeline(dir.path(), &url, "down", &keys);
     let child = spawn(dir.path(), &cfg, &data.join("traces").join(TRACE));
-    let log_path = dir.path().join("sfprocessor.log");
+    let log_path = dir.path().join(LOG_FILE);
     wait_for("the failing bulks to be logged", Duration::from_secs(60), || {
         std::fs::read_to_string(&log_path).unwrap_or_default().contains("retrying with backoff")
     });

@@ -6,13 +6,13 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::{json, Value};
 use sysflow_e2e_tests::{
-    output_text, read_json_lines, run_sfprocessor_in, sfprocessor_bin, shared_data,
+    background_run::{finish, spawn},
+    output_text, read_json_lines, run_sfprocessor_in, shared_data,
     syslog_server::{make_certificates, Rsyslog},
     write_pipeline,
 };
@@ -73,33 +73,7 @@ fn missing(expected: &HashMap<String, usize>, received: &[String]) -> (usize, Ve
     (total, examples)
 }
 
-fn spawn(dir: &Path, cfg: &str, input: &Path) -> Child {
-    let log = std::fs::File::create(dir.join("sfprocessor.log")).expect("create log");
-    let err = log.try_clone().expect("clone log");
-    Command::new(sfprocessor_bin())
-        .current_dir(dir)
-        .args(["-config", cfg, &input.to_string_lossy()])
-        .stdout(log)
-        .stderr(err)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn sfprocessor")
-}
 
-fn finish(mut child: Child, dir: &Path, timeout: Duration) -> (i32, String) {
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > timeout {
-            let _ = child.kill();
-            panic!("sfprocessor still running after {timeout:?}:\n{}", std::fs::read_to_string(dir.join("sfprocessor.log")).unwrap_or_default());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    (status.code().unwrap_or(-1), std::fs::read_to_string(dir.join("sfprocessor.log")).unwrap_or_default())
-}
 
 /// Runs [`COPIES`] of the trace to rsyslog, restarting it once [`RESTART_AFTER`] messages
 /// are in; asserts every record arrived and the run reports the lost connection.
