@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
 };
 use prost::Message;
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use sysflow_plugin_api::FlatRecord;
 
 use crate::json_encoder::JsonEncoder;
@@ -75,16 +76,14 @@ impl OtelEncoder {
     pub fn logs_data(&mut self, record: &FlatRecord) -> Result<LogsData, String> {
         self.json_text.clear();
         self.json.encode(record, &mut self.json_text);
-        let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&self.json_text)
-            .map_err(|e| format!("otel: the record's JSON rendering does not parse: {e}"))?;
         let mut attributes = Vec::with_capacity(64);
-        for (key, value) in fields {
-            // Policy results go to the scope, as upstream's contextualiser puts them.
-            if key == "policies" || key == "tags" {
-                continue;
-            }
-            flatten_into(&mut attributes, &format!("{ATTRIBUTE_PREFIX}{key}"), value);
-        }
+        let mut key = String::from(ATTRIBUTE_PREFIX);
+        let mut de = serde_json::Deserializer::from_slice(&self.json_text);
+        // Streamed straight into attributes: no intermediate JSON tree per record.
+        FieldsSeed { out: &mut attributes, key: &mut key, top: true }
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| format!("otel: the record's JSON rendering does not parse: {e}"))?;
         let log = LogRecord {
             time_unix_nano: u64::try_from(record.event.ts()).unwrap_or(0),
             attributes,
@@ -147,38 +146,188 @@ fn policy_attributes(record: &FlatRecord) -> Vec<KeyValue> {
     ]
 }
 
-/// Adds `value` under `key`; nested objects (the JSON sections) become dotted keys.
-fn flatten_into(out: &mut Vec<KeyValue>, key: &str, value: serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                flatten_into(out, &format!("{key}.{k}"), v);
-            }
-        }
-        other => out.push(kv(key.to_string(), any_value(other))),
+/// Streams a JSON object into attributes: nested objects (the JSON sections) become dotted
+/// keys under `key`; at the top level, the policy results (`policies`, `tags`) are skipped
+/// because they go to the scope, as upstream's contextualiser puts them.
+struct FieldsSeed<'a> {
+    out: &'a mut Vec<KeyValue>,
+    key: &'a mut String,
+    top: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for FieldsSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
     }
 }
 
-/// The OTLP value of a JSON value (objects inside arrays become key-value lists).
-fn any_value(value: serde_json::Value) -> AnyValue {
-    let value = match value {
-        serde_json::Value::Null => None,
-        serde_json::Value::Bool(b) => Some(Value::BoolValue(b)),
-        serde_json::Value::Number(n) => Some(match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Value::IntValue(i),
-            // Counters above i64::MAX keep their bits, as protobuf's int64 would.
-            (None, Some(u)) => Value::IntValue(u as i64),
-            (None, None) => Value::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
-        }),
-        serde_json::Value::String(s) => Some(Value::StringValue(s)),
-        serde_json::Value::Array(items) => {
-            Some(Value::ArrayValue(ArrayValue { values: items.into_iter().map(any_value).collect() }))
+impl<'de> Visitor<'de> for FieldsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let base = self.key.len();
+        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if self.top && (name == "policies" || name == "tags") {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            self.key.truncate(base);
+            self.key.push_str(&name);
+            map.next_value_seed(FieldSeed { out: self.out, key: self.key })?;
         }
-        serde_json::Value::Object(map) => Some(Value::KvlistValue(KeyValueList {
-            values: map.into_iter().map(|(k, v)| kv(k, any_value(v))).collect(),
-        })),
-    };
-    AnyValue { value }
+        self.key.truncate(base);
+        Ok(())
+    }
+}
+
+/// One JSON value under `key`: an object is flattened further, anything else is one attribute.
+struct FieldSeed<'a> {
+    out: &'a mut Vec<KeyValue>,
+    key: &'a mut String,
+}
+
+impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl FieldSeed<'_> {
+    fn push(self, value: Option<Value>) {
+        self.out.push(kv(self.key.clone(), AnyValue { value }));
+    }
+}
+
+impl<'de> Visitor<'de> for FieldSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.key.push('.');
+        FieldsSeed { out: self.out, key: self.key, top: false }.visit_map(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let array = JsonAny::array(seq)?;
+        self.push(Some(array));
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        self.push(Some(Value::BoolValue(v)));
+        Ok(())
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.push(Some(Value::IntValue(v)));
+        Ok(())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.push(Some(int_value(v)));
+        Ok(())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        self.push(Some(Value::DoubleValue(v)));
+        Ok(())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.push(Some(Value::StringValue(v.to_string())));
+        Ok(())
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<(), E> {
+        self.push(Some(Value::StringValue(v)));
+        Ok(())
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.push(None);
+        Ok(())
+    }
+}
+
+/// A JSON value inside an array: objects (pod services) become key-value lists.
+struct JsonAny(AnyValue);
+
+impl JsonAny {
+    fn array<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Value, A::Error> {
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+        while let Some(JsonAny(v)) = seq.next_element()? {
+            values.push(v);
+        }
+        Ok(Value::ArrayValue(ArrayValue { values }))
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonAny {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<JsonAny, D::Error> {
+        deserializer.deserialize_any(JsonAnyVisitor)
+    }
+}
+
+struct JsonAnyVisitor;
+
+impl<'de> Visitor<'de> for JsonAnyVisitor {
+    type Value = JsonAny;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<JsonAny, A::Error> {
+        let mut values = Vec::new();
+        while let Some((k, JsonAny(v))) = map.next_entry::<String, JsonAny>()? {
+            values.push(kv(k, v));
+        }
+        Ok(JsonAny(AnyValue { value: Some(Value::KvlistValue(KeyValueList { values })) }))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<JsonAny, A::Error> {
+        Ok(JsonAny(AnyValue { value: Some(JsonAny::array(seq)?) }))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<JsonAny, E> {
+        Ok(JsonAny(AnyValue { value: Some(Value::BoolValue(v)) }))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<JsonAny, E> {
+        Ok(JsonAny(AnyValue { value: Some(Value::IntValue(v)) }))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<JsonAny, E> {
+        Ok(JsonAny(AnyValue { value: Some(int_value(v)) }))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<JsonAny, E> {
+        Ok(JsonAny(AnyValue { value: Some(Value::DoubleValue(v)) }))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<JsonAny, E> {
+        Ok(JsonAny(AnyValue { value: Some(Value::StringValue(v.to_string())) }))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<JsonAny, E> {
+        Ok(JsonAny(AnyValue { value: None }))
+    }
+}
+
+/// Counters above i64::MAX keep their bits, as protobuf's int64 would.
+fn int_value(v: u64) -> Value {
+    Value::IntValue(v as i64)
 }
 
 fn string_value(s: &str) -> AnyValue {
