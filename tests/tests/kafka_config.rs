@@ -64,9 +64,16 @@ fn bad_kafka_exporter_keys_are_refused_by_name() {
         &["delivery.mode", "spill"],
     );
     refused(
-        exporter(json!({"export": "kafka", "format": "otel", "kafka.config": {"bootstrap.servers": "127.0.0.1:1"}})),
+        exporter(json!({"export": "kafka", "format": "otel", "kafka.encoding": "avro",
+                        "kafka.config": {"bootstrap.servers": "127.0.0.1:1"}})),
         &["x.sf"],
-        &["format", "otel"],
+        &["kafka.encoding", "avro"],
+    );
+    refused(
+        exporter(json!({"export": "kafka", "format": "json", "kafka.encoding": "proto",
+                        "kafka.config": {"bootstrap.servers": "127.0.0.1:1"}})),
+        &["x.sf"],
+        &["kafka.encoding", "proto"],
     );
     refused(exporter(json!({"export": "file", "format": "sysflow"})), &["x.sf"], &["format", "sysflow", "kafka"]);
 }

@@ -12,6 +12,7 @@ use crate::{
     falco_encoder::FalcoEncoder,
     http::{HttpSettings, HttpSink},
     json_encoder::JsonEncoder,
+    otel_encoder::{OtelEncoder, OtelEncoding},
     transport::{self, syslog, EncodedBatch, SyslogSettings, SyslogSink, Transport},
 };
 
@@ -21,7 +22,7 @@ const MAX_PENDING_AGE: Duration = Duration::from_secs(1);
 /// The configuration keys of the exporter (pipeline-config.md §3.3).
 pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("export", "transport: terminal (default), file, syslog, es, http, kafka, null"),
-    ConfigKey::new("format", "encoding: json (default), ecs, falco (Falco's JSON alerts), or sysflow (export kafka only); otel is not available yet"),
+    ConfigKey::new("format", "encoding: json (default), ecs, falco (Falco's JSON alerts), otel (OTLP logs), or sysflow (export kafka only)"),
     ConfigKey::new("buffer", "records per delivery (integer, default 0 = deliver every batch)"),
     ConfigKey::new("file.path", "file transport target, replaced at start, appended to after a SIGHUP reload, untouched by -test (default ./export.out)"),
     ConfigKey::new("vault.secrets", "\"true\" reads Elasticsearch credentials from secret files (es transport)"),
@@ -66,11 +67,19 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("delivery.stopTimeout", "network exporters (es, http, syslog): how long a stop waits without delivery progress before giving up the queued records, Go duration (default 10s)"),
     ConfigKey::new("kafka.config", "Kafka client properties (object; needs bootstrap.servers); only for export kafka"),
     ConfigKey::new("kafka.topic", "Kafka topic"),
-    ConfigKey::new("kafka.encoding", "Kafka payload encoding: json (proto is for otel, not available yet)"),
+    ConfigKey::new("kafka.encoding", "format otel with export kafka: proto (default, OTLP protobuf) or json (OTLP/JSON); other formats: json only"),
 ];
 
 /// How many transport errors are logged individually; after that only the 16th, 32nd, 64th …
 const LOGGED_ERRORS: u64 = 10;
+
+/// Counts a record the encoder could not encode (it is skipped, as upstream skips it).
+fn note_encode_error(host: &Host, encode_errors: &mut u64, error: String) {
+    *encode_errors += 1;
+    if *encode_errors <= LOGGED_ERRORS || encode_errors.is_power_of_two() {
+        host.error(&format!("record skipped ({encode_errors} encode errors so far): {error}"));
+    }
+}
 
 /// The configured encoder.
 #[derive(Debug)]
@@ -81,18 +90,22 @@ pub enum Encoder {
     Ecs(EcsEncoder),
     /// `format: falco`.
     Falco(FalcoEncoder),
+    /// `format: otel` (OTLP/JSON lines on local transports).
+    Otel(Box<OtelEncoder>),
 }
 
 impl Encoder {
     #[inline]
-    fn encode(&mut self, record: &sysflow_plugin_api::FlatRecord, out: &mut Vec<u8>) {
+    fn encode(&mut self, record: &sysflow_plugin_api::FlatRecord, out: &mut Vec<u8>) -> Result<(), String> {
         match self {
             Encoder::Json(e) => e.encode(record, out),
             Encoder::Ecs(e) => e.encode(record, out),
             Encoder::Falco(e) => {
                 e.encode(record, out);
             }
+            Encoder::Otel(e) => return e.encode(record, out),
         }
+        Ok(())
     }
 }
 
@@ -148,9 +161,15 @@ impl Exporter {
             "ecs" => Encoder::Ecs(EcsEncoder::new()),
             "falco" => Encoder::Falco(FalcoEncoder::new()),
             "otel" => {
-                return Err(PluginError::new(
-                    "key 'format': encoder 'otel' is not available in this build yet (available: json, ecs)",
-                ))
+                // Lines of text need text: protobuf is for Kafka messages only.
+                if let Some(encoding) = config.str("kafka.encoding")? {
+                    if encoding != "json" {
+                        host.warn(&format!(
+                            "key 'kafka.encoding': '{encoding}' applies to export kafka only; this exporter writes OTLP/JSON lines"
+                        ));
+                    }
+                }
+                Encoder::Otel(Box::new(OtelEncoder::new(OtelEncoding::Json)))
             }
             other => {
                 host.warn(&format!("key 'format': unknown encoder '{other}', using json"));
@@ -299,7 +318,10 @@ impl Processor for Exporter {
                     continue;
                 }
                 let mut body = Vec::new();
-                self.encoder.encode(record, &mut body);
+                if let Err(e) = self.encoder.encode(record, &mut body) {
+                    note_encode_error(&self.host, &mut self.encode_errors, e);
+                    continue;
+                }
                 let id = with_ids.then(|| document_id(record));
                 delivery.push(Item { id, body });
             }
@@ -311,7 +333,9 @@ impl Processor for Exporter {
                 self.records_not_alerts += 1;
                 continue;
             }
-            self.pending.push_with(|out| self.encoder.encode(record, out));
+            if let Err(e) = self.pending.try_push_with(|out| self.encoder.encode(record, out)) {
+                note_encode_error(&self.host, &mut self.encode_errors, e);
+            }
         }
         let now = Instant::now();
         let oldest = *self.oldest_pending.get_or_insert(now);

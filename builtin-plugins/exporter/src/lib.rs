@@ -1,6 +1,7 @@
 //! The SysFlow exporter (`exporter` processor): encodes flat records as upstream's JSON
-//! lines (`format: json`), ECS documents (`format: ecs`) or Falco's JSON alerts
-//! (`format: falco`, [`falco_encoder`]) and delivers them to the terminal, a file, or
+//! lines (`format: json`), ECS documents (`format: ecs`), Falco's JSON alerts
+//! (`format: falco`, [`falco_encoder`]) or OTLP logs (`format: otel`, [`otel_encoder`],
+//! OTLP/JSON lines on local transports) and delivers them to the terminal, a file, or
 //! nowhere (`null`), or through the [`delivery`] layer (bounded queue, retries, counters)
 //! to a syslog server (UDP/TCP/TLS), Elasticsearch/OpenSearch (`es`) or an HTTP webhook
 //! (`http`).
@@ -43,6 +44,7 @@ pub mod http;
 pub mod http_tls;
 pub mod json_encoder;
 pub mod json_text;
+pub mod otel_encoder;
 pub mod transport;
 pub mod vault;
 
@@ -52,12 +54,15 @@ pub use ecs_encoder::EcsEncoder;
 pub use exporter::Exporter;
 pub use falco_encoder::FalcoEncoder;
 pub use json_encoder::JsonEncoder;
+pub use otel_encoder::{OtelEncoder, OtelEncoding};
+/// The OTLP protobuf types the OTel encoder builds (re-exported so consumers decode with the same version).
+pub use opentelemetry_proto;
 
 /// The plugins this crate provides.
 pub fn descriptors() -> Vec<PluginDescriptor> {
     vec![PluginDescriptor::processor::<Exporter>(
         "exporter",
-        "encodes records as JSON or ECS and exports them to the terminal, a file, syslog, Elasticsearch, an HTTP webhook or null",
+        "encodes records as JSON, ECS, Falco alerts or OTLP logs and exports them to the terminal, a file, syslog, Elasticsearch, an HTTP webhook or null",
         env!("CARGO_PKG_VERSION"),
         exporter::CONFIG_KEYS,
         &[ChannelType::Flat, ChannelType::Event],

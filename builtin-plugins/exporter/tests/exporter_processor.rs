@@ -64,6 +64,28 @@ fn file_transport_delivers_every_batch_by_default() {
 }
 
 #[test]
+fn otel_format_writes_otlp_json_lines_to_a_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("out.json");
+    let path_text = path.to_str().expect("utf8 path");
+    // kafka.encoding proto does not apply to lines of text: warned about, JSON written.
+    let cfg = config(&[("export", "file"), ("file.path", path_text), ("format", "otel"), ("kafka.encoding", "proto")]);
+    let mut e = Exporter::new(&cfg, host()).expect("init");
+    e.process(records(3, 100)).expect("process");
+    e.finish().expect("finish");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3);
+    for (line, ts) in lines.iter().zip([100u64, 101, 102]) {
+        let logs: sysflow_exporter::opentelemetry_proto::tonic::logs::v1::LogsData =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not OTLP/JSON ({e}): {line}"));
+        assert_eq!(logs.resource_logs[0].scope_logs[0].log_records[0].time_unix_nano, ts);
+    }
+    assert_eq!(counter(&e, "records_exported"), 3);
+    assert_eq!(counter(&e, "encode_errors"), 0);
+}
+
+#[test]
 fn buffer_holds_records_until_full_or_flushed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("out.json");
@@ -105,8 +127,6 @@ fn configuration_errors_name_the_key() {
     assert!(msg.contains("'http.url' is required"), "{msg}");
     let msg = err(&[("export", "es"), ("es.addresses", "http://localhost:9200"), ("es.index", "i"), ("delivery.mode", "lossy")]);
     assert!(msg.contains("'delivery.mode'") && msg.contains("lossy"), "{msg}");
-    let msg = err(&[("format", "otel")]);
-    assert!(msg.contains("'format'") && msg.contains("otel"), "{msg}");
     let msg = err(&[("export", "null"), ("buffer", "ten")]);
     assert!(msg.contains("'buffer'") && msg.contains("ten"), "{msg}");
     let msg = err(&[("export", "file"), ("file.path", "/nonexistent-dir-xyz/out")]);

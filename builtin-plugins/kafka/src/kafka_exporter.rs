@@ -1,10 +1,10 @@
-//! The exporter's `kafka` transport: encodes flat records (`json`, `ecs` or `sysflow`) into
+//! The exporter's `kafka` transport: encodes flat records (`json`, `ecs`, `otel` or `sysflow`) into
 //! Kafka messages keyed by node, so one node's records keep their order in one partition.
 
 use std::sync::atomic::Ordering;
 
 use rustc_hash::FxHashMap;
-use sysflow_exporter::{EcsEncoder, JsonEncoder};
+use sysflow_exporter::{EcsEncoder, JsonEncoder, OtelEncoder, OtelEncoding};
 use sysflow_plugin_api::{Batch, Counter, Host, PluginConfig, PluginError, Processor};
 
 use crate::{
@@ -19,6 +19,8 @@ enum KafkaFormat {
     Json(Box<JsonEncoder>),
     /// One ECS document per message.
     Ecs(EcsEncoder),
+    /// One OTLP `LogsData` per message (`kafka.encoding`: proto or json).
+    Otel(Box<OtelEncoder>),
     /// Self-contained SysFlow Avro messages of up to
     /// [`MAX_EVENTS_PER_MESSAGE`](crate::sysflow_message::MAX_EVENTS_PER_MESSAGE) records.
     Sysflow,
@@ -34,25 +36,34 @@ pub struct KafkaExporter {
     builders: FxHashMap<String, MessageBuilder>,
     records_in: u64,
     rejected_batches: u64,
+    /// Records the OTel encoder could not encode (skipped).
+    encode_errors: u64,
 }
 
 impl KafkaExporter {
     /// Validates the `format` and `kafka.*` keys and creates the producer.
     pub fn from_config(config: &PluginConfig, host: Host) -> Result<KafkaExporter, PluginError> {
+        let encoding = config.str("kafka.encoding")?;
         let format = match config.str_or("format", "json")? {
             "json" => KafkaFormat::Json(Box::default()),
             "ecs" => KafkaFormat::Ecs(EcsEncoder::new()),
             "sysflow" => KafkaFormat::Sysflow,
-            "otel" => return Err(PluginError::new(
-                "key 'format': encoder 'otel' is not available in this build yet (kafka formats: json, ecs, sysflow)",
-            )),
+            "otel" => {
+                let encoding = match encoding {
+                    None => OtelEncoding::Proto,
+                    Some(e) => OtelEncoding::parse(e).ok_or_else(|| {
+                        PluginError::new(format!("key 'kafka.encoding': unknown encoding '{e}' (otel: proto or json)"))
+                    })?,
+                };
+                KafkaFormat::Otel(Box::new(OtelEncoder::new(encoding)))
+            }
             other => {
                 return Err(PluginError::new(format!(
-                    "key 'format': unknown encoder '{other}' (kafka formats: json, ecs, sysflow)"
+                    "key 'format': unknown encoder '{other}' (kafka formats: json, ecs, otel, sysflow)"
                 )))
             }
         };
-        if let Some(encoding) = config.str("kafka.encoding")? {
+        if let (Some(encoding), false) = (encoding, matches!(format, KafkaFormat::Otel(_))) {
             if encoding != "json" {
                 return Err(PluginError::new(format!(
                     "key 'kafka.encoding': '{encoding}' is not available (only json; proto is for the otel format)"
@@ -69,6 +80,7 @@ impl KafkaExporter {
             builders: FxHashMap::default(),
             records_in: 0,
             rejected_batches: 0,
+            encode_errors: 0,
         })
     }
 
@@ -113,6 +125,20 @@ impl Processor for KafkaExporter {
                 for record in records.iter() {
                     self.buf.clear();
                     encoder.encode(record, &mut self.buf);
+                    self.sink.send(node_key(&record.header).as_bytes(), &self.buf, 1);
+                }
+            }
+            KafkaFormat::Otel(encoder) => {
+                for record in records.iter() {
+                    self.buf.clear();
+                    if let Err(e) = encoder.encode(record, &mut self.buf) {
+                        // Upstream skips a record that fails to serialise; this one is counted.
+                        self.encode_errors += 1;
+                        if self.encode_errors <= 10 || self.encode_errors.is_power_of_two() {
+                            self.host.error(&format!("record skipped ({} so far): {e}", self.encode_errors));
+                        }
+                        continue;
+                    }
                     self.sink.send(node_key(&record.header).as_bytes(), &self.buf, 1);
                 }
             }
@@ -181,6 +207,7 @@ impl Processor for KafkaExporter {
         let mut counters = self.sink.counter_values();
         counters.push(Counter::new("records_in", self.records_in));
         counters.push(Counter::loss("rejected_batches", self.rejected_batches));
+        counters.push(Counter::loss("encode_errors", self.encode_errors));
         counters
     }
 }

@@ -1,4 +1,4 @@
-//! Kafka for sfprocessor: the exporter's `kafka` transport (formats `json`, `ecs` and the
+//! Kafka for sfprocessor: the exporter's `kafka` transport (formats `json`, `ecs`, `otel` and the
 //! self-contained `sysflow` messages) and the `kafka` consumer-group driver.
 //!
 //! librdkafka (bundled by `rdkafka`) is compiled only by this crate: the exporter crate
@@ -24,7 +24,7 @@ pub fn descriptors() -> Vec<PluginDescriptor> {
     vec![
         PluginDescriptor::processor::<ExporterDispatch>(
             "exporter",
-            "encodes records as JSON, ECS or SysFlow and exports them to the terminal, a file, syslog, Kafka or null",
+            "encodes records as JSON, ECS, Falco alerts, OTLP logs or SysFlow and exports them to the terminal, a file, syslog, Elasticsearch, an HTTP webhook, Kafka or null",
             env!("CARGO_PKG_VERSION"),
             sysflow_exporter::exporter::CONFIG_KEYS,
             &[ChannelType::Flat, ChannelType::Event],

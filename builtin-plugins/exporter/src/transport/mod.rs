@@ -43,6 +43,23 @@ impl EncodedBatch {
         self.records += 1;
     }
 
+    /// Appends one record if `encode` succeeds; on failure whatever it wrote is removed.
+    #[inline]
+    pub fn try_push_with<E>(&mut self, encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>) -> Result<(), E> {
+        let start = self.data.len();
+        match encode(&mut self.data) {
+            Ok(()) => {
+                self.data.push(b'\n');
+                self.records += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.data.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
     /// The records as newline-terminated lines.
     pub fn as_lines(&self) -> &[u8] {
         &self.data
