@@ -17,12 +17,15 @@ use std::{
 };
 
 use crate::{
-    error::{PolicyError, PolicyErrors, PolicyWarning},
+    error::{did_you_mean, PolicyError, PolicyErrors, PolicyWarning},
     ir::{Cond, FilterDef, Op, Operand, PolicySet, RuleDef, SourcePos},
-    limits::{self, MAX_CONDITION_DEPTH, MAX_EXPANDED_ELEMENTS, MAX_EXPANDED_NODES, MAX_LIST_ITEMS, MAX_REFERENCE_DEPTH},
+    limits::{
+        self, MAX_CONDITION_DEPTH, MAX_ERRORS_PER_FILE, MAX_EXPANDED_ELEMENTS, MAX_EXPANDED_NODES, MAX_LIST_ITEMS,
+        MAX_REFERENCE_DEPTH,
+    },
 };
 
-use ast::{Atom, Exception, Expr, Item, RuleItem};
+use ast::{Atom, Exception, Expr, Item, ItemKind, RuleItem};
 use lexer::Tok;
 
 /// Collects the policy files under `path`: the file itself, or every `.yaml`/`.yml`
@@ -85,17 +88,17 @@ pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
 
 /// Loads the policy file or directory `path` into one policy set.
 pub fn load(path: &Path) -> Result<PolicySet, PolicyErrors> {
-    let files = collect_files(path).map_err(|e| PolicyErrors(vec![e]))?;
+    let files = collect_files(path).map_err(PolicyErrors::one)?;
     let mut sources = Vec::with_capacity(files.len());
     for f in &files {
         match std::fs::read(f) {
             Ok(bytes) => sources.push((f.clone(), String::from_utf8_lossy(&bytes).into_owned())),
             Err(e) => {
-                return Err(PolicyErrors(vec![PolicyError {
+                return Err(PolicyErrors::one(PolicyError {
                     pos: SourcePos { file: Arc::new(f.clone()), line: 0, col: 0 },
                     message: format!("cannot read policy file: {e}"),
                     text: String::new(),
-                }]))
+                }))
             }
         }
     }
@@ -103,47 +106,61 @@ pub fn load(path: &Path) -> Result<PolicySet, PolicyErrors> {
 }
 
 /// Loads policies from in-memory `(file name, text)` pairs, in order.
+///
+/// Every error of every file is collected: a file's items that read are lowered even when
+/// others did not (so that reference errors are found in the same run), a broken macro or
+/// list stands in as defined. Each file's errors are listed in file order, at most
+/// [`MAX_ERRORS_PER_FILE`] of them; any error refuses the whole set.
 pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyErrors> {
     let mut lw = Lowering::default();
+    let mut omitted = 0;
     for (file, src) in sources {
         let file = Arc::new(file.clone());
-        match read_file(src, file.clone()) {
-            (Ok(items), warning) => {
-                lw.set.warnings.extend(warning);
-                lw.file(items)
-            }
-            (Err(errs), warning) => {
-                lw.set.warnings.extend(warning);
-                lw.errors.extend(errs)
-            }
-        }
+        let first = lw.errors.len();
+        let (items, errors, warning) = read_file(src, file.clone());
+        lw.set.warnings.extend(warning);
+        lw.errors.extend(errors);
+        lw.file(items);
         lw.set.files.push((*file).clone());
+        // Reading errors come before lowering errors: sorted into file order (stable, so
+        // that two errors at one position keep the order they were found in).
+        let this_file = &mut lw.errors[first..];
+        this_file.sort_by_key(|e| (e.pos.line, e.pos.col));
+        if this_file.len() > MAX_ERRORS_PER_FILE {
+            omitted += this_file.len() - MAX_ERRORS_PER_FILE;
+            lw.errors.truncate(first + MAX_ERRORS_PER_FILE);
+        }
     }
+    let mut list_names: Vec<&str> = lw.lists.keys().map(String::as_str).collect();
+    // Sorted: a hint must not depend on hash order.
+    list_names.sort_unstable();
     for (name, pos) in lw.undefined_lists.take() {
+        let hint = did_you_mean(&name, list_names.iter().copied());
         lw.set.warnings.push(PolicyWarning {
             pos,
-            message: format!("'{name}' is not a defined list; it is compared as a literal value"),
+            message: format!("'{name}' is not a defined list; it is compared as a literal value{hint}"),
         });
     }
     if lw.errors.is_empty() {
         Ok(lw.set)
     } else {
-        Err(PolicyErrors(lw.errors))
+        Err(PolicyErrors(lw.errors, omitted))
     }
 }
 
-/// Reads one rule file into items: as YAML, or, when YAML refuses the file, with the
-/// upstream-compatible parser and a warning saying so.
-pub fn read_file(src: &str, file: Arc<PathBuf>) -> (Result<Vec<Item>, Vec<PolicyError>>, Option<PolicyWarning>) {
+/// Reads one rule file into its items and errors: as YAML, or, when YAML refuses the
+/// file, with the upstream-compatible parser and a warning saying so. Items that do not
+/// read are left out (named items as [`Item::Broken`]), each with its error.
+pub fn read_file(src: &str, file: Arc<PathBuf>) -> (Vec<Item>, Vec<PolicyError>, Option<PolicyWarning>) {
     match yaml_reader::read(src, file.clone()) {
-        yaml_reader::YamlRead::Items(items, errors) if errors.is_empty() => (Ok(items), None),
-        yaml_reader::YamlRead::Items(_, errors) => (Err(errors), None),
+        yaml_reader::YamlRead::Items(items, errors) => (items, errors, None),
         yaml_reader::YamlRead::NotYaml(why) => {
             let message = format!(
                 "not read as YAML ({}); read with the upstream-compatible grammar",
                 why.message.trim_start_matches("not YAML: ")
             );
-            (parser::parse_file(src, file), Some(PolicyWarning { pos: why.pos, message }))
+            let (items, errors) = parser::parse_file_recovering(src, file);
+            (items, errors, Some(PolicyWarning { pos: why.pos, message }))
         }
     }
 }
@@ -161,6 +178,9 @@ struct Lowering {
     macro_depth: HashMap<String, usize>,
     set: PolicySet,
     errors: Vec<PolicyError>,
+    /// Rules whose definition has an error: appends to them and `enabled` toggles of them
+    /// report nothing more.
+    broken_rules: std::collections::HashSet<String>,
 }
 
 /// Name endings that mark a word in `in (…)` as meant to be a list name.
@@ -357,6 +377,20 @@ impl Lowering {
                     self.macros.insert(name.clone(), new);
                     self.macro_depth.insert(name.clone(), depth);
                 }
+                // Stand-ins for definitions with errors (the load fails anyway): rules
+                // using them report no second, misleading "undefined" error.
+                Item::Broken { kind: ItemKind::Macro, name } => {
+                    if !self.macros.contains_key(name) {
+                        self.macros.insert(name.clone(), Expr::Or(Vec::new()));
+                        self.macro_depth.insert(name.clone(), 1);
+                    }
+                }
+                Item::Broken { kind: ItemKind::List, name } => {
+                    self.lists.entry(name.clone()).or_default();
+                }
+                Item::Broken { kind: ItemKind::Rule, name } => {
+                    self.broken_rules.insert(name.clone());
+                }
                 _ => {}
             }
         }
@@ -371,7 +405,7 @@ impl Lowering {
                         Err(e) => self.errors.push(e),
                     }
                 }
-                Item::List { .. } | Item::Macro { .. } => {}
+                Item::List { .. } | Item::Macro { .. } | Item::Broken { .. } => {}
             }
         }
     }
@@ -425,6 +459,9 @@ impl Lowering {
         let overrides: HashMap<&str, &str> = r.overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         if append || !overrides.is_empty() {
             let Some(idx) = self.find_rule(&r.name) else {
+                if self.broken_rules.contains(&r.name) {
+                    return;
+                }
                 self.errors.push(PolicyError {
                     pos: r.pos.clone(),
                     message: format!("rule '{}' appends to or overrides a rule that is not defined", r.name),
@@ -485,6 +522,9 @@ impl Lowering {
             if let (Some(idx), Some(_)) = (self.find_rule(&r.name), &r.enabled) {
                 let en = self.enabled_flag(r.enabled.as_ref());
                 self.set.rules[idx].enabled = en;
+                return;
+            }
+            if r.enabled.is_some() && self.broken_rules.contains(&r.name) {
                 return;
             }
             self.errors.push(PolicyError {
@@ -598,9 +638,13 @@ impl Lowering {
             Expr::Ref { name, pos } => {
                 let stack = &x.stack;
                 let Some(m) = self.macros.get(name) else {
+                    // Sorted: the hint must not depend on hash order.
+                    let mut known: Vec<&str> = self.macros.keys().map(String::as_str).collect();
+                    known.sort_unstable();
+                    let hint = did_you_mean(name, known);
                     return Err(PolicyError {
                         pos: pos.clone(),
-                        message: format!("undefined macro '{name}'"),
+                        message: format!("undefined macro '{name}'{hint}"),
                         text: name.clone(),
                     });
                 };
