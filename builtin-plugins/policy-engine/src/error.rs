@@ -87,7 +87,9 @@ pub const MAX_NAME_EDITS: usize = 2;
 pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
-        .filter(|c| *c != name)
+        // Lengths further apart than the bound cannot be within it: skipped without the
+        // quadratic distance computation (a hostile file may hold many names).
+        .filter(|c| *c != name && c.len().abs_diff(name.len()) <= MAX_NAME_EDITS * 4)
         .map(|c| (strsim::damerau_levenshtein(name, c), c))
         // Two edits turn any two-letter name into any other: only longer names qualify.
         .filter(|(d, c)| *d <= MAX_NAME_EDITS && *d < c.chars().count())

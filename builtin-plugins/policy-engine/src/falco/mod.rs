@@ -130,12 +130,13 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyEr
             omitted += this_file.len() - MAX_ERRORS_PER_FILE;
             lw.errors.truncate(first + MAX_ERRORS_PER_FILE);
         }
+        lw.hint_undefined_macros(first);
     }
     let mut list_names: Vec<&str> = lw.lists.keys().map(String::as_str).collect();
     // Sorted: a hint must not depend on hash order.
     list_names.sort_unstable();
-    for (name, pos) in lw.undefined_lists.take() {
-        let hint = did_you_mean(&name, list_names.iter().copied());
+    for (i, (name, pos)) in lw.undefined_lists.take().into_iter().enumerate() {
+        let hint = if i < MAX_LIST_HINTS { did_you_mean(&name, list_names.iter().copied()) } else { String::new() };
         lw.set.warnings.push(PolicyWarning {
             pos,
             message: format!("'{name}' is not a defined list; it is compared as a literal value{hint}"),
@@ -163,6 +164,14 @@ pub fn read_file(src: &str, file: Arc<PathBuf>) -> (Vec<Item>, Vec<PolicyError>,
             (items, errors, Some(PolicyWarning { pos: why.pos, message }))
         }
     }
+}
+
+/// Most undefined-list warnings given a "did you mean" (each searches every list name).
+const MAX_LIST_HINTS: usize = 100;
+
+/// The message for a reference to a macro that is not defined.
+fn undefined_macro(name: &str) -> String {
+    format!("undefined macro '{name}'")
 }
 
 #[derive(Default)]
@@ -323,6 +332,24 @@ impl Expansion<'_> {
 }
 
 impl Lowering {
+    /// Adds "did you mean" to the undefined-macro errors from `first` on (one file's
+    /// listed errors), naming the closest macro visible to that file.
+    fn hint_undefined_macros(&mut self, first: usize) {
+        let mut known: Option<Vec<&str>> = None;
+        for e in &mut self.errors[first..] {
+            if e.message != undefined_macro(&e.text) {
+                continue;
+            }
+            let known = known.get_or_insert_with(|| {
+                // Sorted: the hint must not depend on hash order.
+                let mut v: Vec<&str> = self.macros.keys().map(String::as_str).collect();
+                v.sort_unstable();
+                v
+            });
+            e.message.push_str(&did_you_mean(&e.text, known.iter().copied()));
+        }
+    }
+
     fn warn(&mut self, pos: &SourcePos, message: String) {
         self.set.warnings.push(PolicyWarning { pos: pos.clone(), message });
     }
@@ -638,15 +665,9 @@ impl Lowering {
             Expr::Ref { name, pos } => {
                 let stack = &x.stack;
                 let Some(m) = self.macros.get(name) else {
-                    // Sorted: the hint must not depend on hash order.
-                    let mut known: Vec<&str> = self.macros.keys().map(String::as_str).collect();
-                    known.sort_unstable();
-                    let hint = did_you_mean(name, known);
-                    return Err(PolicyError {
-                        pos: pos.clone(),
-                        message: format!("undefined macro '{name}'{hint}"),
-                        text: name.clone(),
-                    });
+                    // The "did you mean" is added once the file's errors are counted: only
+                    // listed errors pay for the search.
+                    return Err(PolicyError { pos: pos.clone(), message: undefined_macro(name), text: name.clone() });
                 };
                 if stack.iter().any(|s| s == name) {
                     return Err(PolicyError {
