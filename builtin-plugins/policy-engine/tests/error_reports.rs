@@ -182,3 +182,31 @@ fn a_misspelt_list_gets_the_close_list_name() {
         "{w:?}"
     );
 }
+
+#[test]
+fn every_undefined_macro_of_a_condition_is_named_and_a_macro_error_once() {
+    let text = "\
+- macro: uses_missing
+  condition: sf.ts > 0 and missing_one
+- rule: a
+  desc: d
+  condition: missing_two or (missing_three and sf.ret = 0)
+- rule: b
+  desc: d
+  condition: uses_missing
+- rule: c
+  desc: d
+  condition: not uses_missing
+";
+    let (dir, result) = load(&[("refs.yaml", text)], Dialect::Sysflow);
+    let (errors, _) = refused(dir.path(), result);
+    // Both undefined macros of rule a; the one inside the macro once, though two rules use it.
+    assert_eq!(
+        errors,
+        [
+            "refs.yaml:2:28: undefined macro 'missing_one' (at 'missing_one')",
+            "refs.yaml:5:14: undefined macro 'missing_two' (at 'missing_two')",
+            "refs.yaml:5:30: undefined macro 'missing_three' (at 'missing_three')",
+        ]
+    );
+}

@@ -114,6 +114,7 @@ pub fn load(path: &Path) -> Result<PolicySet, PolicyErrors> {
 pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyErrors> {
     let mut lw = Lowering::default();
     let mut omitted = 0;
+    let mut seen = std::collections::HashSet::new();
     for (file, src) in sources {
         let file = Arc::new(file.clone());
         let first = lw.errors.len();
@@ -122,10 +123,15 @@ pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyEr
         lw.errors.extend(errors);
         lw.file(items);
         lw.set.files.push((*file).clone());
+        // A mistake in a macro fails every rule using it: reported once.
+        let mut this_file = lw.errors.split_off(first);
+        this_file.retain(|e| seen.insert(e.to_string()));
         // Reading errors come before lowering errors: sorted into file order (stable, so
-        // that two errors at one position keep the order they were found in).
-        let this_file = &mut lw.errors[first..];
-        this_file.sort_by_key(|e| (e.pos.line, e.pos.col));
+        // that two errors at one position keep the order they were found in; an error in
+        // an earlier file's macro, met by this file's rule, sorts with its own file).
+        this_file.sort_by_key(|e| (e.pos.file.clone(), e.pos.line, e.pos.col));
+        lw.errors.extend(this_file);
+        let this_file = &lw.errors[first..];
         if this_file.len() > MAX_ERRORS_PER_FILE {
             omitted += this_file.len() - MAX_ERRORS_PER_FILE;
             lw.errors.truncate(first + MAX_ERRORS_PER_FILE);
@@ -287,11 +293,14 @@ struct Expansion<'a> {
     nodes: usize,
     /// List elements produced so far (bounded by [`MAX_EXPANDED_ELEMENTS`]).
     elements: usize,
+    /// References to undefined macros met so far (at most [`MAX_ERRORS_PER_FILE`]): the
+    /// expansion goes on past one, so that one run names them all.
+    undefined: Vec<PolicyError>,
 }
 
 impl Expansion<'_> {
     fn new<'a>(what: &'a str, pos: &'a SourcePos) -> Expansion<'a> {
-        Expansion { what, pos, stack: Vec::new(), nodes: 0, elements: 0 }
+        Expansion { what, pos, stack: Vec::new(), nodes: 0, elements: 0, undefined: Vec::new() }
     }
 
     /// Where the expansion is, for messages: ` (in macro a -> b)` or nothing.
@@ -347,6 +356,22 @@ impl Lowering {
                 v
             });
             e.message.push_str(&did_you_mean(&e.text, known.iter().copied()));
+        }
+    }
+
+    /// A lowered condition, or `None` after recording its errors: the one that stopped the
+    /// expansion, if any, and every undefined macro it met.
+    fn checked(&mut self, lowered: Result<Cond, PolicyError>, x: &mut Expansion) -> Option<Cond> {
+        let undefined = std::mem::take(&mut x.undefined);
+        let ok = lowered.is_ok() && undefined.is_empty();
+        self.errors.extend(undefined);
+        match lowered {
+            Ok(c) if ok => Some(c),
+            Ok(_) => None,
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
         }
     }
 
@@ -427,9 +452,10 @@ impl Lowering {
                 Item::Filter { name, condition, enabled, pos } => {
                     let enabled = self.enabled_flag(enabled.as_ref());
                     let what = format!("filter '{name}'");
-                    match self.lower(&condition, &mut Expansion::new(&what, &pos), 1) {
-                        Ok(condition) => self.set.filters.push(FilterDef { name, enabled, condition, pos }),
-                        Err(e) => self.errors.push(e),
+                    let mut expansion = Expansion::new(&what, &pos);
+                    let lowered = self.lower(&condition, &mut expansion, 1);
+                    if let Some(condition) = self.checked(lowered, &mut expansion) {
+                        self.set.filters.push(FilterDef { name, enabled, condition, pos });
                     }
                 }
                 Item::List { .. } | Item::Macro { .. } | Item::Broken { .. } => {}
@@ -474,13 +500,13 @@ impl Lowering {
             }
         };
         let cond = match &r.condition {
-            Some(c) => match self.lower(c, &mut expansion, 1) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    self.errors.push(e);
-                    return;
+            Some(c) => {
+                let lowered = self.lower(c, &mut expansion, 1);
+                match self.checked(lowered, &mut expansion) {
+                    Some(c) => Some(c),
+                    None => return,
                 }
-            },
+            }
             None => None,
         };
         let overrides: HashMap<&str, &str> = r.overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -667,7 +693,10 @@ impl Lowering {
                 let Some(m) = self.macros.get(name) else {
                     // The "did you mean" is added once the file's errors are counted: only
                     // listed errors pay for the search.
-                    return Err(PolicyError { pos: pos.clone(), message: undefined_macro(name), text: name.clone() });
+                    if x.undefined.len() < MAX_ERRORS_PER_FILE && !x.undefined.iter().any(|e| e.pos == *pos) {
+                        x.undefined.push(PolicyError { pos: pos.clone(), message: undefined_macro(name), text: name.clone() });
+                    }
+                    return Ok(Cond::Const(false));
                 };
                 if stack.iter().any(|s| s == name) {
                     return Err(PolicyError {
