@@ -1,7 +1,8 @@
 //! Hostile policy files through the binary: `-test` and `-listrules` compile with the
 //! same limits and stack as the running engine, so a policy beyond a limit is an error
-//! naming file, line and rule (exit 1), never a crashed process; an alert-mode pipeline
-//! whose policies have no enabled rule does not start.
+//! naming file, line and rule (exit 1), never a crashed process; a broken file lists all
+//! its errors in one run; an alert-mode pipeline whose policies have no enabled rule does
+//! not start.
 
 use std::path::Path;
 
@@ -61,4 +62,27 @@ fn alert_pipeline_without_enabled_rules_does_not_start() {
     assert_ne!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let all = format!("{stdout}{stderr}");
     assert!(all.contains("no enabled rules") && all.contains(&policies.display().to_string()), "{all}");
+}
+
+#[test]
+fn test_lists_every_error_of_a_broken_file_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("rules.yaml");
+    let text = "- macro: spawned_process\n  condition: sf.opflags = EXEC\n\
+                - rule: a\n  desc: d\n  condition: spawned_process and sf.proc.name =\n\
+                - rule: b\n  desc: d\n  condition: spawnd_process\n\
+                - rule: c\n  condition: spawned_process\n";
+    std::fs::write(&policy, text).unwrap();
+    let cfg = pipeline(dir.path(), &policy);
+    let out = run_sfprocessor_in(dir.path(), &["-test", "-config", &cfg], &[]);
+    let (stdout, stderr) = output_text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let all = format!("{stdout}{stderr}");
+    assert!(all.contains("3 error(s) in policies"), "{all}");
+    // One line per error, each with the file and position, in file order.
+    let lines: Vec<&str> = all.lines().filter(|l| l.trim_start().starts_with(&policy.to_string_lossy()[..])).collect();
+    assert_eq!(lines.len(), 3, "{all}");
+    assert!(lines[0].contains("rules.yaml:5:48: expected a value"), "{all}");
+    assert!(lines[1].contains("rules.yaml:8:14: undefined macro 'spawnd_process' (did you mean 'spawned_process'?)"), "{all}");
+    assert!(lines[2].contains("rules.yaml:9:1: rule 'c' has no desc"), "{all}");
 }

@@ -11,6 +11,10 @@
 
 use std::fmt::Write;
 
+use crate::{
+    dialect::{self, Dialect},
+    error::closest,
+};
 use sysflow_plugin_api::{
     enums,
     flat::{foid_hex, go_base, go_dir, oid_hash},
@@ -235,86 +239,98 @@ pub fn looks_like_attribute(name: &str) -> bool {
     }
 }
 
-/// The known attribute name closest to `name` (for "did you mean" hints), if any is close.
-pub fn suggest(name: &str) -> Option<&'static str> {
-    fn distance(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1; b.len() + 1];
-            for (j, cb) in b.iter().enumerate() {
-                cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
-            }
-            prev = cur;
-        }
-        prev[b.len()]
-    }
+/// The attribute name closest to `name` (for "did you mean" hints) among the names that
+/// resolve in `dialect`, if one is close: within [`crate::error::MAX_NAME_EDITS`] edits, or a known
+/// name that `name` extends by a few characters (`sf.proc.username` → `sf.proc.user`).
+pub fn suggest(name: &str, dialect: Dialect) -> Option<&'static str> {
+    /// How many characters beyond a known name an unknown one may have to be told it.
+    const MAX_EXTRA_CHARS: usize = 4;
     let base = name.split_once('[').map(|(b, _)| b).unwrap_or(name);
-    Attr::ALL
-        .iter()
-        .map(|a| a.name())
-        .map(|n| (distance(base, n), !base.starts_with(n), n))
-        .filter(|(d, not_prefix, _)| *d <= 2 || (!*not_prefix && *d <= 4))
-        .min_by_key(|(d, not_prefix, _)| (*not_prefix, *d))
-        .map(|(_, _, n)| n)
+    let falco = dialect::FALCO_FIELDS.iter().map(|(n, _)| *n).filter(move |_| dialect == Dialect::Falco);
+    let candidates = || names().chain(falco.clone());
+    let extended = candidates()
+        .filter(|n| base.starts_with(n) && base.len() - n.len() <= MAX_EXTRA_CHARS && base.len() > n.len())
+        .max_by_key(|n| n.len());
+    extended.or_else(|| closest(base, candidates()))
 }
+
+/// Falco names upstream aliases to SysFlow attributes (flat-record.md §9).
+const ALIASES: &[(&str, Attr)] = {
+    use Attr::*;
+    &[
+        ("evt.type", OpFlags),
+        ("evt.rawres", Type),
+        ("evt.rawtime", Ts),
+        ("evt.dir", EvtDir),
+        ("evt.is_open_read", FileIsOpenRead),
+        ("evt.is_open_write", FileIsOpenWrite),
+        ("evt.arg.uid", ProcUid),
+        ("fd.typechar", FileType),
+        ("fd.directory", FileDirectory),
+        ("fd.name", FileName),
+        ("fd.filename", FileName),
+        ("fd.proto", NetProto),
+        ("fd.lproto", NetProto),
+        ("fd.l4proto", NetProto),
+        ("fd.rproto", NetProto),
+        ("fd.sproto", NetProto),
+        ("fd.cproto", NetProto),
+        ("fd.sport", NetSport),
+        ("fd.dport", NetDport),
+        ("fd.sip", NetSip),
+        ("fd.dip", NetDip),
+        ("fd.ip", NetIp),
+        ("fd.port", NetPort),
+        ("fd.num", FileFd),
+        ("user.name", ProcUser),
+        ("proc.user", ProcUser),
+        ("proc.pid", ProcPid),
+        ("proc.tid", ProcTid),
+        ("proc.gid", ProcGid),
+        ("proc.uid", ProcUid),
+        ("proc.group", ProcGroup),
+        ("proc.exe", ProcExe),
+        ("proc.name", ProcName),
+        ("proc.args", ProcArgs),
+        ("proc.cmdline", ProcCmdline),
+        // Upstream maps these two to the parent's values (a bug); they read the process.
+        ("proc.tty", ProcTty),
+        ("proc.createtime", ProcCreateTs),
+        ("proc.aname", ProcAName),
+        ("proc.apid", ProcAPid),
+        ("proc.ppid", PprocPid),
+        ("proc.pcreatetime", PprocCreateTs),
+        ("proc.pgid", PprocGid),
+        ("proc.puid", PprocUid),
+        ("proc.pgroup", PprocGroup),
+        ("proc.ptty", PprocTty),
+        ("proc.puser", PprocUser),
+        ("proc.pexe", PprocExe),
+        ("proc.pargs", PprocArgs),
+        ("proc.pname", PprocName),
+        ("proc.pcmdline", PprocCmdline),
+        ("container.id", ContId),
+        ("container.image.id", ContImageId),
+        ("container.image", ContImage),
+        ("container.name", ContName),
+        ("container.type", ContType),
+        ("container.privileged", ContPrivileged),
+    ]
+};
 
 /// Looks up an attribute by `sf.*` name or Falco alias.
 pub fn lookup(name: &str) -> Option<Attr> {
-    use Attr::*;
-    Some(match name {
-        "evt.type" => OpFlags,
-        "evt.rawres" => Type,
-        "evt.rawtime" => Ts,
-        "evt.dir" => EvtDir,
-        "evt.is_open_read" => FileIsOpenRead,
-        "evt.is_open_write" => FileIsOpenWrite,
-        "evt.arg.uid" => ProcUid,
-        "fd.typechar" => FileType,
-        "fd.directory" => FileDirectory,
-        "fd.name" | "fd.filename" => FileName,
-        "fd.proto" | "fd.lproto" | "fd.l4proto" | "fd.rproto" | "fd.sproto" | "fd.cproto" => NetProto,
-        "fd.sport" => NetSport,
-        "fd.dport" => NetDport,
-        "fd.sip" => NetSip,
-        "fd.dip" => NetDip,
-        "fd.ip" => NetIp,
-        "fd.port" => NetPort,
-        "fd.num" => FileFd,
-        "user.name" | "proc.user" => ProcUser,
-        "proc.pid" => ProcPid,
-        "proc.tid" => ProcTid,
-        "proc.gid" => ProcGid,
-        "proc.uid" => ProcUid,
-        "proc.group" => ProcGroup,
-        "proc.exe" => ProcExe,
-        "proc.name" => ProcName,
-        "proc.args" => ProcArgs,
-        "proc.cmdline" => ProcCmdline,
-        // Upstream maps these two to the parent's values (a bug); they read the process.
-        "proc.tty" => ProcTty,
-        "proc.createtime" => ProcCreateTs,
-        "proc.aname" => ProcAName,
-        "proc.apid" => ProcAPid,
-        "proc.ppid" => PprocPid,
-        "proc.pcreatetime" => PprocCreateTs,
-        "proc.pgid" => PprocGid,
-        "proc.puid" => PprocUid,
-        "proc.pgroup" => PprocGroup,
-        "proc.ptty" => PprocTty,
-        "proc.puser" => PprocUser,
-        "proc.pexe" => PprocExe,
-        "proc.pargs" => PprocArgs,
-        "proc.pname" => PprocName,
-        "proc.pcmdline" => PprocCmdline,
-        "container.id" => ContId,
-        "container.image.id" => ContImageId,
-        "container.image" => ContImage,
-        "container.name" => ContName,
-        "container.type" => ContType,
-        "container.privileged" => ContPrivileged,
-        _ => return Attr::ALL.iter().copied().find(|a| a.name() == name && *a != EvtDir && !FALCO_ONLY.contains(a)),
-    })
+    if let Some(&(_, a)) = ALIASES.iter().find(|(n, _)| *n == name) {
+        return Some(a);
+    }
+    Attr::ALL.iter().copied().find(|a| a.name() == name && *a != Attr::EvtDir && !FALCO_ONLY.contains(a))
+}
+
+/// Every name [`lookup`] resolves: the `sf.*` names and upstream's Falco aliases.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ALIASES.iter().map(|(n, _)| *n).chain(
+        Attr::ALL.iter().filter(|a| **a != Attr::EvtDir && !FALCO_ONLY.contains(a)).map(|a| a.name()),
+    )
 }
 
 /// Upstream's TrimBoundingQuotes (one leading and one trailing `"` or `'`), inlined.
@@ -865,12 +881,21 @@ mod tests {
         assert!(looks_like_attribute("sf.state"));
         assert!(!looks_like_attribute("cos-write.py"));
         assert!(!looks_like_attribute("node"));
-        assert_eq!(suggest("sf.proc.username"), Some("sf.proc.user"));
-        assert_eq!(suggest("sf.prog.args"), Some("sf.proc.args"));
-        assert_eq!(suggest("sf.poc.name"), Some("sf.proc.name"));
-        assert_eq!(suggest("k8s.ns.name"), None);
-        assert_eq!(suggest("sf.net.mask"), None);
-        assert_eq!(suggest("sf.file.typechar"), Some("sf.file.type"));
+        let sysflow = Dialect::Sysflow;
+        assert_eq!(suggest("sf.proc.username", sysflow), Some("sf.proc.user"));
+        assert_eq!(suggest("sf.prog.args", sysflow), Some("sf.proc.args"));
+        assert_eq!(suggest("sf.poc.name", sysflow), Some("sf.proc.name"));
+        assert_eq!(suggest("k8s.ns.name", sysflow), None);
+        assert_eq!(suggest("sf.net.mask", sysflow), None);
+        assert_eq!(suggest("sf.file.typechar", sysflow), Some("sf.file.type"));
+        // Falco aliases are candidates too; Falco-only fields only under the falco dialect.
+        assert_eq!(suggest("proc.nmae", sysflow), Some("proc.name"));
+        assert_eq!(suggest("fd.tpye", sysflow), None);
+        assert_eq!(suggest("fd.tpye", Dialect::Falco), Some("fd.type"));
+        assert_eq!(suggest("k8s.pod.nam", Dialect::Falco), Some("k8s.pod.name"));
+        for n in names() {
+            assert!(lookup(n).is_some(), "{n}");
+        }
     }
 
     #[test]

@@ -38,24 +38,27 @@ impl Dialect {
 
 /// Falco fields whose Falco meaning differs from upstream's alias, or that upstream does
 /// not alias, with the SysFlow attribute that fills them (docs/policies.md, "Dialects").
+pub const FALCO_FIELDS: &[(&str, Attr)] = &[
+    // Falco: the full path (upstream: the base name).
+    ("fd.name", Attr::FilePath),
+    ("user.uid", Attr::ProcUid),
+    ("proc.exepath", Attr::ProcExe),
+    ("proc.pexepath", Attr::PprocExe),
+    ("k8s.ns.name", Attr::PodNamespace),
+    ("k8s.pod.name", Attr::PodName),
+    // The record's 1-based number in the policy engine's input (docs/policies.md).
+    ("evt.num", Attr::EvtNum),
+    ("proc.duration", Attr::ProcDuration),
+    ("container.image.repository", Attr::ContImageRepository),
+    ("fd.type", Attr::FdType),
+    ("proc.cwd", Attr::ProcCwd),
+    ("evt.arg.flags", Attr::EvtArgFlags),
+];
+
+/// The attribute a Falco field means under `"dialect": "falco"` when it differs from
+/// upstream's meaning ([`FALCO_FIELDS`]).
 pub fn falco_field(name: &str) -> Option<Attr> {
-    Some(match name {
-        // Falco: the full path (upstream: the base name).
-        "fd.name" => Attr::FilePath,
-        "user.uid" => Attr::ProcUid,
-        "proc.exepath" => Attr::ProcExe,
-        "proc.pexepath" => Attr::PprocExe,
-        "k8s.ns.name" => Attr::PodNamespace,
-        "k8s.pod.name" => Attr::PodName,
-        // The record's 1-based number in the policy engine's input (docs/policies.md).
-        "evt.num" => Attr::EvtNum,
-        "proc.duration" => Attr::ProcDuration,
-        "container.image.repository" => Attr::ContImageRepository,
-        "fd.type" => Attr::FdType,
-        "proc.cwd" => Attr::ProcCwd,
-        "evt.arg.flags" => Attr::EvtArgFlags,
-        _ => return None,
-    })
+    FALCO_FIELDS.iter().find(|(n, _)| *n == name).map(|&(_, a)| a)
 }
 
 /// Falco `evt.type` values (system call names) and the SysFlow operation each is

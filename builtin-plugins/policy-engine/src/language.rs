@@ -18,7 +18,7 @@ impl PolicyLanguage {
     /// Sigma with the field mappings of the backend config at `config` (none: names verbatim).
     pub fn sigma(config: Option<&Path>) -> Result<PolicyLanguage, PolicyErrors> {
         let cfg = match config {
-            Some(p) => sigma::load_config(p).map_err(|e| PolicyErrors(vec![e]))?,
+            Some(p) => sigma::load_config(p).map_err(PolicyErrors::one)?,
             None => sigma::SigmaConfig::default(),
         };
         Ok(PolicyLanguage::Sigma(cfg))

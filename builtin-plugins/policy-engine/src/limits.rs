@@ -36,6 +36,10 @@ pub const MAX_YAML_NESTING: usize = 64;
 /// Most items one list may have, after its `append`s.
 pub const MAX_LIST_ITEMS: usize = 1_000_000;
 
+/// Most errors listed per policy file: the rest are counted ("... and N more"), so that
+/// a file of garbage gives a readable report (the set is refused either way).
+pub const MAX_ERRORS_PER_FILE: usize = 20;
+
 /// Stack of the threads that parse and compile policies (start-up compile, `-test`,
 /// `-listrules` and the reload monitor): comfortably above what the limits above let a
 /// condition need.

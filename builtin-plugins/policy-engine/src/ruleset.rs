@@ -335,10 +335,10 @@ fn syscall_name_warnings(uses: Vec<(SourcePos, String, Vec<String>)>) -> Vec<Pol
 }
 
 /// Lists unknown names with a "did you mean" hint where one is close.
-fn describe_unknown(names: &[String]) -> String {
+fn describe_unknown(names: &[String], dialect: Dialect) -> String {
     names
         .iter()
-        .map(|n| match attributes::suggest(n) {
+        .map(|n| match attributes::suggest(n, dialect) {
             Some(s) => format!("{n} (did you mean {s}?)"),
             None => n.clone(),
         })
@@ -509,7 +509,7 @@ impl Compiler<'_> {
     fn disabled_reason(&self) -> Option<String> {
         let mut reasons = Vec::new();
         if !self.unknown.is_empty() {
-            reasons.push(format!("unknown attribute(s) {}", describe_unknown(&self.unknown)));
+            reasons.push(format!("unknown attribute(s) {}", describe_unknown(&self.unknown, self.opts.dialect)));
         }
         reasons.extend(self.invalid.iter().cloned());
         (!reasons.is_empty()).then(|| reasons.join("; "))

@@ -134,6 +134,14 @@ pub enum Item {
         /// Position.
         pos: SourcePos,
     },
+    /// An item whose definition has an error (reported by the reader): its kind and name,
+    /// so that references to it report no second, misleading "undefined" error.
+    Broken {
+        /// What it was.
+        kind: ItemKind,
+        /// Name.
+        name: String,
+    },
     /// `- filter:` / `- drop:`
     Filter {
         /// Name.
@@ -145,4 +153,30 @@ pub enum Item {
         /// Position.
         pos: SourcePos,
     },
+}
+
+/// The kind of a top-level item, for [`Item::Broken`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemKind {
+    /// `- rule:`
+    Rule,
+    /// `- macro:`
+    Macro,
+    /// `- list:`
+    List,
+    /// `- filter:` / `- drop:`
+    Filter,
+}
+
+impl ItemKind {
+    /// The kind for an item keyword (`rule`, `macro`, `list`, `filter`, `drop`).
+    pub fn of_keyword(word: &str) -> Option<ItemKind> {
+        Some(match word {
+            "rule" => ItemKind::Rule,
+            "macro" => ItemKind::Macro,
+            "list" => ItemKind::List,
+            "filter" | "drop" => ItemKind::Filter,
+            _ => return None,
+        })
+    }
 }

@@ -17,12 +17,15 @@ use std::{
 };
 
 use crate::{
-    error::{PolicyError, PolicyErrors, PolicyWarning},
+    error::{did_you_mean, PolicyError, PolicyErrors, PolicyWarning},
     ir::{Cond, FilterDef, Op, Operand, PolicySet, RuleDef, SourcePos},
-    limits::{self, MAX_CONDITION_DEPTH, MAX_EXPANDED_ELEMENTS, MAX_EXPANDED_NODES, MAX_LIST_ITEMS, MAX_REFERENCE_DEPTH},
+    limits::{
+        self, MAX_CONDITION_DEPTH, MAX_ERRORS_PER_FILE, MAX_EXPANDED_ELEMENTS, MAX_EXPANDED_NODES, MAX_LIST_ITEMS,
+        MAX_REFERENCE_DEPTH,
+    },
 };
 
-use ast::{Atom, Exception, Expr, Item, RuleItem};
+use ast::{Atom, Exception, Expr, Item, ItemKind, RuleItem};
 use lexer::Tok;
 
 /// Collects the policy files under `path`: the file itself, or every `.yaml`/`.yml`
@@ -85,17 +88,17 @@ pub fn collect_files(path: &Path) -> Result<Vec<PathBuf>, PolicyError> {
 
 /// Loads the policy file or directory `path` into one policy set.
 pub fn load(path: &Path) -> Result<PolicySet, PolicyErrors> {
-    let files = collect_files(path).map_err(|e| PolicyErrors(vec![e]))?;
+    let files = collect_files(path).map_err(PolicyErrors::one)?;
     let mut sources = Vec::with_capacity(files.len());
     for f in &files {
         match std::fs::read(f) {
             Ok(bytes) => sources.push((f.clone(), String::from_utf8_lossy(&bytes).into_owned())),
             Err(e) => {
-                return Err(PolicyErrors(vec![PolicyError {
+                return Err(PolicyErrors::one(PolicyError {
                     pos: SourcePos { file: Arc::new(f.clone()), line: 0, col: 0 },
                     message: format!("cannot read policy file: {e}"),
                     text: String::new(),
-                }]))
+                }))
             }
         }
     }
@@ -103,49 +106,78 @@ pub fn load(path: &Path) -> Result<PolicySet, PolicyErrors> {
 }
 
 /// Loads policies from in-memory `(file name, text)` pairs, in order.
+///
+/// Every error of every file is collected: a file's items that read are lowered even when
+/// others did not (so that reference errors are found in the same run), a broken macro or
+/// list stands in as defined. Each file's errors are listed in file order, at most
+/// [`MAX_ERRORS_PER_FILE`] of them; any error refuses the whole set.
 pub fn load_sources(sources: &[(PathBuf, String)]) -> Result<PolicySet, PolicyErrors> {
     let mut lw = Lowering::default();
+    let mut omitted = 0;
+    let mut seen = std::collections::HashSet::new();
     for (file, src) in sources {
         let file = Arc::new(file.clone());
-        match read_file(src, file.clone()) {
-            (Ok(items), warning) => {
-                lw.set.warnings.extend(warning);
-                lw.file(items)
-            }
-            (Err(errs), warning) => {
-                lw.set.warnings.extend(warning);
-                lw.errors.extend(errs)
-            }
-        }
+        let first = lw.errors.len();
+        let (items, errors, warning) = read_file(src, file.clone());
+        lw.set.warnings.extend(warning);
+        lw.errors.extend(errors);
+        lw.file(items);
         lw.set.files.push((*file).clone());
+        // A mistake in a macro fails every rule using it: reported once.
+        let mut this_file = lw.errors.split_off(first);
+        this_file.retain(|e| seen.insert(e.to_string()));
+        // Reading errors come before lowering errors: sorted into file order (stable, so
+        // that two errors at one position keep the order they were found in; an error in
+        // an earlier file's macro, met by this file's rule, sorts with its own file).
+        this_file.sort_by_key(|e| (e.pos.file.clone(), e.pos.line, e.pos.col));
+        lw.errors.extend(this_file);
+        let this_file = &lw.errors[first..];
+        if this_file.len() > MAX_ERRORS_PER_FILE {
+            omitted += this_file.len() - MAX_ERRORS_PER_FILE;
+            lw.errors.truncate(first + MAX_ERRORS_PER_FILE);
+        }
+        lw.hint_undefined_macros(first);
     }
-    for (name, pos) in lw.undefined_lists.take() {
+    let mut list_names: Vec<&str> = lw.lists.keys().map(String::as_str).collect();
+    // Sorted: a hint must not depend on hash order.
+    list_names.sort_unstable();
+    for (i, (name, pos)) in lw.undefined_lists.take().into_iter().enumerate() {
+        let hint = if i < MAX_LIST_HINTS { did_you_mean(&name, list_names.iter().copied()) } else { String::new() };
         lw.set.warnings.push(PolicyWarning {
             pos,
-            message: format!("'{name}' is not a defined list; it is compared as a literal value"),
+            message: format!("'{name}' is not a defined list; it is compared as a literal value{hint}"),
         });
     }
     if lw.errors.is_empty() {
         Ok(lw.set)
     } else {
-        Err(PolicyErrors(lw.errors))
+        Err(PolicyErrors(lw.errors, omitted))
     }
 }
 
-/// Reads one rule file into items: as YAML, or, when YAML refuses the file, with the
-/// upstream-compatible parser and a warning saying so.
-pub fn read_file(src: &str, file: Arc<PathBuf>) -> (Result<Vec<Item>, Vec<PolicyError>>, Option<PolicyWarning>) {
+/// Reads one rule file into its items and errors: as YAML, or, when YAML refuses the
+/// file, with the upstream-compatible parser and a warning saying so. Items that do not
+/// read are left out (named items as [`Item::Broken`]), each with its error.
+pub fn read_file(src: &str, file: Arc<PathBuf>) -> (Vec<Item>, Vec<PolicyError>, Option<PolicyWarning>) {
     match yaml_reader::read(src, file.clone()) {
-        yaml_reader::YamlRead::Items(items, errors) if errors.is_empty() => (Ok(items), None),
-        yaml_reader::YamlRead::Items(_, errors) => (Err(errors), None),
+        yaml_reader::YamlRead::Items(items, errors) => (items, errors, None),
         yaml_reader::YamlRead::NotYaml(why) => {
             let message = format!(
                 "not read as YAML ({}); read with the upstream-compatible grammar",
                 why.message.trim_start_matches("not YAML: ")
             );
-            (parser::parse_file(src, file), Some(PolicyWarning { pos: why.pos, message }))
+            let (items, errors) = parser::parse_file_recovering(src, file);
+            (items, errors, Some(PolicyWarning { pos: why.pos, message }))
         }
     }
+}
+
+/// Most undefined-list warnings given a "did you mean" (each searches every list name).
+const MAX_LIST_HINTS: usize = 100;
+
+/// The message for a reference to a macro that is not defined.
+fn undefined_macro(name: &str) -> String {
+    format!("undefined macro '{name}'")
 }
 
 #[derive(Default)]
@@ -161,6 +193,9 @@ struct Lowering {
     macro_depth: HashMap<String, usize>,
     set: PolicySet,
     errors: Vec<PolicyError>,
+    /// Rules whose definition has an error: appends to them and `enabled` toggles of them
+    /// report nothing more.
+    broken_rules: std::collections::HashSet<String>,
 }
 
 /// Name endings that mark a word in `in (…)` as meant to be a list name.
@@ -258,11 +293,14 @@ struct Expansion<'a> {
     nodes: usize,
     /// List elements produced so far (bounded by [`MAX_EXPANDED_ELEMENTS`]).
     elements: usize,
+    /// References to undefined macros met so far (at most [`MAX_ERRORS_PER_FILE`]): the
+    /// expansion goes on past one, so that one run names them all.
+    undefined: Vec<PolicyError>,
 }
 
 impl Expansion<'_> {
     fn new<'a>(what: &'a str, pos: &'a SourcePos) -> Expansion<'a> {
-        Expansion { what, pos, stack: Vec::new(), nodes: 0, elements: 0 }
+        Expansion { what, pos, stack: Vec::new(), nodes: 0, elements: 0, undefined: Vec::new() }
     }
 
     /// Where the expansion is, for messages: ` (in macro a -> b)` or nothing.
@@ -303,6 +341,40 @@ impl Expansion<'_> {
 }
 
 impl Lowering {
+    /// Adds "did you mean" to the undefined-macro errors from `first` on (one file's
+    /// listed errors), naming the closest macro visible to that file.
+    fn hint_undefined_macros(&mut self, first: usize) {
+        let mut known: Option<Vec<&str>> = None;
+        for e in &mut self.errors[first..] {
+            if e.message != undefined_macro(&e.text) {
+                continue;
+            }
+            let known = known.get_or_insert_with(|| {
+                // Sorted: the hint must not depend on hash order.
+                let mut v: Vec<&str> = self.macros.keys().map(String::as_str).collect();
+                v.sort_unstable();
+                v
+            });
+            e.message.push_str(&did_you_mean(&e.text, known.iter().copied()));
+        }
+    }
+
+    /// A lowered condition, or `None` after recording its errors: the one that stopped the
+    /// expansion, if any, and every undefined macro it met.
+    fn checked(&mut self, lowered: Result<Cond, PolicyError>, x: &mut Expansion) -> Option<Cond> {
+        let undefined = std::mem::take(&mut x.undefined);
+        let ok = lowered.is_ok() && undefined.is_empty();
+        self.errors.extend(undefined);
+        match lowered {
+            Ok(c) if ok => Some(c),
+            Ok(_) => None,
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
+        }
+    }
+
     fn warn(&mut self, pos: &SourcePos, message: String) {
         self.set.warnings.push(PolicyWarning { pos: pos.clone(), message });
     }
@@ -357,6 +429,20 @@ impl Lowering {
                     self.macros.insert(name.clone(), new);
                     self.macro_depth.insert(name.clone(), depth);
                 }
+                // Stand-ins for definitions with errors (the load fails anyway): rules
+                // using them report no second, misleading "undefined" error.
+                Item::Broken { kind: ItemKind::Macro, name } => {
+                    if !self.macros.contains_key(name) {
+                        self.macros.insert(name.clone(), Expr::Or(Vec::new()));
+                        self.macro_depth.insert(name.clone(), 1);
+                    }
+                }
+                Item::Broken { kind: ItemKind::List, name } => {
+                    self.lists.entry(name.clone()).or_default();
+                }
+                Item::Broken { kind: ItemKind::Rule, name } => {
+                    self.broken_rules.insert(name.clone());
+                }
                 _ => {}
             }
         }
@@ -366,12 +452,13 @@ impl Lowering {
                 Item::Filter { name, condition, enabled, pos } => {
                     let enabled = self.enabled_flag(enabled.as_ref());
                     let what = format!("filter '{name}'");
-                    match self.lower(&condition, &mut Expansion::new(&what, &pos), 1) {
-                        Ok(condition) => self.set.filters.push(FilterDef { name, enabled, condition, pos }),
-                        Err(e) => self.errors.push(e),
+                    let mut expansion = Expansion::new(&what, &pos);
+                    let lowered = self.lower(&condition, &mut expansion, 1);
+                    if let Some(condition) = self.checked(lowered, &mut expansion) {
+                        self.set.filters.push(FilterDef { name, enabled, condition, pos });
                     }
                 }
-                Item::List { .. } | Item::Macro { .. } => {}
+                Item::List { .. } | Item::Macro { .. } | Item::Broken { .. } => {}
             }
         }
     }
@@ -413,18 +500,21 @@ impl Lowering {
             }
         };
         let cond = match &r.condition {
-            Some(c) => match self.lower(c, &mut expansion, 1) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    self.errors.push(e);
-                    return;
+            Some(c) => {
+                let lowered = self.lower(c, &mut expansion, 1);
+                match self.checked(lowered, &mut expansion) {
+                    Some(c) => Some(c),
+                    None => return,
                 }
-            },
+            }
             None => None,
         };
         let overrides: HashMap<&str, &str> = r.overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         if append || !overrides.is_empty() {
             let Some(idx) = self.find_rule(&r.name) else {
+                if self.broken_rules.contains(&r.name) {
+                    return;
+                }
                 self.errors.push(PolicyError {
                     pos: r.pos.clone(),
                     message: format!("rule '{}' appends to or overrides a rule that is not defined", r.name),
@@ -485,6 +575,9 @@ impl Lowering {
             if let (Some(idx), Some(_)) = (self.find_rule(&r.name), &r.enabled) {
                 let en = self.enabled_flag(r.enabled.as_ref());
                 self.set.rules[idx].enabled = en;
+                return;
+            }
+            if r.enabled.is_some() && self.broken_rules.contains(&r.name) {
                 return;
             }
             self.errors.push(PolicyError {
@@ -598,11 +691,12 @@ impl Lowering {
             Expr::Ref { name, pos } => {
                 let stack = &x.stack;
                 let Some(m) = self.macros.get(name) else {
-                    return Err(PolicyError {
-                        pos: pos.clone(),
-                        message: format!("undefined macro '{name}'"),
-                        text: name.clone(),
-                    });
+                    // The "did you mean" is added once the file's errors are counted: only
+                    // listed errors pay for the search.
+                    if x.undefined.len() < MAX_ERRORS_PER_FILE && !x.undefined.iter().any(|e| e.pos == *pos) {
+                        x.undefined.push(PolicyError { pos: pos.clone(), message: undefined_macro(name), text: name.clone() });
+                    }
+                    return Ok(Cond::Const(false));
                 };
                 if stack.iter().any(|s| s == name) {
                     return Err(PolicyError {

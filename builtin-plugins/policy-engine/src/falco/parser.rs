@@ -11,7 +11,7 @@ use crate::{
 };
 
 use super::{
-    ast::{Atom, Exception, Expr, Item, RuleItem},
+    ast::{Atom, Exception, Expr, Item, ItemKind, RuleItem},
     lexer::{tokenize, tokenize_condition, Tok, Token},
 };
 
@@ -45,14 +45,21 @@ const EXT_KEYS: &[&str] = &["source", "exceptions", "override", "required_plugin
 /// Parses one file into items. All syntax errors found are returned (parsing resumes at
 /// the next item after an error).
 pub fn parse_file(src: &str, file: Arc<PathBuf>) -> Result<Vec<Item>, Vec<PolicyError>> {
-    let toks = tokenize(src);
-    let mut p = Parser { src, toks, i: 0, file, errors: Vec::new(), nesting: 0, item: String::new() };
-    let items = p.file();
-    if p.errors.is_empty() {
+    let (items, errors) = parse_file_recovering(src, file);
+    if errors.is_empty() {
         Ok(items)
     } else {
-        Err(p.errors)
+        Err(errors)
     }
+}
+
+/// Parses one file into the items that parse, an [`Item::Broken`] for each named item
+/// that does not, and all syntax errors found.
+pub fn parse_file_recovering(src: &str, file: Arc<PathBuf>) -> (Vec<Item>, Vec<PolicyError>) {
+    let toks = tokenize(src);
+    let mut p = Parser { src, toks, i: 0, file, errors: Vec::new(), nesting: 0, item: String::new(), naming: None };
+    let items = p.file();
+    (items, p.errors)
 }
 
 /// Parses one condition written as a YAML value (`text` is the decoded scalar) for
@@ -60,7 +67,7 @@ pub fn parse_file(src: &str, file: Arc<PathBuf>) -> Result<Vec<Item>, Vec<Policy
 /// reader maps them back into the file.
 pub fn parse_condition(text: &str, file: Arc<PathBuf>, item: &str) -> Result<(Option<bool>, Expr), PolicyError> {
     let toks = tokenize_condition(text);
-    let mut p = Parser { src: text, toks, i: 0, file, errors: Vec::new(), nesting: 0, item: item.to_string() };
+    let mut p = Parser { src: text, toks, i: 0, file, errors: Vec::new(), nesting: 0, item: item.to_string(), naming: None };
     let (cont, mut e) = p.condition()?;
     unescape_strings(&mut e);
     let t = p.peek();
@@ -114,6 +121,8 @@ struct Parser<'s> {
     nesting: usize,
     /// The item being parsed (`rule 'X'`), named in limit errors.
     item: String,
+    /// Kind and name of the item being parsed, once its name is read (for [`Item::Broken`]).
+    naming: Option<(ItemKind, String)>,
 }
 
 type PResult<T> = Result<T, PolicyError>;
@@ -213,11 +222,15 @@ impl<'s> Parser<'s> {
         let mut items = Vec::new();
         while self.peek().kind != Tok::Eof {
             let start = self.i;
+            self.naming = None;
             match self.item() {
                 Ok(Some(item)) => items.push(item),
                 Ok(None) => {}
                 Err(e) => {
                     self.errors.push(e);
+                    if let Some((kind, name)) = self.naming.take() {
+                        items.push(Item::Broken { kind, name });
+                    }
                     // An error found at the next item (an incomplete value) must not cost
                     // that item too.
                     if self.i == start || !self.at_item_start() {
@@ -289,6 +302,7 @@ impl<'s> Parser<'s> {
     fn rule(&mut self, pos: SourcePos) -> PResult<RuleItem> {
         let name = self.text_value()?;
         self.item = format!("rule '{name}'");
+        self.naming = Some((ItemKind::Rule, name.clone()));
         let mut r = RuleItem { name, pos, ..Default::default() };
         loop {
             let t = self.peek();
@@ -424,6 +438,7 @@ impl<'s> Parser<'s> {
     fn macro_item(&mut self, pos: SourcePos) -> PResult<Item> {
         let name = self.name_id()?;
         self.item = format!("macro '{name}'");
+        self.naming = Some((ItemKind::Macro, name.clone()));
         let mut condition = None;
         let mut continuation = None;
         let mut append = None;
@@ -455,6 +470,7 @@ impl<'s> Parser<'s> {
 
     fn list_item(&mut self, pos: SourcePos) -> PResult<Item> {
         let name = self.name_id()?;
+        self.naming = Some((ItemKind::List, name.clone()));
         let mut items = None;
         let mut append = None;
         loop {
@@ -492,6 +508,7 @@ impl<'s> Parser<'s> {
     fn filter_item(&mut self, pos: SourcePos) -> PResult<Item> {
         let name = self.name_id()?;
         self.item = format!("filter '{name}'");
+        self.naming = Some((ItemKind::Filter, name.clone()));
         let mut condition = None;
         let mut enabled = None;
         loop {

@@ -20,7 +20,7 @@ use crate::{
 };
 
 use super::{
-    ast::{Atom, Exception, Expr, Item, RuleItem},
+    ast::{Atom, Exception, Expr, Item, ItemKind, RuleItem},
     lexer::{Tok, SEVERITIES},
     parser::{self, parse_bool},
 };
@@ -135,7 +135,10 @@ pub fn read(src: &str, file: Arc<PathBuf>) -> YamlRead {
                     match reader.item(&entry) {
                         Ok(Some(item)) => items.push(item),
                         Ok(None) => {}
-                        Err(e) => reader.errors.push(e),
+                        Err(e) => {
+                            reader.errors.push(e);
+                            items.extend(broken_item(&entry));
+                        }
                     }
                 }
             }
@@ -149,6 +152,18 @@ pub fn read(src: &str, file: Arc<PathBuf>) -> YamlRead {
         }
     }
     YamlRead::Items(items, reader.errors)
+}
+
+/// The kind and name of an item that did not read (`- macro: m` with a bad condition),
+/// when the entry names one.
+fn broken_item(entry: &Node) -> Option<Item> {
+    let Node::Map { entries, .. } = entry else { return None };
+    match entries.first()? {
+        (Node::Scalar { text: kind, .. }, Node::Scalar { text: name, .. }) if !name.is_empty() => {
+            Some(Item::Broken { kind: ItemKind::of_keyword(kind)?, name: name.clone() })
+        }
+        _ => None,
+    }
 }
 
 /// The scanner's refusal as an error at its position.

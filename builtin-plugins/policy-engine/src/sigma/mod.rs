@@ -72,7 +72,7 @@ pub fn parse_config(text: &str) -> Result<SigmaConfig, String> {
 
 /// Loads every `.yaml`/`.yml` rule file under `path` (or the file itself).
 pub fn load(path: &Path, config: &SigmaConfig) -> Result<PolicySet, PolicyErrors> {
-    let files = crate::falco::collect_files(path).map_err(|e| PolicyErrors(vec![e]))?;
+    let files = crate::falco::collect_files(path).map_err(PolicyErrors::one)?;
     let mut sources = Vec::with_capacity(files.len());
     let mut set = PolicySet::default();
     for f in files {
