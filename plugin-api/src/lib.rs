@@ -45,7 +45,7 @@ pub use batch::{Batch, ChannelType, Payload};
 pub use config::PluginConfig;
 pub use ffi::{ConfigKey, PluginDescriptor, PluginFactory, PluginLibrary, PluginLibraryRef};
 pub use flat::{FlatRecord, PolicyContext, RuleMatch};
-pub use plugin::{Action, Counter, CounterKind, Driver, DriverPoll, Handler, Host, LogLevel, PluginError, Processor};
+pub use plugin::{Action, Counter, CounterKind, Driver, DriverHandoff, DriverPoll, Handler, Host, LogLevel, PluginError, Processor};
 pub use records::*;
 
 /// Exports a plugin library's root module listing the given [`PluginDescriptor`]s.
