@@ -57,6 +57,13 @@ const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("follow", "true: at the end of the file, wait for more lines until stopped (default false)"),
 ];
 
+/// The build's label in the log (environment variable `NDJSON_BUILD` when it was built,
+/// else the crate version), so a hot reload shows which build resumed the input.
+const BUILD: &str = match option_env!("NDJSON_BUILD") {
+    Some(b) => b,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
 /// How long a poll at the end of a followed file waits before it returns `Idle`.
 const FOLLOW_WAIT: Duration = Duration::from_millis(20);
 
@@ -144,7 +151,7 @@ impl Driver for NdjsonDriver {
         let mut file = File::from(handoff.dup_fd(0)?);
         file.seek(SeekFrom::Start(state.offset))
             .map_err(|e| PluginError::new(format!("{path}: cannot seek to {}: {e}", state.offset)))?;
-        host.info(&format!("resuming {path} at line {} (byte {})", state.line_no + 1, state.offset));
+        host.info(&format!("build {BUILD} resuming {path} at line {} (byte {})", state.line_no + 1, state.offset));
         Ok(NdjsonDriver {
             host,
             path,
