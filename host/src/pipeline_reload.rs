@@ -119,3 +119,52 @@ pub fn driver_changes(running: &[DriverNode], next: &[DriverNode]) -> Result<Vec
     }
     Ok(changes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        diagnostics::Diagnostics,
+        graph::{build, DriverChoice},
+        pipeline_config::{interpret, parse_str},
+        registry::Registry,
+    };
+
+    /// The drivers of a pipeline whose `drivers` list is `drivers`.
+    fn drivers(drivers: &str) -> Vec<DriverNode> {
+        let text = format!(
+            r#"{{"drivers": {drivers}, "pipeline": [
+            {{"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"}},
+            {{"processor": "exporter", "in": "flat flattenerchan", "export": "null"}}]}}"#
+        );
+        let registry = Registry::with_builtins().unwrap_or_else(|e| panic!("{e:?}"));
+        let mut diag = Diagnostics::default();
+        let cfg = interpret(&parse_str(&text).expect("json"), "", &mut diag);
+        let g = build(&cfg, &registry, &DriverChoice { driver: None, path: None }, &mut diag);
+        assert!(diag.ok(), "{:?}", diag.errors);
+        g.drivers
+    }
+
+    fn socket(path: &str) -> String {
+        format!(r#"[{{"driver": "socket", "out": "sysflow sysflowchan", "path": "{path}"}}]"#)
+    }
+
+    #[test]
+    fn an_unchanged_driver_is_kept_and_a_changed_socket_is_handed_over() {
+        let running = drivers(&socket("/run/a.sock"));
+        assert_eq!(driver_changes(&running, &drivers(&socket("/run/a.sock"))), Ok(vec![false]));
+        assert_eq!(driver_changes(&running, &drivers(&socket("/run/b.sock"))), Ok(vec![true]));
+    }
+
+    #[test]
+    fn what_cannot_be_handed_over_is_refused_naming_driver_and_key() {
+        let file = |p: &str| format!(r#"[{{"driver": "file", "out": "sysflow sysflowchan", "path": "{p}"}}]"#);
+        let err = driver_changes(&drivers(&file("/t/a.sf")), &drivers(&file("/t/b.sf"))).expect_err("file cannot hand over");
+        assert!(err.starts_with("drivers[0] (file): key 'path' changed, but the running driver 'file' cannot hand over"), "{err}");
+        let err = driver_changes(&drivers(&socket("/run/a.sock")), &drivers(&file("/t/a.sf"))).expect_err("another plugin");
+        assert!(err.starts_with("drivers[0] (socket): the new pipeline has drivers[0] (file)"), "{err}");
+        let two = r#"[{"driver": "socket", "out": "sysflow sysflowchan", "path": "/a"}, {"driver": "socket", "out": "sysflow sysflowchan", "path": "/b"}]"#;
+        let err = driver_changes(&drivers(&socket("/a")), &drivers(two)).expect_err("a driver added");
+        assert!(err.contains("has 2 driver(s), the running one 1"), "{err}");
+    }
+}
