@@ -769,6 +769,10 @@ impl DriverWorker {
             NodeMetrics::add(&metrics.reload_failures, 1);
             Replaced::Kept(msg)
         };
+        if self.stop.requested() {
+            // The running instance already drains for the stop; a successor would not know.
+            return kept(&self.metrics, "a stop was requested: the running instance finishes the drain".to_string());
+        }
         let running_resume = pipeline_reload::driver_ctors(&self.node.plugin).and_then(|(_, r)| r);
         let Some(next_resume) = pipeline_reload::driver_ctors(&next.plugin).and_then(|(_, r)| r) else {
             return kept(&self.metrics, format!("the driver from {origin} cannot resume a running input (no Driver::resume)"));
