@@ -778,7 +778,8 @@ fn ndjson_process() -> String {
 /// A new build of a running driver library, renamed into place while the driver follows a
 /// growing file, takes over between two polls: the old instance hands over its open file and
 /// read position, the new build resumes at the first line not yet read, and every record
-/// is exported exactly once and in order — including a line half-written at the swap.
+/// is exported exactly once and in order — including a line half-written at the swap. A
+/// SIGHUP whose pipeline changed the driver's block then hands the input over once more.
 #[test]
 fn hot_reload_hands_a_driver_input_to_its_new_build() {
     use std::{io::Write, time::Duration};
@@ -790,15 +791,14 @@ fn hot_reload_hands_a_driver_input_to_its_new_build() {
     install_by_rename(&old_build, &drivers, "ndjson.so");
     let input = dir.path().join("in.ndjson");
     fs::write(&input, ndjson_process() + &ndjson_events(100, 3100)).expect("write ndjson");
-    let cfg = write_pipeline(
-        dir.path(),
-        "p.json",
-        &format!(
-            r#"{{"drivers": [{{"driver": "ndjson", "out": "sysflow sysflowchan", "path": "{}", "follow": "true"}}],
+    let pipeline = |extra: &str| {
+        format!(
+            r#"{{"drivers": [{{"driver": "ndjson", "out": "sysflow sysflowchan", "path": "{}", "follow": "true"{extra}}}],
             "pipeline": [{READER}, {{"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": "out.json"}}]}}"#,
             s(&input)
-        ),
-    );
+        )
+    };
+    let cfg = write_pipeline(dir.path(), "p.json", &pipeline(""));
     let (mut child, log) = spawn_logged(dir.path(), &["-config", &cfg, "-driverdir", &s(&drivers)]);
     let out_path = dir.path().join("out.json");
     let exported = || fs::read_to_string(&out_path).map(|t| t.lines().count()).unwrap_or(0);
@@ -819,6 +819,14 @@ fn hot_reload_hands_a_driver_input_to_its_new_build() {
     file.write_all(tail.as_bytes()).expect("append");
     file.flush().expect("flush");
     wait_until("every record to be exported", Duration::from_secs(30), || exported() >= 6001);
+    // SIGHUP with a changed driver block: handed over again, to an instance with the new block.
+    write_pipeline(dir.path(), "p.json", &pipeline(r#", "ndjson.note": "reconfigured""#));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    wait_until("the reload", Duration::from_secs(20), || log().contains("reload applied"));
+    file.write_all(ndjson_events(6100, 7100).as_bytes()).expect("append");
+    file.flush().expect("flush");
+    wait_until("the records after the reload", Duration::from_secs(30), || exported() >= 7001);
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
     let status = child.wait().expect("wait");
@@ -832,12 +840,13 @@ fn hot_reload_hands_a_driver_input_to_its_new_build() {
         .collect();
     let mut want: Vec<i64> = (100..3100).collect();
     want.push(9999);
-    want.extend(3100..6100);
+    want.extend(3100..7100);
     assert_eq!(ts.len(), want.len(), "every record exported exactly once\n{log}");
     assert!(ts == want, "records in file order, none lost or repeated\n{log}");
     assert!(log.contains("build two resuming"), "the new build resumed the input\n{log}");
     assert!(log.contains("the replaced instance's counters: records="), "{log}");
     assert!(log.contains("plugin library images mapped: 2"), "{log}");
-    // The driver's own counter runs on across the swap: 3001 events plus the header and the process.
-    assert!(log.contains("records=6003") || log.contains("records 6003"), "{log}");
+    assert!(log.contains("replaced between two polls (its configuration changed (SIGHUP))"), "{log}");
+    // The driver's own counter runs on across both swaps: the events plus the header and the process.
+    assert!(log.contains("records=7003"), "{log}");
 }
