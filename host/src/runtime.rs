@@ -374,7 +374,7 @@ enum DriverControl {
     /// node (new configuration or build); then send to `outputs` from now on. Dropping the
     /// old senders lets the previous generation's channels close, so it drains and
     /// finishes. Acknowledged once done, with why the replacement did not happen if it did not.
-    Retarget { outputs: Vec<Sender<Batch>>, replace: Option<DriverNode>, ack: Sender<Result<(), String>> },
+    Retarget { outputs: Vec<Sender<Batch>>, replace: Option<Box<DriverNode>>, ack: Sender<Result<(), String>> },
     /// New builds of the driver's library, from the current generation's watcher.
     Watch(Receiver<Swap>),
 }
@@ -547,7 +547,7 @@ fn reload_generation(
     let mut waiting = 0usize;
     for ((driver, node), changed) in drivers.iter_mut().zip(&graph.drivers).zip(changes) {
         let outputs: Vec<Sender<Batch>> = chans.senders[node.output].clone().into_iter().collect();
-        let replace = changed.then(|| node.clone());
+        let replace = changed.then(|| Box::new(node.clone()));
         // A driver that already ended has dropped its control receiver.
         if driver.control.send(DriverControl::Retarget { outputs, replace, ack: ack_tx.clone() }).is_ok() {
             waiting += 1;
@@ -670,7 +670,7 @@ impl DriverWorker {
                 match control {
                     DriverControl::Retarget { outputs, replace, ack } => {
                         let outcome = match replace {
-                            Some(next) => self.replace(&label, next, "its configuration changed (SIGHUP)"),
+                            Some(next) => self.replace(&label, *next, "its configuration changed (SIGHUP)"),
                             None => Replaced::Yes,
                         };
                         self.outputs = outputs;
