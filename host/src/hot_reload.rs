@@ -1,9 +1,11 @@
-//! Hot reload of processor and handler plugins loaded from libraries: a watcher thread
+//! Hot reload of processor, handler and driver plugins loaded from libraries: a watcher thread
 //! reloads a library whose file changed (rename into place or copy over it) once its size
 //! and mtime held still for a quiet period, refuses one that is truncated or half-written
 //! (the loader's ELF check, on the private copy), and hands the
 //! new plugin to the nodes running the old one; each node swaps instances at a batch
-//! boundary on its own thread (see `runtime`), so no record is lost or processed twice.
+//! boundary on its own thread (see `runtime`), so no record is lost or processed twice. A
+//! driver swaps between two polls, handing its live input (descriptors, read position) to
+//! the new instance (`Driver::handoff`/`resume`), or keeps running when it cannot.
 
 use std::{
     collections::HashMap,
@@ -30,7 +32,7 @@ pub fn library_reload_failures() -> u64 {
     LIBRARY_RELOAD_FAILURES.load(Ordering::Relaxed)
 }
 
-/// A new build of a node's processor or handler, to swap in at the next batch boundary.
+/// A new build of a node's processor, handler or driver, to swap in at the next batch boundary.
 pub struct Swap {
     /// Which of the node's plugins it replaces.
     pub kind: Kind,
@@ -42,12 +44,13 @@ pub struct Swap {
 
 /// A node that runs a plugin from a given library.
 struct Subscriber {
-    node: usize,
+    /// The node's label, for messages.
+    label: String,
     kind: Kind,
     name: String,
     /// The node's input channel type, which a new processor build must still accept.
     input: ChannelType,
-    /// What the node writes, which a new build must still write.
+    /// What the node writes (a processor's or driver's output), which a new build must still write.
     output: Option<ChannelType>,
     tx: Sender<Swap>,
     /// Hex SHA-256 of the build this node runs (as last handed to it): a library with this
@@ -78,13 +81,16 @@ fn watch_key(path: &Path) -> PathBuf {
     }
 }
 
-/// Starts watching the libraries of the graph's processors and handlers. Returns the
-/// reloader (none when no node runs a library plugin) and, per processor node, the
-/// receiver of its swaps.
-pub fn start(graph: &Graph, opts: &LoadOptions) -> (Option<Reloader>, Vec<Option<Receiver<Swap>>>) {
-    let mut receivers: Vec<Option<Receiver<Swap>>> = Vec::new();
+/// Per node, the receiver of its swaps (none when it runs no library plugin).
+pub type SwapReceivers = Vec<Option<Receiver<Swap>>>;
+
+/// Starts watching the libraries of the graph's processors, handlers and drivers. Returns
+/// the reloader (none when no node runs a library plugin) and the receivers of the swaps
+/// per processor node and per driver.
+pub fn start(graph: &Graph, opts: &LoadOptions) -> (Option<Reloader>, SwapReceivers, SwapReceivers) {
+    let mut receivers: SwapReceivers = Vec::new();
     let mut subscribers: HashMap<PathBuf, Vec<Subscriber>> = HashMap::new();
-    for (i, node) in graph.processors.iter().enumerate() {
+    for node in &graph.processors {
         let mut rx_slot = None;
         let input = graph.channels[node.input].kind;
         let output_type = node.plugin.output();
@@ -101,7 +107,7 @@ pub fn start(graph: &Graph, opts: &LoadOptions) -> (Option<Reloader>, Vec<Option
                 }
             };
             subscribers.entry(watch_key(path)).or_default().push(Subscriber {
-                node: i,
+                label: node.label(),
                 kind,
                 name: plugin.descriptor.name.as_str().to_string(),
                 input,
@@ -113,8 +119,26 @@ pub fn start(graph: &Graph, opts: &LoadOptions) -> (Option<Reloader>, Vec<Option
         }
         receivers.push(rx_slot.map(|(_, rx)| rx));
     }
+    let mut driver_receivers: SwapReceivers = Vec::new();
+    for node in &graph.drivers {
+        let Origin::Library(path) = &node.plugin.origin else {
+            driver_receivers.push(None);
+            continue;
+        };
+        let (tx, rx) = unbounded::<Swap>();
+        subscribers.entry(watch_key(path)).or_default().push(Subscriber {
+            label: node.label.clone(),
+            kind: Kind::Driver,
+            name: node.plugin.descriptor.name.as_str().to_string(),
+            input: ChannelType::SysFlow,
+            output: node.plugin.output(),
+            tx,
+            running_sha256: loader::sha256_file(path).ok(),
+        });
+        driver_receivers.push(Some(rx));
+    }
     if subscribers.is_empty() {
-        return (None, receivers);
+        return (None, receivers, driver_receivers);
     }
     let mut dirs: Vec<PathBuf> = subscribers.keys().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
     dirs.sort();
@@ -123,26 +147,25 @@ pub fn start(graph: &Graph, opts: &LoadOptions) -> (Option<Reloader>, Vec<Option
         Ok(w) => w,
         Err(e) => {
             tracing::warn!("{e}: plugins will not be reloaded when their libraries change");
-            return (None, receivers);
+            return (None, receivers, driver_receivers);
         }
     };
     let (done_tx, done_rx) = unbounded::<()>();
     let opts = opts.clone();
-    let labels: Vec<String> = graph.processors.iter().map(|n| n.label()).collect();
     let thread = std::thread::Builder::new()
         .name("plugin-reload".into())
-        .spawn(move || watch_loop(&watcher, &done_rx, &mut subscribers, &opts, &labels));
+        .spawn(move || watch_loop(&watcher, &done_rx, &mut subscribers, &opts));
     match thread {
         Ok(t) => {
             tracing::info!(
                 "watching {} for new builds of running plugins",
                 dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
             );
-            (Some(Reloader { done: Some(done_tx), thread: Some(t) }), receivers)
+            (Some(Reloader { done: Some(done_tx), thread: Some(t) }), receivers, driver_receivers)
         }
         Err(e) => {
             tracing::warn!("cannot start the plugin reload thread: {e}: plugins will not be reloaded");
-            (None, receivers)
+            (None, receivers, driver_receivers)
         }
     }
 }
@@ -152,7 +175,6 @@ fn watch_loop(
     done: &Receiver<()>,
     subscribers: &mut HashMap<PathBuf, Vec<Subscriber>>,
     opts: &LoadOptions,
-    labels: &[String],
 ) {
     loop {
         let event = select! {
@@ -163,13 +185,13 @@ fn watch_loop(
             PluginEvent::Error(e) => tracing::warn!("plugin directory watch: {e}"),
             PluginEvent::Changed { path, sha256 } => {
                 let Some(subs) = subscribers.get_mut(&watch_key(&path)) else { continue };
-                reload(&path, &sha256, subs, watcher, opts, labels);
+                reload(&path, &sha256, subs, watcher, opts);
             }
         }
     }
 }
 
-fn reload(path: &Path, sha256: &str, subs: &mut [Subscriber], watcher: &PluginWatcher, opts: &LoadOptions, labels: &[String]) {
+fn reload(path: &Path, sha256: &str, subs: &mut [Subscriber], watcher: &PluginWatcher, opts: &LoadOptions) {
     // The watcher hashed the file once its size and mtime held still for a quiet period;
     // a copy with another content means it is being written again, and that write's own
     // event brings it back here once it settles.
@@ -189,7 +211,7 @@ fn reload(path: &Path, sha256: &str, subs: &mut [Subscriber], watcher: &PluginWa
     };
     watcher.set_known(path, &lib.sha256);
     for s in subs {
-        let label = labels.get(s.node).map_or("?", String::as_str);
+        let label = s.label.as_str();
         if s.running_sha256.as_deref() == Some(lib.sha256.as_str()) {
             tracing::info!(
                 "{label}: {} is the build already running (sha256 {}): nothing to swap",
@@ -212,11 +234,17 @@ fn reload(path: &Path, sha256: &str, subs: &mut [Subscriber], watcher: &PluginWa
             continue;
         };
         let plugin = Registered { descriptor: descriptor.clone(), origin: Origin::Library(lib.path.clone()) };
-        if s.kind == Kind::Processor && (!plugin.inputs().contains(&s.input) || plugin.output() != s.output) {
+        let types_changed = match s.kind {
+            Kind::Processor => !plugin.inputs().contains(&s.input) || plugin.output() != s.output,
+            Kind::Driver => plugin.output() != s.output,
+            _ => false,
+        };
+        if types_changed {
             LIBRARY_RELOAD_FAILURES.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
-                "{label}: the new build of {} changes the channel types of processor '{}': the running instance is kept",
+                "{label}: the new build of {} changes the channel types of {} '{}': the running instance is kept",
                 path.display(),
+                s.kind.name(),
                 s.name
             );
             continue;

@@ -175,17 +175,20 @@ pub fn run_service(
         let m = NodeMetrics::new(node.label.clone(), None, false);
         let running = endpoint.map(MetricsEndpoint::driver_running);
         let (control_tx, control_rx) = unbounded::<DriverControl>();
+        let shared_node = Arc::new(Mutex::new(node.clone()));
         let worker = DriverWorker {
             node: node.clone(),
+            shared_node: shared_node.clone(),
             driver,
             outputs,
             metrics: m.clone(),
             stop: stop.clone(),
             control: control_rx,
+            swaps: None,
             _running: running,
         };
         match std::thread::Builder::new().name("driver".into()).spawn(move || worker.run()) {
-            Ok(handle) => drivers.push(RunningDriver { node: node.clone(), control: control_tx, metrics: m, handle }),
+            Ok(handle) => drivers.push(RunningDriver { node: shared_node, control: control_tx, metrics: m, handle }),
             Err(e) => {
                 tracing::error!("{}: cannot start its thread: {e}", node.label);
                 spawn_failed = true;
@@ -196,6 +199,7 @@ pub fn run_service(
     // processors below read them.
     let trigger = sighup.as_ref().map(|s| s.trigger.clone());
     let mut gen = Generation::spawn(graph.clone(), instances.processors, chans, reload, trigger.as_ref());
+    gen.watch_drivers(&drivers);
     // The drivers opened their inputs when constructed and now read them.
     service_notify::ready();
     let current: Arc<Mutex<Vec<Arc<NodeMetrics>>>> = Arc::new(Mutex::new(Vec::new()));
@@ -366,14 +370,19 @@ impl Channels {
 
 /// What the host tells a running driver between two polls.
 enum DriverControl {
-    /// Send to these outputs from now on. Dropping the old senders lets the previous
-    /// generation's channels close, so it drains and finishes. Acknowledged once done.
-    Retarget(Vec<Sender<Batch>>, Sender<()>),
+    /// First, when `replace` is set, hand the live input over to a new instance of that
+    /// node (new configuration or build); then send to `outputs` from now on. Dropping the
+    /// old senders lets the previous generation's channels close, so it drains and
+    /// finishes. Acknowledged once done, with why the replacement did not happen if it did not.
+    Retarget { outputs: Vec<Sender<Batch>>, replace: Option<Box<DriverNode>>, ack: Sender<Result<(), String>> },
+    /// New builds of the driver's library, from the current generation's watcher.
+    Watch(Receiver<Swap>),
 }
 
 /// A driver thread, which outlives pipeline generations.
 struct RunningDriver {
-    node: DriverNode,
+    /// What the driver runs now (its thread updates it when it replaced its instance).
+    node: Arc<Mutex<DriverNode>>,
     control: Sender<DriverControl>,
     metrics: Arc<NodeMetrics>,
     handle: JoinHandle<NodeReport>,
@@ -412,6 +421,8 @@ struct Generation {
     reloader: Option<hot_reload::Reloader>,
     /// Watches its policy engines' action libraries (a change queues a pipeline reload).
     action_watch: Option<ActionWatch>,
+    /// Per driver, the new builds of its library found by `reloader`, until handed to the driver.
+    driver_swaps: hot_reload::SwapReceivers,
     spawn_failed: bool,
 }
 
@@ -426,9 +437,9 @@ impl Generation {
         trigger: Option<&Sender<()>>,
     ) -> Generation {
         let action_watch = trigger.and_then(|t| action_watch::start(&graph, t.clone()));
-        let (reloader, mut swaps) = match reload {
+        let (reloader, mut swaps, driver_swaps) = match reload {
             Some(opts) => hot_reload::start(&graph, opts),
-            None => (None, Vec::new()),
+            None => (None, Vec::new(), Vec::new()),
         };
         let mut threads = Vec::new();
         let mut spawn_failed = false;
@@ -453,7 +464,17 @@ impl Generation {
         }
         // `chans` is dropped here: the host keeps no sender, so a channel closes when its
         // last producer finishes.
-        Generation { threads, reloader, action_watch, spawn_failed }
+        Generation { threads, reloader, action_watch, driver_swaps, spawn_failed }
+    }
+
+    /// Hands each driver the receiver of its library's new builds found by this generation's watcher.
+    fn watch_drivers(&mut self, drivers: &[RunningDriver]) {
+        for (driver, rx) in drivers.iter().zip(self.driver_swaps.drain(..)) {
+            if let Some(rx) = rx {
+                // A driver that already ended has dropped its control receiver.
+                let _ = driver.control.send(DriverControl::Watch(rx));
+            }
+        }
     }
 
     /// Waits for every processor to finish (their inputs closed); returns their reports.
@@ -499,10 +520,12 @@ fn reload_generation(
     service_notify::reloading();
     let started = Instant::now();
     tracing::info!("received SIGHUP: reloading the pipeline file, policies and plugins");
-    let running: Vec<DriverNode> = drivers.iter().map(|d| d.node.clone()).collect();
-    let built = (source.rebuild)()
-        .and_then(|(graph, instances)| pipeline_reload::same_drivers(&running, &graph.drivers).map(|()| (graph, instances)).map_err(|e| vec![e]));
-    let (graph, instances) = match built {
+    let running: Vec<DriverNode> =
+        drivers.iter().map(|d| d.node.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect();
+    let built = (source.rebuild)().and_then(|(graph, instances)| {
+        pipeline_reload::driver_changes(&running, &graph.drivers).map(|changes| (graph, instances, changes)).map_err(|e| vec![e])
+    });
+    let (graph, instances, changes) = match built {
         Ok(b) => b,
         Err(errors) => {
             for e in &errors {
@@ -520,22 +543,25 @@ fn reload_generation(
         }
     };
     let chans = Channels::new(&graph);
-    let (ack_tx, ack_rx) = unbounded::<()>();
+    let (ack_tx, ack_rx) = unbounded::<Result<(), String>>();
     let mut waiting = 0usize;
-    for (driver, node) in drivers.iter_mut().zip(&graph.drivers) {
+    for ((driver, node), changed) in drivers.iter_mut().zip(&graph.drivers).zip(changes) {
         let outputs: Vec<Sender<Batch>> = chans.senders[node.output].clone().into_iter().collect();
+        let replace = changed.then(|| Box::new(node.clone()));
         // A driver that already ended has dropped its control receiver.
-        if driver.control.send(DriverControl::Retarget(outputs, ack_tx.clone())).is_ok() {
+        if driver.control.send(DriverControl::Retarget { outputs, replace, ack: ack_tx.clone() }).is_ok() {
             waiting += 1;
         }
-        driver.node = node.clone();
     }
     drop(ack_tx);
     // A driver blocked on a full channel of the old generation acknowledges once that
     // generation took the batch; one that ends meanwhile drops its acknowledgement sender.
     for _ in 0..waiting {
-        if ack_rx.recv().is_err() {
-            break;
+        match ack_rx.recv() {
+            Ok(Ok(())) => {}
+            // The rest of the reload still applies: the old generation is already cut off.
+            Ok(Err(e)) => tracing::error!("reload: {e}; that driver keeps running as it was"),
+            Err(_) => break,
         }
     }
     let retargeted = started.elapsed();
@@ -547,7 +573,8 @@ fn reload_generation(
         old_trouble |= m.had_trouble();
     }
     let drained = started.elapsed();
-    let new = Generation::spawn(graph, instances.processors, chans, reload, Some(&source.trigger));
+    let mut new = Generation::spawn(graph, instances.processors, chans, reload, Some(&source.trigger));
+    new.watch_drivers(drivers);
     pipeline_reload::count_reload();
     tracing::info!(
         "reload applied: pipeline generation {number} running, {} ms after the SIGHUP (build and retarget {} ms, drain {} ms)",
@@ -596,12 +623,16 @@ fn emit(batch: Batch, outputs: &[Sender<Batch>], metrics: &NodeMetrics) {
 
 struct DriverWorker {
     node: DriverNode,
+    /// `node`, as the host reads it on SIGHUP.
+    shared_node: Arc<Mutex<DriverNode>>,
     driver: DriverBox,
     outputs: Vec<Sender<Batch>>,
     metrics: Arc<NodeMetrics>,
     stop: StopFlag,
     /// Retargets from the host (SIGHUP reload).
     control: Receiver<DriverControl>,
+    /// New builds of the driver's library (hot reload).
+    swaps: Option<Receiver<Swap>>,
     /// Keeps `/readyz` at 200 while this driver reads (dropped with the worker).
     _running: Option<DriverRunning>,
 }
@@ -633,11 +664,36 @@ impl DriverWorker {
                 }
                 _ => {}
             }
-            // Between polls: the only place the outputs change (a SIGHUP reload).
-            for control in self.control.try_iter() {
-                let DriverControl::Retarget(outputs, ack) = control;
-                self.outputs = outputs;
-                let _ = ack.send(());
+            // Between polls: the only place the instance and the outputs change.
+            let controls: Vec<DriverControl> = self.control.try_iter().collect();
+            for control in controls {
+                match control {
+                    DriverControl::Retarget { outputs, replace, ack } => {
+                        let outcome = match replace {
+                            Some(next) => self.replace(&label, *next, "its configuration changed (SIGHUP)"),
+                            None => Replaced::Yes,
+                        };
+                        self.outputs = outputs;
+                        let _ = ack.send(match outcome {
+                            Replaced::Yes => Ok(()),
+                            Replaced::Kept(why) | Replaced::Lost(why) => Err(format!("{label}: not replaced: {why}")),
+                        });
+                    }
+                    DriverControl::Watch(rx) => self.swaps = Some(rx),
+                }
+            }
+            let swaps: Vec<Swap> = self.swaps.as_ref().map(|rx| rx.try_iter().collect()).unwrap_or_default();
+            for swap in swaps {
+                let mut next = self.node.clone();
+                next.plugin = swap.plugin;
+                let why = format!("a new build of its library (sha256 {})", &swap.sha256[..12.min(swap.sha256.len())]);
+                if let Replaced::Kept(e) | Replaced::Lost(e) = self.replace(&label, next, &why) {
+                    tracing::error!("{label}: new build not swapped in: {e}");
+                }
+            }
+            if self.metrics.failed.load(Ordering::Relaxed) {
+                clean = false;
+                break;
             }
             let started = Instant::now();
             let polled = self.driver.poll(MAX_DRIVER_BATCH);
@@ -688,6 +744,88 @@ impl DriverWorker {
         }
         // Dropping the senders (with `self`) closes the channel once every producer is done.
         NodeReport { counters }
+    }
+}
+
+/// What became of a driver replacement.
+enum Replaced {
+    /// The new instance runs, from where the old one stopped.
+    Yes,
+    /// The old instance runs on (why not replaced).
+    Kept(String),
+    /// Neither could resume the handed-over input: the driver failed.
+    Lost(String),
+}
+
+impl DriverWorker {
+    /// Replaces the running instance with one of `next` (another configuration or build)
+    /// between two polls: the running instance hands over its live input (descriptors, read
+    /// position) and the new one resumes from it, so no record is read twice or skipped. A
+    /// driver that cannot hand over keeps running; a new instance that cannot resume makes
+    /// the running build resume the same state instead.
+    fn replace(&mut self, label: &str, next: DriverNode, why: &str) -> Replaced {
+        let origin = next.plugin.origin.to_string();
+        let kept = |metrics: &NodeMetrics, msg: String| {
+            NodeMetrics::add(&metrics.reload_failures, 1);
+            Replaced::Kept(msg)
+        };
+        if self.stop.requested() {
+            // The running instance already drains for the stop; a successor would not know.
+            return kept(&self.metrics, "a stop was requested: the running instance finishes the drain".to_string());
+        }
+        let running_resume = pipeline_reload::driver_ctors(&self.node.plugin).and_then(|(_, r)| r);
+        let Some(next_resume) = pipeline_reload::driver_ctors(&next.plugin).and_then(|(_, r)| r) else {
+            return kept(&self.metrics, format!("the driver from {origin} cannot resume a running input (no Driver::resume)"));
+        };
+        let Some(running_resume) = running_resume else {
+            return kept(
+                &self.metrics,
+                format!("the running driver '{}' cannot hand over its input (no Driver::handoff)", self.node.plugin.descriptor.name.as_str()),
+            );
+        };
+        let state = match self.driver.handoff() {
+            RResult::ROk(abi_stable::std_types::ROption::RSome(state)) => state,
+            RResult::ROk(abi_stable::std_types::ROption::RNone) => {
+                return kept(&self.metrics, "the running instance declined to hand over its input now".to_string())
+            }
+            RResult::RErr(e) if e.panicked => {
+                NodeMetrics::add(&self.metrics.panics, 1);
+                self.metrics.failed.store(true, Ordering::Relaxed);
+                return Replaced::Lost(format!("handing over its input failed: {e}"));
+            }
+            RResult::RErr(e) => return kept(&self.metrics, format!("handing over its input failed: {e}")),
+        };
+        let json = serde_json::Value::Object(next.config.clone()).to_string();
+        let resumed = next_resume(RStr::from_str(&json), logging::host_for(&next.label), &state);
+        let outcome = match resumed {
+            RResult::ROk(d) => {
+                let old = std::mem::replace(&mut self.driver, d);
+                log_replaced(label, &old.counters().into_iter().collect::<Vec<_>>());
+                // The old instance lets go of its descriptors only now that the new one holds duplicates.
+                drop(old);
+                self.node = next;
+                NodeMetrics::add(&self.metrics.reloads, 1);
+                tracing::info!("{label}: replaced between two polls ({why}): the new instance from {origin} resumed the input where the old one stopped");
+                Replaced::Yes
+            }
+            RResult::RErr(e) => {
+                let json = serde_json::Value::Object(self.node.config.clone()).to_string();
+                match running_resume(RStr::from_str(&json), logging::host_for(label), &state) {
+                    RResult::ROk(d) => {
+                        drop(std::mem::replace(&mut self.driver, d));
+                        kept(&self.metrics, format!("the new instance from {origin} could not resume the input: {e}; the running build resumed it"))
+                    }
+                    RResult::RErr(again) => {
+                        self.metrics.failed.store(true, Ordering::Relaxed);
+                        Replaced::Lost(format!(
+                            "the new instance from {origin} could not resume the input ({e}), nor could the running build ({again}): this driver stopped"
+                        ))
+                    }
+                }
+            }
+        };
+        *self.shared_node.lock().unwrap_or_else(|e| e.into_inner()) = self.node.clone();
+        outcome
     }
 }
 

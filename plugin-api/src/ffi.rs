@@ -22,7 +22,7 @@ use crate::{
     batch::{Batch, ChannelType},
     config::PluginConfig,
     flat::FlatRecord,
-    plugin::{Action, Counter, Driver, DriverPoll, Handler, Host, PluginError, Processor},
+    plugin::{Action, Counter, Driver, DriverHandoff, DriverPoll, Handler, Host, PluginError, Processor},
 };
 
 /// Runs `f`, turning a panic into a [`PluginError`].
@@ -49,8 +49,10 @@ pub trait DriverObject: Send {
     /// See [`Driver::counters`].
     fn counters(&self) -> RVec<Counter>;
     /// See [`Driver::stop`].
-    #[sabi(last_prefix_field)]
     fn stop(&mut self) -> RResult<(), PluginError>;
+    /// See [`Driver::handoff`].
+    #[sabi(last_prefix_field)]
+    fn handoff(&mut self) -> RResult<ROption<DriverHandoff>, PluginError>;
 }
 
 /// ABI-stable processor object.
@@ -112,6 +114,9 @@ impl<T: Driver> DriverObject for Guarded<T> {
             Ok(())
         })
     }
+    fn handoff(&mut self) -> RResult<ROption<DriverHandoff>, PluginError> {
+        guard("driver handoff", || self.0.handoff().map(ROption::from))
+    }
 }
 
 impl<T: Processor> ProcessorObject for Guarded<T> {
@@ -153,6 +158,9 @@ fn parse_config(json: RStr<'_>) -> Result<PluginConfig, PluginError> {
 
 /// Constructor of a driver: JSON config and host services in, object out.
 pub type DriverCtor = extern "C" fn(RStr<'_>, Host) -> RResult<DriverBox, PluginError>;
+/// Constructor of a driver's successor: JSON config, host services and the predecessor's
+/// handed-over state in, object out ([`Driver::resume`]).
+pub type DriverResumeCtor = extern "C" fn(RStr<'_>, Host, &DriverHandoff) -> RResult<DriverBox, PluginError>;
 /// Constructor of a processor.
 pub type ProcessorCtor = extern "C" fn(RStr<'_>, Host) -> RResult<ProcessorBox, PluginError>;
 /// Constructor of a handler.
@@ -165,6 +173,16 @@ pub extern "C" fn new_driver<T: Driver>(config: RStr<'_>, host: Host) -> RResult
     guard("driver constructor", || {
         let cfg = parse_config(config)?;
         let d = T::new(&cfg, host)?;
+        Ok(DriverObject_TO::from_value(Guarded(d), abi_stable::sabi_trait::TD_Opaque))
+    })
+}
+
+/// The generic successor constructor behind [`PluginDescriptor::driver`] (for drivers whose
+/// [`Driver::HANDOFF`] is true).
+pub extern "C" fn resume_driver<T: Driver>(config: RStr<'_>, host: Host, state: &DriverHandoff) -> RResult<DriverBox, PluginError> {
+    guard("driver resume", || {
+        let cfg = parse_config(config)?;
+        let d = T::resume(&cfg, host, state)?;
         Ok(DriverObject_TO::from_value(Guarded(d), abi_stable::sabi_trait::TD_Opaque))
     })
 }
@@ -205,6 +223,9 @@ pub enum PluginFactory {
         output: ChannelType,
         /// Constructor.
         new: extern "C" fn(RStr<'_>, Host) -> RResult<DriverBox, PluginError>,
+        /// Successor constructor, present when the driver can hand over its live input
+        /// ([`Driver::HANDOFF`]).
+        resume: ROption<extern "C" fn(RStr<'_>, Host, &DriverHandoff) -> RResult<DriverBox, PluginError>>,
     },
     /// A processor.
     Processor {
@@ -308,7 +329,11 @@ impl PluginDescriptor {
             description: RStr::from_str(description),
             version: RStr::from_str(version),
             config_keys: RSlice::from_slice(config_keys),
-            factory: PluginFactory::Driver { output: ChannelType::SysFlow, new: new_driver::<T> },
+            factory: PluginFactory::Driver {
+                output: ChannelType::SysFlow,
+                new: new_driver::<T>,
+                resume: if T::HANDOFF { ROption::RSome(resume_driver::<T>) } else { ROption::RNone },
+            },
         }
     }
 

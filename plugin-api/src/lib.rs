@@ -26,6 +26,12 @@
 //! }
 //! ```
 //!
+//! A driver that sets [`Driver::HANDOFF`] can be replaced while it runs (a new build of its
+//! library, a changed pipeline block): it hands its live input to the successor with
+//! [`Driver::handoff`] (descriptors and state in a [`DriverHandoff`]), and the successor
+//! goes on from there in [`Driver::resume`], so the collector notices nothing and no record
+//! is read twice or skipped.
+//!
 //! The crate's version is the ABI version: the host refuses a plugin built against an
 //! incompatible version (a different minor version while at 0.x) before running its code.
 
@@ -45,7 +51,7 @@ pub use batch::{Batch, ChannelType, Payload};
 pub use config::PluginConfig;
 pub use ffi::{ConfigKey, PluginDescriptor, PluginFactory, PluginLibrary, PluginLibraryRef};
 pub use flat::{FlatRecord, PolicyContext, RuleMatch};
-pub use plugin::{Action, Counter, CounterKind, Driver, DriverPoll, Handler, Host, LogLevel, PluginError, Processor};
+pub use plugin::{Action, Counter, CounterKind, Driver, DriverHandoff, DriverPoll, Handler, Host, LogLevel, PluginError, Processor};
 pub use records::*;
 
 /// Exports a plugin library's root module listing the given [`PluginDescriptor`]s.

@@ -198,6 +198,68 @@ pub trait Driver: Send + 'static {
     /// 10 s) until `End`, so a driver may first return what its input already holds (the
     /// socket driver drains its kernel queue); one with nothing to drain returns `End` next.
     fn stop(&mut self) {}
+
+    /// Whether this driver implements [`Driver::handoff`] and [`Driver::resume`], so the host
+    /// can replace a running instance (a new build of its library, a changed configuration)
+    /// without closing its input. The host reads it from the descriptor before it stops
+    /// anything: a driver without it is kept, and a reload that needs to replace it is refused.
+    const HANDOFF: bool = false;
+
+    /// Called between two polls when the host replaces this instance: stop reading and return
+    /// the live state a successor needs to go on exactly where this instance stopped (open
+    /// descriptors, read position, counters), with nothing read but not yet returned. The
+    /// instance is never polled again, only dropped once the successor resumed, so its
+    /// descriptors stay open until then; its `Drop` must leave the input usable (e.g. not
+    /// unlink a socket path the successor listens on). `None`: this instance cannot hand
+    /// over now, and it keeps running.
+    fn handoff(&mut self) -> Result<Option<DriverHandoff>, PluginError> {
+        Ok(None)
+    }
+
+    /// Builds the successor of an instance that handed over `state` (from this build or an
+    /// earlier one), with the successor's configuration, which may differ from the
+    /// predecessor's. The descriptors in `state` belong to the predecessor: duplicate those
+    /// you keep ([`DriverHandoff::dup_fd`]). An error leaves the predecessor's input intact,
+    /// and the host resumes the running build from the same state instead.
+    fn resume(config: &PluginConfig, host: Host, state: &DriverHandoff) -> Result<Self, PluginError>
+    where
+        Self: Sized,
+    {
+        let _ = (config, host, state);
+        Err(PluginError::new("this driver cannot resume from a predecessor's state"))
+    }
+}
+
+/// The live state a driver hands to its successor ([`Driver::handoff`], [`Driver::resume`]).
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DriverHandoff {
+    /// Open file descriptors (listening socket, connection, input file), still owned by the
+    /// predecessor; the successor duplicates the ones it keeps.
+    pub fds: RVec<i32>,
+    /// Everything else, in the driver's own encoding (e.g. JSON): read position, counters.
+    /// A driver must accept the state of its earlier builds, or refuse it with an error.
+    pub state: RVec<u8>,
+}
+
+impl DriverHandoff {
+    /// A duplicate of descriptor `index` (close-on-exec), for the successor to keep; it shares
+    /// the open file (read position) or socket with the predecessor's.
+    pub fn dup_fd(&self, index: usize) -> Result<std::os::fd::OwnedFd, PluginError> {
+        let fd = *self
+            .fds
+            .get(index)
+            .ok_or_else(|| PluginError::new(format!("handoff: no descriptor #{index} (it has {})", self.fds.len())))?;
+        if fd < 0 {
+            return Err(PluginError::new(format!("handoff: descriptor #{index} is invalid ({fd})")));
+        }
+        // SAFETY: the host keeps the predecessor, which owns these descriptors, alive and
+        // unpolled while the successor resumes, so `fd` is open for the borrow's duration.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        borrowed
+            .try_clone_to_owned()
+            .map_err(|e| PluginError::new(format!("handoff: cannot duplicate descriptor #{index} ({fd}): {e}")))
+    }
 }
 
 /// A pipeline stage: batches in, at most one batch out (the host fans it out).

@@ -9,6 +9,11 @@
 //! most [`DRAIN_LIMIT`]; what is still queued then is counted as `unread_at_stop`. A
 //! zero-length message is counted (`empty_messages`) and reading goes on: only a
 //! zero-length read with the peer gone and nothing queued is the end of the stream.
+//!
+//! A reload hands the driver's live input to a new instance (`Driver::handoff`/`resume`):
+//! with the same `path` the successor keeps the listening socket and the current connection,
+//! so the collector notices nothing; with another `path` it listens there instead (the old
+//! socket file is removed) and reads the current connection to its end first.
 
 use std::{
     fs,
@@ -24,7 +29,11 @@ use nix::{
     errno::Errno,
     sys::socket::{accept4, bind, listen, recv, socket, AddressFamily, Backlog, MsgFlags, SockFlag, SockType, UnixAddr},
 };
-use sysflow_plugin_api::{Batch, Counter, Driver, DriverPoll, Host, PluginConfig, PluginError, SysFlowRecord};
+use serde_json::{json, Value};
+use sysflow_plugin_api::{
+    abi_stable::std_types::RVec, Batch, Counter, Driver, DriverHandoff, DriverPoll, Host, PluginConfig, PluginError,
+    SysFlowRecord,
+};
 
 use crate::{
     decode::DatumDecoder,
@@ -69,6 +78,9 @@ pub struct SocketDriver {
     /// Set by `stop`: until then the queued messages are drained, then polls return `End`.
     drain_deadline: Option<Instant>,
     stopped: bool,
+    /// Set once the input was handed to a successor: dropping this instance must then leave
+    /// the socket file in place for it.
+    handed_over: bool,
 }
 
 impl std::fmt::Debug for SocketDriver {
@@ -146,15 +158,72 @@ fn prepare_path(path: &PathBuf) -> Result<(), PluginError> {
     Ok(())
 }
 
+/// Removes the socket file at `path` (and nothing else that might be there).
+fn remove_socket_file(path: &PathBuf) {
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// A listening, non-blocking seqpacket socket bound at `path`.
+fn listen_on(path: &PathBuf, host: &Host) -> Result<OwnedFd, PluginError> {
+    prepare_path(path)?;
+    let ctx = |what: &str, e: Errno| PluginError::new(format!("socket {}: {what}: {e}", path.display()));
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
+        .map_err(|e| ctx("cannot create socket", e))?;
+    let addr = UnixAddr::new(path).map_err(|e| ctx("invalid socket path", e))?;
+    bind(fd.as_raw_fd(), &addr).map_err(|e| ctx("cannot bind", e))?;
+    let backlog = Backlog::new(16).map_err(|e| ctx("invalid backlog", e))?;
+    listen(&fd, backlog).map_err(|e| ctx("cannot listen", e))?;
+    host.info(&format!("listening on {}", path.display()));
+    Ok(fd)
+}
+
+/// The `path` key.
+fn socket_path(config: &PluginConfig) -> Result<PathBuf, PluginError> {
+    config
+        .str("path")?
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .ok_or_else(|| PluginError::new("socket driver: key 'path' is required (the socket path)"))
+}
+
+/// A counter of a handed-over state (0 when absent: an older build's state).
+fn state_u64(state: &Value, key: &str) -> u64 {
+    state.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
 impl SocketDriver {
+    fn with_listener(host: Host, path: PathBuf, listener: OwnedFd) -> SocketDriver {
+        SocketDriver {
+            host,
+            path,
+            listener: Some(listener),
+            conn: None,
+            decoder: DatumDecoder::v5(),
+            recv: ReceiveBuffers::new(MAX_MESSAGE),
+            buf: vec![0; MAX_MESSAGE],
+            connections: 0,
+            records: 0,
+            decode_errors: 0,
+            truncated: 0,
+            socket_errors: 0,
+            first_record_seen: false,
+            message_index: 0,
+            empty_messages: 0,
+            unread_at_stop: 0,
+            drain_deadline: None,
+            stopped: false,
+            handed_over: false,
+        }
+    }
+
     fn close_listener(&mut self) {
         self.conn = None;
-        if self.listener.take().is_some() {
-            if let Ok(meta) = fs::symlink_metadata(&self.path) {
-                if meta.file_type().is_socket() {
-                    let _ = fs::remove_file(&self.path);
-                }
-            }
+        if self.listener.take().is_some() && !self.handed_over {
+            remove_socket_file(&self.path);
         }
     }
 
@@ -340,40 +409,65 @@ impl SocketDriver {
 
 impl Driver for SocketDriver {
     fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
-        let path = config
-            .str("path")?
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| PluginError::new("socket driver: key 'path' is required (the socket path)"))?;
-        let path = PathBuf::from(path);
-        prepare_path(&path)?;
-        let ctx = |what: &str, e: Errno| PluginError::new(format!("socket {}: {what}: {e}", path.display()));
-        let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
-            .map_err(|e| ctx("cannot create socket", e))?;
-        let addr = UnixAddr::new(&path).map_err(|e| ctx("invalid socket path", e))?;
-        bind(fd.as_raw_fd(), &addr).map_err(|e| ctx("cannot bind", e))?;
-        let backlog = Backlog::new(16).map_err(|e| ctx("invalid backlog", e))?;
-        listen(&fd, backlog).map_err(|e| ctx("cannot listen", e))?;
-        host.info(&format!("listening on {}", path.display()));
-        Ok(SocketDriver {
-            host,
-            path,
-            listener: Some(fd),
-            conn: None,
-            decoder: DatumDecoder::v5(),
-            recv: ReceiveBuffers::new(MAX_MESSAGE),
-            buf: vec![0; MAX_MESSAGE],
-            connections: 0,
-            records: 0,
-            decode_errors: 0,
-            truncated: 0,
-            socket_errors: 0,
-            first_record_seen: false,
-            message_index: 0,
-            empty_messages: 0,
-            unread_at_stop: 0,
-            drain_deadline: None,
-            stopped: false,
-        })
+        let path = socket_path(config)?;
+        let listener = listen_on(&path, &host)?;
+        Ok(SocketDriver::with_listener(host, path, listener))
+    }
+
+    const HANDOFF: bool = true;
+
+    /// The listener and the current connection (if any), with the counters; declined while
+    /// draining after a stop request (the drain finishes on this instance).
+    fn handoff(&mut self) -> Result<Option<DriverHandoff>, PluginError> {
+        if self.stopped || self.drain_deadline.is_some() {
+            return Ok(None);
+        }
+        let Some(listener) = self.listener.as_ref() else { return Ok(None) };
+        let mut fds = vec![listener.as_raw_fd()];
+        fds.extend(self.conn.as_ref().map(AsRawFd::as_raw_fd));
+        let state = json!({
+            "path": self.path.to_string_lossy(),
+            "connected": self.conn.is_some(),
+            "connections": self.connections,
+            "records": self.records,
+            "decode_errors": self.decode_errors,
+            "truncated": self.truncated,
+            "socket_errors": self.socket_errors,
+            "empty_messages": self.empty_messages,
+            "message_index": self.message_index,
+            "first_record_seen": self.first_record_seen,
+        });
+        self.handed_over = true;
+        Ok(Some(DriverHandoff { fds: RVec::from(fds), state: RVec::from(state.to_string().into_bytes()) }))
+    }
+
+    fn resume(config: &PluginConfig, host: Host, handoff: &DriverHandoff) -> Result<Self, PluginError> {
+        let state: Value = serde_json::from_slice(handoff.state.as_slice())
+            .map_err(|e| PluginError::new(format!("socket driver: handoff state from the predecessor: {e}")))?;
+        let old_path = state.get("path").and_then(Value::as_str).map(PathBuf::from).unwrap_or_default();
+        let path = socket_path(config)?;
+        let listener = if path == old_path {
+            handoff.dup_fd(0)?
+        } else {
+            let fd = listen_on(&path, &host)?;
+            // The predecessor leaves its socket file to the successor, who does not use it.
+            remove_socket_file(&old_path);
+            host.info(&format!("no longer listening on {}", old_path.display()));
+            fd
+        };
+        let mut d = SocketDriver::with_listener(host, path, listener);
+        if state.get("connected").and_then(Value::as_bool).unwrap_or(false) {
+            d.conn = Some(handoff.dup_fd(1)?);
+        }
+        d.connections = state_u64(&state, "connections");
+        d.records = state_u64(&state, "records");
+        d.decode_errors = state_u64(&state, "decode_errors");
+        d.truncated = state_u64(&state, "truncated");
+        d.socket_errors = state_u64(&state, "socket_errors");
+        d.empty_messages = state_u64(&state, "empty_messages");
+        d.message_index = state_u64(&state, "message_index");
+        d.first_record_seen = state.get("first_record_seen").and_then(Value::as_bool).unwrap_or(false);
+        Ok(d)
     }
 
     fn poll(&mut self, max_records: usize) -> Result<DriverPoll, PluginError> {

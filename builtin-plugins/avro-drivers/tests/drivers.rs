@@ -514,3 +514,49 @@ fn socket_driver_batches_keep_empty_messages_apart_from_the_end_of_stream() {
     assert_eq!(counter(&c, "connections"), 1);
     assert_eq!(logged(LogLevel::Info, "input stream closed after 111 messages"), 1);
 }
+
+/// A socket driver hands its listener and live connection to a successor: with the same
+/// path the collector's connection goes on unnoticed (records in order, none lost or read
+/// twice, counters carried); with another path the successor listens there, the old
+/// socket file is gone, and the connection still goes on.
+#[test]
+fn socket_driver_hands_its_connection_to_a_successor() {
+    let Some(dir) = common::data_dir() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let sock = tmp.path().join("a.sock");
+    let mut d = SocketDriver::new(&config(&sock), host()).expect("driver");
+    let recs = decode_file(&dir.join("traces/sf-collector_tcp-client-server.sf"));
+    let datums = messages(&recs);
+    let third = datums.len() / 3;
+    let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
+    connect(fd.as_raw_fd(), &UnixAddr::new(&sock).expect("addr")).expect("connect");
+    let send_range = |r: std::ops::Range<usize>| {
+        for m in &datums[r] {
+            send(fd.as_raw_fd(), m, MsgFlags::empty()).expect("send");
+        }
+    };
+    send_range(0..third);
+    let mut got = poll_records(&mut d, third);
+    // Queued but unread at the hand-over: the successor reads them.
+    send_range(third..2 * third);
+    let state = d.handoff().expect("handoff").expect("the socket driver hands over");
+    let mut same = SocketDriver::resume(&config(&sock), host(), &state).expect("resume on the same path");
+    drop(d);
+    assert!(sock.exists(), "the predecessor leaves the socket file to its successor");
+    got.extend(poll_records(&mut same, third));
+
+    let moved = tmp.path().join("b.sock");
+    let state = same.handoff().expect("handoff").expect("the socket driver hands over");
+    let mut next = SocketDriver::resume(&config(&moved), host(), &state).expect("resume on another path");
+    drop(same);
+    assert!(moved.exists() && !sock.exists(), "the listener moved to the new path");
+    send_range(2 * third..datums.len());
+    got.extend(poll_records(&mut next, datums.len() - 2 * third));
+    assert_eq!(got, recs, "every record once, in order, across two hand-overs");
+    let c = next.counters();
+    assert_eq!(counter(&c, "records"), recs.len() as u64, "the counters carry over");
+    assert_eq!(counter(&c, "connections"), 1, "one connection throughout");
+    next.stop();
+    while !matches!(next.poll(1024).expect("poll"), DriverPoll::End) {}
+    assert!(!moved.exists(), "the last instance removes its socket file at the end");
+}

@@ -26,22 +26,58 @@
 //! `H`, one is made up (`version` 5, `exporter` "ndjson", `filename` = the input path).
 //! Empty lines are skipped; a line that is not a valid record is logged with its line
 //! number, counted (`dropped_bad_lines`) and skipped.
+//!
+//! With `follow` set to `true` the driver waits at the end of the file for more lines (like
+//! `tail -f`; a last line without its newline is left until it is complete) and ends only
+//! when the host stops it.
+//!
+//! The driver hands its input over to a new build of itself (hot reload) or to an instance
+//! with a new configuration (SIGHUP): the successor duplicates the open file and goes on at
+//! the first line not yet returned, with the line number, header state and counters of its
+//! predecessor. A successor configured with another `path` reads that file from its start.
 
 use std::{
     fs::File,
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Seek, SeekFrom},
+    os::fd::AsRawFd,
+    time::Duration,
 };
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sysflow_plugin_api::{
     abi_stable::std_types::{ROption, RString, RVec},
-    export_plugins, Batch, ConfigKey, Container, Counter, Driver, DriverPoll, Event, File as SfFile, FileEvent,
+    export_plugins, Batch, ConfigKey, Container, Counter, Driver, DriverHandoff, DriverPoll, Event, File as SfFile, FileEvent,
     FileFlow, Header, Host, NetworkFlow, ObjectState, Oid, PluginConfig, PluginDescriptor, PluginError, Process,
     ProcessEvent, SysFlowRecord,
 };
 
 /// Configuration keys the driver understands.
-const CONFIG_KEYS: &[ConfigKey] = &[ConfigKey::new("path", "the NDJSON file to read")];
+const CONFIG_KEYS: &[ConfigKey] = &[
+    ConfigKey::new("path", "the NDJSON file to read"),
+    ConfigKey::new("follow", "true: at the end of the file, wait for more lines until stopped (default false)"),
+];
+
+/// The build's label in the log (environment variable `NDJSON_BUILD` when it was built,
+/// else the crate version), so a hot reload shows which build resumed the input.
+const BUILD: &str = match option_env!("NDJSON_BUILD") {
+    Some(b) => b,
+    None => env!("CARGO_PKG_VERSION"),
+};
+
+/// How long a poll at the end of a followed file waits before it returns `Idle`.
+const FOLLOW_WAIT: Duration = Duration::from_millis(20);
+
+/// What a predecessor hands its successor besides the open file (JSON in `DriverHandoff::state`).
+#[derive(Serialize, Deserialize)]
+struct HandedOver {
+    path: String,
+    /// Byte offset of the first line not yet returned.
+    offset: u64,
+    line_no: u64,
+    header_seen: bool,
+    records: u64,
+    bad_lines: u64,
+}
 
 /// Bad lines logged individually; the rest are only counted.
 const MAX_LOGGED_BAD_LINES: u64 = 10;
@@ -56,22 +92,82 @@ pub struct NdjsonDriver {
     header_seen: bool,
     records: u64,
     bad_lines: u64,
+    follow: bool,
+    stopping: bool,
+}
+
+/// The `path` and `follow` keys.
+fn path_and_follow(config: &PluginConfig) -> Result<(String, bool), PluginError> {
+    let path = config.str("path")?.ok_or_else(|| PluginError::new("key 'path': the ndjson driver needs an input file"))?;
+    Ok((path.to_string(), config.parse_or("follow", false)?))
 }
 
 impl Driver for NdjsonDriver {
     fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
-        let path = config.str("path")?.ok_or_else(|| PluginError::new("key 'path': the ndjson driver needs an input file"))?;
-        let file = File::open(path).map_err(|e| PluginError::new(format!("{path}: cannot open: {e}")))?;
+        let (path, follow) = path_and_follow(config)?;
+        let file = File::open(&path).map_err(|e| PluginError::new(format!("{path}: cannot open: {e}")))?;
         Ok(NdjsonDriver {
             host,
-            path: path.to_string(),
+            path,
             reader: BufReader::new(file),
             line: String::new(),
             line_no: 0,
             header_seen: false,
             records: 0,
             bad_lines: 0,
+            follow,
+            stopping: false,
         })
+    }
+
+    const HANDOFF: bool = true;
+
+    fn handoff(&mut self) -> Result<Option<DriverHandoff>, PluginError> {
+        // The reader's logical position: what it buffered but did not return is read again.
+        let offset = self
+            .reader
+            .stream_position()
+            .map_err(|e| PluginError::new(format!("{}: cannot tell the read position: {e}", self.path)))?;
+        let state = HandedOver {
+            path: self.path.clone(),
+            offset,
+            line_no: self.line_no,
+            header_seen: self.header_seen,
+            records: self.records,
+            bad_lines: self.bad_lines,
+        };
+        let state = serde_json::to_vec(&state).map_err(|e| PluginError::new(format!("handoff state: {e}")))?;
+        Ok(Some(DriverHandoff { fds: RVec::from(vec![self.reader.get_ref().as_raw_fd()]), state: RVec::from(state) }))
+    }
+
+    fn resume(config: &PluginConfig, host: Host, handoff: &DriverHandoff) -> Result<Self, PluginError> {
+        let state: HandedOver = serde_json::from_slice(handoff.state.as_slice())
+            .map_err(|e| PluginError::new(format!("handoff state from the predecessor: {e}")))?;
+        let (path, follow) = path_and_follow(config)?;
+        if path != state.path {
+            host.info(&format!("input changed from {} to {path}: reading it from the start", state.path));
+            return Self::new(config, host);
+        }
+        let mut file = File::from(handoff.dup_fd(0)?);
+        file.seek(SeekFrom::Start(state.offset))
+            .map_err(|e| PluginError::new(format!("{path}: cannot seek to {}: {e}", state.offset)))?;
+        host.info(&format!("build {BUILD} resuming {path} at line {} (byte {})", state.line_no + 1, state.offset));
+        Ok(NdjsonDriver {
+            host,
+            path,
+            reader: BufReader::new(file),
+            line: String::new(),
+            line_no: state.line_no,
+            header_seen: state.header_seen,
+            records: state.records,
+            bad_lines: state.bad_lines,
+            follow,
+            stopping: false,
+        })
+    }
+
+    fn stop(&mut self) {
+        self.stopping = true;
     }
 
     fn poll(&mut self, max_records: usize) -> Result<DriverPoll, PluginError> {
@@ -83,6 +179,14 @@ impl Driver for NdjsonDriver {
                 .read_line(&mut self.line)
                 .map_err(|e| PluginError::new(format!("{}:{}: read error: {e}", self.path, self.line_no + 1)))?;
             if n == 0 {
+                break;
+            }
+            if self.follow && !self.line.ends_with('\n') {
+                // A line still being written: read it whole on a later poll.
+                let back = i64::try_from(n).map_err(|_| PluginError::new(format!("{}: line too long", self.path)))?;
+                self.reader
+                    .seek_relative(-back)
+                    .map_err(|e| PluginError::new(format!("{}:{}: cannot seek back: {e}", self.path, self.line_no + 1)))?;
                 break;
             }
             self.line_no += 1;
@@ -111,6 +215,10 @@ impl Driver for NdjsonDriver {
             }
         }
         if batch.is_empty() {
+            if self.follow && !self.stopping {
+                std::thread::sleep(FOLLOW_WAIT);
+                return Ok(DriverPoll::Idle);
+            }
             return Ok(DriverPoll::End);
         }
         self.records += batch.len() as u64;
