@@ -298,7 +298,7 @@ fn keys_lists_the_keys_of_loaded_plugins() {
     assert!(stdout.contains(&format!("## handler `printer` (library {})", s(&plugins.join("printer.so")))), "{stdout}");
     assert!(stdout.contains("| `printer.types` | comma-separated record types to log"), "{stdout}");
     assert!(stdout.contains(&format!("## driver `ndjson` (library {})", s(&drivers.join("ndjson.so")))), "{stdout}");
-    assert!(stdout.contains("## processor `exporter` (built in, sysflow-exporter)"), "{stdout}");
+    assert!(stdout.contains("## processor `exporter` (built in, sysflow-kafka)"), "{stdout}");
     let out = run_in(dir.path(), &["keys", "printer", "-plugdir", &s(&plugins)], &[]);
     let (stdout, _) = text(&out);
     assert!(stdout.starts_with("## handler `printer`") && !stdout.contains("exporter"), "{stdout}");
