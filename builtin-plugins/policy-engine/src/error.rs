@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::ir::SourcePos;
+use crate::position::SourcePos;
 
 /// A fatal problem in a policy file.
 #[derive(Debug, Clone, PartialEq)]

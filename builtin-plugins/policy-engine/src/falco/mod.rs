@@ -18,7 +18,8 @@ use std::{
 
 use crate::{
     error::{PolicyError, PolicyErrors, PolicyWarning},
-    ir::{Cond, FilterDef, Op, Operand, PolicySet, RuleDef, SourcePos},
+    ir::{Cond, FilterDef, Op, Operand, PolicySet, RuleDef},
+    position::SourcePos,
     limits::{self, MAX_CONDITION_DEPTH, MAX_EXPANDED_ELEMENTS, MAX_EXPANDED_NODES, MAX_LIST_ITEMS, MAX_REFERENCE_DEPTH},
 };
 
