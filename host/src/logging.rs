@@ -8,7 +8,7 @@
 //!
 //! Host code logs with `tracing` macros; health messages use `target: "health"` and
 //! performance lines `target: "perf"`. Plugins log through [`plugin_log`], the
-//! callback in their [`Host`].
+//! callback in their `Host` ([`crate::plugin_services`]).
 
 use std::{
     fmt::Write as _,
@@ -17,7 +17,7 @@ use std::{
 };
 
 use abi_stable::std_types::RStr;
-use sysflow_plugin_api::{Host, LogLevel};
+use sysflow_plugin_api::LogLevel;
 use tracing::{field::Field, Event, Level, Metadata, Subscriber};
 use tracing_subscriber::{
     filter::filter_fn,
@@ -288,13 +288,6 @@ pub extern "C" fn plugin_log(level: LogLevel, instance: RStr<'_>, message: RStr<
         LogLevel::Error => tracing::error!(target: "plugin", instance, "{message}"),
         LogLevel::Health => tracing::info!(target: "health", instance, "{message}"),
     }
-}
-
-/// Host services for the plugin instance named `instance` (the name is kept for the
-/// life of the process, as plugins may hold their `Host` that long).
-pub fn host_for(instance: &str) -> Host {
-    let name: &'static str = Box::leak(instance.to_string().into_boxed_str());
-    Host::new(plugin_log, name).with_stop_signal(crate::signals::stop_signalled)
 }
 
 #[cfg(test)]
