@@ -54,7 +54,12 @@ where
         return 0;
     }
     let threshold = logging::parse_threshold(&cli.log);
-    logging::init(threshold.unwrap_or(Threshold::Info), cli.perflog);
+    logging::init(logging::Settings {
+        threshold: threshold.unwrap_or(Threshold::Info),
+        perf: cli.perflog,
+        format: cli.logformat,
+        streams: if cli.logstdout { logging::Streams::UpstreamSplit } else { logging::Streams::Stderr },
+    });
     if threshold.is_none() {
         tracing::warn!("unknown log level '{}' (use trace, info, warn, error, health or quiet): using info", cli.log);
     }

@@ -4,6 +4,8 @@ use std::ffi::OsString;
 
 use clap::Parser;
 
+use crate::logging::LogFormat;
+
 /// Host version (the `-version` output and the injected `version` key).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -50,6 +52,17 @@ pub struct Cli {
     /// Log level: trace, info, warn, error, health, quiet.
     #[arg(long, default_value = "info", value_name = "LEVEL", allow_hyphen_values = true)]
     pub log: String,
+
+    /// Log line format: text (upstream's `[Info] date message`) or json (one object per
+    /// line, for journald, Loki and other log collectors).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub logformat: LogFormat,
+
+    /// Write logs as upstream 0.7 does: errors to stderr, every other line to stdout, mixed
+    /// with `export: terminal` records. Without it every log line goes to stderr.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false", value_parser = parse_go_bool, value_name = "BOOL")]
+    pub logstdout: bool,
 
     /// Directory of dynamic driver plugins.
     #[arg(long, default_value = "/usr/local/sysflow/resources/drivers", value_name = "DIR", allow_hyphen_values = true)]
@@ -130,6 +143,7 @@ const VALUE_FLAGS: &[&str] = &[
     "config",
     "driver",
     "log",
+    "logformat",
     "driverdir",
     "plugdir",
     "metrics",
@@ -282,6 +296,18 @@ mod tests {
             .map(|s| s.to_string_lossy().into_owned())
             .collect();
         assert_eq!(out, ["sfprocessor", "-h", "--log", "-x", "-", "--", "-config"]);
+    }
+
+    #[test]
+    fn log_format_and_streams() {
+        let c = run(&[]);
+        assert_eq!(c.logformat, LogFormat::Text);
+        assert!(!c.logstdout);
+        let c = run(&["-logformat", "json", "-logstdout", "x.sf"]);
+        assert_eq!(c.logformat, LogFormat::Json);
+        assert!(c.logstdout);
+        assert_eq!(run(&["-logformat=text"]).logformat, LogFormat::Text);
+        assert!(matches!(parse(["sfprocessor", "-logformat", "yaml"]), CliOutcome::Usage(m) if m.contains("yaml")));
     }
 
     #[test]

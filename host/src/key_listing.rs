@@ -45,8 +45,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
-    // Errors only (they go to stderr): stdout carries the listing alone.
-    logging::init(Threshold::Error, false);
+    // Errors only, on stderr: stdout carries the listing alone.
+    logging::init(logging::Settings {
+        threshold: Threshold::Error,
+        perf: false,
+        format: logging::LogFormat::Text,
+        streams: logging::Streams::Stderr,
+    });
     let mut registry = match Registry::with_builtins() {
         Ok(r) => r,
         Err(errors) => {

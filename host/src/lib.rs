@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod metrics_endpoint;
 pub mod pipeline_config;
 pub mod pipeline_reload;
+pub mod plugin_services;
 pub mod record_explainer;
 pub mod plugins;
 pub mod registry;

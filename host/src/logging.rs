@@ -1,9 +1,14 @@
-//! Logging in upstream's shape: `[Info] 2024-05-01 10:00:00 message`, errors to stderr,
-//! everything else to stdout, filtered by `-log` (trace, info, warn, error, health, quiet).
+//! Logging in upstream's shape: `[Info] 2024-05-01 10:00:00 message`, filtered by `-log`
+//! (trace, info, warn, error, health, quiet), or one JSON object per line with
+//! `-logformat json` (for journald, Loki and other collectors that parse fields).
+//!
+//! Every line goes to stderr, so that stdout carries only what the pipeline exports
+//! (`export: terminal`). `-logstdout` restores upstream 0.7's split for those who read its
+//! logs from stdout: errors on stderr, everything else on stdout.
 //!
 //! Host code logs with `tracing` macros; health messages use `target: "health"` and
 //! performance lines `target: "perf"`. Plugins log through [`plugin_log`], the
-//! callback in their [`Host`].
+//! callback in their `Host` ([`crate::plugin_services`]).
 
 use std::{
     fmt::Write as _,
@@ -12,9 +17,15 @@ use std::{
 };
 
 use abi_stable::std_types::RStr;
-use sysflow_plugin_api::{Host, LogLevel};
+use sysflow_plugin_api::LogLevel;
 use tracing::{field::Field, Event, Level, Metadata, Subscriber};
-use tracing_subscriber::{layer::Context, prelude::*, Layer};
+use tracing_subscriber::{
+    filter::filter_fn,
+    fmt::writer::{BoxMakeWriter, MakeWriterExt},
+    layer::Context,
+    prelude::*,
+    Layer, Registry,
+};
 
 /// Upstream's levels in increasing severity; `-log X` shows X and everything above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,6 +55,41 @@ pub fn parse_threshold(s: &str) -> Option<Threshold> {
         "quiet" => Threshold::Quiet,
         _ => return None,
     })
+}
+
+/// How each log line is written (`-logformat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Upstream's text lines: `[Info] 2024-05-01 10:00:00 message`.
+    #[default]
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `message`, `instance`, `target`),
+    /// written by tracing-subscriber's JSON formatter.
+    Json,
+}
+
+/// Which standard streams log lines go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Streams {
+    /// Every line on stderr: stdout carries only exported records.
+    #[default]
+    Stderr,
+    /// Upstream 0.7's split (`-logstdout`): errors on stderr, every other line on stdout,
+    /// interleaved with `export: terminal` records.
+    UpstreamSplit,
+}
+
+/// What [`init`] installs.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Lowest level shown.
+    pub threshold: Threshold,
+    /// Whether `[Perf]` lines (`-perflog`) are shown.
+    pub perf: bool,
+    /// Line format.
+    pub format: LogFormat,
+    /// Where lines go.
+    pub streams: Streams,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -83,12 +129,14 @@ impl Tag {
     }
 }
 
-struct UpstreamLayer {
+/// Which lines `-log` and `-perflog` let through, in either format.
+#[derive(Clone, Copy)]
+struct Filter {
     threshold: Threshold,
     perf: bool,
 }
 
-impl UpstreamLayer {
+impl Filter {
     fn shows(&self, tag: Tag) -> bool {
         match tag {
             Tag::Perf => self.perf,
@@ -129,14 +177,20 @@ impl tracing::field::Visit for Fields {
     }
 }
 
-impl<S: Subscriber> Layer<S> for UpstreamLayer {
+/// Writes upstream's text lines.
+struct TextLayer {
+    filter: Filter,
+    streams: Streams,
+}
+
+impl<S: Subscriber> Layer<S> for TextLayer {
     fn enabled(&self, metadata: &Metadata<'_>, _ctx: Context<'_, S>) -> bool {
-        self.shows(Tag::of(metadata))
+        self.filter.shows(Tag::of(metadata))
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let tag = Tag::of(event.metadata());
-        if !self.shows(tag) {
+        if !self.filter.shows(tag) {
             return;
         }
         let mut fields = Fields::default();
@@ -153,7 +207,7 @@ impl<S: Subscriber> Layer<S> for UpstreamLayer {
         line.push_str(&fields.message);
         line.push('\n');
         // A closed stdout/stderr must not take the pipeline down: the write error is ignored.
-        if tag == Tag::Error {
+        if tag == Tag::Error || self.streams == Streams::Stderr {
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         } else {
             let _ = std::io::stdout().lock().write_all(line.as_bytes());
@@ -188,32 +242,52 @@ fn local_timestamp(out: &mut String) {
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
+/// The layer writing JSON lines through tracing-subscriber's formatter: the event's
+/// fields (`message`, and `instance` for a plugin's line) at the top level beside
+/// `timestamp` (RFC 3339, UTC), `level` and `target` (`health` and `perf` name those lines).
+fn json_layer(filter: Filter, streams: Streams) -> Box<dyn Layer<Registry> + Send + Sync> {
+    let writer = match streams {
+        Streams::Stderr => BoxMakeWriter::new(std::io::stderr),
+        Streams::UpstreamSplit => {
+            BoxMakeWriter::new(std::io::stderr.with_max_level(Level::ERROR).or_else(std::io::stdout))
+        }
+    };
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(writer)
+        .with_filter(filter_fn(move |meta| filter.shows(Tag::of(meta))))
+        .boxed()
+}
+
 /// Installs the global logger (once per process; later calls are ignored).
-pub fn init(threshold: Threshold, perf: bool) {
+pub fn init(settings: Settings) {
     if INSTALLED.swap(true, Ordering::SeqCst) {
         return;
     }
-    let _ = tracing_subscriber::registry().with(UpstreamLayer { threshold, perf }).try_init();
+    let filter = Filter { threshold: settings.threshold, perf: settings.perf };
+    let layer = match settings.format {
+        LogFormat::Text => TextLayer { filter, streams: settings.streams }.boxed(),
+        LogFormat::Json => json_layer(filter, settings.streams),
+    };
+    let _ = tracing_subscriber::registry().with(layer).try_init();
 }
 
 /// The log callback handed to plugins: forwards into `tracing` with the instance name.
 pub extern "C" fn plugin_log(level: LogLevel, instance: RStr<'_>, message: RStr<'_>) {
     let instance = instance.as_str();
     let message = message.as_str();
+    // The `plugin` target tells a JSON log's reader where the line came from (the host's
+    // own lines carry their module path).
     match level {
-        LogLevel::Trace => tracing::trace!(instance, "{message}"),
-        LogLevel::Info => tracing::info!(instance, "{message}"),
-        LogLevel::Warn => tracing::warn!(instance, "{message}"),
-        LogLevel::Error => tracing::error!(instance, "{message}"),
+        LogLevel::Trace => tracing::trace!(target: "plugin", instance, "{message}"),
+        LogLevel::Info => tracing::info!(target: "plugin", instance, "{message}"),
+        LogLevel::Warn => tracing::warn!(target: "plugin", instance, "{message}"),
+        LogLevel::Error => tracing::error!(target: "plugin", instance, "{message}"),
         LogLevel::Health => tracing::info!(target: "health", instance, "{message}"),
     }
-}
-
-/// Host services for the plugin instance named `instance` (the name is kept for the
-/// life of the process, as plugins may hold their `Host` that long).
-pub fn host_for(instance: &str) -> Host {
-    let name: &'static str = Box::leak(instance.to_string().into_boxed_str());
-    Host::new(plugin_log, name).with_stop_signal(crate::signals::stop_signalled)
 }
 
 #[cfg(test)]
@@ -225,10 +299,10 @@ mod tests {
         assert_eq!(parse_threshold("TRACE"), Some(Threshold::Trace));
         assert_eq!(parse_threshold("Quiet"), Some(Threshold::Quiet));
         assert_eq!(parse_threshold("verbose"), None);
-        let l = UpstreamLayer { threshold: Threshold::Error, perf: false };
+        let l = Filter { threshold: Threshold::Error, perf: false };
         assert!(l.shows(Tag::Error) && l.shows(Tag::Health));
         assert!(!l.shows(Tag::Warn) && !l.shows(Tag::Perf));
-        let q = UpstreamLayer { threshold: Threshold::Quiet, perf: false };
+        let q = Filter { threshold: Threshold::Quiet, perf: false };
         assert!(!q.shows(Tag::Health) && !q.shows(Tag::Error));
     }
 

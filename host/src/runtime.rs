@@ -22,7 +22,7 @@ use crate::{
     hot_reload::{self, Swap},
     service_notify,
     registry::Kind,
-    logging,
+    plugin_services,
     metrics::{self, NodeMetrics, PerfReporter, PluginCounters, PLUGIN_COUNTERS_INTERVAL},
     metrics_endpoint::{DriverRunning, MetricsEndpoint},
     pipeline_reload::{self, ReloadSource},
@@ -69,7 +69,7 @@ pub fn construct(graph: &Graph, with_drivers: bool, diag: &mut Diagnostics) -> O
         for node in &graph.drivers {
             let json = serde_json::Value::Object(node.config.clone()).to_string();
             let built = match node.plugin.descriptor.factory {
-                PluginFactory::Driver { new, .. } => new(RStr::from_str(&json), logging::host_for(&node.label)),
+                PluginFactory::Driver { new, .. } => new(RStr::from_str(&json), plugin_services::host_for(&node.label)),
                 _ => RResult::RErr(PluginError::new("registered as a driver but has no driver constructor")),
             };
             match built {
@@ -94,7 +94,7 @@ pub fn build_processor(node: &ProcessorNode) -> Result<ProcessorBox, String> {
     let label = node.label();
     let json = serde_json::Value::Object(node.block.map.clone()).to_string();
     let proc = match node.plugin.descriptor.factory {
-        PluginFactory::Processor { new, .. } => new(RStr::from_str(&json), logging::host_for(&label)),
+        PluginFactory::Processor { new, .. } => new(RStr::from_str(&json), plugin_services::host_for(&label)),
         _ => RResult::RErr(PluginError::new("registered as a processor but has no processor constructor")),
     };
     proc.into_result().map_err(|e| format!("{label}: cannot initialise processor '{}': {e}", node.block.processor))
@@ -107,7 +107,7 @@ pub fn build_handler(node: &ProcessorNode) -> Result<Option<HandlerBox>, String>
     let name = h.descriptor.name.as_str();
     let hlabel = format!("pipeline[{}] ({}/{name})", node.block.index, node.block.processor);
     let built = match h.descriptor.factory {
-        PluginFactory::Handler { new } => new(RStr::from_str(&json), logging::host_for(&hlabel)),
+        PluginFactory::Handler { new } => new(RStr::from_str(&json), plugin_services::host_for(&hlabel)),
         _ => RResult::RErr(PluginError::new("registered as a handler but has no handler constructor")),
     };
     built
@@ -796,7 +796,7 @@ impl DriverWorker {
             RResult::RErr(e) => return kept(&self.metrics, format!("handing over its input failed: {e}")),
         };
         let json = serde_json::Value::Object(next.config.clone()).to_string();
-        let resumed = next_resume(RStr::from_str(&json), logging::host_for(&next.label), &state);
+        let resumed = next_resume(RStr::from_str(&json), plugin_services::host_for(&next.label), &state);
         let outcome = match resumed {
             RResult::ROk(d) => {
                 let old = std::mem::replace(&mut self.driver, d);
@@ -810,7 +810,7 @@ impl DriverWorker {
             }
             RResult::RErr(e) => {
                 let json = serde_json::Value::Object(self.node.config.clone()).to_string();
-                match running_resume(RStr::from_str(&json), logging::host_for(label), &state) {
+                match running_resume(RStr::from_str(&json), plugin_services::host_for(label), &state) {
                     RResult::ROk(d) => {
                         drop(std::mem::replace(&mut self.driver, d));
                         kept(&self.metrics, format!("the new instance from {origin} could not resume the input: {e}; the running build resumed it"))

@@ -58,8 +58,9 @@ fn config_flag_forms_and_test_mode() {
         let out = run_in(dir.path(), &form, &[]);
         let (stdout, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(0), "{form:?}\nstdout: {stdout}\nstderr: {stderr}");
-        assert!(stdout.contains("Successfully loaded pipeline configuration"), "{form:?}: {stdout}");
-        assert!(stdout.contains("[Info] "), "{form:?}: {stdout}");
+        assert!(stderr.contains("Successfully loaded pipeline configuration"), "{form:?}: {stderr}");
+        assert!(stderr.contains("[Info] "), "{form:?}: {stderr}");
+        assert!(stdout.is_empty(), "{form:?}: logs go to stderr, -test exports nothing: {stdout}");
     }
 }
 
@@ -100,14 +101,14 @@ fn log_levels_filter_and_unknown_level_falls_back_to_info() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_pipeline(dir.path(), "p.json", READER_EXPORTER);
     let out = run_in(dir.path(), &["-config", &cfg, "-test", "-log", "Verbose"], &[]);
-    let (stdout, _) = text(&out);
+    let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout.contains("[Warn]") && stdout.contains("unknown log level 'Verbose'"), "{stdout}");
-    assert!(stdout.contains("Successfully loaded pipeline configuration"), "{stdout}");
+    assert!(stderr.contains("[Warn]") && stderr.contains("unknown log level 'Verbose'"), "{stderr}");
+    assert!(stderr.contains("Successfully loaded pipeline configuration"), "{stderr}");
 
     let out = run_in(dir.path(), &["-config", &cfg, "-test", "-log", "HEALTH"], &[]);
-    let (stdout, _) = text(&out);
-    assert!(stdout.contains("[Health]") && !stdout.contains("[Info]"), "{stdout}");
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("[Health]") && !stderr.contains("[Info]"), "{stderr}");
 
     let out = run_in(dir.path(), &["-config", &cfg, "-test", "-log=quiet"], &[]);
     let (stdout, stderr) = text(&out);
@@ -145,7 +146,7 @@ fn plugin_directories_load_only_what_is_named() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("plugins/libcustom.so"), "{stderr}");
-    assert!(!stdout.contains("Successfully loaded"), "{stdout}");
+    assert!(!stderr.contains("Successfully loaded"), "{stderr}");
 }
 
 #[test]

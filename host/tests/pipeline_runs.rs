@@ -64,9 +64,9 @@ fn fan_out_gives_every_record_to_both_exporters() {
     assert_eq!(a.len(), expected);
     assert_eq!(a, b, "both branches must see the same records in the same order");
     // The exit summary names each node with its counters.
-    assert!(stdout.contains("pipeline[0] (sysflowreader): records in"), "{stdout}");
-    assert!(stdout.contains(&format!("pipeline[1] (exporter): records in {expected}")), "{stdout}");
-    assert!(stdout.contains(&format!("pipeline[2] (exporter): records in {expected}")), "{stdout}");
+    assert!(stderr.contains("pipeline[0] (sysflowreader): records in"), "{stderr}");
+    assert!(stderr.contains(&format!("pipeline[1] (exporter): records in {expected}")), "{stderr}");
+    assert!(stderr.contains(&format!("pipeline[2] (exporter): records in {expected}")), "{stderr}");
 }
 
 fn expected_for(data: &Path, trace: &str) -> usize {
@@ -87,7 +87,7 @@ fn environment_override_redirects_the_export_file() {
     );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains("pipeline[1] (exporter): key 'file.path' set from environment variable EXPORTER_FILE_PATH"), "{stdout}");
+    assert!(stderr.contains("pipeline[1] (exporter): key 'file.path' set from environment variable EXPORTER_FILE_PATH"), "{stderr}");
     assert_eq!(lines_of(&target).len(), expected_for(&data, "httpd.sf"));
     assert!(!dir.path().join("configured.json").exists());
 }
@@ -112,7 +112,7 @@ fn drivers_entry_with_its_own_path_needs_no_positional_argument() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
     assert_eq!(lines_of(&dir.path().join("out.json")).len(), expected_for(&data, "httpd.sf"));
-    assert!(stdout.contains("[Perf]") && stdout.contains("drivers[0] (file): in"), "{stdout}");
+    assert!(stderr.contains("[Perf]") && stderr.contains("drivers[0] (file): in"), "{stderr}");
 }
 
 #[test]
@@ -165,10 +165,10 @@ fn upstream_distribution_pipeline_with_env_overrides() {
     );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
-    let engine_line = stdout
+    let engine_line = stderr
         .lines()
         .find(|l| l.contains("pipeline[1] (policyengine): records in"))
-        .unwrap_or_else(|| panic!("no policy engine summary in\n{stdout}"));
+        .unwrap_or_else(|| panic!("no policy engine summary in\n{stderr}"));
     let out_count: usize = engine_line
         .split(", out ")
         .nth(1)
@@ -178,5 +178,5 @@ fn upstream_distribution_pipeline_with_env_overrides() {
     let lines = lines_of(&alerts);
     assert!(!lines.is_empty(), "the distribution policy raises alerts on k8s_small.sf");
     assert_eq!(lines.len(), out_count, "every alert the engine emitted was exported");
-    assert!(stdout.contains(&format!("pipeline[2] (exporter): records in {out_count},")), "{stdout}");
+    assert!(stderr.contains(&format!("pipeline[2] (exporter): records in {out_count},")), "{stderr}");
 }

@@ -70,11 +70,12 @@ fn example_processor_passes_records_unchanged_and_logs() {
     assert_eq!(via.len(), count_for(&data, "k8s_small.sf"));
     assert_eq!(via, lines_of(&dir.path().join("direct.json.out")), "the example processor must not change records");
     // Its log lines come through the host's logger, labelled with its block, and its counter is summarised.
-    assert!(stdout.contains("example plugin ready"), "{stdout}");
-    let events = stdout.lines().filter(|l| l.contains("Process Event: ")).count();
-    assert!(events > 0, "{stdout}");
-    assert!(stdout.contains(&format!("process_events {events}")) || stdout.contains(&format!("process_events={events}")), "{stdout}");
-    assert!(stdout.contains("plugins/example.so"), "the load is logged with its path: {stdout}");
+    assert!(stderr.contains("example plugin ready"), "{stderr}");
+    let events = stderr.lines().filter(|l| l.contains("Process Event: ")).count();
+    assert!(events > 0, "{stderr}");
+    assert!(stderr.contains(&format!("process_events {events}")) || stderr.contains(&format!("process_events={events}")), "{stderr}");
+    assert!(stderr.contains("plugins/example.so"), "the load is logged with its path: {stderr}");
+    assert!(stdout.is_empty(), "logs go to stderr: {stdout}");
 }
 
 #[test]
@@ -100,9 +101,9 @@ fn passthrough_and_printer_handler_from_their_directories() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
     assert_eq!(lines_of(&dir.path().join("out.json")).len(), count_for(&data, "k8s_small.sf"));
-    let printed = stdout.lines().filter(|l| l.contains("NF ts=")).count();
-    assert!(printed > 0, "{stdout}");
-    assert!(!stdout.lines().any(|l| l.contains("PE ts=")), "printer.types selects NF only");
+    let printed = stderr.lines().filter(|l| l.contains("NF ts=")).count();
+    assert!(printed > 0, "{stderr}");
+    assert!(!stderr.lines().any(|l| l.contains("PE ts=")), "printer.types selects NF only");
 }
 
 #[test]
@@ -258,7 +259,7 @@ fn on_error_restart_rebuilds_the_plugin_and_records_keep_flowing() {
     assert!(restarts >= 2, "stdout: {stdout}\nstderr: {stderr}");
     let exported = lines_of(&dir.path().join("a.json")).len();
     assert!(exported > 1000 && exported < expected, "records after the panicking batch flow: {exported} of {expected}");
-    assert!(stdout.contains(&format!("host.restarts={restarts}")), "{stdout}");
+    assert!(stderr.contains(&format!("host.restarts={restarts}")), "{stderr}");
     // Lost batches make the run fail, as any loss does.
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let dropped: usize = stdout
@@ -637,8 +638,8 @@ fn now_action_from_actiondir_tags_matched_records() {
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
     // The library's `now` replaces the built-in one of the same name, and says so.
     assert!(
-        stdout.contains("Re-declaration of action 'now'") && stdout.contains("now.so"),
-        "the action library was not loaded: {stdout}"
+        stderr.contains("Re-declaration of action 'now'") && stderr.contains("now.so"),
+        "the action library was not loaded: {stderr}"
     );
     let lines = lines_of(&dir.path().join("out.json"));
     assert!(!lines.is_empty(), "no exec alerts");

@@ -82,8 +82,8 @@ fn signal_drains_socket_pipeline(signal: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains(&format!("received SIG{signal}")), "{stdout}");
-    assert!(stdout.contains("pipeline finished"), "{stdout}");
+    assert!(stderr.contains(&format!("received SIG{signal}")), "{stderr}");
+    assert!(stderr.contains("pipeline finished"), "{stderr}");
 }
 
 #[test]
@@ -132,8 +132,8 @@ fn sigterm_after_socket_data_exports_every_record() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
     let exported = common::lines_of(&dir.path().join("out.json")).len();
-    assert!(stdout.contains("driver (socket): records in 5000,"), "the driver took in every datum\n{stdout}");
-    assert_eq!(exported, events, "every event sent must be exported\nstdout: {stdout}");
+    assert!(stderr.contains("driver (socket): records in 5000,"), "the driver took in every datum\n{stderr}");
+    assert_eq!(exported, events, "every event sent must be exported\nstderr: {stderr}");
     drop(fd);
 }
 
@@ -222,9 +222,9 @@ fn sighup_keeps_the_pipeline_running() {
     send_signal(&child, Signal::SIGTERM);
     let status = wait_exit(&mut child, Duration::from_secs(15), "sfprocessor did not exit within 15 s of SIGTERM");
     let out = child.wait_with_output().expect("output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(status.code(), Some(0), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("reload applied: pipeline generation 2 running"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(status.code(), Some(0), "stdout: {}\nstderr: {stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(stderr.contains("reload applied: pipeline generation 2 running"), "{stderr}");
 }
 
 /// Sends `records` generated records over a new collector connection; returns the

@@ -22,7 +22,7 @@ fn assert_refused(pipeline: &str, extra: &[&str], expected: &[&str]) -> String {
     for e in expected {
         assert!(stderr.contains(e), "stderr lacks {e:?}:\n{stderr}");
     }
-    assert!(!stdout.contains("Successfully loaded"), "{stdout}");
+    assert!(!stderr.contains("Successfully loaded"), "{stderr}");
     stderr
 }
 
@@ -166,9 +166,9 @@ fn unknown_keys_warn_but_load() {
         &[],
     );
     assert_eq!(code, Some(0), "{stderr}{stdout}");
-    assert!(stdout.contains("[Warn]") && stdout.contains("pipeline[1] (exporter): key 'exprot' is not a setting"), "{stdout}");
-    assert!(stdout.contains("key 'exprot' is not a setting of processor 'exporter': ignored (did you mean 'export'?)"), "{stdout}");
-    assert!(!stdout.contains("_comment"), "{stdout}");
+    assert!(stderr.contains("[Warn]") && stderr.contains("pipeline[1] (exporter): key 'exprot' is not a setting"), "{stderr}");
+    assert!(stderr.contains("key 'exprot' is not a setting of processor 'exporter': ignored (did you mean 'export'?)"), "{stderr}");
+    assert!(!stderr.contains("_comment"), "{stderr}");
 }
 
 #[test]
@@ -181,8 +181,8 @@ fn a_misspelt_key_gets_the_nearest_declared_one_and_a_far_one_none() {
         &[],
     );
     assert_eq!(code, Some(0), "{stderr}{stdout}");
-    assert!(stdout.contains("key 'file.pth' is not a setting of processor 'exporter': ignored (did you mean 'file.path'?)"), "{stdout}");
-    let far = stdout.lines().find(|l| l.contains("key 'kafka.brokers'")).unwrap_or_else(|| panic!("no warning: {stdout}"));
+    assert!(stderr.contains("key 'file.pth' is not a setting of processor 'exporter': ignored (did you mean 'file.path'?)"), "{stderr}");
+    let far = stderr.lines().find(|l| l.contains("key 'kafka.brokers'")).unwrap_or_else(|| panic!("no warning: {stderr}"));
     assert!(!far.contains("did you mean"), "{far}");
 }
 

@@ -18,6 +18,8 @@ use abi_stable::{
     StableAbi,
 };
 
+// Re-exported here, where they were defined before `action_object` existed.
+pub use crate::action_object::{ActionBox, ActionObject, ActionObject_TO};
 use crate::{
     batch::{Batch, ChannelType},
     config::PluginConfig,
@@ -81,22 +83,12 @@ pub trait HandlerObject: Send {
     fn counters(&self) -> RVec<Counter>;
 }
 
-/// ABI-stable action object.
-#[sabi_trait]
-pub trait ActionObject: Send + Sync {
-    /// See [`Action::apply`].
-    #[sabi(last_prefix_field)]
-    fn apply(&self, record: &mut FlatRecord) -> RResult<(), PluginError>;
-}
-
 /// Boxed driver object.
 pub type DriverBox = DriverObject_TO<'static, RBox<()>>;
 /// Boxed processor object.
 pub type ProcessorBox = ProcessorObject_TO<'static, RBox<()>>;
 /// Boxed handler object.
 pub type HandlerBox = HandlerObject_TO<'static, RBox<()>>;
-/// Boxed action object.
-pub type ActionBox = ActionObject_TO<'static, RBox<()>>;
 
 /// Wraps an author's plugin so each call is panic-guarded.
 pub struct Guarded<T>(T);

@@ -35,6 +35,7 @@
 //! The crate's version is the ABI version: the host refuses a plugin built against an
 //! incompatible version (a different minor version while at 0.x) before running its code.
 
+pub mod action_object;
 pub mod batch;
 pub mod config;
 pub mod enums;
@@ -47,6 +48,7 @@ pub mod plugin;
 pub mod records;
 
 pub use abi_stable;
+pub use action_object::{LoadedAction, LoadedActions};
 pub use batch::{Batch, ChannelType, Payload};
 pub use config::PluginConfig;
 pub use ffi::{ConfigKey, PluginDescriptor, PluginFactory, PluginLibrary, PluginLibraryRef};

@@ -11,7 +11,12 @@ use abi_stable::{
 
 // Re-exported here too: it was defined in this module before `error` existed.
 pub use crate::error::PluginError;
-use crate::{batch::Batch, config::PluginConfig, flat::FlatRecord};
+use crate::{
+    action_object::{ActionLoaderFn, LoadedActions},
+    batch::Batch,
+    config::PluginConfig,
+    flat::FlatRecord,
+};
 
 
 /// What a [`Counter`] counts, which decides how the host reports it.
@@ -88,6 +93,9 @@ pub struct Host {
     log_fn: extern "C" fn(LogLevel, RStr<'_>, RStr<'_>),
     instance: RStr<'static>,
     stop_fn: extern "C" fn() -> bool,
+    // Spelled out, not as `ActionLoaderFn`: the StableAbi derive reads fn pointer types
+    // only when written in place.
+    load_actions_fn: extern "C" fn(RStr<'_>, RStr<'static>) -> LoadedActions,
 }
 
 /// The stop signal of a [`Host`] built without one: never set.
@@ -95,10 +103,45 @@ extern "C" fn never_stopping() -> bool {
     false
 }
 
+/// The action loader of a [`Host`] built without one: loads nothing, and says so.
+extern "C" fn no_action_loader(dir: RStr<'_>, _instance: RStr<'static>) -> LoadedActions {
+    LoadedActions {
+        actions: RVec::new(),
+        errors: RVec::from(vec![RString::from(format!("{dir}: this host does not load action libraries"))]),
+    }
+}
+
 impl Host {
     /// Builds the services; `instance` names the plugin instance in log lines.
     pub fn new(log_fn: extern "C" fn(LogLevel, RStr<'_>, RStr<'_>), instance: &'static str) -> Host {
-        Host { log_fn, instance: RStr::from_str(instance), stop_fn: never_stopping }
+        Host { log_fn, instance: RStr::from_str(instance), stop_fn: never_stopping, load_actions_fn: no_action_loader }
+    }
+
+    /// The same services with `loader` answering [`Host::load_actions`].
+    pub fn with_action_loader(self, loader: ActionLoaderFn) -> Host {
+        Host { load_actions_fn: loader, ..self }
+    }
+
+    /// Asks the host to load the action libraries (`*.so`) of `dir` and start every action
+    /// they offer, each with a `Host` carrying this instance's name. The host applies the
+    /// checks it applies to every plugin library (permissions, plugin-api version, type
+    /// layouts); what it refuses, and actions whose constructor failed, are in
+    /// [`LoadedActions::errors`]. A missing directory yields nothing and no error.
+    ///
+    /// This is how the policy engine gets the actions its rules name without depending on
+    /// the host's plugin loader: any processor may do the same.
+    ///
+    /// ```
+    /// use sysflow_plugin_api::{Host, LogLevel};
+    /// # use abi_stable::std_types::RStr;
+    /// extern "C" fn log(_: LogLevel, _: RStr<'_>, _: RStr<'_>) {}
+    /// // A Host built without a loader (a unit test's) loads nothing and says why.
+    /// let loaded = Host::new(log, "doc").load_actions("/usr/local/sysflow/resources/actions");
+    /// assert!(loaded.actions.is_empty());
+    /// assert!(loaded.errors[0].contains("does not load action libraries"));
+    /// ```
+    pub fn load_actions(&self, dir: &str) -> LoadedActions {
+        (self.load_actions_fn)(RStr::from_str(dir), self.instance)
     }
 
     /// The same services with `stop_fn` as the process's stop signal (see [`Host::stop_requested`]).

@@ -83,11 +83,11 @@ fn is_subsequence(sub: &[Value], full: &[Value]) -> bool {
 }
 
 /// The exit summary line of the file driver.
-fn driver_summary(stdout: &str) -> String {
-    stdout
+fn driver_summary(log: &str) -> String {
+    log
         .lines()
         .find(|l| l.contains("driver (file): records in"))
-        .unwrap_or_else(|| panic!("no file driver summary in\n{stdout}"))
+        .unwrap_or_else(|| panic!("no file driver summary in\n{log}"))
         .to_owned()
 }
 
@@ -142,7 +142,7 @@ fn truncated_trace_exports_the_prefix_and_names_the_damage() {
         all.lines().any(|l| l.contains("cut.sf") && l.contains("block") && l.contains("offset")),
         "no message naming the file, block and offset\n{all}"
     );
-    let summary = driver_summary(&r.stdout);
+    let summary = driver_summary(&r.stderr);
     assert_eq!(counter(&summary, "blocks_skipped"), 1, "the cut block is reported as lost: {summary}");
     assert!(counter(&summary, "decode_errors") >= 1, "{summary}");
 }
@@ -167,10 +167,10 @@ fn corrupted_block_is_skipped_and_the_rest_exported() {
         .find(|l| l.contains("damaged.sf") && l.contains("block") && l.contains("offset"))
         .unwrap_or_else(|| panic!("no message naming the file, block and offset\n{all}"));
     assert!(msg.contains("[Error]") || msg.contains("[Warn]"), "{msg}");
-    let summary = driver_summary(&r.stdout);
+    let summary = driver_summary(&r.stderr);
     assert!(counter(&summary, "blocks_skipped") + counter(&summary, "records_skipped") > 0, "{summary}");
     assert!(counter(&summary, "decode_errors") > 0, "{summary}");
-    assert!(r.stdout.contains("[Warn]") && r.stdout.contains("skipped"), "losses are warned about at exit\n{}", r.stdout);
+    assert!(r.stderr.contains("[Warn]") && r.stderr.contains("skipped"), "losses are warned about at exit\n{}", r.stderr);
 }
 
 #[test]
@@ -209,11 +209,11 @@ fn directory_mixing_good_and_bad_files_exports_every_readable_record() {
     for f in ["b_truncated.sf", "c_damaged.sf", "d_notes.txt", "e_empty.sf"] {
         assert!(all.lines().any(|l| l.contains(f) && !l.contains("reading ")), "no problem reported for {f}\n{all}");
     }
-    let summary = driver_summary(&r.stdout);
+    let summary = driver_summary(&r.stderr);
     assert_eq!(counter(&summary, "files_failed"), 2, "{summary}");
     assert_eq!(counter(&summary, "files"), 4, "{summary}");
     assert!(counter(&summary, "decode_errors") >= 2, "{summary}");
-    assert!(r.stdout.contains("files_failed"), "{}", r.stdout);
+    assert!(r.stderr.contains("files_failed"), "{}", r.stderr);
 }
 
 #[test]
@@ -287,7 +287,7 @@ fn damaged_block_is_counted_warned_and_fails_only_with_strict() {
     std::fs::write(&path, &bad).expect("write");
     let r = run(dir.path(), &path);
     assert_eq!(r.code, Some(0), "without -strict a damaged block is not fatal\n{}\n{}", r.stdout, r.stderr);
-    let summary = driver_summary(&r.stdout);
+    let summary = driver_summary(&r.stderr);
     assert_eq!(counter(&summary, "records_skipped"), count, "{summary}");
     assert_eq!(counter(&summary, "blocks_skipped"), 1, "{summary}");
     assert_eq!(counter(&summary, "records"), 3000 - count, "{summary}");
@@ -297,12 +297,12 @@ fn damaged_block_is_counted_warned_and_fails_only_with_strict() {
         "the damage is reported with file and byte offset\n{all}"
     );
     assert!(
-        r.stdout.lines().any(|l| l.contains("[Warn]") && l.contains("demo-damaged.sf") && l.contains(&format!("{count} records"))),
+        r.stderr.lines().any(|l| l.contains("[Warn]") && l.contains("demo-damaged.sf") && l.contains(&format!("{count} records"))),
         "the loss is warned about naming the file and the records skipped\n{}",
-        r.stdout
+        r.stderr
     );
     assert!(!all.contains("all records processed"), "{all}");
-    assert!(r.stdout.lines().any(|l| l.contains("[Warn]") && l.contains("not read in full")), "{}", r.stdout);
+    assert!(r.stderr.lines().any(|l| l.contains("[Warn]") && l.contains("not read in full")), "{}", r.stderr);
     assert!(is_subsequence(&r.lines, &clean.lines) && r.lines.len() < clean.lines.len());
 
     let strict = run_with(dir.path(), &path, &["-strict"]);
@@ -324,12 +324,12 @@ fn flipped_last_byte_of_demo_loses_nothing() {
     std::fs::write(&path, &bytes).expect("write");
     let r = run_with(dir.path(), &path, &["-strict"]);
     assert_eq!(r.code, Some(0), "{}\n{}", r.stdout, r.stderr);
-    let summary = driver_summary(&r.stdout);
+    let summary = driver_summary(&r.stderr);
     assert_eq!(counter(&summary, "records"), 3000, "{summary}");
     assert_eq!(counter(&summary, "records_skipped") + counter(&summary, "bytes_skipped"), 0, "{summary}");
     assert_eq!(counter(&summary, "damaged_sync_markers"), 1, "{summary}");
     assert_eq!(r.lines, clean.lines, "the same records are exported");
-    assert!(r.stdout.lines().any(|l| l.contains("[Warn]") && l.contains("demo-flipped.sf") && l.contains("sync marker")), "{}", r.stdout);
+    assert!(r.stderr.lines().any(|l| l.contains("[Warn]") && l.contains("demo-flipped.sf") && l.contains("sync marker")), "{}", r.stderr);
 }
 
 /// Starts the binary on `input` (reader → `out.json`) without waiting for it.
@@ -377,9 +377,9 @@ fn fifo_in_a_trace_directory_is_skipped() {
     let child = spawn_file_pipeline(dir.path(), &input);
     let (code, stdout, stderr) = exit_within(child, Duration::from_secs(30), "a FIFO in the directory");
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
-    assert!(stdout.lines().any(|l| l.contains("[Warn]") && l.contains("b.fifo") && l.contains("FIFO")), "{stdout}");
+    assert!(stderr.lines().any(|l| l.contains("[Warn]") && l.contains("b.fifo") && l.contains("FIFO")), "{stderr}");
     assert_eq!(read_json_lines(&dir.path().join("out.json")), clean.lines, "the regular file is exported in full");
-    let summary = driver_summary(&stdout);
+    let summary = driver_summary(&stderr);
     assert_eq!((counter(&summary, "files"), counter(&summary, "files_skipped")), (1, 1), "{summary}");
 }
 

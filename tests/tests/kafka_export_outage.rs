@@ -93,7 +93,7 @@ fn run_with_outage(dir: &Path, broker: &mut Broker, trace: &[u8], queue_full: &s
     broker.restart();
     writer.join().expect("writer thread");
     let out = child.wait_with_output().expect("wait exporter");
-    // The log (and its exit summary) goes to stdout.
+    // The log, exit summary included, is on stderr (on stdout too under -logstdout).
     let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), log)
 }

@@ -51,5 +51,5 @@ fn upstream_flags_still_run_a_pipeline_check() {
     let out = run_sfprocessor_in(&root, &["-config", "config/pipeline.json", "-test"], &[]);
     let (stdout, stderr) = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains("Successfully loaded pipeline configuration"), "{stdout}");
+    assert!(stderr.contains("Successfully loaded pipeline configuration"), "{stderr}");
 }

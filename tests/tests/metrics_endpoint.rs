@@ -190,8 +190,8 @@ fn socket_pipeline_serves_its_counters_health_and_readiness() {
     let (stdout, stderr) = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
     // The exit summary reads the same counters.
-    assert!(stdout.contains(&format!("driver (socket): records in {RECORDS}, out {RECORDS},")), "{stdout}");
-    assert!(stdout.contains(&format!("pipeline[1] (exporter): records in {exported}, records_exported={exported},")), "{stdout}");
+    assert!(stderr.contains(&format!("driver (socket): records in {RECORDS}, out {RECORDS},")), "{stderr}");
+    assert!(stderr.contains(&format!("pipeline[1] (exporter): records in {exported}, records_exported={exported},")), "{stderr}");
     assert_eq!(read_json_lines(&out_path).len(), exported);
 }
 

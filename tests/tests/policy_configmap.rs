@@ -40,7 +40,7 @@ fn configmap_policy_directory_loads_each_rule_once() {
     let out = run_sfprocessor_in(dir.path(), &["-config", &cfg.to_string_lossy(), &trace.to_string_lossy()], &[]);
     let (stdout, stderr) = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains("loaded 1 rules"), "{stdout}");
+    assert!(stderr.contains("loaded 1 rules"), "{stderr}");
     let lines = read_json_lines(&out_path);
     assert!(!lines.is_empty());
     for l in &lines {

@@ -19,12 +19,13 @@ fn exporter(input: &str, path: &Path) -> Value {
     json!({"processor": "exporter", "in": input, "export": "file", "format": "json", "file.path": path.to_string_lossy()})
 }
 
+/// Runs the pipeline on the trace; returns the log (stderr).
 fn run(dir: &Path, pipeline: Value, trace: &Path) -> String {
     let cfg = write_pipeline(dir, "p.json", &pipeline);
     let out = run_sfprocessor_in(dir, &["-config", &cfg.to_string_lossy(), &trace.to_string_lossy()], &[]);
     let (stdout, stderr) = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
-    stdout
+    stderr
 }
 
 /// The single rule id of every line, checking there is exactly one.
@@ -59,7 +60,7 @@ fn two_engines_on_one_reader_keep_their_own_matches() {
             engine("flat flattenerchan", "evt eventchan", &pb), exporter("evt eventchan", &solo_b)]}), &trace);
         // Both behind one reader.
         let (fa, fb) = (dir.path().join("fan-a.json"), dir.path().join("fan-b.json"));
-        let stdout = run(
+        let log = run(
             dir.path(),
             json!({"pipeline": [
                 reader(json!(["f1 flattenerchan", "f2 flattenerchan"])),
@@ -81,7 +82,7 @@ fn two_engines_on_one_reader_keep_their_own_matches() {
         assert_eq!(fan_a, solo_a, "{trace_name}: exec branch differs from the engine alone");
         assert_eq!(fan_b, solo_b, "{trace_name}: open branch differs from the engine alone");
         // The summary agrees: each exporter took in exactly its engine's alerts.
-        assert!(stdout.contains(&format!("pipeline[3] (exporter): records in {},", fan_a.len())), "{stdout}");
-        assert!(stdout.contains(&format!("pipeline[4] (exporter): records in {},", fan_b.len())), "{stdout}");
+        assert!(log.contains(&format!("pipeline[3] (exporter): records in {},", fan_a.len())), "{log}");
+        assert!(log.contains(&format!("pipeline[4] (exporter): records in {},", fan_b.len())), "{log}");
     }
 }

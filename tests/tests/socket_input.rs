@@ -123,10 +123,10 @@ fn garbage_and_cut_messages_are_counted_and_skipped() {
     let lines = read_json_lines(&out_path);
     let got: Vec<i64> = lines.iter().map(|l| l["ts"].as_i64().expect("ts")).collect();
     assert!(got == sent_ts, "{} records exported, {} sent: every good record exactly once, in order", got.len(), n);
-    assert!(stdout.contains("driver (socket): records in 3000,"), "only the good datums count as records\n{stdout}");
-    assert!(stdout.contains("decode_errors=2"), "both bad messages counted\n{stdout}");
+    assert!(stderr.contains("driver (socket): records in 3000,"), "only the good datums count as records\n{stderr}");
+    assert!(stderr.contains("decode_errors=2"), "both bad messages counted\n{stderr}");
     // Each bad message is reported with its position in the stream.
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("driver (socket)")).collect();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("[Error]") && l.contains("driver (socket)")).collect();
     assert_eq!(errors.len(), 2, "{stderr}");
 }
 
@@ -151,7 +151,7 @@ fn stale_socket_file_is_replaced() {
     std::thread::sleep(Duration::from_millis(600));
     let (code, stdout, stderr) = stop(child);
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains("connections=1"), "{stdout}");
+    assert!(stderr.contains("connections=1"), "{stderr}");
     assert!(!sock.exists(), "the socket file is removed at exit");
 }
 
@@ -299,8 +299,8 @@ fn messages_queued_at_sigterm_are_all_exported() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line")["ts"].as_i64().expect("ts"))
         .collect();
     assert!(got == sent_ts, "{} records exported, {} sent: every record sent before SIGTERM is exported", got.len(), sent_ts.len());
-    assert!(stdout.contains("unread_at_stop=0"), "{stdout}");
-    assert!(stdout.contains("all records processed"), "{stdout}");
+    assert!(stderr.contains("unread_at_stop=0"), "{stderr}");
+    assert!(stderr.contains("all records processed"), "{stderr}");
 }
 
 /// A zero-length message is not the end of the stream: the messages behind it are read.
@@ -335,6 +335,6 @@ fn zero_length_message_does_not_end_the_stream() {
     assert_eq!(code, Some(0), "stdout: {stdout}\nstderr: {stderr}");
     let got: Vec<i64> = read_json_lines(&out_path).iter().map(|l| l["ts"].as_i64().expect("ts")).collect();
     assert!(got == sent_ts, "{} records exported, {} sent", got.len(), n);
-    assert!(stdout.contains("empty_messages=1"), "{stdout}");
-    assert!(stdout.contains("connections=1"), "one connection throughout\n{stdout}");
+    assert!(stderr.contains("empty_messages=1"), "{stderr}");
+    assert!(stderr.contains("connections=1"), "one connection throughout\n{stderr}");
 }

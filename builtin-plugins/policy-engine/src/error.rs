@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::{ir::SourcePos, limits::MAX_ERRORS_PER_FILE};
+use crate::{limits::MAX_ERRORS_PER_FILE, position::SourcePos};
 
 /// A fatal problem in a policy file.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,24 +4,9 @@
 //! hand over rules and filters whose conditions are [`Cond`] trees. Whether a name is an
 //! attribute or a literal is decided by the evaluator's compiler, from the attribute table.
 
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
-/// A position in a policy file.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SourcePos {
-    /// The file.
-    pub file: Arc<PathBuf>,
-    /// 1-based line.
-    pub line: u32,
-    /// 1-based column.
-    pub col: u32,
-}
-
-impl std::fmt::Display for SourcePos {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
-    }
-}
+use crate::position::SourcePos;
 
 /// Comparison operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -23,6 +23,7 @@ pub mod language;
 pub mod limits;
 pub mod monitor;
 pub mod output_template;
+pub mod position;
 pub mod processor;
 pub mod ruleset;
 pub mod sigma;

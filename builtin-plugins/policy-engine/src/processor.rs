@@ -95,25 +95,17 @@ pub struct PolicyEngine {
     action_errors: u64,
 }
 
-/// Loads the action plugins of `dir` through the plugin loader, so they get the same
-/// permission, version and layout checks as every other plugin library.
+/// Registers the action plugins of `dir`, which the host loads (`Host::load_actions`) with
+/// the permission, version and layout checks of every plugin library: the engine has no
+/// plugin loader of its own.
 fn load_action_plugins(dir: &Path, registry: &mut ActionRegistry, host: Host) {
-    let (libs, errors) = sfprocessor_plugin_loader::load_dir(dir, &sfprocessor_plugin_loader::LoadOptions::default());
-    for e in errors {
+    let loaded = host.load_actions(&dir.to_string_lossy());
+    for e in &loaded.errors {
         host.error(&format!("key 'actiondir': action plugin not loaded: {e}"));
     }
-    for lib in libs {
-        for d in lib.descriptors {
-            if let sysflow_plugin_api::PluginFactory::Action { new } = d.factory {
-                match new(host).into_result() {
-                    Ok(a) => {
-                        if registry.register_plugin(d.name.as_str(), a) {
-                            host.warn(&format!("Re-declaration of action '{}' ({})", d.name, lib.path.display()));
-                        }
-                    }
-                    Err(e) => host.error(&format!("action '{}' from {} failed to start: {e}", d.name, lib.path.display())),
-                }
-            }
+    for a in loaded.actions {
+        if registry.register_plugin(a.name.as_str(), a.action) {
+            host.warn(&format!("Re-declaration of action '{}' ({})", a.name, a.library));
         }
     }
 }
@@ -198,10 +190,11 @@ impl Processor for PolicyEngine {
         let mut actions = ActionRegistry::with_builtins();
         let actiondir = config.str("actiondir")?;
         let dir = PathBuf::from(actiondir.unwrap_or(DEFAULT_ACTION_DIR));
-        if actiondir.is_some() && !dir.is_dir() {
+        if dir.is_dir() {
+            load_action_plugins(&dir, &mut actions, host);
+        } else if actiondir.is_some() {
             host.warn(&format!("key 'actiondir': {} is not a directory; no action plugins loaded", dir.display()));
         }
-        load_action_plugins(&dir, &mut actions, host);
         let dialect = Dialect::from_key(config.str("dialect")?).map_err(PluginError::new)?;
         let opts = CompileOptions {
             unknown_attributes,

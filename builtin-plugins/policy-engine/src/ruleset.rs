@@ -20,7 +20,8 @@ use crate::{
     attributes::{self, Attr},
     error::PolicyWarning,
     eval::{literal_int, literal_pieces, set_bit, type_bit, IntVal, Matcher, Pred, RuleIndex, Scratch, TypeMask, Val},
-    ir::{Cond, Op, Operand, PolicySet, SourcePos},
+    ir::{Cond, Op, Operand, PolicySet},
+    position::SourcePos,
     jsonpath::JsonPath,
     limits,
 };

@@ -1,6 +1,6 @@
 //! Syntax tree of one Falco-syntax policy file.
 
-use crate::ir::{Op, SourcePos};
+use crate::{ir::Op, position::SourcePos};
 
 use super::lexer::Tok;
 

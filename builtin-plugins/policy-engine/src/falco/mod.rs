@@ -18,11 +18,12 @@ use std::{
 
 use crate::{
     error::{did_you_mean, PolicyError, PolicyErrors, PolicyWarning},
-    ir::{Cond, FilterDef, Op, Operand, PolicySet, RuleDef, SourcePos},
+    ir::{Cond, FilterDef, Op, Operand, PolicySet, RuleDef},
     limits::{
         self, MAX_CONDITION_DEPTH, MAX_ERRORS_PER_FILE, MAX_EXPANDED_ELEMENTS, MAX_EXPANDED_NODES, MAX_LIST_ITEMS,
         MAX_REFERENCE_DEPTH,
     },
+    position::SourcePos,
 };
 
 use ast::{Atom, Exception, Expr, Item, ItemKind, RuleItem};

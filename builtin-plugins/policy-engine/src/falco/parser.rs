@@ -6,7 +6,8 @@ use std::{path::PathBuf, sync::Arc};
 
 use crate::{
     error::PolicyError,
-    ir::{Op, SourcePos},
+    ir::Op,
+    position::SourcePos,
     limits::{MAX_CONDITION_NESTING, MAX_LIST_ITEMS},
 };
 

@@ -15,7 +15,7 @@ use yaml_rust2::{
 
 use crate::{
     error::PolicyError,
-    ir::SourcePos,
+    position::SourcePos,
     limits::{MAX_LIST_ITEMS, MAX_YAML_NESTING},
 };
 

@@ -21,7 +21,8 @@ use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::{
     error::{PolicyError, PolicyErrors, PolicyWarning},
-    ir::{Cond, PolicySet, RuleDef, SourcePos},
+    ir::{Cond, PolicySet, RuleDef},
+    position::SourcePos,
     limits::Shape,
 };
 use condition::{glob_match, CondExpr, Selector};

@@ -7,7 +7,8 @@ use yaml_rust2::Yaml;
 use super::document::scalar_text;
 use crate::{
     attributes,
-    ir::{Cond, Op, Operand, SourcePos},
+    ir::{Cond, Op, Operand},
+    position::SourcePos,
 };
 
 /// Findings of lowering one rule: warnings, and reasons that disable the rule.
