@@ -88,7 +88,7 @@ pub struct KafkaDriver {
     decoder: DatumDecoder,
     /// Next offsets per (topic, partition) handed to the pipeline and not yet committed, by hand-over time.
     handed: VecDeque<(Instant, NextOffsets)>,
-    /// Most records one message decoded to so far: a poll ends when the next message might not fit.
+    /// Most records one message decoded to so far: the room a batch keeps for its last message.
     largest_message: usize,
     stopping: bool,
     /// `kafka.stop.at.end`: partitions read to their end so far (`None` when the key is off).
@@ -236,15 +236,15 @@ impl Driver for KafkaDriver {
             self.commit(Some(cutoff), CommitMode::Async);
         }
         let deadline = Instant::now() + POLL_WAIT;
-        // Sized once to what the host asked for, and the loop below stops before a message
-        // would overflow it: growing the batch record by record, or allocating twice the
-        // request (past mimalloc's large-object bound, 512 KiB: such blocks go back to the OS
-        // at every free and fault in again at the next poll), was a large share of the
-        // consume profile.
-        let capacity = max_records.clamp(1, MAX_PREALLOCATED_RECORDS);
-        let mut records: Vec<SysFlowRecord> = Vec::with_capacity(capacity);
+        // Sized once to what the host asked for plus the largest message seen (the last
+        // message overshoots the request): growing the batch record by record, or reserving
+        // twice the request (past mimalloc's large-object bound, 512 KiB: such blocks go back
+        // to the OS at every free and fault in again at the next poll), was a large share of
+        // the consume profile.
+        let wanted = max_records.clamp(1, MAX_PREALLOCATED_RECORDS);
+        let mut records: Vec<SysFlowRecord> = Vec::with_capacity(wanted + self.largest_message);
         let mut offsets = NextOffsets::new();
-        while records.is_empty() || records.len() + self.largest_message <= capacity {
+        while records.len() < wanted {
             let left = deadline.saturating_duration_since(Instant::now());
             let Some(result) = self.consumer.poll(left) else { break };
             match result {
