@@ -40,8 +40,8 @@ const POLL_WAIT: Duration = Duration::from_millis(100);
 /// How many consume or decode errors are logged one by one; later only powers of two.
 const LOGGED_ERRORS: u64 = 10;
 /// librdkafka properties the driver sets unless `kafka.config` does.
-/// `queued.max.messages.kbytes` bounds librdkafka's prefetch queue (its default, 64 MB,
-/// made the consumer's peak RSS about 170 MB).
+/// `queued.max.messages.kbytes` bounds librdkafka's prefetch queue (its default is 64 MB;
+/// a broker that answers a fetch with more than asked, as noida-db does, still overshoots it).
 /// `fetch.queue.backoff.ms`: once that queue is over its bound, librdkafka's default waits
 /// 1 s before fetching again, while the pipeline drains the queue in a fraction of that; the
 /// fetcher then sat idle for most of a second at every refill.
