@@ -12,7 +12,9 @@
 #   export-sysflow   the same with format sysflow (messages of up to 256 records)
 #   broker-consume   the confluent-kafka consumer reading the sysflow topic to its end
 #   consume-policy   sfprocessor kafka driver → reader → policy engine (alert) → null,
-#                    kafka.stop.at.end (includes the group join)
+#                    kafka.stop.at.end (includes the group join, as broker-consume does)
+#   file-policy      the same pipeline from the trace file (file driver): the ceiling the
+#                    consumer could reach on this machine at this moment
 # records/s is SysFlow event/flow records per second for every line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -138,3 +140,12 @@ EOF
 /usr/bin/time -f "%e %M" -o "$OUT/consume-policy.time" "$BIN/sfprocessor" -log info -config "$OUT/consume-policy.json" -driver kafka >"$OUT/consume-policy.log" 2>&1
 report consume-policy "$OUT/consume-policy.time" "$EVENTS"
 grep -o 'records=[0-9]*' "$OUT/consume-policy.log" | head -1 | sed 's/^/consume-policy driver /'
+
+cat >"$OUT/file-policy.json" <<EOF
+{"pipeline": [
+ {"processor": "sysflowreader", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+ {"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "policies": "config/policies", "mode": "alert"},
+ {"processor": "exporter", "in": "evt eventchan", "export": "null"}]}
+EOF
+/usr/bin/time -f "%e %M" -o "$OUT/file-policy.time" "$BIN/sfprocessor" -config "$OUT/file-policy.json" "$TRACE" >"$OUT/file-policy.log" 2>&1
+report file-policy "$OUT/file-policy.time" "$EVENTS"

@@ -40,10 +40,17 @@ const POLL_WAIT: Duration = Duration::from_millis(100);
 /// How many consume or decode errors are logged one by one; later only powers of two.
 const LOGGED_ERRORS: u64 = 10;
 /// librdkafka properties the driver sets unless `kafka.config` does.
-/// `queued.max.messages.kbytes` bounds librdkafka's prefetch queue (its default, 64 MB,
-/// made the consumer's peak RSS about 170 MB).
-const CONSUMER_DEFAULTS: [(&str, &str); 3] =
-    [("client.id", "sfprocessor"), ("auto.offset.reset", "earliest"), ("queued.max.messages.kbytes", "16384")];
+/// `queued.max.messages.kbytes` bounds librdkafka's prefetch queue (its default is 64 MB;
+/// a broker that answers a fetch with more than asked, as noida-db does, still overshoots it).
+/// `fetch.queue.backoff.ms`: once that queue is over its bound, librdkafka's default waits
+/// 1 s before fetching again, while the pipeline drains the queue in a fraction of that; the
+/// fetcher then sat idle for most of a second at every refill.
+const CONSUMER_DEFAULTS: [(&str, &str); 4] = [
+    ("client.id", "sfprocessor"),
+    ("auto.offset.reset", "earliest"),
+    ("queued.max.messages.kbytes", "16384"),
+    ("fetch.queue.backoff.ms", "10"),
+];
 
 /// The configuration keys of the `kafka` driver (upstream `otelkafka`'s names).
 pub const CONFIG_KEYS: &[ConfigKey] = &[
@@ -81,6 +88,8 @@ pub struct KafkaDriver {
     decoder: DatumDecoder,
     /// Next offsets per (topic, partition) handed to the pipeline and not yet committed, by hand-over time.
     handed: VecDeque<(Instant, NextOffsets)>,
+    /// Most records one message decoded to so far: the room a batch keeps for its last message.
+    largest_message: usize,
     stopping: bool,
     /// `kafka.stop.at.end`: partitions read to their end so far (`None` when the key is off).
     at_end: Option<HashSet<(String, i32)>>,
@@ -205,6 +214,7 @@ impl Driver for KafkaDriver {
             consumer,
             decoder: DatumDecoder::v5(),
             handed: VecDeque::new(),
+            largest_message: 0,
             stopping: false,
             at_end: stop_at_end.then(HashSet::new),
             messages: 0,
@@ -226,11 +236,15 @@ impl Driver for KafkaDriver {
             self.commit(Some(cutoff), CommitMode::Async);
         }
         let deadline = Instant::now() + POLL_WAIT;
-        // Sized once (the last message may overshoot max_records): growing it record by record
-        // was a visible share of the consume profile.
-        let mut records: Vec<SysFlowRecord> = Vec::with_capacity(2 * max_records.clamp(1, MAX_PREALLOCATED_RECORDS));
+        // Sized once to what the host asked for plus the largest message seen (the last
+        // message overshoots the request): growing the batch record by record, or reserving
+        // twice the request (past mimalloc's large-object bound, 512 KiB: such blocks go back
+        // to the OS at every free and fault in again at the next poll), was a large share of
+        // the consume profile.
+        let wanted = max_records.clamp(1, MAX_PREALLOCATED_RECORDS);
+        let mut records: Vec<SysFlowRecord> = Vec::with_capacity(wanted + self.largest_message);
         let mut offsets = NextOffsets::new();
-        while records.len() < max_records.max(1) {
+        while records.len() < wanted {
             let left = deadline.saturating_duration_since(Instant::now());
             let Some(result) = self.consumer.poll(left) else { break };
             match result {
@@ -244,7 +258,9 @@ impl Driver for KafkaDriver {
                     offsets.insert((topic.clone(), partition), offset + 1);
                     let payload = message.payload().unwrap_or_default();
                     let before = records.len();
-                    if let Err(e) = decode_message(&self.decoder, payload, &mut records) {
+                    let decoded = decode_message(&self.decoder, payload, &mut records);
+                    self.largest_message = self.largest_message.max(records.len() - before);
+                    if let Err(e) = decoded {
                         self.bad_messages += 1;
                         if self.error_logged(self.bad_messages) {
                             self.host.warn(&format!(
