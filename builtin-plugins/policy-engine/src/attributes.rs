@@ -11,10 +11,6 @@
 
 use std::fmt::Write;
 
-use crate::{
-    dialect::{self, Dialect},
-    error::closest,
-};
 use sysflow_plugin_api::{
     enums,
     flat::{foid_hex, go_base, go_dir, oid_hash},
@@ -237,21 +233,6 @@ pub fn looks_like_attribute(name: &str) -> bool {
         Some((class, rest)) => !rest.is_empty() && FIELD_CLASSES.contains(&class),
         None => false,
     }
-}
-
-/// The attribute name closest to `name` (for "did you mean" hints) among the names that
-/// resolve in `dialect`, if one is close: within [`crate::error::MAX_NAME_EDITS`] edits, or a known
-/// name that `name` extends by a few characters (`sf.proc.username` → `sf.proc.user`).
-pub fn suggest(name: &str, dialect: Dialect) -> Option<&'static str> {
-    /// How many characters beyond a known name an unknown one may have to be told it.
-    const MAX_EXTRA_CHARS: usize = 4;
-    let base = name.split_once('[').map(|(b, _)| b).unwrap_or(name);
-    let falco = dialect::FALCO_FIELDS.iter().map(|(n, _)| *n).filter(move |_| dialect == Dialect::Falco);
-    let candidates = || names().chain(falco.clone());
-    let extended = candidates()
-        .filter(|n| base.starts_with(n) && base.len() - n.len() <= MAX_EXTRA_CHARS && base.len() > n.len())
-        .max_by_key(|n| n.len());
-    extended.or_else(|| closest(base, candidates()))
 }
 
 /// Falco names upstream aliases to SysFlow attributes (flat-record.md §9).
@@ -881,18 +862,6 @@ mod tests {
         assert!(looks_like_attribute("sf.state"));
         assert!(!looks_like_attribute("cos-write.py"));
         assert!(!looks_like_attribute("node"));
-        let sysflow = Dialect::Sysflow;
-        assert_eq!(suggest("sf.proc.username", sysflow), Some("sf.proc.user"));
-        assert_eq!(suggest("sf.prog.args", sysflow), Some("sf.proc.args"));
-        assert_eq!(suggest("sf.poc.name", sysflow), Some("sf.proc.name"));
-        assert_eq!(suggest("k8s.ns.name", sysflow), None);
-        assert_eq!(suggest("sf.net.mask", sysflow), None);
-        assert_eq!(suggest("sf.file.typechar", sysflow), Some("sf.file.type"));
-        // Falco aliases are candidates too; Falco-only fields only under the falco dialect.
-        assert_eq!(suggest("proc.nmae", sysflow), Some("proc.name"));
-        assert_eq!(suggest("fd.tpye", sysflow), None);
-        assert_eq!(suggest("fd.tpye", Dialect::Falco), Some("fd.type"));
-        assert_eq!(suggest("k8s.pod.nam", Dialect::Falco), Some("k8s.pod.name"));
         for n in names() {
             assert!(lookup(n).is_some(), "{n}");
         }

@@ -5,7 +5,10 @@
 //! holds SysFlow operation names). Its policy files rely on them, so they stay the
 //! default; under `"dialect": "falco"` these names mean what Falco's documentation says.
 
-use crate::attributes::Attr;
+use crate::{
+    attributes::{self, Attr},
+    error::closest,
+};
 
 /// The meaning of Falco names in conditions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -121,4 +124,40 @@ pub const SYSCALL_OPS: &[(&str, &str)] = &[
 /// The SysFlow operation a Falco `evt.type` value is recorded as (`None`: not recorded).
 pub fn syscall_op(name: &str) -> Option<&'static str> {
     SYSCALL_OPS.iter().find(|(s, _)| *s == name).map(|(_, op)| *op)
+}
+
+/// The attribute name closest to `name` (for "did you mean" hints) among the names that
+/// resolve in `dialect`, if one is close: within [`crate::error::MAX_NAME_EDITS`] edits, or a known
+/// name that `name` extends by a few characters (`sf.proc.username` → `sf.proc.user`).
+pub fn suggest(name: &str, dialect: Dialect) -> Option<&'static str> {
+    /// How many characters beyond a known name an unknown one may have to be told it.
+    const MAX_EXTRA_CHARS: usize = 4;
+    let base = name.split_once('[').map(|(b, _)| b).unwrap_or(name);
+    let falco = FALCO_FIELDS.iter().map(|(n, _)| *n).filter(move |_| dialect == Dialect::Falco);
+    let candidates = || attributes::names().chain(falco.clone());
+    let extended = candidates()
+        .filter(|n| base.starts_with(n) && base.len() - n.len() <= MAX_EXTRA_CHARS && base.len() > n.len())
+        .max_by_key(|n| n.len());
+    extended.or_else(|| closest(base, candidates()))
+}
+
+#[cfg(test)]
+mod suggestion_tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_follow_the_dialect() {
+        let sysflow = Dialect::Sysflow;
+        assert_eq!(suggest("sf.proc.username", sysflow), Some("sf.proc.user"));
+        assert_eq!(suggest("sf.prog.args", sysflow), Some("sf.proc.args"));
+        assert_eq!(suggest("sf.poc.name", sysflow), Some("sf.proc.name"));
+        assert_eq!(suggest("k8s.ns.name", sysflow), None);
+        assert_eq!(suggest("sf.net.mask", sysflow), None);
+        assert_eq!(suggest("sf.file.typechar", sysflow), Some("sf.file.type"));
+        // Falco aliases are candidates too; Falco-only fields only under the falco dialect.
+        assert_eq!(suggest("proc.nmae", sysflow), Some("proc.name"));
+        assert_eq!(suggest("fd.tpye", sysflow), None);
+        assert_eq!(suggest("fd.tpye", Dialect::Falco), Some("fd.type"));
+        assert_eq!(suggest("k8s.pod.nam", Dialect::Falco), Some("k8s.pod.name"));
+    }
 }

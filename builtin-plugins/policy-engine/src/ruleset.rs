@@ -339,7 +339,7 @@ fn syscall_name_warnings(uses: Vec<(SourcePos, String, Vec<String>)>) -> Vec<Pol
 fn describe_unknown(names: &[String], dialect: Dialect) -> String {
     names
         .iter()
-        .map(|n| match attributes::suggest(n, dialect) {
+        .map(|n| match dialect::suggest(n, dialect) {
             Some(s) => format!("{n} (did you mean {s}?)"),
             None => n.clone(),
         })

@@ -188,18 +188,4 @@ mod tests {
         let e = CacheLimits::from_config(&cfg("cache.filemaxage", "-1")).unwrap_err();
         assert!(e.to_string().contains("cache.filemaxage"), "{e}");
     }
-
-    #[test]
-    fn declared_keys_state_the_defaults_in_force() {
-        let described = |key: &str| {
-            crate::reader::CONFIG_KEYS
-                .iter()
-                .find(|k| k.name.as_str() == key)
-                .map(|k| k.help.to_string())
-                .unwrap_or_default()
-        };
-        assert!(described("cache.exitgrace").contains(&format!("default {DEFAULT_EXIT_GRACE_SECS})")));
-        assert!(described("cache.filemaxage").contains(&format!("default {DEFAULT_FILE_MAX_AGE_SECS})")));
-        assert!(described("cache.maxentities").contains(&format!("default {DEFAULT_MAX_ENTITIES})")));
-    }
 }

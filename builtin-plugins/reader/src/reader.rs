@@ -422,3 +422,23 @@ impl Processor for SysFlowReader {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CONFIG_KEYS;
+    use crate::eviction::{DEFAULT_EXIT_GRACE_SECS, DEFAULT_FILE_MAX_AGE_SECS, DEFAULT_MAX_ENTITIES};
+
+    #[test]
+    fn declared_keys_state_the_defaults_in_force() {
+        let described = |key: &str| {
+            CONFIG_KEYS
+                .iter()
+                .find(|k| k.name.as_str() == key)
+                .map(|k| k.help.to_string())
+                .unwrap_or_default()
+        };
+        assert!(described("cache.exitgrace").contains(&format!("default {DEFAULT_EXIT_GRACE_SECS})")));
+        assert!(described("cache.filemaxage").contains(&format!("default {DEFAULT_FILE_MAX_AGE_SECS})")));
+        assert!(described("cache.maxentities").contains(&format!("default {DEFAULT_MAX_ENTITIES})")));
+    }
+}
