@@ -6,7 +6,7 @@ use std::path::Path;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::{
-    cli::{self, Cli, CliOutcome},
+    cli::{self, Cli},
     diagnostics::Diagnostics,
     env_overrides,
     graph::{self, DriverChoice, Graph},
@@ -38,16 +38,9 @@ where
         let rest = args.iter().take(1).chain(args.iter().skip(2)).cloned().collect();
         return record_explainer::main(rest);
     }
-    let cli = match cli::parse(args) {
-        CliOutcome::Run(c) => c,
-        CliOutcome::Exit(text, code) => {
-            print!("{text}");
-            return code;
-        }
-        CliOutcome::Usage(text) => {
-            eprint!("{text}");
-            return 1;
-        }
+    let cli = match cli::parse_or_exit(args) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     if cli.version {
         println!("{}", cli::version_line());

@@ -38,7 +38,8 @@ pub fn version_line() -> String {
     disable_version_flag = true,
     // Go's `flag` package keeps the last value of a flag given twice (scripts append flags).
     args_override_self = true,
-    override_usage = "sfprocessor [flags] <path>\n       (flags may be written -flag value, -flag=value or --flag value)"
+    override_usage = "sfprocessor [flags] <path>\n       sfprocessor keys [flags] [plugin]\n       sfprocessor explain -h\n       (flags may be written -flag value, -flag=value or --flag value)",
+    after_help = "Subcommands:\n  keys [plugin]   list every pipeline key of the host and of each built-in and loaded plugin\n                  (-driverdir, -plugdir name the plugin directories), as Markdown\n  explain         print one record of a trace as the policy engine sees it and the rules\n                  that hold on it (sfprocessor explain -h for its arguments)"
 )]
 pub struct Cli {
     /// Pipeline configuration file.
@@ -237,6 +238,22 @@ where
             }
             _ => CliOutcome::Usage(e.render().to_string()),
         },
+    }
+}
+
+/// Parses `argv` for a command that runs: the flags, or — after printing help to stdout or
+/// a usage error to stderr — the exit status.
+pub fn parse_or_exit(args: Vec<OsString>) -> Result<Cli, i32> {
+    match parse(args) {
+        CliOutcome::Run(c) => Ok(c),
+        CliOutcome::Exit(text, code) => {
+            print!("{text}");
+            Err(code)
+        }
+        CliOutcome::Usage(text) => {
+            eprint!("{text}");
+            Err(1)
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use sfprocessor_plugin_loader as loader;
 use sysflow_plugin_api::ConfigKey;
 
 use crate::{
-    cli::{self, CliOutcome},
+    cli,
     logging::{self, Threshold},
     plugins,
     registry::{Kind, Origin, Registered, Registry},
@@ -34,16 +34,9 @@ pub const HOST_KEYS: &[ConfigKey] = &[
 /// `keys`: upstream's flags (`-driverdir`, `-plugdir`, `-allowinsecureplugins`) and at most
 /// one plugin name. Returns the exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let cli = match cli::parse(args) {
-        CliOutcome::Run(c) => c,
-        CliOutcome::Exit(text, code) => {
-            print!("{text}");
-            return code;
-        }
-        CliOutcome::Usage(text) => {
-            eprint!("{text}");
-            return 1;
-        }
+    let cli = match cli::parse_or_exit(args) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     // Errors only, on stderr: stdout carries the listing alone.
     logging::init(logging::Settings {

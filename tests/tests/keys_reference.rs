@@ -53,3 +53,11 @@ fn upstream_flags_still_run_a_pipeline_check() {
     assert_eq!(out.status.code(), Some(0), "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("Successfully loaded pipeline configuration"), "{stderr}");
 }
+
+#[test]
+fn the_help_names_the_subcommands() {
+    let out = run_sfprocessor_in(&workspace_root(), &["-h"], &[]);
+    let (stdout, stderr) = output_text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("sfprocessor keys [flags] [plugin]") && stdout.contains("explain "), "{stdout}");
+}
