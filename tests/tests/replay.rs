@@ -67,8 +67,10 @@ fn stop(child: Child) -> (Option<i32>, String) {
 }
 
 fn replay(args: &[&str]) -> (Output, Duration) {
+    // Found (or built, where `cargo test` made no `sfreplay` binary) before the clock starts.
+    let bin = sfreplay_bin();
     let start = Instant::now();
-    let out = Command::new(sfreplay_bin()).args(args).output().expect("spawn sfreplay");
+    let out = Command::new(bin).args(args).output().expect("spawn sfreplay");
     (out, start.elapsed())
 }
 
