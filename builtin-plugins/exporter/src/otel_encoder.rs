@@ -18,7 +18,6 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
 };
 use prost::Message;
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use sysflow_plugin_api::FlatRecord;
 
 use crate::json_encoder::JsonEncoder;
@@ -108,11 +107,10 @@ impl OtelEncoder {
         let mut slots = Slots { attributes: &mut log.attributes, used: 0, spare: &mut self.spare };
         self.key.clear();
         self.key.push_str(ATTRIBUTE_PREFIX);
-        let mut de = serde_json::Deserializer::from_slice(&self.json_text);
         // Streamed straight into the kept attributes: no JSON tree, no new strings.
-        let parsed = FieldsSeed { slots: &mut slots, key: &mut self.key, top: true }
-            .deserialize(&mut de)
-            .and_then(|()| de.end());
+        let parsed = std::str::from_utf8(&self.json_text)
+            .map_err(|e| e.to_string())
+            .and_then(|text| Scan { text, pos: 0 }.fields(&mut slots, &mut self.key, true));
         slots.finish();
         parsed.map_err(|e| format!("otel: the record's JSON rendering does not parse: {e}"))?;
         log.time_unix_nano = u64::try_from(record.event.ts()).unwrap_or(0);
@@ -236,175 +234,169 @@ fn policy_attributes(record: &FlatRecord) -> Vec<KeyValue> {
     ]
 }
 
-/// Streams a JSON object into attributes: nested objects (the JSON sections) become dotted
-/// keys under `key`; at the top level, the policy results (`policies`, `tags`) are skipped
-/// because they go to the scope, as upstream's contextualiser puts them.
-struct FieldsSeed<'a, 'b> {
-    slots: &'a mut Slots<'b>,
-    key: &'a mut String,
-    top: bool,
+/// A reader of the JSON encoder's compact output (no whitespace, integers only), which
+/// streams it into attribute slots.
+struct Scan<'a> {
+    text: &'a str,
+    pos: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for FieldsSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldsSeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.pos).copied()
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let base = self.key.len();
-        while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if self.top && (name == "policies" || name == "tags") {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            }
-            self.key.truncate(base);
-            self.key.push_str(&name);
-            map.next_value_seed(FieldSeed { slots: &mut *self.slots, key: &mut *self.key })?;
+    fn error(&self, what: &str) -> String {
+        format!("{what} at byte {}", self.pos)
+    }
+
+    fn expect(&mut self, b: u8) -> Result<(), String> {
+        if self.peek() != Some(b) {
+            return Err(self.error(&format!("expected '{}'", b as char)));
         }
-        self.key.truncate(base);
-        Ok(())
-    }
-}
-
-/// One JSON value under `key`: an object is flattened further, anything else is one attribute.
-struct FieldSeed<'a, 'b> {
-    slots: &'a mut Slots<'b>,
-    key: &'a mut String,
-}
-
-impl<'de> DeserializeSeed<'de> for FieldSeed<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for FieldSeed<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        self.key.push('.');
-        FieldsSeed { slots: self.slots, key: self.key, top: false }.visit_map(map)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        ValueSeed(self.slots.next(self.key)).visit_seq(seq)
-    }
-
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
-        ValueSeed(self.slots.next(self.key)).visit_bool(v)
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
-        ValueSeed(self.slots.next(self.key)).visit_i64(v)
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
-        ValueSeed(self.slots.next(self.key)).visit_u64(v)
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
-        ValueSeed(self.slots.next(self.key)).visit_f64(v)
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
-        ValueSeed(self.slots.next(self.key)).visit_str(v)
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        ValueSeed(self.slots.next(self.key)).visit_unit()
-    }
-}
-
-/// Overwrites an attribute value in place with a JSON value, reusing its string and array
-/// buffers; objects inside arrays (pod services) become key-value lists.
-struct ValueSeed<'a>(&'a mut AnyValue);
-
-impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ValueSeed<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        // Rare (pod services only): built afresh.
-        let mut values = Vec::new();
-        while let Some(k) = map.next_key::<String>()? {
-            let mut v = AnyValue::default();
-            map.next_value_seed(ValueSeed(&mut v))?;
-            values.push(kv(k, v));
-        }
-        self.0.value = Some(Value::KvlistValue(KeyValueList { values }));
+        self.pos += 1;
         Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let values = array_values(self.0);
-        let mut used = 0;
+    /// Consumes `b` if it comes next.
+    fn eat(&mut self, b: u8) -> bool {
+        let found = self.peek() == Some(b);
+        self.pos += found as usize;
+        found
+    }
+
+    /// A string; borrowed from the text unless it has escapes (rare: serde_json decodes those).
+    fn string(&mut self) -> Result<std::borrow::Cow<'a, str>, String> {
+        let start = self.pos;
+        self.expect(b'"')?;
+        let bytes = self.text.as_bytes();
+        let mut escaped = false;
         loop {
-            if used == values.len() {
-                values.push(AnyValue::default());
-            }
-            if seq.next_element_seed(ValueSeed(&mut values[used]))?.is_none() {
+            let Some(at) = bytes.get(self.pos..).and_then(|rest| memchr::memchr2(b'"', b'\\', rest)) else {
+                return Err(self.error("unterminated string"));
+            };
+            self.pos += at + 1;
+            if bytes[self.pos - 1] == b'"' {
                 break;
             }
-            used += 1;
+            // A backslash: the escaped character (or the `u` of `\uXXXX`) is never a quote.
+            escaped = true;
+            self.pos += 1;
         }
-        values.truncate(used);
+        let quoted = self.text.get(start..self.pos).ok_or_else(|| self.error("string not on a character boundary"))?;
+        if escaped {
+            serde_json::from_str(quoted).map(std::borrow::Cow::Owned).map_err(|e| format!("{e} in string at byte {start}"))
+        } else {
+            Ok(std::borrow::Cow::Borrowed(&quoted[1..quoted.len() - 1]))
+        }
+    }
+
+    /// Streams an object into `slots`: nested objects (the JSON sections) become dotted keys
+    /// under `key`; at the top level, the policy results (`policies`, `tags`) are skipped
+    /// because they go to the scope, as upstream's contextualiser puts them.
+    fn fields(&mut self, slots: &mut Slots, key: &mut String, top: bool) -> Result<(), String> {
+        self.expect(b'{')?;
+        let base = key.len();
+        if !self.eat(b'}') {
+            loop {
+                let name = self.string()?;
+                self.expect(b':')?;
+                if top && (name == "policies" || name == "tags") {
+                    self.value(&mut AnyValue::default())?;
+                } else {
+                    key.truncate(base);
+                    key.push_str(&name);
+                    if self.peek() == Some(b'{') {
+                        key.push('.');
+                        self.fields(slots, key, false)?;
+                    } else {
+                        self.value(slots.next(key))?;
+                    }
+                }
+                if !self.eat(b',') {
+                    break;
+                }
+            }
+            self.expect(b'}')?;
+        }
+        key.truncate(base);
+        if top && self.pos != self.text.len() {
+            return Err(self.error("trailing characters"));
+        }
         Ok(())
     }
 
-    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
-        self.0.value = Some(Value::BoolValue(v));
-        Ok(())
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
-        self.0.value = Some(Value::IntValue(v));
-        Ok(())
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
-        self.0.value = Some(int_value(v));
-        Ok(())
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
-        self.0.value = Some(Value::DoubleValue(v));
-        Ok(())
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
-        set_str(self.0, v);
-        Ok(())
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        self.0.value = None;
+    /// Overwrites `v` in place with the next value, reusing its string and array buffers;
+    /// objects inside arrays (pod services) become key-value lists.
+    fn value(&mut self, v: &mut AnyValue) -> Result<(), String> {
+        match self.peek() {
+            Some(b'"') => {
+                let s = self.string()?;
+                set_str(v, &s);
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                let values = array_values(v);
+                let mut used = 0;
+                if !self.eat(b']') {
+                    loop {
+                        if used == values.len() {
+                            values.push(AnyValue::default());
+                        }
+                        self.value(&mut values[used])?;
+                        used += 1;
+                        if !self.eat(b',') {
+                            break;
+                        }
+                    }
+                    self.expect(b']')?;
+                }
+                values.truncate(used);
+            }
+            Some(b'{') => {
+                // Rare (pod services only): built afresh.
+                self.pos += 1;
+                let mut values = Vec::new();
+                if !self.eat(b'}') {
+                    loop {
+                        let k = self.string()?.into_owned();
+                        self.expect(b':')?;
+                        let mut item = AnyValue::default();
+                        self.value(&mut item)?;
+                        values.push(kv(k, item));
+                        if !self.eat(b',') {
+                            break;
+                        }
+                    }
+                    self.expect(b'}')?;
+                }
+                v.value = Some(Value::KvlistValue(KeyValueList { values }));
+            }
+            Some(b't') | Some(b'f') | Some(b'n') => {
+                let rest = self.text.get(self.pos..).unwrap_or_default();
+                let (value, len) = if rest.starts_with("true") {
+                    (Some(Value::BoolValue(true)), 4)
+                } else if rest.starts_with("false") {
+                    (Some(Value::BoolValue(false)), 5)
+                } else if rest.starts_with("null") {
+                    (None, 4)
+                } else {
+                    return Err(self.error("unknown literal"));
+                };
+                self.pos += len;
+                v.value = value;
+            }
+            _ => {
+                let bytes = self.text.as_bytes();
+                let start = self.pos;
+                self.pos += bytes[start..].iter().take_while(|b| b.is_ascii_digit() || **b == b'-').count();
+                let number = self.text.get(start..self.pos).unwrap_or_default();
+                v.value = Some(match number.parse::<i64>() {
+                    Ok(i) => Value::IntValue(i),
+                    Err(_) => int_value(number.parse::<u64>().map_err(|e| format!("number {number:?} at byte {start}: {e}"))?),
+                });
+            }
+        }
         Ok(())
     }
 }
