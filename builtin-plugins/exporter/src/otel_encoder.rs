@@ -66,6 +66,12 @@ pub struct OtelEncoder {
     logs: LogsData,
     /// Attribute slots the last record did not need, kept for a longer one.
     spare: Vec<KeyValue>,
+    /// The attribute lists of the other record types, by type number: each type has its
+    /// own field layout, so a slot keeps its value kind (and its buffers) from one record
+    /// of a type to the next.
+    parked: Vec<Vec<KeyValue>>,
+    /// The type number of the attributes in `logs`.
+    current_type: usize,
     /// The dotted attribute key being built (reused buffer).
     key: String,
 }
@@ -79,6 +85,8 @@ impl OtelEncoder {
             json_text: Vec::new(),
             logs: skeleton(),
             spare: Vec::new(),
+            parked: Vec::new(),
+            current_type: 0,
             key: String::new(),
         }
     }
@@ -104,6 +112,15 @@ impl OtelEncoder {
         let Some((resource, scope, log)) = parts(&mut self.logs) else {
             return Err("otel: the OTLP message skeleton has no log record".to_string());
         };
+        let rtype = record.record_type() as usize;
+        if rtype != self.current_type {
+            if self.parked.len() <= rtype.max(self.current_type) {
+                self.parked.resize_with(rtype.max(self.current_type) + 1, Vec::new);
+            }
+            std::mem::swap(&mut log.attributes, &mut self.parked[self.current_type]);
+            std::mem::swap(&mut log.attributes, &mut self.parked[rtype]);
+            self.current_type = rtype;
+        }
         let mut slots = Slots { attributes: &mut log.attributes, used: 0, spare: &mut self.spare };
         self.key.clear();
         self.key.push_str(ATTRIBUTE_PREFIX);
