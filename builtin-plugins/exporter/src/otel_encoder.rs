@@ -114,6 +114,8 @@ impl OtelEncoder {
         };
         let rtype = record.record_type() as usize;
         if rtype != self.current_type {
+            // `parked[current_type]` always holds an empty list: it takes the current
+            // type's attributes, and that empty list goes to where the new type's came from.
             if self.parked.len() <= rtype.max(self.current_type) {
                 self.parked.resize_with(rtype.max(self.current_type) + 1, Vec::new);
             }
@@ -209,6 +211,7 @@ impl Slots<'_> {
     }
 }
 
+/// Makes `v` the string `s`, reusing its string buffer when it already holds one.
 fn set_str(v: &mut AnyValue, s: &str) {
     match &mut v.value {
         Some(Value::StringValue(old)) => {
