@@ -148,8 +148,11 @@ impl OtelEncoder {
         self.fill(record)?;
         match self.encoding {
             OtelEncoding::Proto => {
-                out.reserve(self.logs.encoded_len());
-                self.logs.encode(out).map_err(|e| format!("otel: protobuf encoding failed: {e}"))
+                let start = out.len();
+                encode_proto(&self.logs, out).map_err(|e| {
+                    out.truncate(start);
+                    format!("otel: protobuf encoding failed: {e}")
+                })
             }
             OtelEncoding::Json => {
                 let start = out.len();
@@ -160,6 +163,39 @@ impl OtelEncoder {
             }
         }
     }
+}
+
+/// Protobuf of `logs`, byte for byte prost's `encode`, with the log record sized once:
+/// prost sizes a nested message again at each level it is framed in, and the log record
+/// (nearly all the bytes) sits four levels down. The three outer levels of the one-record
+/// layout are framed here; any other layout is left to prost.
+fn encode_proto(logs: &LogsData, out: &mut Vec<u8>) -> Result<(), prost::EncodeError> {
+    // Field 1 / field 2, wire type 2 (length-delimited).
+    const FIELD_1: u8 = 0x0a;
+    const FIELD_2: u8 = 0x12;
+    let [rl] = logs.resource_logs.as_slice() else { return logs.encode(out) };
+    let (Some(resource), [sl], true) = (&rl.resource, rl.scope_logs.as_slice(), rl.schema_url.is_empty()) else {
+        return logs.encode(out);
+    };
+    let (Some(scope), [log], true) = (&sl.scope, sl.log_records.as_slice(), sl.schema_url.is_empty()) else {
+        return logs.encode(out);
+    };
+    let framed = |len: usize| 1 + prost::length_delimiter_len(len) + len;
+    let (log_len, scope_len, resource_len) = (log.encoded_len(), scope.encoded_len(), resource.encoded_len());
+    let sl_len = framed(scope_len) + framed(log_len);
+    let rl_len = framed(resource_len) + framed(sl_len);
+    out.reserve(framed(rl_len));
+    out.push(FIELD_1);
+    prost::encode_length_delimiter(rl_len, out)?;
+    out.push(FIELD_1);
+    resource.encode_length_delimited(out)?;
+    out.push(FIELD_2);
+    prost::encode_length_delimiter(sl_len, out)?;
+    out.push(FIELD_1);
+    scope.encode_length_delimited(out)?;
+    out.push(FIELD_2);
+    prost::encode_length_delimiter(log_len, out)?;
+    log.encode(out)
 }
 
 /// An empty message of the layout every record gets: one resource, one scope, one log record.

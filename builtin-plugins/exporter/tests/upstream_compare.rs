@@ -434,7 +434,8 @@ fn ecs_output_matches_upstream_enrich_ecs() {
 /// `format: otel` on every shared trace: the encoders that keep their message between
 /// records write, for each record, what serde_json and prost write for the message a fresh
 /// encoder builds (so nothing of an earlier record leaks into a later one), and the
-/// OTLP/JSON and protobuf forms carry the same message.
+/// OTLP/JSON and protobuf forms carry the same message (the protobuf byte for byte as
+/// prost encodes it).
 #[test]
 fn otel_output_is_the_fresh_message_on_every_trace() {
     let Some(data) = data_dir() else { return };
@@ -457,6 +458,7 @@ fn otel_output_is_the_fresh_message_on_every_trace() {
             proto_bytes.clear();
             proto.encode(r, &mut proto_bytes).expect("protobuf encoding");
             assert_eq!(LogsData::decode(proto_bytes.as_slice()).expect("decodes"), fresh, "{name}: record {}", records + 1);
+            assert_eq!(proto_bytes, fresh.encode_to_vec(), "{name}: record {}: prost's own bytes", records + 1);
             records += 1;
         });
     }
