@@ -1,13 +1,14 @@
-//! Measures JSON encoding speed on a real trace: decodes and resolves it once, then
+//! Measures encoding speed on a real trace: decodes and resolves it once, then
 //! encodes all its flat records repeatedly with one encoder (CPU time of this thread).
 //!
-//! `cargo run --release -p sysflow-exporter --example encode_trace_speed -- <trace.sf> [passes] [json|ecs|file]`
-//! (`file`: the whole exporter stage writing to a temporary file)
+//! `cargo run --release -p sysflow-exporter --example encode_trace_speed -- <trace.sf> [passes] [json|ecs|otel-json|otel-proto|file]`
+//! (`file`: the whole exporter stage writing to a temporary file; `otel-*`: `format: otel`
+//! as OTLP/JSON or protobuf)
 
 use std::time::Instant;
 
 use sysflow_avro_drivers::TraceReader;
-use sysflow_exporter::{EcsEncoder, JsonEncoder};
+use sysflow_exporter::{EcsEncoder, JsonEncoder, OtelEncoder, OtelEncoding};
 use sysflow_plugin_api::{abi_stable::std_types::RStr, Batch, FlatRecord, Host, LogLevel, Processor};
 use sysflow_reader::SysFlowReader;
 
@@ -63,13 +64,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut encoder = JsonEncoder::new();
     let mut ecs_encoder = EcsEncoder::new();
+    let mut otel = match mode.as_str() {
+        "otel-json" => Some(OtelEncoder::new(OtelEncoding::Json)),
+        "otel-proto" => Some(OtelEncoder::new(OtelEncoding::Proto)),
+        _ => None,
+    };
     let mut out = Vec::with_capacity(1 << 20);
     let (mut bytes, mut count) = (0usize, 0usize);
     let wall = Instant::now();
     let cpu_start = cpu_ns();
     for _ in 0..passes {
         for r in &records {
-            if ecs {
+            if let Some(otel) = &mut otel {
+                otel.encode(r, &mut out)?;
+            } else if ecs {
                 ecs_encoder.encode(r, &mut out);
             } else {
                 encoder.encode(r, &mut out);

@@ -69,6 +69,13 @@ fn ascii_needs_escape(b: u8) -> bool {
     b < 0x20 || matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&')
 }
 
+/// Whether `s` is ASCII without control characters, `"`, `&`, `<`, `>` or `\`: text that
+/// every JSON writer (this one, serde_json) copies unchanged between quotes.
+pub(crate) fn is_plain(s: &[u8]) -> bool {
+    let i = skip_clean_blocks(s, 0);
+    s[i..].iter().all(|&b| b < 0x80 && !ascii_needs_escape(b))
+}
+
 /// Writes `s` as a quoted JSON string.
 #[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {

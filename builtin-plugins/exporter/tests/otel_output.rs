@@ -159,3 +159,26 @@ fn json_encoding_is_otlp_json() {
     assert_eq!(strings(&attrs(&scope.attributes)["sf.processor.rules"]), ["Exec in container"]);
     assert_eq!(logs, decode_proto(&r), "JSON and protobuf carry the same message");
 }
+
+/// The encoder keeps its message between records: a record without policy results after
+/// one with them, or with fewer attributes, carries nothing of the earlier one.
+#[test]
+fn reused_message_keeps_nothing_of_the_previous_record() {
+    let matched = record(&[("R", &["t"])], &["a"]);
+    let mut plain = record(&[], &[]);
+    plain.container = ROption::RNone;
+    for encoding in [OtelEncoding::Proto, OtelEncoding::Json] {
+        let mut reused = OtelEncoder::new(encoding);
+        let mut out = Vec::new();
+        for r in [&matched, &plain, &matched] {
+            out.clear();
+            reused.encode(r, &mut out).expect("encode");
+            let mut fresh = Vec::new();
+            OtelEncoder::new(encoding).encode(r, &mut fresh).expect("encode");
+            assert_eq!(out, fresh, "{encoding:?}");
+        }
+    }
+    let logs = OtelEncoder::new(OtelEncoding::Proto).logs_data(&plain).expect("message");
+    let a = attrs(&logs.resource_logs[0].scope_logs[0].log_records[0].attributes);
+    assert!(!a.keys().any(|k| k.starts_with("sf.container.")), "{:?}", a.keys());
+}

@@ -14,7 +14,8 @@ use std::{
 
 use serde_json::Value;
 use sysflow_avro_drivers::TraceReader;
-use sysflow_exporter::{EcsEncoder, JsonEncoder};
+use prost::Message;
+use sysflow_exporter::{opentelemetry_proto::tonic::logs::v1::LogsData, EcsEncoder, JsonEncoder, OtelEncoder, OtelEncoding};
 use sysflow_plugin_api::{abi_stable::std_types::RStr, Batch, FlatRecord, Host, LogLevel, Processor, SysFlowRecord};
 use sysflow_reader::SysFlowReader;
 
@@ -428,4 +429,38 @@ fn ecs_output_matches_upstream_enrich_ecs() {
         unexplained.iter().map(|(k, (n, ex))| format!("  {k}: {n} differences, first: {ex}")).collect();
     assert!(report.is_empty(), "unexplained ECS differences from upstream:\n{}", report.join("\n"));
     assert!(compared > 0 && raw_checked > 0);
+}
+
+/// `format: otel` on every shared trace: the encoders that keep their message between
+/// records write, for each record, what serde_json and prost write for the message a fresh
+/// encoder builds (so nothing of an earlier record leaks into a later one), and the
+/// OTLP/JSON and protobuf forms carry the same message (the protobuf byte for byte as
+/// prost encodes it).
+#[test]
+fn otel_output_is_the_fresh_message_on_every_trace() {
+    let Some(data) = data_dir() else { return };
+    let mut traces: Vec<PathBuf> = std::fs::read_dir(data.join("traces"))
+        .expect("traces dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "sf"))
+        .collect();
+    traces.sort();
+    let mut records = 0usize;
+    for trace in &traces {
+        let name = trace.display().to_string();
+        let (mut json, mut proto) = (OtelEncoder::new(OtelEncoding::Json), OtelEncoder::new(OtelEncoding::Proto));
+        let mut proto_bytes = Vec::new();
+        encode_trace(trace, &mut |r, out| {
+            json.encode(r, out).expect("OTLP/JSON encoding");
+            let fresh = OtelEncoder::new(OtelEncoding::Json).logs_data(r).expect("message");
+            let reference = serde_json::to_string(&fresh).expect("serde OTLP/JSON");
+            assert_eq!(std::str::from_utf8(out).expect("UTF-8"), reference, "{name}: record {}", records + 1);
+            proto_bytes.clear();
+            proto.encode(r, &mut proto_bytes).expect("protobuf encoding");
+            assert_eq!(LogsData::decode(proto_bytes.as_slice()).expect("decodes"), fresh, "{name}: record {}", records + 1);
+            assert_eq!(proto_bytes, fresh.encode_to_vec(), "{name}: record {}: prost's own bytes", records + 1);
+            records += 1;
+        });
+    }
+    assert!(records > 10_000, "only {records} records compared");
 }
