@@ -44,7 +44,7 @@ pub const DEFAULT_REPLAY_WINDOW: usize = 10_000;
 /// The replay window never holds more bytes than this, whatever its record count.
 pub const MAX_REPLAY_BYTES: usize = 64 << 20;
 /// RELP messages sent and not yet acknowledged, unless `syslog.relp.window` says otherwise
-/// (rsyslog's imrelp accepts up to 128 by default).
+/// (librelp's own default window).
 pub const DEFAULT_RELP_WINDOW: usize = 128;
 /// Most records per write (the delivery layer's batch size for syslog).
 pub const MAX_BATCH_RECORDS: usize = 1000;
