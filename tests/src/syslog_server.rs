@@ -1,6 +1,6 @@
-//! Starting rsyslog as a test receiver (`../shared/servers.md` §3): plain TCP and TLS
-//! (openssl driver) inputs writing each message's MSG part, one per line, to a file;
-//! and a throw-away CA with a server certificate for the TLS input.
+//! Starting rsyslog as a test receiver (`../shared/servers.md` §3): plain TCP, TLS
+//! (openssl driver) and RELP (imrelp) inputs writing each message's MSG part, one per
+//! line, to a file; and a throw-away CA with a server certificate for the TLS input.
 
 use std::{
     path::{Path, PathBuf},
@@ -47,6 +47,8 @@ pub struct Rsyslog {
     pub tcp_port: u16,
     /// The TLS port (0 without certificates).
     pub tls_port: u16,
+    /// The RELP port (0 unless started with [`Rsyslog::start_relp`]).
+    pub relp_port: u16,
     /// Where the messages go, one per line.
     pub out: PathBuf,
 }
@@ -55,6 +57,16 @@ impl Rsyslog {
     /// Writes the configuration into `dir` and starts rsyslogd; `None` (after a skip notice)
     /// when rsyslogd (or its openssl driver, for TLS) is not installed.
     pub fn start(test: &str, dir: &Path, certs: Option<&TestCertificates>) -> Option<Rsyslog> {
+        Self::start_with(test, dir, certs, false)
+    }
+
+    /// An rsyslogd with a plain TCP input and a RELP input (imrelp) on `relp_port`; `None`
+    /// (after a skip notice) when rsyslogd or its RELP module is not installed.
+    pub fn start_relp(test: &str, dir: &Path) -> Option<Rsyslog> {
+        Self::start_with(test, dir, None, true)
+    }
+
+    fn start_with(test: &str, dir: &Path, certs: Option<&TestCertificates>, relp: bool) -> Option<Rsyslog> {
         if servers::system_bin("rsyslogd").is_none() {
             servers::skip(test, "rsyslogd (apt rsyslog)");
             return None;
@@ -65,10 +77,18 @@ impl Rsyslog {
             servers::skip(test, "rsyslog's openssl driver (apt rsyslog-openssl)");
             return None;
         }
+        if relp
+            && !Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so").exists()
+            && !Path::new("/usr/lib/rsyslog/imrelp.so").exists()
+        {
+            servers::skip(test, "rsyslog's RELP input (apt rsyslog-relp)");
+            return None;
+        }
         let work = dir.join("rsyslog-work");
         std::fs::create_dir_all(&work).expect("create the rsyslog work directory");
         let out = dir.join("received.log");
         let (tcp_port, tls_port) = (servers::free_port(), if certs.is_some() { servers::free_port() } else { 0 });
+        let relp_port = if relp { servers::free_port() } else { 0 };
         let mut conf = String::new();
         match certs {
             Some(c) => conf.push_str(&format!(
@@ -89,15 +109,20 @@ impl Rsyslog {
                  streamDriver.name=\"ossl\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\")\n"
             ));
         }
+        if relp {
+            conf.push_str("module(load=\"imrelp\")\n");
+            conf.push_str(&format!("input(type=\"imrelp\" address=\"127.0.0.1\" port=\"{relp_port}\")\n"));
+        }
         conf.push_str("template(name=\"msgonly\" type=\"string\" string=\"%msg%\\n\")\n");
         conf.push_str(&format!("*.* action(type=\"omfile\" file=\"{}\" template=\"msgonly\")\n", out.display()));
         let config = dir.join("rsyslog.conf");
         std::fs::write(&config, conf).expect("write rsyslog.conf");
-        let process = Self::spawn(&config, dir, tcp_port, tls_port);
-        Some(Rsyslog { process, config, dir: dir.to_path_buf(), tcp_port, tls_port, out })
+        let ports = [tcp_port, tls_port, relp_port];
+        let process = Self::spawn(&config, dir, &ports);
+        Some(Rsyslog { process, config, dir: dir.to_path_buf(), tcp_port, tls_port, relp_port, out })
     }
 
-    fn spawn(config: &Path, dir: &Path, tcp_port: u16, tls_port: u16) -> ServerProcess {
+    fn spawn(config: &Path, dir: &Path, ports: &[u16]) -> ServerProcess {
         let log = dir.join("rsyslogd.log");
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("open the rsyslogd log");
         let err = out.try_clone().expect("clone the log handle");
@@ -115,7 +140,7 @@ impl Rsyslog {
             .spawn()
             .expect("spawn rsyslogd");
         let process = ServerProcess::new(child, &log);
-        for port in [tcp_port, tls_port].into_iter().filter(|p| *p != 0) {
+        for port in ports.iter().copied().filter(|p| *p != 0) {
             assert!(servers::wait_for_port(port, READY_TIMEOUT), "rsyslogd not listening on {port}: {}", process.log_text());
         }
         process
@@ -138,7 +163,7 @@ impl Rsyslog {
 
     /// Starts rsyslogd again with the same configuration (same ports, same output file).
     pub fn restart(&mut self) {
-        self.process = Self::spawn(&self.config, &self.dir, self.tcp_port, self.tls_port);
+        self.process = Self::spawn(&self.config, &self.dir, &[self.tcp_port, self.tls_port, self.relp_port]);
     }
 
     /// The messages received so far, one per line.

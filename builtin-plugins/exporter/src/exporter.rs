@@ -13,7 +13,7 @@ use crate::{
     http::{HttpSettings, HttpSink},
     json_encoder::JsonEncoder,
     otel_encoder::{OtelEncoder, OtelEncoding},
-    transport::{self, syslog, EncodedBatch, SyslogSettings, SyslogSink, Transport},
+    transport::{self, syslog, EncodedBatch, RelpSink, SyslogSettings, SyslogSink, Transport},
 };
 
 /// Pending records older than this are delivered at the next batch (upstream's 1 s ticker).
@@ -28,12 +28,13 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("vault.secrets", "\"true\" reads Elasticsearch credentials from secret files (es transport)"),
     ConfigKey::new("vault.path", "secrets directory (default /run/secrets)"),
     ConfigKey::new("vault.encoding", "secret file encoding: none (default) or base64"),
-    ConfigKey::new("syslog.proto", "syslog protocol: tcp (default), udp, tls (or tcp+tls)"),
+    ConfigKey::new("syslog.proto", "syslog protocol: tcp (default), udp, tls (or tcp+tls), relp (acknowledged, rsyslog imrelp; no TLS)"),
+    ConfigKey::new("syslog.relp.window", "syslog relp: most messages sent and not yet acknowledged (default 128)"),
     ConfigKey::new("syslog.tls.cafile", "syslog tls: PEM CA certificate(s) the server certificate must chain to (default: system roots)"),
     ConfigKey::new("syslog.tls.certfile", "syslog tls: PEM client certificate (with syslog.tls.keyfile)"),
     ConfigKey::new("syslog.tls.keyfile", "syslog tls: PEM PKCS#8 client key (with syslog.tls.certfile)"),
     ConfigKey::new("syslog.tls.insecure", "syslog tls: \"true\" skips server certificate verification (tests only)"),
-    ConfigKey::new("syslog.writeTimeout", "syslog tcp/tls: a write making no progress this long fails and reconnects, Go duration (default 10s)"),
+    ConfigKey::new("syslog.writeTimeout", "syslog tcp/tls/relp: a write making no progress (relp: an acknowledgement not arriving) this long fails and reconnects, Go duration (default 10s)"),
     ConfigKey::new("syslog.replayWindow", "syslog tcp/tls: records written again after a reconnect (default 10000)"),
     ConfigKey::new("syslog.tag", "syslog tag (default sysflow)"),
     ConfigKey::new("syslog.source", "syslog HOSTNAME field"),
@@ -220,9 +221,12 @@ impl Exporter {
                 .map_err(PluginError::new)?;
             let receiver = settings.describe();
             // One sender: syslog messages keep their order.
-            let sink = SyslogSink::connect(settings).map_err(PluginError::new)?;
-            let delivery =
-                Delivery::start(vec![Box::new(sink)], delivery_settings, receiver, host).map_err(PluginError::new)?;
+            let sink: Box<dyn Sink> = if settings.protocol == syslog::Protocol::Relp {
+                Box::new(RelpSink::connect(settings).map_err(PluginError::new)?)
+            } else {
+                Box::new(SyslogSink::connect(settings).map_err(PluginError::new)?)
+            };
+            let delivery = Delivery::start(vec![sink], delivery_settings, receiver, host).map_err(PluginError::new)?;
             let mut exporter = Exporter::with_transport(host, Box::new(transport::NullTransport), buffer);
             exporter.output = Output::Delivery { delivery, name: "syslog", with_ids: false };
             exporter

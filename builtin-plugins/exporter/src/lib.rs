@@ -3,7 +3,7 @@
 //! (`format: falco`, [`falco_encoder`]) or OTLP logs (`format: otel`, [`otel_encoder`],
 //! OTLP/JSON lines on local transports) and delivers them to the terminal, a file, or
 //! nowhere (`null`), or through the [`delivery`] layer (bounded queue, retries, counters)
-//! to a syslog server (UDP/TCP/TLS), Elasticsearch/OpenSearch (`es`) or an HTTP webhook
+//! to a syslog server (UDP/TCP/TLS/RELP), Elasticsearch/OpenSearch (`es`) or an HTTP webhook
 //! (`http`).
 //!
 //! Output is byte-for-byte upstream's (sf-processor 0.7) wherever upstream's output is

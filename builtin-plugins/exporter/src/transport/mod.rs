@@ -8,11 +8,13 @@
 mod file;
 mod null;
 pub mod syslog;
+mod syslog_relp;
 mod terminal;
 
 pub use file::{FileTransport, OpenMode};
 pub use null::NullTransport;
 pub use syslog::{SyslogSettings, SyslogSink};
+pub use syslog_relp::RelpSink;
 pub use terminal::TerminalTransport;
 
 use sysflow_plugin_api::PluginConfig;

@@ -5,6 +5,9 @@
 //! (priority 25 = facility daemon, severity alert). Over TCP and TLS messages are
 //! newline-framed (no octet counting), as upstream's client does.
 //!
+//! With `syslog.proto: relp` the same messages go over RELP, which acknowledges each one
+//! ([`syslog_relp`](super::syslog_relp)).
+//!
 //! Differences from upstream: TLS verifies the server certificate (against
 //! `syslog.tls.cafile`, or the system roots) unless `syslog.tls.insecure` is `"true"`;
 //! writes time out; a broken connection is re-established with backoff by the delivery
@@ -40,6 +43,9 @@ pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_REPLAY_WINDOW: usize = 10_000;
 /// The replay window never holds more bytes than this, whatever its record count.
 pub const MAX_REPLAY_BYTES: usize = 64 << 20;
+/// RELP messages sent and not yet acknowledged, unless `syslog.relp.window` says otherwise
+/// (librelp's own default window).
+pub const DEFAULT_RELP_WINDOW: usize = 128;
 /// Most records per write (the delivery layer's batch size for syslog).
 pub const MAX_BATCH_RECORDS: usize = 1000;
 
@@ -52,14 +58,18 @@ pub enum Protocol {
     Tcp,
     /// Newline-framed over TLS (`tls` or `tcp+tls`).
     Tls,
+    /// RELP over TCP: every message acknowledged by the server (`relp`).
+    Relp,
 }
 
 impl Protocol {
-    fn name(self) -> &'static str {
+    /// The `syslog.proto` value naming this protocol.
+    pub fn name(self) -> &'static str {
         match self {
             Protocol::Udp => "udp",
             Protocol::Tcp => "tcp",
             Protocol::Tls => "tls",
+            Protocol::Relp => "relp",
         }
     }
 }
@@ -85,8 +95,10 @@ pub struct SyslogSettings {
     pid: u32,
     /// Records kept for replay after a reconnect.
     pub replay_window: usize,
-    /// How long a write may make no progress.
+    /// How long a write may make no progress (RELP: also how long an acknowledgement may take).
     pub write_timeout: Duration,
+    /// RELP: most messages sent and not yet acknowledged.
+    pub relp_window: usize,
     tls: Option<native_tls::TlsConnector>,
 }
 
@@ -105,6 +117,7 @@ impl SyslogSettings {
         let protocol = match key("syslog.proto", "tcp")?.as_str() {
             "udp" => Protocol::Udp,
             "tls" | "tcp+tls" => Protocol::Tls,
+            "relp" => Protocol::Relp,
             // Upstream: anything else is tcp.
             _ => Protocol::Tcp,
         };
@@ -129,6 +142,13 @@ impl SyslogSettings {
         if write_timeout.is_zero() {
             return Err("key 'syslog.writeTimeout': must be more than 0".into());
         }
+        let relp_window = config
+            .parse::<usize>("syslog.relp.window")
+            .map_err(|e| e.to_string())?
+            .unwrap_or(DEFAULT_RELP_WINDOW);
+        if relp_window == 0 {
+            return Err("key 'syslog.relp.window': must be at least 1 message".into());
+        }
         let tls = if protocol == Protocol::Tls { Some(tls_connector(config)?) } else { None };
         Ok(SyslogSettings {
             protocol,
@@ -140,8 +160,32 @@ impl SyslogSettings {
             pid: std::process::id(),
             replay_window,
             write_timeout,
+            relp_window,
             tls,
         })
+    }
+
+    /// Appends the message header (everything before the record) to `out`.
+    pub fn header(&self, out: &mut Vec<u8>, hostname: &str, timestamp: &str) {
+        out.extend_from_slice(PRIORITY.as_bytes());
+        out.extend_from_slice(timestamp.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(hostname.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.app.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.pid.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.tag.as_bytes());
+        out.extend_from_slice(b" - ");
+    }
+
+    /// The HOSTNAME field for a connection from `local`: `syslog.source`, else the local address.
+    pub fn hostname(&self, local: std::io::Result<std::net::SocketAddr>) -> String {
+        match &self.configured_source {
+            Some(src) => src.clone(),
+            None => local.map(|a| a.to_string()).unwrap_or_default(),
+        }
     }
 
     /// Names the destination in messages (`syslog tcp localhost:514`).
@@ -235,7 +279,8 @@ impl SyslogSink {
                     let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
                     UdpSocket::bind(bind).and_then(|u| u.connect(addr).map(|()| u)).map(Connection::Udp).map_err(|e| e.to_string())
                 }
-                Protocol::Tcp => tcp(addr, s.write_timeout).map(Connection::Tcp).map_err(|e| e.to_string()),
+                // The caller opens a RelpSink for relp; plain TCP is the fallback.
+                Protocol::Tcp | Protocol::Relp => tcp(addr, s.write_timeout).map(Connection::Tcp).map_err(|e| e.to_string()),
                 Protocol::Tls => match (tcp(addr, s.write_timeout), &s.tls) {
                     (Ok(stream), Some(tls)) => tls
                         .connect(&s.host, stream)
@@ -252,10 +297,7 @@ impl SyslogSink {
                         Connection::Tls(t) => t.get_ref().local_addr(),
                         Connection::Udp(u) => u.local_addr(),
                     };
-                    self.hostname = match &s.configured_source {
-                        Some(src) => src.clone(),
-                        None => local.map(|a| a.to_string()).unwrap_or_default(),
-                    };
+                    self.hostname = s.hostname(local);
                     self.conn = Some(conn);
                     return Ok(());
                 }
@@ -266,19 +308,9 @@ impl SyslogSink {
     }
 
     fn header(&self, out: &mut Vec<u8>, timestamp: &str) {
-        let s = &self.settings;
-        out.extend_from_slice(PRIORITY.as_bytes());
-        out.extend_from_slice(timestamp.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.hostname.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(s.app.as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(s.pid.to_string().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(s.tag.as_bytes());
-        out.extend_from_slice(b" - ");
+        self.settings.header(out, &self.hostname, timestamp);
     }
+
 
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match &mut self.conn {
@@ -362,7 +394,7 @@ impl Sink for SyslogSink {
 }
 
 /// A TCP connection with the connect and write timeouts set.
-fn tcp(addr: std::net::SocketAddr, write_timeout: Duration) -> std::io::Result<TcpStream> {
+pub fn tcp(addr: std::net::SocketAddr, write_timeout: Duration) -> std::io::Result<TcpStream> {
     let stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
     stream.set_write_timeout(Some(write_timeout))?;
     stream.set_read_timeout(Some(CONNECT_TIMEOUT))?;
@@ -370,7 +402,7 @@ fn tcp(addr: std::net::SocketAddr, write_timeout: Duration) -> std::io::Result<T
 }
 
 /// The current local time as RFC 3339 with second precision (`Z` for a zero offset).
-fn local_rfc3339_now() -> String {
+pub fn local_rfc3339_now() -> String {
     // SAFETY: time(NULL) has no preconditions; localtime_r writes only into `tm`, a
     // zero-initialised struct owned by this frame.
     let tm = unsafe {
