@@ -50,6 +50,12 @@ LABEL name="SysFlow Processor" \
       summary="SysFlow processor (Rust): applies policies to SysFlow telemetry and exports alerts or records" \
       io.k8s.display-name="SysFlow Processor"
 
+# libssl3: the exporters' TLS client (native-tls) links the system OpenSSL; ca-certificates:
+# the system roots that es/http/syslog TLS verify servers against by default.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libssl3 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
 RUN useradd --uid 1001 --user-group --no-create-home --home-dir /usr/local/sysflow --shell /usr/sbin/nologin sysflow \
  && mkdir -p /sock /usr/local/sysflow/resources/drivers /usr/local/sysflow/resources/plugins \
              /usr/local/sysflow/resources/handlers /usr/local/sysflow/resources/actions \
