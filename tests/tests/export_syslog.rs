@@ -52,14 +52,8 @@ fn input_and_expected(dir: &Path, data: &Path) -> (PathBuf, HashMap<String, usiz
     (input, expected)
 }
 
-/// How many expected records did not arrive (messages compared as parsed JSON), and how
-/// many arrived more often than expected.
-fn missing(expected: &HashMap<String, usize>, received: &[String]) -> (usize, Vec<String>) {
-    let (lost, examples, _) = compare(expected, received);
-    (lost, examples)
-}
-
-/// Missing records, examples of them, and surplus copies (duplicates).
+/// Missing records (messages compared as parsed JSON), examples of them, and surplus copies
+/// (duplicates).
 fn compare(expected: &HashMap<String, usize>, received: &[String]) -> (usize, Vec<String>, usize) {
     let mut got: HashMap<String, usize> = HashMap::new();
     for line in received {
@@ -82,7 +76,24 @@ fn compare(expected: &HashMap<String, usize>, received: &[String]) -> (usize, Ve
     (total, examples, surplus)
 }
 
-
+/// Runs the pipeline `cfg` over `input` to rsyslog, stopping rsyslog once [`RESTART_AFTER`]
+/// messages are in and starting it again 2 s later; the run's exit status, its log and every
+/// message rsyslog wrote.
+fn run_across_a_restart(rsyslog: &mut Rsyslog, dir: &Path, cfg: &str, input: &Path) -> (i32, String, Vec<String>) {
+    let mut child = spawn(dir, cfg, input);
+    let start = Instant::now();
+    while rsyslog.received().len() < RESTART_AFTER {
+        assert!(start.elapsed() < Duration::from_secs(120), "rsyslog received too little: {}", rsyslog.process.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rsyslog.stop();
+    assert!(child.try_wait().expect("wait").is_none(), "the run ended before the restart: use more copies");
+    std::thread::sleep(Duration::from_secs(2));
+    rsyslog.restart();
+    let (status, log) = finish(child, dir, Duration::from_secs(300));
+    rsyslog.stop();
+    (status, log, rsyslog.received())
+}
 
 /// Runs [`COPIES`] of the trace to rsyslog, restarting it once [`RESTART_AFTER`] messages
 /// are in; asserts every record arrived and the run reports the lost connection.
@@ -100,20 +111,8 @@ fn every_record_across_a_restart(test: &str, tls: bool) {
         exporter["syslog.tls.cafile"] = json!(c.ca.to_string_lossy());
     }
     let cfg = pipeline(dir.path(), "syslog.json", exporter);
-    let mut child = spawn(dir.path(), &cfg, &input);
-    let start = Instant::now();
-    while rsyslog.received().len() < RESTART_AFTER {
-        assert!(start.elapsed() < Duration::from_secs(120), "rsyslog received too little: {}", rsyslog.process.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    rsyslog.stop();
-    assert!(child.try_wait().expect("wait").is_none(), "the run ended before the restart: use more copies");
-    std::thread::sleep(Duration::from_secs(2));
-    rsyslog.restart();
-    let (status, log) = finish(child, dir.path(), Duration::from_secs(300));
-    rsyslog.stop();
-    let received = rsyslog.received();
-    let (lost, examples) = missing(&expected, &received);
+    let (status, log, received) = run_across_a_restart(&mut rsyslog, dir.path(), &cfg, &input);
+    let (lost, examples, _) = compare(&expected, &received);
     assert_eq!(lost, 0, "{lost} records never arrived (of {} received), e.g. {examples:?}\n{log}", received.len());
     // Plain TCP has no acknowledgement: the run must not claim everything arrived.
     assert!(log.contains("connection was lost") && log.contains("cannot be confirmed"), "{log}");
@@ -145,19 +144,7 @@ fn rsyslog_receives_every_record_over_relp_across_a_restart_with_at_most_a_windo
         "syslog.proto": "relp", "syslog.host": "127.0.0.1", "syslog.port": rsyslog.relp_port.to_string(),
         "delivery.stopTimeout": "60s"});
     let cfg = pipeline(dir.path(), "relp.json", exporter);
-    let mut child = spawn(dir.path(), &cfg, &input);
-    let start = Instant::now();
-    while rsyslog.received().len() < RESTART_AFTER {
-        assert!(start.elapsed() < Duration::from_secs(120), "rsyslog received too little: {}", rsyslog.process.log_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    rsyslog.stop();
-    assert!(child.try_wait().expect("wait").is_none(), "the run ended before the restart: use more copies");
-    std::thread::sleep(Duration::from_secs(2));
-    rsyslog.restart();
-    let (status, log) = finish(child, dir.path(), Duration::from_secs(300));
-    rsyslog.stop();
-    let received = rsyslog.received();
+    let (status, log, received) = run_across_a_restart(&mut rsyslog, dir.path(), &cfg, &input);
     let (lost, examples, duplicates) = compare(&expected, &received);
     let want: usize = expected.values().sum();
     eprintln!("relp across a restart: {} received for {want} records, {duplicates} duplicates", received.len());

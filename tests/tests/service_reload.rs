@@ -80,6 +80,20 @@ struct Proc {
 }
 
 impl Proc {
+    /// Starts `sfprocessor args…` in `dir`, collecting both output streams.
+    fn spawn(dir: &Path, args: &[&str]) -> Proc {
+        let mut child = Command::new(sfprocessor_bin())
+            .current_dir(dir)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sfprocessor");
+        let (stdout, t1) = collect(child.stdout.take().expect("stdout"));
+        let (stderr, t2) = collect(child.stderr.take().expect("stderr"));
+        Proc { child, stdout, stderr, collectors: vec![t1, t2] }
+    }
+
     fn logs(&self) -> String {
         format!("--- stdout\n{}--- stderr\n{}", self.stdout.lock().expect("log"), self.stderr.lock().expect("log"))
     }
@@ -151,16 +165,7 @@ fn ten_sighups_under_a_stream_lose_and_repeat_no_record() {
     let cfg = write_pipeline(dir.path(), "p.json", &pipeline(&policies, &out, "1", "0", &sock));
     // What the pipeline file says now: concurrency, buffer and socket path.
     let mut shape: (&str, &str, std::path::PathBuf) = ("1", "0", sock.clone());
-    let mut child = Command::new(sfprocessor_bin())
-        .current_dir(dir.path())
-        .args(["-config", &cfg.to_string_lossy()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sfprocessor");
-    let (stdout, t1) = collect(child.stdout.take().expect("stdout"));
-    let (stderr, t2) = collect(child.stderr.take().expect("stderr"));
-    let p = Proc { child, stdout, stderr, collectors: vec![t1, t2] };
+    let p = Proc::spawn(dir.path(), &["-config", &cfg.to_string_lossy()]);
     p.wait("the socket to be bound", Duration::from_secs(20), |_| sock.exists());
 
     let steps: Vec<(Change, bool)> = vec![
@@ -309,17 +314,9 @@ fn test_flag_and_reload_keep_an_existing_output_file() {
     // A plain start replaces the file (upstream's behaviour); a reload continues it.
     let sock = dir.path().join("s.sock");
     let port = free_port();
-    let mut child = Command::new(sfprocessor_bin())
-        .current_dir(dir.path())
-        .args(["-config", &cfg.to_string_lossy(), "-driver", "socket", &sock.to_string_lossy()])
-        .args(["-metrics", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sfprocessor");
-    let (stdout, t1) = collect(child.stdout.take().expect("stdout"));
-    let (stderr, t2) = collect(child.stderr.take().expect("stderr"));
-    let p = Proc { child, stdout, stderr, collectors: vec![t1, t2] };
+    let metrics = format!("127.0.0.1:{port}");
+    let args = ["-config", &cfg.to_string_lossy(), "-driver", "socket", &sock.to_string_lossy(), "-metrics", &metrics];
+    let p = Proc::spawn(dir.path(), &args);
     p.wait("the socket to be bound", Duration::from_secs(20), |_| sock.exists());
     let data = datums(3000);
     let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
@@ -378,16 +375,7 @@ fn file_driver_is_not_reread_by_a_reload() {
             {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
             {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": out.to_string_lossy()}]}),
     );
-    let mut child = Command::new(sfprocessor_bin())
-        .current_dir(dir.path())
-        .args(["-config", &cfg.to_string_lossy(), &trace.to_string_lossy()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sfprocessor");
-    let (stdout, t1) = collect(child.stdout.take().expect("stdout"));
-    let (stderr, t2) = collect(child.stderr.take().expect("stderr"));
-    let mut p = Proc { child, stdout, stderr, collectors: vec![t1, t2] };
+    let mut p = Proc::spawn(dir.path(), &["-config", &cfg.to_string_lossy(), &trace.to_string_lossy()]);
     p.wait("the first records exported", Duration::from_secs(30), |_| {
         std::fs::read_to_string(&out).map(|s| !s.is_empty()).unwrap_or(false)
     });
@@ -419,16 +407,7 @@ fn a_changed_socket_path_moves_the_listener_and_keeps_the_connection() {
     };
     let sock = dir.path().join("a.sock");
     let cfg = write_pipeline(dir.path(), "p.json", &with_socket(&sock));
-    let mut child = Command::new(sfprocessor_bin())
-        .current_dir(dir.path())
-        .args(["-config", &cfg.to_string_lossy()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sfprocessor");
-    let (stdout, t1) = collect(child.stdout.take().expect("stdout"));
-    let (stderr, t2) = collect(child.stderr.take().expect("stderr"));
-    let mut p = Proc { child, stdout, stderr, collectors: vec![t1, t2] };
+    let mut p = Proc::spawn(dir.path(), &["-config", &cfg.to_string_lossy()]);
     p.wait("the socket to be bound", Duration::from_secs(20), |_| sock.exists());
     let fd = socket(AddressFamily::Unix, SockType::SeqPacket, SockFlag::SOCK_CLOEXEC, None).expect("socket");
     connect(fd.as_raw_fd(), &UnixAddr::new(&sock).expect("address")).expect("connect");
