@@ -354,7 +354,9 @@ fn test_flag_and_reload_keep_an_existing_output_file() {
 }
 
 /// A file-driver run reloaded mid-way goes on where it was: the trace is not read again
-/// (which would export its records twice) and every record is exported once.
+/// (which would export its records twice) and every record is exported once. The trace
+/// arrives through a FIFO in two halves with the reload in between, so the run cannot finish
+/// before the reload is applied however fast the machine (a regular file raced the SIGHUP).
 #[test]
 fn file_driver_is_not_reread_by_a_reload() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -367,6 +369,9 @@ fn file_driver_is_not_reread_by_a_reload() {
             flat += 1;
         }
     });
+    let bytes = std::fs::read(&trace).expect("read trace");
+    let fifo = dir.path().join("trace.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR).expect("mkfifo");
     let out = dir.path().join("out.json");
     let cfg = write_pipeline(
         dir.path(),
@@ -375,18 +380,35 @@ fn file_driver_is_not_reread_by_a_reload() {
             {"processor": "sysflowreader", "handler": "flattener", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
             {"processor": "exporter", "in": "flat flattenerchan", "export": "file", "file.path": out.to_string_lossy()}]}),
     );
-    let mut p = Proc::spawn(dir.path(), &["-config", &cfg.to_string_lossy(), &trace.to_string_lossy()]);
+    let mut p = Proc::spawn(dir.path(), &["-config", &cfg.to_string_lossy(), &fifo.to_string_lossy()]);
+    let (second_half, go) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            // Opening blocks until the driver opens the FIFO for reading.
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).expect("open FIFO for writing");
+            let (first, rest) = bytes.split_at(bytes.len() / 2);
+            w.write_all(first).expect("write the first half");
+            if go.recv().is_ok() {
+                w.write_all(rest).expect("write the second half");
+            }
+        })
+    };
     p.wait("the first records exported", Duration::from_secs(30), |_| {
         std::fs::read_to_string(&out).map(|s| !s.is_empty()).unwrap_or(false)
     });
     p.signal(Signal::SIGHUP);
+    p.wait("the reload applied", Duration::from_secs(30), |p| p.count("reload applied") == 1);
+    second_half.send(()).expect("writer alive");
+    writer.join().expect("writer thread");
     let status = p.child.wait().expect("wait");
     for t in std::mem::take(&mut p.collectors) {
         let _ = t.join();
     }
     let logs = p.logs();
     assert_eq!(status.code(), Some(0), "{logs}");
-    assert_eq!(logs.matches("reload applied").count(), 1, "the run ended before the reload: the test proves nothing\n{logs}");
+    assert_eq!(logs.matches("reload applied").count(), 1, "{logs}");
     assert_eq!(read_json_lines(&out).len(), flat, "every record exported exactly once\n{logs}");
 }
 
