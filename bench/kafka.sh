@@ -9,7 +9,7 @@
 #   broker-produce   the venv's confluent-kafka producer writing the trace's JSON records
 #                    (one message each, keyed by node, lz4, acks=all): the broker's own rate
 #   export-json      sfprocessor file driver → reader → exporter kafka, format json (lz4)
-#   export-sysflow   the same with format sysflow (messages of up to 256 records)
+#   export-sysflow   the same with format sysflow (messages of up to 1024 records)
 #   broker-consume   the confluent-kafka consumer reading the sysflow topic to its end
 #   consume-policy   sfprocessor kafka driver → reader → policy engine (alert) → null,
 #                    kafka.stop.at.end (includes the group join, as broker-consume does)

@@ -6,7 +6,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rdkafka::{config::RDKafkaLogLevel, error::KafkaError};
+use rdkafka::{
+    config::RDKafkaLogLevel,
+    error::{KafkaError, RDKafkaErrorCode},
+};
 use sysflow_plugin_api::Host;
 
 /// librdkafka messages logged one by one before only powers of two are.
@@ -49,6 +52,12 @@ impl ClientLog {
 
     /// librdkafka's error callback (connection failures, all brokers down, …).
     pub fn error(&self, error: KafkaError, reason: &str) {
+        // With `enable.partition.eof` (kafka.stop.at.end) librdkafka reports reaching the end
+        // of a partition here as well as to the poll loop, which acts on it: news, not a fault.
+        if matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            self.host.trace(&format!("librdkafka: {error}: {reason}"));
+            return;
+        }
         self.limited(&format!("{error}: {reason}"));
     }
 }

@@ -10,6 +10,7 @@
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -17,7 +18,7 @@ use rdkafka::{
     config::RDKafkaLogLevel,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
     error::KafkaError,
-    message::Message,
+    message::{Message, OwnedMessage},
     ClientContext, Offset, TopicPartitionList,
 };
 use sysflow_avro_drivers::DatumDecoder;
@@ -28,7 +29,7 @@ use sysflow_plugin_api::{
 use crate::{
     client_log::ClientLog,
     producer::{client_config, client_properties},
-    sysflow_message::decode_message,
+    sysflow_message::{decode_message, frame_count},
 };
 
 /// How long records must have been in the pipeline before their offsets are committed.
@@ -84,12 +85,15 @@ impl ConsumerContext for ConsumerLog {}
 /// Consumes SysFlow messages from Kafka topics as a consumer-group member.
 pub struct KafkaDriver {
     host: Host,
-    consumer: BaseConsumer<ConsumerLog>,
+    /// Shared so a polled message (which borrows the consumer) can be taken by `&mut self`.
+    consumer: Arc<BaseConsumer<ConsumerLog>>,
     decoder: DatumDecoder,
     /// Next offsets per (topic, partition) handed to the pipeline and not yet committed, by hand-over time.
     handed: VecDeque<(Instant, NextOffsets)>,
-    /// Most records one message decoded to so far: the room a batch keeps for its last message.
-    largest_message: usize,
+    /// A message that did not fit the last batch: the first of the next one.
+    pending: Option<OwnedMessage>,
+    /// When the driver subscribed: the first message's delay is the group join's.
+    subscribed: Instant,
     stopping: bool,
     /// `kafka.stop.at.end`: partitions read to their end so far (`None` when the key is off).
     at_end: Option<HashSet<(String, i32)>>,
@@ -169,6 +173,39 @@ impl KafkaDriver {
             }
         }
     }
+
+    /// Decodes one message into the batch and notes its offset.
+    fn take_message(&mut self, message: &impl Message, records: &mut Vec<SysFlowRecord>, offsets: &mut NextOffsets, wanted: usize) {
+        if self.messages == 0 {
+            self.host.info(&format!(
+                "kafka: first message {} ms after subscribing (the group join)",
+                self.subscribed.elapsed().as_millis()
+            ));
+        }
+        self.messages += 1;
+        let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
+        if let Some(at_end) = &mut self.at_end {
+            at_end.remove(&(topic.clone(), partition));
+        }
+        offsets.insert((topic.clone(), partition), offset + 1);
+        let payload = message.payload().unwrap_or_default();
+        if records.capacity() == 0 {
+            records.reserve_exact(wanted.max(frame_count(payload)));
+        }
+        let before = records.len();
+        if let Err(e) = decode_message(&self.decoder, payload, records) {
+            self.bad_messages += 1;
+            if self.error_logged(self.bad_messages) {
+                self.host.warn(&format!(
+                    "kafka: message {topic}[{partition}]@{offset}: frame {}: {}; kept {} records before it ({} bad messages so far)",
+                    e.frame,
+                    e.reason,
+                    records.len() - before,
+                    self.bad_messages
+                ));
+            }
+        }
+    }
 }
 
 impl Driver for KafkaDriver {
@@ -211,10 +248,11 @@ impl Driver for KafkaDriver {
         ));
         Ok(KafkaDriver {
             host,
-            consumer,
+            consumer: Arc::new(consumer),
             decoder: DatumDecoder::v5(),
             handed: VecDeque::new(),
-            largest_message: 0,
+            pending: None,
+            subscribed: Instant::now(),
             stopping: false,
             at_end: stop_at_end.then(HashSet::new),
             messages: 0,
@@ -236,42 +274,29 @@ impl Driver for KafkaDriver {
             self.commit(Some(cutoff), CommitMode::Async);
         }
         let deadline = Instant::now() + POLL_WAIT;
-        // Sized once to what the host asked for plus the largest message seen (the last
-        // message overshoots the request): growing the batch record by record, or reserving
-        // twice the request (past mimalloc's large-object bound, 512 KiB: such blocks go back
-        // to the OS at every free and fault in again at the next poll), was a large share of
-        // the consume profile.
+        // A batch is sized to what the host asked for, or to its one message when that is
+        // larger, and a message that would overshoot waits for the next poll: a batch grown
+        // record by record, or one with room for an extra message, passed mimalloc's
+        // large-object bound (512 KiB) — such blocks go back to the OS at every free and
+        // fault in again at the next poll, a large share of the consume profile.
         let wanted = max_records.clamp(1, MAX_PREALLOCATED_RECORDS);
-        let mut records: Vec<SysFlowRecord> = Vec::with_capacity(wanted + self.largest_message);
+        let mut records: Vec<SysFlowRecord> = Vec::new();
         let mut offsets = NextOffsets::new();
+        if let Some(message) = self.pending.take() {
+            self.take_message(&message, &mut records, &mut offsets, wanted);
+        }
         while records.len() < wanted {
             let left = deadline.saturating_duration_since(Instant::now());
-            let Some(result) = self.consumer.poll(left) else { break };
+            let consumer = Arc::clone(&self.consumer);
+            let Some(result) = consumer.poll(left) else { break };
             match result {
                 Ok(message) => {
-                    self.messages += 1;
-                    let (topic, partition, offset) =
-                        (message.topic().to_string(), message.partition(), message.offset());
-                    if let Some(at_end) = &mut self.at_end {
-                        at_end.remove(&(topic.clone(), partition));
+                    let frames = frame_count(message.payload().unwrap_or_default());
+                    if !records.is_empty() && records.len() + frames > wanted {
+                        self.pending = Some(message.detach());
+                        break;
                     }
-                    offsets.insert((topic.clone(), partition), offset + 1);
-                    let payload = message.payload().unwrap_or_default();
-                    let before = records.len();
-                    let decoded = decode_message(&self.decoder, payload, &mut records);
-                    self.largest_message = self.largest_message.max(records.len() - before);
-                    if let Err(e) = decoded {
-                        self.bad_messages += 1;
-                        if self.error_logged(self.bad_messages) {
-                            self.host.warn(&format!(
-                                "kafka: message {topic}[{partition}]@{offset}: frame {}: {}; kept {} records before it ({} bad messages so far)",
-                                e.frame,
-                                e.reason,
-                                records.len() - before,
-                                self.bad_messages
-                            ));
-                        }
-                    }
+                    self.take_message(&message, &mut records, &mut offsets, wanted);
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {
                     if let Some(at_end) = &mut self.at_end {

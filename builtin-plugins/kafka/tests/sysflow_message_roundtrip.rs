@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sysflow_avro_drivers::{DatumDecoder, TraceReader};
 use sysflow_exporter::JsonEncoder;
-use sysflow_kafka::sysflow_message::{decode_message, node_key, MessageBuilder, MAX_EVENTS_PER_MESSAGE};
+use sysflow_kafka::sysflow_message::{decode_message, node_key, MessageBuilder, MAX_EVENTS_PER_MESSAGE, MAX_MESSAGE_BYTES};
 use sysflow_plugin_api::{
     abi_stable::std_types::RStr, abi_stable::std_types::RVec, FlatRecord, Host, LogLevel, SysFlowRecord,
 };
@@ -51,11 +51,11 @@ fn json(records: &[FlatRecord]) -> Vec<String> {
 }
 
 /// The records as a consumer sees them: one message per node per batch of 1000, each
-/// decoded and read by a reader that saw nothing before it.
-fn through_messages(flat: &[FlatRecord]) -> (Vec<FlatRecord>, usize) {
+/// decoded and read by a reader that saw nothing before it; and each message's size.
+fn through_messages(flat: &[FlatRecord]) -> (Vec<FlatRecord>, Vec<usize>) {
     let decoder = DatumDecoder::v5();
     let mut out = Vec::new();
-    let mut messages = 0;
+    let mut messages = Vec::new();
     for batch in flat.chunks(1000) {
         let mut builder = MessageBuilder::new();
         let mut pending: Vec<Vec<u8>> = Vec::new();
@@ -68,7 +68,7 @@ fn through_messages(flat: &[FlatRecord]) -> (Vec<FlatRecord>, usize) {
         }
         pending.push(builder.take());
         for m in pending.into_iter().filter(|m| !m.is_empty()) {
-            messages += 1;
+            messages.push(m.len());
             let mut records = Vec::new();
             decode_message(&decoder, &m, &mut records).expect("message decodes");
             let events = records.iter().filter(|r| matches!(r, SysFlowRecord::Event(_))).count();
@@ -91,7 +91,29 @@ fn assert_same(name: &str, records: Vec<SysFlowRecord>) {
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert_eq!(x, y, "{name}: record {i} differs after the sysflow message round trip");
     }
-    assert!(a.is_empty() || messages > 0);
+    assert!(a.is_empty() || !messages.is_empty());
+}
+
+/// Processes with long arguments close a message at MAX_MESSAGE_BYTES, before it holds a
+/// whole batch: every message stays under librdkafka's default `message.max.bytes`, and the
+/// split messages still decode on their own into the same records.
+#[test]
+fn long_entities_split_a_batch_by_bytes() {
+    let config = sysflow_tracegen::GenConfig { records: 5_000, ..Default::default() };
+    let mut records = Vec::new();
+    sysflow_tracegen::generate(&config, |mut r| {
+        if let SysFlowRecord::Process(p) = &mut r {
+            p.exe_args = format!("{} {}", p.exe_args, "x".repeat(32 * 1024)).into();
+        }
+        records.push(r)
+    });
+    let direct = flat_records(records);
+    let (consumed, messages) = through_messages(&direct);
+    assert_eq!(json(&direct), json(&consumed), "the split messages round trip");
+    let batches = direct.len().div_ceil(1000);
+    assert!(messages.len() > 2 * batches, "{} messages for {batches} batches: no split by bytes", messages.len());
+    assert!(messages.iter().any(|&m| m >= MAX_MESSAGE_BYTES), "{messages:?}");
+    assert!(messages.iter().all(|&m| m < 1_000_000), "a message over message.max.bytes: {messages:?}");
 }
 
 #[test]
