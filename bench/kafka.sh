@@ -12,7 +12,8 @@
 #   export-sysflow   the same with format sysflow (messages of up to 1024 records)
 #   broker-consume   the confluent-kafka consumer reading the sysflow topic to its end
 #   consume-policy   sfprocessor kafka driver → reader → policy engine (alert) → null,
-#                    kafka.stop.at.end (includes the group join, as broker-consume does)
+#                    kafka.stop.at.end (includes the group join, as broker-consume does;
+#                    two more lines split both consumers into join and the rest)
 #   file-policy      the same pipeline from the trace file (file driver): the ceiling the
 #                    consumer could reach on this machine at this moment
 # records/s is SysFlow event/flow records per second for every line.
@@ -108,24 +109,32 @@ EOF
   report "export-$fmt" "$OUT/export-$fmt.time" "$EVENTS"
 done
 
-/usr/bin/time -f "%e %M" -o "$OUT/py-consume.time" "$PY" - "$BOOT" <<'EOF'
-import sys
+/usr/bin/time -f "%e %M" -o "$OUT/py-consume.time" "$PY" - "$BOOT" "$OUT/py-consume.join" <<'EOF'
+import sys, time
 from confluent_kafka import Consumer
+start = time.monotonic()
 c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": "bench-py", "auto.offset.reset": "earliest",
               "enable.partition.eof": True, "session.timeout.ms": 6000})
 c.subscribe(["bench-sysflow"])
-eof, assigned = set(), None
+eof, assigned, first = set(), None, None
 while True:
-    for m in c.consume(1000, 0.5):
+    # A short wait: consume() returns early only once it has 1000 messages, so a long
+    # timeout would pad the reference's time whenever fewer are queued.
+    for m in c.consume(1000, 0.05):
         if m.error():
             if m.error().code() == -191:
                 eof.add(m.partition())
             continue
+        if first is None:
+            first = time.monotonic()
         eof.discard(m.partition())
     assigned = c.assignment()
     if assigned and all(tp.partition in eof for tp in assigned):
         break
+end = time.monotonic()
 c.close()
+with open(sys.argv[2], "w") as f:
+    f.write("%.3f %.3f\n" % (first - start, end - first))
 EOF
 report broker-consume "$OUT/py-consume.time" "$EVENTS"
 
@@ -137,9 +146,33 @@ cat >"$OUT/consume-policy.json" <<EOF
  {"processor": "policyengine", "in": "flat flattenerchan", "out": "evt eventchan", "policies": "config/policies", "mode": "alert"},
  {"processor": "exporter", "in": "evt eventchan", "export": "null"}]}
 EOF
-/usr/bin/time -f "%e %M" -o "$OUT/consume-policy.time" "$BIN/sfprocessor" -log info -config "$OUT/consume-policy.json" -driver kafka >"$OUT/consume-policy.log" 2>&1
+/usr/bin/time -f "%e %M" -o "$OUT/consume-policy.time" "$BIN/sfprocessor" -log info -logformat json -config "$OUT/consume-policy.json" -driver kafka >"$OUT/consume-policy.log" 2>&1
 report consume-policy "$OUT/consume-policy.time" "$EVENTS"
-grep -o 'records=[0-9]*' "$OUT/consume-policy.log" | head -1 | sed 's/^/consume-policy driver /'
+# Both consumers wait for the group join before the first message; what follows it is
+# where the broker's delivery and the processor's work compare.
+"$PY" - "$OUT/py-consume.join" "$OUT/consume-policy.log" "$EVENTS" <<'EOF'
+import json, sys
+from datetime import datetime
+py_join, py_rest = map(float, open(sys.argv[1]).read().split())
+first = end = join = datums = None
+for line in open(sys.argv[2]):
+    try:
+        d = json.loads(line)
+    except ValueError:
+        continue
+    t = datetime.fromisoformat(d["timestamp"].replace("Z", "+00:00")).timestamp()
+    m = d["message"]
+    if "first message" in m:
+        first, join = t, int(m.split("first message ")[1].split(" ms")[0]) / 1000
+    elif "pipeline finished" in m:
+        end = t
+    elif datums is None and "records=" in m and "messages=" in m:
+        datums = m.split("records=")[1].split(",")[0]
+events = int(sys.argv[3])
+print(f"group join       broker-consume {py_join:.2f} s, consume-policy {join:.2f} s")
+print(f"after the join   broker-consume {py_rest:.2f} s, consume-policy {end - first:.2f} s "
+      f"({events / (end - first):.0f} records/s; driver decoded {datums} datums)")
+EOF
 
 cat >"$OUT/file-policy.json" <<EOF
 {"pipeline": [
