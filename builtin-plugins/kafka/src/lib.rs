@@ -27,7 +27,7 @@ pub fn descriptors() -> Vec<PluginDescriptor> {
             "encodes records as JSON, ECS, Falco alerts, OTLP logs or SysFlow and exports them to the terminal, a file, syslog, Elasticsearch, an HTTP webhook, Kafka or null",
             env!("CARGO_PKG_VERSION"),
             sysflow_exporter::exporter::CONFIG_KEYS,
-            &[ChannelType::Flat, ChannelType::Event],
+            &[ChannelType::Flat, ChannelType::Event, ChannelType::Otel],
             None,
         ),
         PluginDescriptor::driver::<KafkaDriver>(
