@@ -419,7 +419,13 @@ fn track_payloads(g: &mut Graph, tainted: &HashSet<String>, diag: &mut Diagnosti
     for node in &mut g.processors {
         let carried = payload[node.input].unwrap_or(Payload::Flat);
         let channel = &g.channels[node.input];
-        if carried == Payload::Otel && !node.plugin.inputs().contains(&ChannelType::Otel) && !tainted.contains(&channel.name) {
+        // A channel type the plugin does not read at all was reported when the block was read.
+        let inputs = node.plugin.inputs();
+        if carried == Payload::Otel
+            && inputs.contains(&channel.kind)
+            && !inputs.contains(&ChannelType::Otel)
+            && !tainted.contains(&channel.name)
+        {
             diag.error(format!(
                 "{}: key 'in': channel '{}' ({}) carries OTel records, but processor '{}' does not take them (only blocks that read otelchan do, such as policyengine and exporter with format otel)",
                 node.label(),

@@ -1,4 +1,6 @@
-//! The `kafka` driver: consumes `sysflow` messages as a member of a consumer group.
+//! The Kafka consumer-group drivers: `kafka` (self-contained `sysflow` messages) and
+//! `otelkafka` (OTLP `LogsData`, see [`crate::otel_format`]) share this consumer; a
+//! [`MessageFormat`] turns each message into records.
 //!
 //! Offsets are committed by the driver itself (`enable.auto.commit` is forced off): a
 //! message's offset is committed once its records were handed to the pipeline at least
@@ -24,6 +26,47 @@ use sysflow_avro_drivers::DatumDecoder;
 use sysflow_plugin_api::{
     Batch, ConfigKey, Counter, Driver, DriverPoll, Host, PluginConfig, PluginError, SysFlowRecord,
 };
+
+/// How a consumer-group driver turns Kafka messages into records.
+pub trait MessageFormat: Send + 'static + Sized {
+    /// The record type a message decodes to.
+    type Record: Send;
+    /// The `group.id` used when `kafka.config` has none (`None`: the key is required).
+    const DEFAULT_GROUP: Option<&'static str>;
+    /// Reads the format's own keys.
+    fn from_config(config: &PluginConfig) -> Result<Self, PluginError>;
+    /// Appends the records of one message to `out`; on error, says what was wrong (the
+    /// records appended before the error are kept).
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<Self::Record>) -> Result<(), String>;
+    /// The batch handed to the pipeline.
+    fn batch(records: Vec<Self::Record>) -> Batch;
+}
+
+/// The `kafka` driver's format: self-contained SysFlow messages (`format: sysflow`).
+pub struct SysflowFormat(DatumDecoder);
+
+impl MessageFormat for SysflowFormat {
+    type Record = SysFlowRecord;
+    const DEFAULT_GROUP: Option<&'static str> = None;
+
+    fn from_config(config: &PluginConfig) -> Result<Self, PluginError> {
+        let format = config.str_or("format", "sysflow")?;
+        if format != "sysflow" {
+            return Err(PluginError::new(format!(
+                "key 'format': '{format}' is not available (the kafka driver reads sysflow messages; OTLP logs: driver otelkafka)"
+            )));
+        }
+        Ok(SysflowFormat(DatumDecoder::v5()))
+    }
+
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<SysFlowRecord>) -> Result<(), String> {
+        decode_message(&self.0, payload, out).map(drop).map_err(|e| format!("frame {}: {}", e.frame, e.reason))
+    }
+
+    fn batch(records: Vec<SysFlowRecord>) -> Batch {
+        Batch::sysflow(records)
+    }
+}
 
 use crate::{
     client_log::ClientLog,
@@ -56,7 +99,7 @@ const CONSUMER_DEFAULTS: [(&str, &str); 4] = [
 pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("kafka.config", "librdkafka consumer properties (object; needs bootstrap.servers and group.id)"),
     ConfigKey::new("kafka.topics", "topics to subscribe to (array of names, or one comma-separated string)"),
-    ConfigKey::new("format", "message format: sysflow (default); otel is not available yet"),
+    ConfigKey::new("format", "message format: sysflow (default); OTLP logs are read by the otelkafka driver"),
     ConfigKey::new(
         "kafka.stop.at.end",
         "\"true\": end the run once every assigned partition is read to its end (replays, benchmarks)",
@@ -81,11 +124,11 @@ impl ClientContext for ConsumerLog {
 
 impl ConsumerContext for ConsumerLog {}
 
-/// Consumes SysFlow messages from Kafka topics as a consumer-group member.
-pub struct KafkaDriver {
+/// Consumes messages of format `F` from Kafka topics as a consumer-group member.
+pub struct KafkaDriver<F: MessageFormat = SysflowFormat> {
     host: Host,
     consumer: BaseConsumer<ConsumerLog>,
-    decoder: DatumDecoder,
+    format: F,
     /// Next offsets per (topic, partition) handed to the pipeline and not yet committed, by hand-over time.
     handed: VecDeque<(Instant, NextOffsets)>,
     /// Most records one message decoded to so far: the room a batch keeps for its last message.
@@ -101,7 +144,7 @@ pub struct KafkaDriver {
     commit_errors: u64,
 }
 
-impl std::fmt::Debug for KafkaDriver {
+impl<F: MessageFormat> std::fmt::Debug for KafkaDriver<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaDriver").field("messages", &self.messages).finish()
     }
@@ -128,7 +171,7 @@ fn topics(config: &PluginConfig) -> Result<Vec<String>, PluginError> {
     Ok(list)
 }
 
-impl KafkaDriver {
+impl<F: MessageFormat> KafkaDriver<F> {
     fn error_logged(&self, count: u64) -> bool {
         count <= LOGGED_ERRORS || count.is_power_of_two()
     }
@@ -171,17 +214,17 @@ impl KafkaDriver {
     }
 }
 
-impl Driver for KafkaDriver {
+impl<F: MessageFormat> Driver for KafkaDriver<F> {
     fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
-        let format = config.str_or("format", "sysflow")?;
-        if format != "sysflow" {
-            return Err(PluginError::new(format!(
-                "key 'format': '{format}' is not available (the kafka driver reads sysflow messages)"
-            )));
-        }
-        let props = client_properties(config, "kafka.config").map_err(PluginError::new)?;
+        let format = F::from_config(config)?;
+        let mut props = client_properties(config, "kafka.config").map_err(PluginError::new)?;
         if !props.contains_key("group.id") {
-            return Err(PluginError::new("key 'kafka.config': needs 'group.id' (the consumer group)"));
+            match F::DEFAULT_GROUP {
+                Some(group) => {
+                    props.insert("group.id".to_string(), group.to_string());
+                }
+                None => return Err(PluginError::new("key 'kafka.config': needs 'group.id' (the consumer group)")),
+            }
         }
         let topics = topics(config)?;
         let stop_at_end = match config.value("kafka.stop.at.end") {
@@ -212,7 +255,7 @@ impl Driver for KafkaDriver {
         Ok(KafkaDriver {
             host,
             consumer,
-            decoder: DatumDecoder::v5(),
+            format,
             handed: VecDeque::new(),
             largest_message: 0,
             stopping: false,
@@ -242,7 +285,7 @@ impl Driver for KafkaDriver {
         // to the OS at every free and fault in again at the next poll), was a large share of
         // the consume profile.
         let wanted = max_records.clamp(1, MAX_PREALLOCATED_RECORDS);
-        let mut records: Vec<SysFlowRecord> = Vec::with_capacity(wanted + self.largest_message);
+        let mut records: Vec<F::Record> = Vec::with_capacity(wanted + self.largest_message);
         let mut offsets = NextOffsets::new();
         while records.len() < wanted {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -258,15 +301,13 @@ impl Driver for KafkaDriver {
                     offsets.insert((topic.clone(), partition), offset + 1);
                     let payload = message.payload().unwrap_or_default();
                     let before = records.len();
-                    let decoded = decode_message(&self.decoder, payload, &mut records);
+                    let decoded = self.format.decode(payload, &mut records);
                     self.largest_message = self.largest_message.max(records.len() - before);
                     if let Err(e) = decoded {
                         self.bad_messages += 1;
                         if self.error_logged(self.bad_messages) {
                             self.host.warn(&format!(
-                                "kafka: message {topic}[{partition}]@{offset}: frame {}: {}; kept {} records before it ({} bad messages so far)",
-                                e.frame,
-                                e.reason,
+                                "kafka: message {topic}[{partition}]@{offset}: {e}; kept {} records before it ({} bad messages so far)",
                                 records.len() - before,
                                 self.bad_messages
                             ));
@@ -312,7 +353,7 @@ impl Driver for KafkaDriver {
             return Ok(DriverPoll::Idle);
         }
         self.records += records.len() as u64;
-        Ok(DriverPoll::Batch(Batch::sysflow(records)))
+        Ok(DriverPoll::Batch(F::batch(records)))
     }
 
     fn stop(&mut self) {

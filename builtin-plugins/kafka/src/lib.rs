@@ -1,5 +1,5 @@
 //! Kafka for sfprocessor: the exporter's `kafka` transport (formats `json`, `ecs`, `otel` and the
-//! self-contained `sysflow` messages) and the `kafka` consumer-group driver.
+//! self-contained `sysflow` messages) and the `kafka` and `otelkafka` consumer-group drivers.
 //!
 //! librdkafka (bundled by `rdkafka`) is compiled only by this crate: the exporter crate
 //! stays free of it, and [`descriptors`] provides the `exporter` processor that dispatches
@@ -10,16 +10,18 @@ pub mod client_log;
 pub mod exporter_dispatch;
 pub mod kafka_driver;
 pub mod kafka_exporter;
+pub mod otel_format;
 pub mod producer;
 pub mod sysflow_message;
 
 use sysflow_plugin_api::{ChannelType, PluginDescriptor};
 
 pub use exporter_dispatch::ExporterDispatch;
-pub use kafka_driver::KafkaDriver;
+pub use kafka_driver::{KafkaDriver, MessageFormat, SysflowFormat};
+pub use otel_format::OtelFormat;
 pub use kafka_exporter::KafkaExporter;
 
-/// The plugins this crate provides: `exporter` (with kafka) and the `kafka` driver.
+/// The plugins this crate provides: `exporter` (with kafka) and the `kafka` and `otelkafka` drivers.
 pub fn descriptors() -> Vec<PluginDescriptor> {
     vec![
         PluginDescriptor::processor::<ExporterDispatch>(
@@ -36,5 +38,12 @@ pub fn descriptors() -> Vec<PluginDescriptor> {
             env!("CARGO_PKG_VERSION"),
             kafka_driver::CONFIG_KEYS,
         ),
+        PluginDescriptor::driver::<KafkaDriver<OtelFormat>>(
+            "otelkafka",
+            "consumes OTLP logs (LogsData messages, protobuf or OTLP/JSON) from Kafka topics as a consumer-group member",
+            env!("CARGO_PKG_VERSION"),
+            otel_format::CONFIG_KEYS,
+        )
+        .with_output(ChannelType::Otel),
     ]
 }

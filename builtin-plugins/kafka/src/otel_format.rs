@@ -1,0 +1,144 @@
+//! The `otelkafka` driver's format: each Kafka message is one OTLP `LogsData`
+//! (`kafka.encoding`: `proto`, the default, or `json`, OTLP/JSON), and each of its
+//! `ResourceLogs` becomes one OTel record (upstream sf-processor 0.7's `otelkafka`).
+
+use opentelemetry_proto::tonic::logs::v1::LogsData;
+use prost::Message;
+use sysflow_plugin_api::{Batch, ConfigKey, OtelRecord, PluginConfig, PluginError};
+
+use crate::kafka_driver::MessageFormat;
+
+/// The consumer group used when `kafka.config` names none (upstream's).
+pub const DEFAULT_GROUP: &str = "sfprocessor-otel-kafka-driver";
+
+/// The configuration keys of the `otelkafka` driver (upstream's names).
+pub const CONFIG_KEYS: &[ConfigKey] = &[
+    ConfigKey::new(
+        "kafka.config",
+        "librdkafka consumer properties (object; needs bootstrap.servers; group.id defaults to sfprocessor-otel-kafka-driver)",
+    ),
+    ConfigKey::new("kafka.topics", "topics to subscribe to (array of names, or one comma-separated string)"),
+    ConfigKey::new("kafka.encoding", "message encoding: proto (default, OTLP protobuf LogsData) or json (OTLP/JSON LogsData)"),
+    ConfigKey::new(
+        "kafka.stop.at.end",
+        "\"true\": end the run once every assigned partition is read to its end (replays, benchmarks)",
+    ),
+];
+
+/// How `LogsData` messages are serialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtelEncoding {
+    /// Protobuf wire format.
+    Proto,
+    /// OTLP/JSON (the protobuf JSON mapping).
+    Json,
+}
+
+/// Decodes `LogsData` messages into one [`OtelRecord`] per `ResourceLogs`.
+#[derive(Debug)]
+pub struct OtelFormat {
+    encoding: OtelEncoding,
+}
+
+impl OtelFormat {
+    /// A decoder of `encoding` messages.
+    pub fn new(encoding: OtelEncoding) -> OtelFormat {
+        OtelFormat { encoding }
+    }
+}
+
+impl MessageFormat for OtelFormat {
+    type Record = OtelRecord;
+    const DEFAULT_GROUP: Option<&'static str> = Some(DEFAULT_GROUP);
+
+    fn from_config(config: &PluginConfig) -> Result<Self, PluginError> {
+        let encoding = match config.str_or("kafka.encoding", "proto")? {
+            "proto" => OtelEncoding::Proto,
+            "json" => OtelEncoding::Json,
+            other => {
+                return Err(PluginError::new(format!(
+                    "key 'kafka.encoding': unknown encoding '{other}' (expected proto or json)"
+                )))
+            }
+        };
+        Ok(OtelFormat::new(encoding))
+    }
+
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<OtelRecord>) -> Result<(), String> {
+        let logs = match self.encoding {
+            OtelEncoding::Proto => {
+                LogsData::decode(payload).map_err(|e| format!("not a protobuf OTLP LogsData: {e}"))?
+            }
+            OtelEncoding::Json => {
+                serde_json::from_slice::<LogsData>(payload).map_err(|e| format!("not an OTLP/JSON LogsData: {e}"))?
+            }
+        };
+        out.extend(logs.resource_logs.iter().map(|rl| OtelRecord::from_proto(rl.encode_to_vec())));
+        Ok(())
+    }
+
+    fn batch(records: Vec<OtelRecord>) -> Batch {
+        Batch::otel(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::{
+        common::v1::{any_value::Value, AnyValue, KeyValue},
+        logs::v1::ResourceLogs,
+        resource::v1::Resource,
+    };
+
+    use super::*;
+
+    fn logs(hosts: &[&str]) -> LogsData {
+        let rl = |h: &str| ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "host.name".into(),
+                    value: Some(AnyValue { value: Some(Value::StringValue(h.into())) }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        LogsData { resource_logs: hosts.iter().map(|h| rl(h)).collect() }
+    }
+
+    fn hosts(records: &[OtelRecord]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| {
+                let rl = ResourceLogs::decode(r.resource_logs.as_slice()).expect("a ResourceLogs");
+                match rl.resource.and_then(|r| r.attributes.into_iter().next()).and_then(|kv| kv.value).and_then(|v| v.value)
+                {
+                    Some(Value::StringValue(s)) => s,
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_resource_logs_of_a_message_is_one_record_in_both_encodings() {
+        let message = logs(&["node-a", "node-b"]);
+        let mut out = Vec::new();
+        OtelFormat::new(OtelEncoding::Proto).decode(&message.encode_to_vec(), &mut out).expect("proto decodes");
+        OtelFormat::new(OtelEncoding::Json)
+            .decode(&serde_json::to_vec(&message).expect("serialises"), &mut out)
+            .expect("OTLP/JSON decodes");
+        assert_eq!(hosts(&out), ["node-a", "node-b", "node-a", "node-b"]);
+    }
+
+    #[test]
+    fn a_message_that_is_not_logs_data_is_an_error_and_adds_nothing() {
+        let mut out = Vec::new();
+        let err = OtelFormat::new(OtelEncoding::Proto).decode(b"\x0a\xff\xff", &mut out).unwrap_err();
+        assert!(err.contains("not a protobuf OTLP LogsData"), "{err}");
+        let err = OtelFormat::new(OtelEncoding::Json).decode(b"{\"resourceLogs\": 3}", &mut out).unwrap_err();
+        assert!(err.contains("not an OTLP/JSON LogsData"), "{err}");
+        assert!(out.is_empty());
+    }
+}
