@@ -4,7 +4,8 @@
 //! kafka`, `kafka.encoding: proto`. The output topic is read with an independent client and
 //! decoded with the OTLP protos: exactly the matching records arrive, each with the matched
 //! rule names and tags in its `sf-processor` scope. A message that is not OTLP is counted
-//! and skipped. Also the config check: OTel records into `format: json` are refused.
+//! and skipped. Also the config check (OTel records into `format: json` are refused) and the
+//! `otelfile` driver.
 //!
 //! Broker: tansu (consumer groups, `../shared/servers.md` §1a); `session.timeout.ms` is low
 //! so the group join takes a second, not tens.
@@ -243,4 +244,52 @@ fn otel_records_are_refused_by_blocks_that_cannot_take_them() {
     let text = format!("{stdout}{stderr}");
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("pipeline[0] (sysflowreader): key 'in'") && text.contains("otelchan"), "{text}");
+}
+
+/// `otelfile`: a directory of JSON arrays of ResourceLogs (read in name order) through the
+/// same policies to OTLP/JSON lines in a file.
+#[test]
+fn otelfile_records_through_policies_to_otlp_json_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("logs");
+    std::fs::create_dir(&input).expect("mkdir");
+    let first = vec![
+        event("f1", "kube-system", "etcd-0", "sh", "sh -c id", "root", None),
+        event("f2", "dev", "web-1", "cat", "cat /etc/shadow", "alice", None),
+    ];
+    let second = vec![event("f3", "dev", "web-2", "ls", "ls /", "bob", None)];
+    std::fs::write(input.join("a.json"), serde_json::to_vec(&first).expect("serialise")).expect("write");
+    std::fs::write(input.join("b.json"), serde_json::to_vec(&second).expect("serialise")).expect("write");
+    let out_file = dir.path().join("alerts.json");
+    let cfg = json!({
+        "pipeline": [
+            {"processor": "policyengine", "in": "otel otelchan", "out": "evt eventchan",
+             "policies": workspace_root().join("config/otel-policies").to_string_lossy(), "mode": "alert"},
+            {"processor": "exporter", "in": "evt eventchan", "format": "otel", "export": "file",
+             "file.path": out_file.to_string_lossy()}
+        ],
+        "drivers": [{"driver": "otelfile", "out": "otel otelchan"}]
+    });
+    let cfg = write_pipeline(dir.path(), "otelfile.json", &cfg);
+    let out = run_sfprocessor(&["-config", &cfg.to_string_lossy(), &input.to_string_lossy()], &[]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let text = std::fs::read_to_string(&out_file).expect("output written");
+    let got: Vec<(String, Vec<String>, Vec<String>)> = text
+        .lines()
+        .flat_map(|line| {
+            let logs: LogsData = serde_json::from_str(line).expect("each line is an OTLP/JSON LogsData");
+            logs.resource_logs.iter().map(summary).collect::<Vec<_>>()
+        })
+        .collect();
+    let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        vec![
+            ("f1".to_string(), v(&["Shell in sensitive namespace"]), v(&["container", "shell", "mitre_execution"])),
+            ("f2".to_string(), v(&["Read of shadow file"]), v(&["filesystem", "mitre_credential_access"])),
+        ],
+        "{stdout}{stderr}"
+    );
+    assert!(stderr.contains("files=2") || stdout.contains("files=2"), "{stdout}{stderr}");
 }
