@@ -33,6 +33,8 @@ pub trait MessageFormat: Send + 'static + Sized {
     type Record: Send;
     /// The `group.id` used when `kafka.config` has none (`None`: the key is required).
     const DEFAULT_GROUP: Option<&'static str>;
+    /// Most records one poll hands over: bounds a batch's memory by the format's record size.
+    const MAX_BATCH_RECORDS: usize;
     /// Reads the format's own keys.
     fn from_config(config: &PluginConfig) -> Result<Self, PluginError>;
     /// Appends the records of one message to `out`; on error, says what was wrong (the
@@ -48,6 +50,7 @@ pub struct SysflowFormat(DatumDecoder);
 impl MessageFormat for SysflowFormat {
     type Record = SysFlowRecord;
     const DEFAULT_GROUP: Option<&'static str> = None;
+    const MAX_BATCH_RECORDS: usize = MAX_PREALLOCATED_RECORDS;
 
     fn from_config(config: &PluginConfig) -> Result<Self, PluginError> {
         let format = config.str_or("format", "sysflow")?;
@@ -76,8 +79,8 @@ use crate::{
 
 /// How long records must have been in the pipeline before their offsets are committed.
 pub const COMMIT_DELAY: Duration = Duration::from_secs(5);
-/// Most records a poll reserves room for up front.
-const MAX_PREALLOCATED_RECORDS: usize = 1 << 16;
+/// Most SysFlow records a poll reserves room for up front.
+pub const MAX_PREALLOCATED_RECORDS: usize = 1 << 16;
 /// Longest a poll waits for messages.
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// How many consume or decode errors are logged one by one; later only powers of two.
@@ -284,7 +287,7 @@ impl<F: MessageFormat> Driver for KafkaDriver<F> {
         // twice the request (past mimalloc's large-object bound, 512 KiB: such blocks go back
         // to the OS at every free and fault in again at the next poll), was a large share of
         // the consume profile.
-        let wanted = max_records.clamp(1, MAX_PREALLOCATED_RECORDS);
+        let wanted = max_records.clamp(1, F::MAX_BATCH_RECORDS);
         let mut records: Vec<F::Record> = Vec::with_capacity(wanted + self.largest_message);
         let mut offsets = NextOffsets::new();
         while records.len() < wanted {
