@@ -4,8 +4,8 @@
 //! kafka`, `kafka.encoding: proto`. The output topic is read with an independent client and
 //! decoded with the OTLP protos: exactly the matching records arrive, each with the matched
 //! rule names and tags in its `sf-processor` scope. A message that is not OTLP is counted
-//! and skipped. Also the config check (OTel records into `format: json` are refused) and the
-//! `otelfile` driver.
+//! and skipped. Also the config check (OTel records into `format: json` are refused), the
+//! `otelfile` driver and `-listrules`.
 //!
 //! Broker: tansu (consumer groups, `../shared/servers.md` §1a); `session.timeout.ms` is low
 //! so the group join takes a second, not tens.
@@ -292,4 +292,22 @@ fn otelfile_records_through_policies_to_otlp_json_lines() {
         "{stdout}{stderr}"
     );
     assert!(stderr.contains("files=2") || stdout.contains("files=2"), "{stdout}{stderr}");
+}
+
+/// `-listrules` on the shipped OTel pipeline: the rules over attribute keys are listed as
+/// enabled, with no "unknown attribute" (the SysFlow attribute table does not apply).
+#[test]
+fn listrules_shows_otel_rules_enabled() {
+    let out = sysflow_e2e_tests::run_sfprocessor_in(
+        &workspace_root(),
+        &["-listrules", "-config", "config/pipeline.otel.json"],
+        &[],
+    );
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for rule in ["Shell in sensitive namespace", "Read of shadow file", "Privileged pod process"] {
+        let line = stdout.lines().find(|l| l.starts_with(&format!("rule\t{rule}\t"))).unwrap_or_else(|| panic!("{rule} not listed:\n{stdout}"));
+        assert!(line.contains("\t[otel]\t") && line.contains("\tenabled\t"), "{line}");
+    }
+    assert!(!stdout.contains("unknown attribute") && !stderr.contains("unknown attribute"), "{stdout}{stderr}");
 }

@@ -29,7 +29,34 @@ use crate::{
     attributes::trim_bounding_quotes,
     eval::Glob,
     ir::{Cond, Op, Operand, PolicySet},
+    ruleset::RuleInfo,
 };
+
+/// What `-listrules` shows for a policy set run over OTel records: every rule and filter,
+/// on every record (no record types, no attribute table: nothing is disabled for its names).
+pub fn describe(set: &PolicySet) -> Vec<RuleInfo> {
+    let rules = set.rules.iter().map(|r| RuleInfo {
+        kind: "rule",
+        name: r.name.clone(),
+        priority: r.priority,
+        tags: r.tags.clone(),
+        enabled: r.enabled,
+        disabled_reason: None,
+        record_types: vec!["otel"],
+        position: r.pos.to_string(),
+    });
+    let filters = set.filters.iter().map(|f| RuleInfo {
+        kind: "filter",
+        name: f.name.clone(),
+        priority: 0,
+        tags: Vec::new(),
+        enabled: f.enabled,
+        disabled_reason: None,
+        record_types: vec!["otel"],
+        position: f.pos.to_string(),
+    });
+    filters.chain(rules).collect()
+}
 
 /// The scope holding the processor's policy results (upstream's `SF_PROCESSOR_SCOPE_NAME`).
 pub const SCOPE_NAME: &str = "sf-processor";
