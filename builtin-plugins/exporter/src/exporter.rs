@@ -86,7 +86,7 @@ fn note_encode_error(host: &Host, encode_errors: &mut u64, error: String) {
 
 /// Refuses a `format` other than `otel` when the block's input carries OTel records (the
 /// host's [`INPUT_PAYLOAD_KEY`]): the other formats are made of flat SysFlow records.
-pub fn check_otel_input(config: &PluginConfig) -> Result<bool, PluginError> {
+pub fn check_otel_input(config: &PluginConfig) -> Result<(), PluginError> {
     let otel_input = config.str(INPUT_PAYLOAD_KEY)? == Some(Payload::Otel.name());
     let format = config.str_or("format", "json")?;
     if otel_input && format != "otel" {
@@ -94,7 +94,7 @@ pub fn check_otel_input(config: &PluginConfig) -> Result<bool, PluginError> {
             "key 'format': the input channel carries OTel records (fed by an OTel driver or a policy engine reading otelchan); only format 'otel' takes them, not '{format}'"
         )));
     }
-    Ok(otel_input)
+    Ok(())
 }
 
 /// The configured encoder.

@@ -4,6 +4,7 @@
 
 use opentelemetry_proto::tonic::logs::v1::LogsData;
 use prost::Message;
+use sysflow_exporter::OtelEncoding;
 use sysflow_plugin_api::{Batch, ConfigKey, OtelRecord, PluginConfig, PluginError};
 
 use crate::kafka_driver::MessageFormat;
@@ -24,15 +25,6 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[
         "\"true\": end the run once every assigned partition is read to its end (replays, benchmarks)",
     ),
 ];
-
-/// How `LogsData` messages are serialised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtelEncoding {
-    /// Protobuf wire format.
-    Proto,
-    /// OTLP/JSON (the protobuf JSON mapping).
-    Json,
-}
 
 /// Decodes `LogsData` messages into one [`OtelRecord`] per `ResourceLogs`.
 #[derive(Debug)]
@@ -55,15 +47,10 @@ impl MessageFormat for OtelFormat {
     const MAX_BATCH_RECORDS: usize = 1024;
 
     fn from_config(config: &PluginConfig) -> Result<Self, PluginError> {
-        let encoding = match config.str_or("kafka.encoding", "proto")? {
-            "proto" => OtelEncoding::Proto,
-            "json" => OtelEncoding::Json,
-            other => {
-                return Err(PluginError::new(format!(
-                    "key 'kafka.encoding': unknown encoding '{other}' (expected proto or json)"
-                )))
-            }
-        };
+        let value = config.str_or("kafka.encoding", "proto")?;
+        let encoding = OtelEncoding::parse(value).ok_or_else(|| {
+            PluginError::new(format!("key 'kafka.encoding': unknown encoding '{value}' (expected proto or json)"))
+        })?;
         Ok(OtelFormat::new(encoding))
     }
 
