@@ -103,6 +103,8 @@ pub struct PolicyEngine {
     otel: Option<OtelRuleSet>,
     /// OTel records that did not decode as a protobuf `ResourceLogs` (dropped).
     decode_errors: u64,
+    /// Workers for OTel batches (`None`: one worker, the calling thread).
+    otel_pool: Option<rayon::ThreadPool>,
 }
 
 /// Registers the action plugins of `dir`, which the host loads (`Host::load_actions`) with
@@ -184,6 +186,35 @@ fn compile_otel(
     Ok(rules)
 }
 
+/// What the OTel backend decided for one record.
+enum OtelOutcome {
+    /// Not a protobuf `ResourceLogs` (the decoder's message).
+    Undecodable(String),
+    /// A drop filter held.
+    Filtered,
+    /// No rule matched: the record as it came in enrich mode, nothing in alert mode.
+    Unmatched(Option<OtelRecord>),
+    /// This many rules matched: the record with its results.
+    Matched(usize, OtelRecord),
+}
+
+fn judge_otel(rules: &OtelRuleSet, mode: Mode, record: &OtelRecord) -> OtelOutcome {
+    let mut logs = match ResourceLogs::decode(record.resource_logs.as_slice()) {
+        Ok(l) => l,
+        Err(e) => return OtelOutcome::Undecodable(e.to_string()),
+    };
+    match rules.evaluate(&logs) {
+        OtelVerdict::Drop => OtelOutcome::Filtered,
+        OtelVerdict::Pass(matched) if matched.is_empty() => {
+            OtelOutcome::Unmatched((mode == Mode::Enrich).then(|| record.clone()))
+        }
+        OtelVerdict::Pass(matched) => {
+            rules.contextualize(&mut logs, &matched);
+            OtelOutcome::Matched(matched.len(), OtelRecord::from_proto(logs.encode_to_vec()))
+        }
+    }
+}
+
 impl PolicyEngine {
     /// Evaluates OTel records: filtered ones are dropped, matched ones get their rules and
     /// tags in the `sf-processor` scope and are re-encoded; in alert mode only those go on.
@@ -194,33 +225,33 @@ impl PolicyEngine {
             self.records_out += records.len() as u64;
             return Some(Batch::otel(records.to_vec()));
         };
+        let mode = self.mode;
+        let judged: Vec<OtelOutcome> = match &self.otel_pool {
+            // Decoding dominates (a process event has ~100 attributes): large batches are
+            // spread over the workers, in order.
+            Some(pool) if records.len() >= MIN_RECORDS_PER_WORKER => pool.install(|| {
+                use rayon::prelude::*;
+                records.par_iter().with_min_len(WORK_CHUNK).map(|r| judge_otel(rules, mode, r)).collect()
+            }),
+            _ => records.iter().map(|r| judge_otel(rules, mode, r)).collect(),
+        };
         let mut out = Vec::with_capacity(records.len());
-        for record in records {
-            let mut logs = match ResourceLogs::decode(record.resource_logs.as_slice()) {
-                Ok(l) => l,
-                Err(e) => {
+        for outcome in judged {
+            match outcome {
+                OtelOutcome::Undecodable(e) => {
                     self.decode_errors += 1;
                     if self.decode_errors == 1 {
                         self.host.error(&format!(
                             "an OTel record is not a protobuf ResourceLogs ({e}); such records are dropped and counted in decode_errors"
                         ));
                     }
-                    continue;
                 }
-            };
-            match rules.evaluate(&logs) {
-                OtelVerdict::Drop => self.filtered += 1,
-                OtelVerdict::Pass(matched) if matched.is_empty() => {
-                    if self.mode == Mode::Alert {
-                        self.unmatched += 1;
-                    } else {
-                        out.push(record.clone());
-                    }
-                }
-                OtelVerdict::Pass(matched) => {
-                    self.matches += matched.len() as u64;
-                    rules.contextualize(&mut logs, &matched);
-                    out.push(OtelRecord::from_proto(logs.encode_to_vec()));
+                OtelOutcome::Filtered => self.filtered += 1,
+                OtelOutcome::Unmatched(None) => self.unmatched += 1,
+                OtelOutcome::Unmatched(Some(r)) => out.push(r),
+                OtelOutcome::Matched(n, r) => {
+                    self.matches += n as u64;
+                    out.push(r);
                 }
             }
         }
@@ -258,6 +289,7 @@ impl Processor for PolicyEngine {
             action_errors: 0,
             otel: None,
             decode_errors: 0,
+            otel_pool: None,
         };
         let Some(policies) = config.str("policies")? else {
             if mode == Mode::Alert {
@@ -284,6 +316,14 @@ impl Processor for PolicyEngine {
         };
         if config.str(INPUT_PAYLOAD_KEY)? == Some(Payload::Otel.name()) {
             engine.otel = Some(compile_otel(&language, Path::new(policies), mode, config, host)?);
+            if workers > 1 {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(workers)
+                    .thread_name(|i| format!("policy-worker-{i}"))
+                    .build()
+                    .map_err(|e| PluginError::new(format!("key 'concurrency': cannot start {workers} workers: {e}")))?;
+                engine.otel_pool = Some(pool);
+            }
             return Ok(engine);
         }
         let mut actions = ActionRegistry::with_builtins();

@@ -1,5 +1,6 @@
 //! The OTel backend's attribute semantics (upstream sf-processor 0.7 `source/otel`): which
-//! attribute a key finds, typed comparisons, key-value lists, and where results are written.
+//! attribute a key finds, typed comparisons, key-value lists, and where results are written;
+//! and the processor on OTel batches (modes, counters, order kept over parallel workers).
 
 use opentelemetry_proto::tonic::{
     common::v1::{
@@ -306,4 +307,84 @@ fn results_go_into_a_new_sf_processor_scope_or_the_existing_one() {
             "shared".to_string()
         ]]
     );
+}
+
+mod processor {
+    use abi_stable::std_types::RStr;
+    use prost::Message;
+    use sysflow_plugin_api::{Batch, Host, LogLevel, OtelRecord, PluginConfig, Processor};
+    use sysflow_policy_engine::PolicyEngine;
+
+    use super::*;
+
+    extern "C" fn quiet(_: LogLevel, _: RStr<'_>, _: RStr<'_>) {}
+
+    const POLICY: &str = "- filter: drop9\n  condition: n = 9\n\
+- rule: even\n  desc: d\n  condition: n in (0, 2, 4)\n  priority: high\n  tags: [t1]\n";
+
+    /// Record `i`: log attribute `i` = i, `n` = i % 10 (as a string).
+    fn batch(count: usize) -> Vec<OtelRecord> {
+        (0..count)
+            .map(|i| {
+                let r = record(vec![], vec![], vec![kv("i", Value::IntValue(i as i64)), kv("n", s(&(i % 10).to_string()))]);
+                OtelRecord::from_proto(r.encode_to_vec())
+            })
+            .collect()
+    }
+
+    fn run(mode: &str, records: Vec<OtelRecord>) -> (Vec<(i64, Vec<String>)>, Vec<(String, u64)>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = dir.path().join("rules.yaml");
+        std::fs::write(&policy, POLICY).expect("write policy");
+        let json = serde_json::json!({"policies": policy.to_string_lossy(), "mode": mode, "input.payload": "otel", "concurrency": "2"});
+        let config = PluginConfig::from_json(&json.to_string()).expect("config");
+        let mut engine = PolicyEngine::new(&config, Host::new(quiet, "policyengine")).expect("engine");
+        let out = match engine.process(Batch::otel(records)).expect("process") {
+            Some(Batch::Otel(out)) => out.iter().cloned().collect::<Vec<_>>(),
+            None => Vec::new(),
+            Some(other) => panic!("not OTel: {other:?}"),
+        };
+        let summary = out
+            .iter()
+            .map(|r| {
+                let rl = ResourceLogs::decode(r.resource_logs.as_slice()).expect("decodes");
+                let i = rl.scope_logs[0].log_records[0].attributes.iter().find(|kv| kv.key == "i").and_then(|kv| kv.value.clone()).and_then(|v| v.value);
+                let Some(Value::IntValue(i)) = i else { panic!("i: {i:?}") };
+                (i, scope_strings(&rl, RULES_KEY).concat())
+            })
+            .collect();
+        let counters = engine.counters().iter().map(|c| (c.name.to_string(), c.value)).collect();
+        (summary, counters)
+    }
+
+    fn counter(counters: &[(String, u64)], name: &str) -> u64 {
+        counters.iter().find(|(n, _)| n == name).map(|(_, v)| *v).unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
+    #[test]
+    fn alert_mode_forwards_only_matches_in_order_over_parallel_workers() {
+        let mut records = batch(2000);
+        records.insert(5, OtelRecord::from_proto(b"\x0a\xff".to_vec()));
+        let (out, counters) = run("alert", records);
+        let want: Vec<(i64, Vec<String>)> =
+            (0..2000).filter(|i| [0, 2, 4].contains(&(i % 10))).map(|i| (i, vec!["even".to_string()])).collect();
+        assert_eq!(out, want);
+        assert_eq!(counter(&counters, "records_in"), 2001);
+        assert_eq!(counter(&counters, "records_out"), 600);
+        assert_eq!(counter(&counters, "filtered"), 200);
+        assert_eq!(counter(&counters, "unmatched"), 1200);
+        assert_eq!(counter(&counters, "rule_matches"), 600);
+        assert_eq!(counter(&counters, "decode_errors"), 1);
+    }
+
+    #[test]
+    fn enrich_mode_forwards_all_but_filtered_unchanged_or_with_results() {
+        let (out, counters) = run("enrich", batch(1000));
+        let want: Vec<(i64, Vec<String>)> = (0..1000)
+            .filter(|i| i % 10 != 9)
+            .map(|i| (i, if [0, 2, 4].contains(&(i % 10)) { vec!["even".to_string()] } else { Vec::new() }))
+            .collect();
+        assert_eq!(out, want);
+        assert_eq!(counter(&counters, "records_out"), 900);
+    }
 }
