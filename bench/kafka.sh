@@ -16,6 +16,10 @@
 #                    two more lines split both consumers into join and the rest)
 #   file-policy      the same pipeline from the trace file (file driver): the ceiling the
 #                    consumer could reach on this machine at this moment
+#   export-otel      file driver -> reader -> exporter kafka, format otel (OTLP protobuf)
+#   consume-otel     otelkafka driver -> policy engine over OTel attributes (alert,
+#                    config/otel-policies) -> null, kafka.stop.at.end: upstream's OTel
+#                    pipeline shape (one OTel record per SysFlow event/flow)
 # records/s is SysFlow event/flow records per second for every line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +59,7 @@ for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null && brea
 import sys
 from confluent_kafka.admin import AdminClient, NewTopic
 a = AdminClient({"bootstrap.servers": sys.argv[1]})
-for t, f in a.create_topics([NewTopic(n, num_partitions=4, replication_factor=1) for n in ("bench-py", "bench-json", "bench-sysflow")]).items():
+for t, f in a.create_topics([NewTopic(n, num_partitions=4, replication_factor=1) for n in ("bench-py", "bench-json", "bench-sysflow", "bench-otel")]).items():
     f.result(30)
 EOF
 
@@ -182,3 +186,23 @@ cat >"$OUT/file-policy.json" <<EOF
 EOF
 /usr/bin/time -f "%e %M" -o "$OUT/file-policy.time" "$BIN/sfprocessor" -config "$OUT/file-policy.json" "$TRACE" >"$OUT/file-policy.log" 2>&1
 report file-policy "$OUT/file-policy.time" "$EVENTS"
+
+cat >"$OUT/export-otel.json" <<EOF
+{"pipeline": [
+ {"processor": "sysflowreader", "in": "sysflow sysflowchan", "out": "flat flattenerchan"},
+ {"processor": "exporter", "in": "flat flattenerchan", "export": "kafka", "format": "otel", "kafka.encoding": "proto",
+  "kafka.topic": "bench-otel", "kafka.config": {"bootstrap.servers": "$BOOT", "compression.type": "lz4", "linger.ms": 20}}]}
+EOF
+/usr/bin/time -f "%e %M" -o "$OUT/export-otel.time" "$BIN/sfprocessor" -config "$OUT/export-otel.json" "$TRACE" >"$OUT/export-otel.log" 2>&1
+report export-otel "$OUT/export-otel.time" "$EVENTS"
+
+cat >"$OUT/consume-otel.json" <<EOF
+{"drivers": [{"driver": "otelkafka", "out": "otel otelchan", "kafka.topics": ["bench-otel"], "kafka.stop.at.end": "true",
+              "kafka.encoding": "proto", "kafka.config": {"bootstrap.servers": "$BOOT", "session.timeout.ms": 6000}}],
+ "pipeline": [
+ {"processor": "policyengine", "in": "otel otelchan", "out": "evt eventchan", "policies": "config/otel-policies", "mode": "alert"},
+ {"processor": "exporter", "in": "evt eventchan", "format": "otel", "export": "null"}]}
+EOF
+/usr/bin/time -f "%e %M" -o "$OUT/consume-otel.time" "$BIN/sfprocessor" -log info -config "$OUT/consume-otel.json" >"$OUT/consume-otel.log" 2>&1
+report consume-otel "$OUT/consume-otel.time" "$EVENTS"
+grep -o 'records=[0-9]*' "$OUT/consume-otel.log" | head -1 | sed 's/^/consume-otel driver /'

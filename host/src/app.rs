@@ -208,7 +208,7 @@ where
     tracing::info!(target: "health", "Health checks: passed");
     tracing::info!("Successfully loaded pipeline configuration");
     if cli.listrules {
-        return rule_listing::print(&cfg);
+        return rule_listing::print(&cfg, &graph);
     }
     if cli.test {
         return 0;

@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
-use sysflow_plugin_api::ChannelType;
+use sysflow_plugin_api::{ChannelType, Payload, INPUT_PAYLOAD_KEY};
 
 use crate::{
     diagnostics::Diagnostics,
@@ -355,7 +355,87 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
 
     check_channels(&g, &tainted, diag);
     check_cycles(&g, diag);
+    track_payloads(&mut g, &tainted, diag);
     g
+}
+
+/// Works out the records each channel carries and tells every block its input's
+/// ([`INPUT_PAYLOAD_KEY`]). A channel's type decides it, except for `eventchan`: a block
+/// writing one passes on its own input's records, so after a policy engine reading
+/// `otelchan` it carries OTel records (upstream's OTel pipeline writes it so). A block
+/// fed OTel records must declare `otelchan` among its inputs.
+fn track_payloads(g: &mut Graph, tainted: &HashSet<String>, diag: &mut Diagnostics) {
+    let fixed = |c: &Channel| (c.kind != ChannelType::Event).then(|| c.kind.payload());
+    let mut payload: Vec<Option<Payload>> = g.channels.iter().map(fixed).collect();
+    // Each pass settles at least one more eventchan of an acyclic graph (cycles are refused above).
+    for _ in 0..g.channels.len() {
+        let mut changed = false;
+        for (i, c) in g.channels.iter().enumerate() {
+            if payload[i].is_some() || c.kind != ChannelType::Event {
+                continue;
+            }
+            let from: Vec<Option<Payload>> = c
+                .producers
+                .iter()
+                .map(|&e| match e {
+                    Endpoint::Processor(p) => payload[g.processors[p].input],
+                    Endpoint::Driver(_) => Some(Payload::Flat),
+                })
+                .collect();
+            if from.iter().all(Option::is_some) {
+                let otel = from.iter().any(|p| *p == Some(Payload::Otel));
+                payload[i] = Some(if otel { Payload::Otel } else { Payload::Flat });
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    for c in g.channels.iter().filter(|c| c.kind == ChannelType::Event) {
+        if tainted.contains(&c.name) {
+            continue;
+        }
+        let writers: Vec<(String, Option<Payload>)> = c
+            .producers
+            .iter()
+            .filter_map(|&e| match e {
+                Endpoint::Processor(p) => Some((g.processors[p].label(), payload[g.processors[p].input])),
+                Endpoint::Driver(_) => None,
+            })
+            .collect();
+        let otel: Vec<&str> = writers.iter().filter(|w| w.1 == Some(Payload::Otel)).map(|w| w.0.as_str()).collect();
+        let flat: Vec<&str> = writers.iter().filter(|w| w.1 != Some(Payload::Otel)).map(|w| w.0.as_str()).collect();
+        if !otel.is_empty() && !flat.is_empty() {
+            diag.error(format!(
+                "{}: key 'out': channel '{}' would carry OTel records (from {}) and flat records (from {}); give each its own channel",
+                flat[0],
+                c.name,
+                otel.join(", "),
+                flat.join(", ")
+            ));
+        }
+    }
+    for node in &mut g.processors {
+        let carried = payload[node.input].unwrap_or(Payload::Flat);
+        let channel = &g.channels[node.input];
+        // A channel type the plugin does not read at all was reported when the block was read.
+        let inputs = node.plugin.inputs();
+        if carried == Payload::Otel
+            && inputs.contains(&channel.kind)
+            && !inputs.contains(&ChannelType::Otel)
+            && !tainted.contains(&channel.name)
+        {
+            diag.error(format!(
+                "{}: key 'in': channel '{}' ({}) carries OTel records, but processor '{}' does not take them (only blocks that read otelchan do, such as policyengine and exporter with format otel)",
+                node.label(),
+                channel.name,
+                channel.kind.name(),
+                node.block.processor
+            ));
+        }
+        node.block.map.insert(INPUT_PAYLOAD_KEY.to_string(), Value::String(carried.name().to_string()));
+    }
 }
 
 fn by_name_lookup(g: &Graph, name: &str) -> Option<usize> {

@@ -138,8 +138,15 @@ pub struct PipelineConfig {
 }
 
 /// Keys the host injects into every processor block (upstream's set, and how outputs open).
-pub const INJECTED_KEYS: &[&str] =
-    &["version", "jsonschemaversion", "ecsversion", "buildnumber", "cluster.id", OUTPUT_MODE_KEY];
+pub const INJECTED_KEYS: &[&str] = &[
+    "version",
+    "jsonschemaversion",
+    "ecsversion",
+    "buildnumber",
+    "cluster.id",
+    OUTPUT_MODE_KEY,
+    sysflow_plugin_api::INPUT_PAYLOAD_KEY,
+];
 
 /// Injected key saying how exporters open their outputs (see [`OutputMode`]).
 pub use sysflow_exporter::transport::OUTPUT_MODE_KEY;

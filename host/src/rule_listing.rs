@@ -3,16 +3,23 @@
 
 use std::path::Path;
 
+use sysflow_plugin_api::{Payload, INPUT_PAYLOAD_KEY};
 use sysflow_policy_engine::{
-    compile_policies_in, dialect::Dialect, ActionRegistry, CompileOptions, PolicyLanguage, UnknownAttributes,
+    compile_policies_in, dialect::Dialect, limits, otel, ActionRegistry, CompileOptions, PolicyLanguage,
+    UnknownAttributes,
 };
 
-use crate::pipeline_config::PipelineConfig;
+use crate::{graph::Graph, pipeline_config::PipelineConfig};
 
-/// Prints the rules of each `policyengine` block; returns the exit status.
-pub fn print(cfg: &PipelineConfig) -> i32 {
+/// Prints the rules of each `policyengine` block; returns the exit status. A block whose
+/// input carries OTel records (from `graph`) lists its rules as the OTel backend runs them.
+pub fn print(cfg: &PipelineConfig, graph: &Graph) -> i32 {
     let mut status = 0;
     for block in cfg.blocks.iter().filter(|b| b.processor == "policyengine") {
+        let otel_input = graph.processors.iter().any(|n| {
+            n.block.index == block.index
+                && n.block.map.get(INPUT_PAYLOAD_KEY).and_then(|v| v.as_str()) == Some(Payload::Otel.name())
+        });
         let Some(policies) = block.map.get("policies").and_then(|v| v.as_str()) else {
             println!("# pipeline[{}] (policyengine): no policies (records pass through)", block.index);
             continue;
@@ -47,6 +54,22 @@ pub fn print(cfg: &PipelineConfig) -> i32 {
                 continue;
             }
         };
+        if otel_input {
+            match limits::on_compile_thread(|| language.load(Path::new(policies))) {
+                Ok(set) => {
+                    println!("# pipeline[{}] (policyengine, {}, OTel attributes): {policies}", block.index, language.name());
+                    println!("# kind\tname\t[record types]\tdetails");
+                    for info in otel::describe(&set) {
+                        println!("{info}");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("pipeline[{}] (policyengine): key 'policies': {e}", block.index);
+                    status = 1;
+                }
+            }
+            continue;
+        }
         match compile_policies_in(&language, Path::new(policies), &opts) {
             Ok(rules) => {
                 println!("# pipeline[{}] (policyengine, {}): {policies}", block.index, language.name());

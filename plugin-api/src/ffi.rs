@@ -292,7 +292,7 @@ impl ConfigKey {
 // in a `const` item, where `&[ConfigKey::new(..)]` written inline is a `'static` borrow
 // (in a function body the same slice is a temporary: error E0716).
 impl PluginDescriptor {
-    /// Describes a driver (its output is always `sysflowchan`).
+    /// Describes a driver writing `sysflowchan` (see [`PluginDescriptor::with_output`] for others).
     ///
     /// ```
     /// use sysflow_plugin_api::{ConfigKey, Driver, DriverPoll, Host, PluginConfig, PluginDescriptor, PluginError};
@@ -327,6 +327,16 @@ impl PluginDescriptor {
                 resume: if T::HANDOFF { ROption::RSome(resume_driver::<T>) } else { ROption::RNone },
             },
         }
+    }
+
+    /// This driver descriptor with another output channel type (e.g. `otelchan` for a
+    /// driver emitting [`Batch::Otel`]); any other descriptor is returned unchanged.
+    pub const fn with_output(self, channel: ChannelType) -> Self {
+        let factory = match self.factory {
+            PluginFactory::Driver { new, resume, .. } => PluginFactory::Driver { output: channel, new, resume },
+            other => other,
+        };
+        PluginDescriptor { factory, ..self }
     }
 
     /// Describes a processor: the channel types it accepts and the one it emits (`None`: a sink).

@@ -8,7 +8,8 @@
 //!
 //! Data crosses the boundary in batches ([`Batch`]) of ABI-stable records:
 //! [`SysFlowRecord`] (decoded Avro), and [`FlatRecord`] (an event with its process,
-//! ancestry, container, pod and files resolved, plus policy results).
+//! ancestry, container, pod and files resolved, plus policy results), and [`OtelRecord`]
+//! (one OTLP `ResourceLogs`, protobuf bytes).
 //!
 //! ```
 //! use sysflow_plugin_api::{Batch, Host, PluginConfig, PluginError, Processor};
@@ -49,7 +50,7 @@ pub mod records;
 
 pub use abi_stable;
 pub use action_object::{LoadedAction, LoadedActions};
-pub use batch::{Batch, ChannelType, Payload};
+pub use batch::{Batch, ChannelType, OtelRecord, Payload, INPUT_PAYLOAD_KEY};
 pub use config::PluginConfig;
 pub use ffi::{ConfigKey, PluginDescriptor, PluginFactory, PluginLibrary, PluginLibraryRef};
 pub use flat::{FlatRecord, PolicyContext, RuleMatch};

@@ -16,6 +16,8 @@ use nix::{
     unistd::Pid,
 };
 
+use base64::{engine::general_purpose::STANDARD as BASE64, Engine};
+
 use crate::servers::{self, free_port, wait_for_port, ServerProcess};
 
 /// How long a broker may take to accept connections.
@@ -148,6 +150,52 @@ for t, f in a.create_topics([NewTopic("{topic}", num_partitions={partitions}, re
     f.result(30)
 "#
         ));
+    }
+
+    /// Produces `payloads` to `topic` (partition 0, in order) with an independent client.
+    pub fn produce(&self, topic: &str, payloads: &[Vec<u8>]) {
+        let encoded: Vec<String> = payloads.iter().map(|p| BASE64.encode(p)).collect();
+        let script = format!(
+            r#"
+import os, base64
+from confluent_kafka import Producer
+p = Producer({{"bootstrap.servers": os.environ["BOOTSTRAP"]}})
+for m in {encoded:?}:
+    p.produce("{topic}", base64.b64decode(m), partition=0)
+left = p.flush(30)
+if left:
+    raise SystemExit(f"{{left}} messages not delivered")
+"#
+        );
+        self.python(&script);
+    }
+
+    /// Reads every message of `topic` from the beginning with an independent client;
+    /// returns each payload's bytes, partition by partition.
+    pub fn read_all(&self, topic: &str, partitions: u32) -> Vec<Vec<u8>> {
+        let out = self.python(&format!(
+            r#"
+import os, sys, base64
+from confluent_kafka import Consumer, TopicPartition
+c = Consumer({{"bootstrap.servers": os.environ["BOOTSTRAP"], "group.id": "check-reader", "enable.auto.commit": False, "enable.partition.eof": True}})
+c.assign([TopicPartition("{topic}", p, 0) for p in range({partitions})])
+done, idle = set(), 0
+while len(done) < {partitions} and idle < 50:
+    m = c.poll(0.2)
+    if m is None:
+        idle += 1
+        continue
+    idle = 0
+    if m.error():
+        if m.error().code() == -191:
+            done.add(m.partition())
+            continue
+        raise SystemExit(str(m.error()))
+    sys.stdout.write(base64.b64encode(m.value() or b"").decode() + "\n")
+c.close()
+"#
+        ));
+        out.lines().map(|l| BASE64.decode(l).unwrap_or_else(|e| panic!("reader printed {l:?}: {e}"))).collect()
     }
 
     /// Reads every message of `topic` from the beginning with an independent client;

@@ -47,7 +47,7 @@ fn counter(cs: &[Counter], name: &str) -> u64 {
 fn records_of(batch: Batch) -> Vec<SysFlowRecord> {
     match batch {
         Batch::SysFlow(b) => b.iter().cloned().collect(),
-        Batch::Flat(_) => panic!("driver produced flat records"),
+        Batch::Flat(_) | Batch::Otel(_) => panic!("driver produced flat or OTel records"),
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use sysflow_plugin_api::{Batch, ConfigKey, Counter, Host, PluginConfig, PluginError, Processor};
+use sysflow_plugin_api::{
+    Batch, ConfigKey, Counter, Host, OtelRecord, Payload, PluginConfig, PluginError, Processor, INPUT_PAYLOAD_KEY,
+};
 
 use crate::{
     delivery::{Delivery, DeliverySettings, Item, Sink},
@@ -12,7 +14,7 @@ use crate::{
     falco_encoder::FalcoEncoder,
     http::{HttpSettings, HttpSink},
     json_encoder::JsonEncoder,
-    otel_encoder::{OtelEncoder, OtelEncoding},
+    otel_encoder::{encode_resource_logs, OtelEncoder, OtelEncoding},
     transport::{self, syslog, EncodedBatch, RelpSink, SyslogSettings, SyslogSink, Transport},
 };
 
@@ -80,6 +82,19 @@ fn note_encode_error(host: &Host, encode_errors: &mut u64, error: String) {
     if *encode_errors <= LOGGED_ERRORS || encode_errors.is_power_of_two() {
         host.error(&format!("record skipped ({encode_errors} encode errors so far): {error}"));
     }
+}
+
+/// Refuses a `format` other than `otel` when the block's input carries OTel records (the
+/// host's [`INPUT_PAYLOAD_KEY`]): the other formats are made of flat SysFlow records.
+pub fn check_otel_input(config: &PluginConfig) -> Result<(), PluginError> {
+    let otel_input = config.str(INPUT_PAYLOAD_KEY)? == Some(Payload::Otel.name());
+    let format = config.str_or("format", "json")?;
+    if otel_input && format != "otel" {
+        return Err(PluginError::new(format!(
+            "key 'format': the input channel carries OTel records (fed by an OTel driver or a policy engine reading otelchan); only format 'otel' takes them, not '{format}'"
+        )));
+    }
+    Ok(())
 }
 
 /// The configured encoder.
@@ -156,6 +171,7 @@ impl std::fmt::Debug for Exporter {
 impl Exporter {
     /// Validates the configuration and opens the transport.
     pub fn from_config(config: &PluginConfig, host: Host) -> Result<Exporter, PluginError> {
+        check_otel_input(config)?;
         let format = config.str_or("format", "json")?;
         let encoder = match format {
             "json" => Encoder::Json(Box::default()),
@@ -296,6 +312,43 @@ impl Exporter {
     }
 }
 
+impl Exporter {
+    /// Writes OTel records as OTLP/JSON `LogsData` lines (`format: otel` only).
+    fn process_otel(&mut self, records: &[OtelRecord]) -> Result<Option<Batch>, PluginError> {
+        if !matches!(self.encoder, Encoder::Otel(_)) {
+            self.encode_errors += records.len() as u64;
+            return Err(PluginError::new(format!(
+                "exporter: dropped a batch of {} OTel records: only format 'otel' takes them",
+                records.len()
+            )));
+        }
+        if let Output::Delivery { delivery, .. } = &mut self.output {
+            for record in records {
+                let mut body = Vec::new();
+                match encode_resource_logs(&record.resource_logs, OtelEncoding::Json, &mut body) {
+                    Ok(()) => delivery.push(Item { id: None, body }),
+                    Err(e) => note_encode_error(&self.host, &mut self.encode_errors, e),
+                }
+            }
+            return Ok(None);
+        }
+        for record in records {
+            let pushed = self
+                .pending
+                .try_push_with(|out| encode_resource_logs(&record.resource_logs, OtelEncoding::Json, out));
+            if let Err(e) = pushed {
+                note_encode_error(&self.host, &mut self.encode_errors, e);
+            }
+        }
+        let now = Instant::now();
+        let oldest = *self.oldest_pending.get_or_insert(now);
+        if self.buffer == 0 || self.pending.len() >= self.buffer || now.duration_since(oldest) >= MAX_PENDING_AGE {
+            self.deliver();
+        }
+        Ok(None)
+    }
+}
+
 impl Processor for Exporter {
     fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
         Exporter::from_config(config, host)
@@ -304,6 +357,7 @@ impl Processor for Exporter {
     fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
         let records = match batch {
             Batch::Flat(records) => records,
+            Batch::Otel(records) => return self.process_otel(&records),
             Batch::SysFlow(records) => {
                 self.encode_errors += records.len() as u64;
                 return Err(PluginError::new(format!(

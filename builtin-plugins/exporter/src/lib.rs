@@ -54,7 +54,7 @@ pub use ecs_encoder::EcsEncoder;
 pub use exporter::Exporter;
 pub use falco_encoder::FalcoEncoder;
 pub use json_encoder::JsonEncoder;
-pub use otel_encoder::{OtelEncoder, OtelEncoding};
+pub use otel_encoder::{encode_resource_logs, OtelEncoder, OtelEncoding};
 /// The OTLP protobuf types the OTel encoder builds (re-exported so consumers decode with the same version).
 pub use opentelemetry_proto;
 
@@ -65,7 +65,7 @@ pub fn descriptors() -> Vec<PluginDescriptor> {
         "encodes records as JSON, ECS, Falco alerts or OTLP logs and exports them to the terminal, a file, syslog, Elasticsearch, an HTTP webhook or null",
         env!("CARGO_PKG_VERSION"),
         exporter::CONFIG_KEYS,
-        &[ChannelType::Flat, ChannelType::Event],
+        &[ChannelType::Flat, ChannelType::Event, ChannelType::Otel],
         None,
     )]
 }

@@ -165,6 +165,38 @@ impl OtelEncoder {
     }
 }
 
+/// Appends the `LogsData` message holding one OTel record (`resource_logs`: a protobuf
+/// `ResourceLogs`, as [`sysflow_plugin_api::OtelRecord`] carries it) to `out`, serialised as
+/// `encoding`; on error `out` is left unchanged.
+///
+/// Protobuf needs no decoding: a `LogsData` with one `ResourceLogs` is that message framed as
+/// field 1, so the record's bytes are copied as they are.
+pub fn encode_resource_logs(resource_logs: &[u8], encoding: OtelEncoding, out: &mut Vec<u8>) -> Result<(), String> {
+    match encoding {
+        OtelEncoding::Proto => {
+            out.reserve(1 + prost::length_delimiter_len(resource_logs.len()) + resource_logs.len());
+            out.push(0x0a);
+            let start = out.len() - 1;
+            prost::encode_length_delimiter(resource_logs.len(), out).map_err(|e| {
+                out.truncate(start);
+                format!("otel: protobuf framing failed: {e}")
+            })?;
+            out.extend_from_slice(resource_logs);
+            Ok(())
+        }
+        OtelEncoding::Json => {
+            let decoded = ResourceLogs::decode(resource_logs)
+                .map_err(|e| format!("otel: record is not a protobuf ResourceLogs: {e}"))?;
+            let logs = LogsData { resource_logs: vec![decoded] };
+            let start = out.len();
+            otlp_json::write_logs(out, &logs).map_err(|e| {
+                out.truncate(start);
+                format!("otel: JSON encoding failed: {e}")
+            })
+        }
+    }
+}
+
 /// Protobuf of `logs`, byte for byte prost's `encode`, with the log record sized once:
 /// prost sizes a nested message again at each level it is framed in, and the log record
 /// (nearly all the bytes) sits four levels down. The three outer levels of the one-record

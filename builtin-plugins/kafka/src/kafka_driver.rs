@@ -1,4 +1,6 @@
-//! The `kafka` driver: consumes `sysflow` messages as a member of a consumer group.
+//! The Kafka consumer-group drivers: `kafka` (self-contained `sysflow` messages) and
+//! `otelkafka` (OTLP `LogsData`, see [`crate::otel_format`]) share this consumer; a
+//! [`MessageFormat`] turns each message into records.
 //!
 //! Offsets are committed by the driver itself (`enable.auto.commit` is forced off): a
 //! message's offset is committed once its records were handed to the pipeline at least
@@ -32,10 +34,64 @@ use crate::{
     sysflow_message::{decode_message, frame_count},
 };
 
+/// How a consumer-group driver turns Kafka messages into records.
+pub trait MessageFormat: Send + 'static + Sized {
+    /// The record type a message decodes to.
+    type Record: Send;
+    /// The `group.id` used when `kafka.config` has none (`None`: the key is required).
+    const DEFAULT_GROUP: Option<&'static str>;
+    /// Most records one poll hands over: bounds a batch's memory by the format's record size.
+    const MAX_BATCH_RECORDS: usize;
+    /// Reads the format's own keys.
+    fn from_config(config: &PluginConfig) -> Result<Self, PluginError>;
+    /// Appends the records of one message to `out`; on error, says what was wrong (the
+    /// records appended before the error are kept).
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<Self::Record>) -> Result<(), String>;
+    /// Most records `payload` decodes to, when the format can tell without decoding it
+    /// (`None`: the batch grows as needed). A batch sized from it never reallocates.
+    fn records_in(_payload: &[u8]) -> Option<usize> {
+        None
+    }
+    /// The batch handed to the pipeline.
+    fn batch(records: Vec<Self::Record>) -> Batch;
+}
+
+/// The `kafka` driver's format: self-contained SysFlow messages (`format: sysflow`).
+pub struct SysflowFormat(DatumDecoder);
+
+impl MessageFormat for SysflowFormat {
+    type Record = SysFlowRecord;
+    const DEFAULT_GROUP: Option<&'static str> = None;
+    const MAX_BATCH_RECORDS: usize = MAX_PREALLOCATED_RECORDS;
+
+    fn from_config(config: &PluginConfig) -> Result<Self, PluginError> {
+        let format = config.str_or("format", "sysflow")?;
+        if format != "sysflow" {
+            return Err(PluginError::new(format!(
+                "key 'format': '{format}' is not available (the kafka driver reads sysflow messages; OTLP logs: driver otelkafka)"
+            )));
+        }
+        Ok(SysflowFormat(DatumDecoder::v5()))
+    }
+
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<SysFlowRecord>) -> Result<(), String> {
+        decode_message(&self.0, payload, out).map(drop).map_err(|e| format!("frame {}: {}", e.frame, e.reason))
+    }
+
+    fn records_in(payload: &[u8]) -> Option<usize> {
+        Some(frame_count(payload))
+    }
+
+    fn batch(records: Vec<SysFlowRecord>) -> Batch {
+        Batch::sysflow(records)
+    }
+}
+
+
 /// How long records must have been in the pipeline before their offsets are committed.
 pub const COMMIT_DELAY: Duration = Duration::from_secs(5);
-/// Most records a poll reserves room for up front.
-const MAX_PREALLOCATED_RECORDS: usize = 1 << 16;
+/// Most SysFlow records a poll reserves room for up front.
+pub const MAX_PREALLOCATED_RECORDS: usize = 1 << 16;
 /// Longest a poll waits for messages.
 const POLL_WAIT: Duration = Duration::from_millis(100);
 /// How many consume or decode errors are logged one by one; later only powers of two.
@@ -57,7 +113,7 @@ const CONSUMER_DEFAULTS: [(&str, &str); 4] = [
 pub const CONFIG_KEYS: &[ConfigKey] = &[
     ConfigKey::new("kafka.config", "librdkafka consumer properties (object; needs bootstrap.servers and group.id)"),
     ConfigKey::new("kafka.topics", "topics to subscribe to (array of names, or one comma-separated string)"),
-    ConfigKey::new("format", "message format: sysflow (default); otel is not available yet"),
+    ConfigKey::new("format", "message format: sysflow (default); OTLP logs are read by the otelkafka driver"),
     ConfigKey::new(
         "kafka.stop.at.end",
         "\"true\": end the run once every assigned partition is read to its end (replays, benchmarks)",
@@ -82,12 +138,12 @@ impl ClientContext for ConsumerLog {
 
 impl ConsumerContext for ConsumerLog {}
 
-/// Consumes SysFlow messages from Kafka topics as a consumer-group member.
-pub struct KafkaDriver {
+/// Consumes messages of format `F` from Kafka topics as a consumer-group member.
+pub struct KafkaDriver<F: MessageFormat = SysflowFormat> {
     host: Host,
     /// Shared so a polled message (which borrows the consumer) can be taken by `&mut self`.
     consumer: Arc<BaseConsumer<ConsumerLog>>,
-    decoder: DatumDecoder,
+    format: F,
     /// Next offsets per (topic, partition) handed to the pipeline and not yet committed, by hand-over time.
     handed: VecDeque<(Instant, NextOffsets)>,
     /// A message that did not fit the last batch: the first of the next one.
@@ -105,7 +161,7 @@ pub struct KafkaDriver {
     commit_errors: u64,
 }
 
-impl std::fmt::Debug for KafkaDriver {
+impl<F: MessageFormat> std::fmt::Debug for KafkaDriver<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaDriver").field("messages", &self.messages).finish()
     }
@@ -132,7 +188,44 @@ fn topics(config: &PluginConfig) -> Result<Vec<String>, PluginError> {
     Ok(list)
 }
 
-impl KafkaDriver {
+impl<F: MessageFormat> KafkaDriver<F> {
+    /// Decodes one message into the batch and notes its offset.
+    fn take_message(
+        &mut self,
+        message: &impl Message,
+        records: &mut Vec<F::Record>,
+        offsets: &mut NextOffsets,
+        wanted: usize,
+    ) {
+        if self.messages == 0 {
+            self.host.info(&format!(
+                "kafka: first message {} ms after subscribing (the group join)",
+                self.subscribed.elapsed().as_millis()
+            ));
+        }
+        self.messages += 1;
+        let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
+        if let Some(at_end) = &mut self.at_end {
+            at_end.remove(&(topic.clone(), partition));
+        }
+        offsets.insert((topic.clone(), partition), offset + 1);
+        let payload = message.payload().unwrap_or_default();
+        if records.capacity() == 0 {
+            records.reserve_exact(wanted.max(F::records_in(payload).unwrap_or(0)));
+        }
+        let before = records.len();
+        if let Err(e) = self.format.decode(payload, records) {
+            self.bad_messages += 1;
+            if self.error_logged(self.bad_messages) {
+                self.host.warn(&format!(
+                    "kafka: message {topic}[{partition}]@{offset}: {e}; kept {} records before it ({} bad messages so far)",
+                    records.len() - before,
+                    self.bad_messages
+                ));
+            }
+        }
+    }
+
     fn error_logged(&self, count: u64) -> bool {
         count <= LOGGED_ERRORS || count.is_power_of_two()
     }
@@ -173,52 +266,19 @@ impl KafkaDriver {
             }
         }
     }
-
-    /// Decodes one message into the batch and notes its offset.
-    fn take_message(&mut self, message: &impl Message, records: &mut Vec<SysFlowRecord>, offsets: &mut NextOffsets, wanted: usize) {
-        if self.messages == 0 {
-            self.host.info(&format!(
-                "kafka: first message {} ms after subscribing (the group join)",
-                self.subscribed.elapsed().as_millis()
-            ));
-        }
-        self.messages += 1;
-        let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
-        if let Some(at_end) = &mut self.at_end {
-            at_end.remove(&(topic.clone(), partition));
-        }
-        offsets.insert((topic.clone(), partition), offset + 1);
-        let payload = message.payload().unwrap_or_default();
-        if records.capacity() == 0 {
-            records.reserve_exact(wanted.max(frame_count(payload)));
-        }
-        let before = records.len();
-        if let Err(e) = decode_message(&self.decoder, payload, records) {
-            self.bad_messages += 1;
-            if self.error_logged(self.bad_messages) {
-                self.host.warn(&format!(
-                    "kafka: message {topic}[{partition}]@{offset}: frame {}: {}; kept {} records before it ({} bad messages so far)",
-                    e.frame,
-                    e.reason,
-                    records.len() - before,
-                    self.bad_messages
-                ));
-            }
-        }
-    }
 }
 
-impl Driver for KafkaDriver {
+impl<F: MessageFormat> Driver for KafkaDriver<F> {
     fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
-        let format = config.str_or("format", "sysflow")?;
-        if format != "sysflow" {
-            return Err(PluginError::new(format!(
-                "key 'format': '{format}' is not available (the kafka driver reads sysflow messages)"
-            )));
-        }
-        let props = client_properties(config, "kafka.config").map_err(PluginError::new)?;
+        let format = F::from_config(config)?;
+        let mut props = client_properties(config, "kafka.config").map_err(PluginError::new)?;
         if !props.contains_key("group.id") {
-            return Err(PluginError::new("key 'kafka.config': needs 'group.id' (the consumer group)"));
+            match F::DEFAULT_GROUP {
+                Some(group) => {
+                    props.insert("group.id".to_string(), group.to_string());
+                }
+                None => return Err(PluginError::new("key 'kafka.config': needs 'group.id' (the consumer group)")),
+            }
         }
         let topics = topics(config)?;
         let stop_at_end = match config.value("kafka.stop.at.end") {
@@ -249,7 +309,7 @@ impl Driver for KafkaDriver {
         Ok(KafkaDriver {
             host,
             consumer: Arc::new(consumer),
-            decoder: DatumDecoder::v5(),
+            format,
             handed: VecDeque::new(),
             pending: None,
             subscribed: Instant::now(),
@@ -279,8 +339,8 @@ impl Driver for KafkaDriver {
         // record by record, or one with room for an extra message, passed mimalloc's
         // large-object bound (512 KiB) — such blocks go back to the OS at every free and
         // fault in again at the next poll, a large share of the consume profile.
-        let wanted = max_records.clamp(1, MAX_PREALLOCATED_RECORDS);
-        let mut records: Vec<SysFlowRecord> = Vec::new();
+        let wanted = max_records.clamp(1, F::MAX_BATCH_RECORDS);
+        let mut records: Vec<F::Record> = Vec::new();
         let mut offsets = NextOffsets::new();
         if let Some(message) = self.pending.take() {
             self.take_message(&message, &mut records, &mut offsets, wanted);
@@ -291,8 +351,8 @@ impl Driver for KafkaDriver {
             let Some(result) = consumer.poll(left) else { break };
             match result {
                 Ok(message) => {
-                    let frames = frame_count(message.payload().unwrap_or_default());
-                    if !records.is_empty() && records.len() + frames > wanted {
+                    let bound = F::records_in(message.payload().unwrap_or_default());
+                    if bound.is_some_and(|n| !records.is_empty() && records.len() + n > wanted) {
                         self.pending = Some(message.detach());
                         break;
                     }
@@ -337,7 +397,7 @@ impl Driver for KafkaDriver {
             return Ok(DriverPoll::Idle);
         }
         self.records += records.len() as u64;
-        Ok(DriverPoll::Batch(Batch::sysflow(records)))
+        Ok(DriverPoll::Batch(F::batch(records)))
     }
 
     fn stop(&mut self) {

@@ -4,8 +4,8 @@
 use std::sync::atomic::Ordering;
 
 use rustc_hash::FxHashMap;
-use sysflow_exporter::{EcsEncoder, JsonEncoder, OtelEncoder, OtelEncoding};
-use sysflow_plugin_api::{Batch, Counter, Host, PluginConfig, PluginError, Processor};
+use sysflow_exporter::{encode_resource_logs, EcsEncoder, JsonEncoder, OtelEncoder, OtelEncoding};
+use sysflow_plugin_api::{Batch, Counter, Host, OtelRecord, PluginConfig, PluginError, Processor};
 
 use crate::{
     producer::{KafkaSink, FLUSH_TIMEOUT},
@@ -43,6 +43,7 @@ pub struct KafkaExporter {
 impl KafkaExporter {
     /// Validates the `format` and `kafka.*` keys and creates the producer.
     pub fn from_config(config: &PluginConfig, host: Host) -> Result<KafkaExporter, PluginError> {
+        sysflow_exporter::exporter::check_otel_input(config)?;
         let encoding = config.str("kafka.encoding")?;
         let format = match config.str_or("format", "json")? {
             "json" => KafkaFormat::Json(Box::default()),
@@ -96,6 +97,35 @@ impl KafkaExporter {
     }
 }
 
+impl KafkaExporter {
+    /// Sends each OTel record as one `LogsData` message (`format: otel` only), with an empty
+    /// key: the records carry no node id to key by, and one key keeps them in order.
+    fn process_otel(&mut self, records: &[OtelRecord]) -> Result<Option<Batch>, PluginError> {
+        let KafkaFormat::Otel(encoder) = &self.format else {
+            self.rejected_batches += 1;
+            return Err(PluginError::new(format!(
+                "exporter: dropped a batch of {} OTel records: only format 'otel' takes them",
+                records.len()
+            )));
+        };
+        let encoding = encoder.encoding();
+        self.records_in += records.len() as u64;
+        for record in records {
+            self.buf.clear();
+            if let Err(e) = encode_resource_logs(&record.resource_logs, encoding, &mut self.buf) {
+                self.encode_errors += 1;
+                if self.encode_errors <= 10 || self.encode_errors.is_power_of_two() {
+                    self.host.error(&format!("record skipped ({} so far): {e}", self.encode_errors));
+                }
+                continue;
+            }
+            self.sink.send(b"", &self.buf, 1);
+        }
+        self.sink.poll();
+        Ok(None)
+    }
+}
+
 impl Processor for KafkaExporter {
     fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
         KafkaExporter::from_config(config, host)
@@ -104,6 +134,7 @@ impl Processor for KafkaExporter {
     fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
         let records = match batch {
             Batch::Flat(records) => records,
+            Batch::Otel(records) => return self.process_otel(&records),
             Batch::SysFlow(records) => {
                 self.rejected_batches += 1;
                 return Err(PluginError::new(format!(

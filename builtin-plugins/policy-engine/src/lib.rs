@@ -5,7 +5,8 @@
 //! language-neutral [`ir`]; [`ruleset`] compiles it once into typed
 //! predicates over attribute accessors ([`attributes`], [`eval`]), bucketed by record
 //! type; the [`processor`] runs the compiled [`RuleSet`] over batches in parallel and
-//! swaps in reloaded rule sets ([`monitor`]) between batches.
+//! swaps in reloaded rule sets ([`monitor`]) between batches. Fed OTel records (`otelchan`),
+//! the engine compiles the same IR over OTLP attributes instead ([`otel`]).
 //!
 //! Every entry point below parses and compiles on a thread with a known stack
 //! ([`limits::on_compile_thread`]) within the documented [`limits`], so that no policy
@@ -22,6 +23,7 @@ pub mod jsonpath;
 pub mod language;
 pub mod limits;
 pub mod monitor;
+pub mod otel;
 pub mod output_template;
 pub mod position;
 pub mod processor;
@@ -42,10 +44,10 @@ pub use ruleset::{CompileOptions, EvalState, RuleInfo, RuleSet, UnknownAttribute
 pub fn descriptors() -> Vec<PluginDescriptor> {
     vec![PluginDescriptor::processor::<PolicyEngine>(
         "policyengine",
-        "evaluates Falco-syntax or Sigma policies on flat records (alert or enrich mode)",
+        "evaluates Falco-syntax or Sigma policies on flat records or OTel logs (alert or enrich mode)",
         env!("CARGO_PKG_VERSION"),
         processor::CONFIG_KEYS,
-        &[ChannelType::Flat],
+        &[ChannelType::Flat, ChannelType::Otel],
         Some(ChannelType::Event),
     )]
 }

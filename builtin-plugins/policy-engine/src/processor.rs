@@ -7,7 +7,12 @@ use std::{
 };
 
 use abi_stable::std_types::{RArc, RVec};
-use sysflow_plugin_api::{ffi::ConfigKey, Batch, Counter, FlatRecord, Host, PluginConfig, PluginError, Processor};
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use prost::Message;
+use sysflow_plugin_api::{
+    ffi::ConfigKey, Batch, Counter, FlatRecord, Host, OtelRecord, Payload, PluginConfig, PluginError, Processor,
+    INPUT_PAYLOAD_KEY,
+};
 
 use crate::attributes::set_record_number;
 use crate::{
@@ -16,6 +21,7 @@ use crate::{
     falco,
     language::PolicyLanguage,
     monitor::{policy_hash, Monitor, ReloadPolicy, DEFAULT_HOLD},
+    otel::{OtelRuleSet, OtelVerdict},
     ruleset::{CompileOptions, EvalState, RuleSet, UnknownAttributes, Verdict},
 };
 
@@ -93,6 +99,12 @@ pub struct PolicyEngine {
     unmatched: u64,
     matches: u64,
     action_errors: u64,
+    /// The rule set compiled over OTel attributes when the input carries OTel records.
+    otel: Option<OtelRuleSet>,
+    /// OTel records that did not decode as a protobuf `ResourceLogs` (dropped).
+    decode_errors: u64,
+    /// Workers for OTel batches (`None`: one worker, the calling thread).
+    otel_pool: Option<rayon::ThreadPool>,
 }
 
 /// Registers the action plugins of `dir`, which the host loads (`Host::load_actions`) with
@@ -136,6 +148,118 @@ impl PolicyEngine {
     }
 }
 
+/// Loads the policies and compiles them over OTel attributes (no actions, no hot reload:
+/// both are SysFlow-record features here).
+fn compile_otel(
+    language: &PolicyLanguage,
+    path: &Path,
+    mode: Mode,
+    config: &PluginConfig,
+    host: Host,
+) -> Result<OtelRuleSet, PluginError> {
+    let set = crate::limits::on_compile_thread(|| language.load(path))
+        .map_err(|e| PluginError::new(format!("key 'policies': {e}")))?;
+    for w in &set.warnings {
+        host.warn(&w.to_string());
+    }
+    if set.rules.iter().any(|r| !r.actions.is_empty()) {
+        host.warn("key 'policies': rule actions do not run on OTel records; the rules still match and tag");
+    }
+    if !matches!(config.str("monitor")?, None | Some("none")) {
+        host.warn("key 'monitor': policy hot reload is not available for OTel records; the policies are loaded once");
+    }
+    let rules = OtelRuleSet::compile(&set);
+    if rules.enabled_rule_count() == 0 && mode == Mode::Alert {
+        return Err(PluginError::new(format!(
+            "key 'policies': {} has no enabled rules: in alert mode nothing would be forwarded",
+            path.display()
+        )));
+    }
+    host.info(&format!(
+        "loaded {} rules ({} enabled) and {} filters from {} ({} policies over OTel attributes)",
+        rules.rule_count(),
+        rules.enabled_rule_count(),
+        rules.filter_count(),
+        path.display(),
+        language.name()
+    ));
+    Ok(rules)
+}
+
+/// What the OTel backend decided for one record.
+enum OtelOutcome {
+    /// Not a protobuf `ResourceLogs` (the decoder's message).
+    Undecodable(String),
+    /// A drop filter held.
+    Filtered,
+    /// No rule matched: the record as it came in enrich mode, nothing in alert mode.
+    Unmatched(Option<OtelRecord>),
+    /// This many rules matched: the record with its results.
+    Matched(usize, OtelRecord),
+}
+
+fn judge_otel(rules: &OtelRuleSet, mode: Mode, record: &OtelRecord) -> OtelOutcome {
+    let mut logs = match ResourceLogs::decode(record.resource_logs.as_slice()) {
+        Ok(l) => l,
+        Err(e) => return OtelOutcome::Undecodable(e.to_string()),
+    };
+    match rules.evaluate(&logs) {
+        OtelVerdict::Drop => OtelOutcome::Filtered,
+        OtelVerdict::Pass(matched) if matched.is_empty() => {
+            OtelOutcome::Unmatched((mode == Mode::Enrich).then(|| record.clone()))
+        }
+        OtelVerdict::Pass(matched) => {
+            rules.contextualize(&mut logs, &matched);
+            OtelOutcome::Matched(matched.len(), OtelRecord::from_proto(logs.encode_to_vec()))
+        }
+    }
+}
+
+impl PolicyEngine {
+    /// Evaluates OTel records: filtered ones are dropped, matched ones get their rules and
+    /// tags in the `sf-processor` scope and are re-encoded; in alert mode only those go on.
+    fn process_otel(&mut self, records: &[OtelRecord]) -> Option<Batch> {
+        self.records_in += records.len() as u64;
+        let Some(rules) = &self.otel else {
+            // Enrich mode without policies: records pass unchanged.
+            self.records_out += records.len() as u64;
+            return Some(Batch::otel(records.to_vec()));
+        };
+        let mode = self.mode;
+        let judged: Vec<OtelOutcome> = match &self.otel_pool {
+            // Decoding dominates (a process event has ~100 attributes): large batches are
+            // spread over the workers, in order.
+            Some(pool) if records.len() >= MIN_RECORDS_PER_WORKER => pool.install(|| {
+                use rayon::prelude::*;
+                records.par_iter().with_min_len(WORK_CHUNK).map(|r| judge_otel(rules, mode, r)).collect()
+            }),
+            _ => records.iter().map(|r| judge_otel(rules, mode, r)).collect(),
+        };
+        let mut out = Vec::with_capacity(records.len());
+        for outcome in judged {
+            match outcome {
+                OtelOutcome::Undecodable(e) => {
+                    self.decode_errors += 1;
+                    if self.decode_errors == 1 {
+                        self.host.error(&format!(
+                            "an OTel record is not a protobuf ResourceLogs ({e}); such records are dropped and counted in decode_errors"
+                        ));
+                    }
+                }
+                OtelOutcome::Filtered => self.filtered += 1,
+                OtelOutcome::Unmatched(None) => self.unmatched += 1,
+                OtelOutcome::Unmatched(Some(r)) => out.push(r),
+                OtelOutcome::Matched(n, r) => {
+                    self.matches += n as u64;
+                    out.push(r);
+                }
+            }
+        }
+        self.records_out += out.len() as u64;
+        (!out.is_empty()).then(|| Batch::otel(out))
+    }
+}
+
 impl Processor for PolicyEngine {
     fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
         let mode = match config.str("mode")? {
@@ -163,6 +287,9 @@ impl Processor for PolicyEngine {
             unmatched: 0,
             matches: 0,
             action_errors: 0,
+            otel: None,
+            decode_errors: 0,
+            otel_pool: None,
         };
         let Some(policies) = config.str("policies")? else {
             if mode == Mode::Alert {
@@ -187,6 +314,18 @@ impl Processor for PolicyEngine {
                 )))
             }
         };
+        if config.str(INPUT_PAYLOAD_KEY)? == Some(Payload::Otel.name()) {
+            engine.otel = Some(compile_otel(&language, Path::new(policies), mode, config, host)?);
+            if workers > 1 {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(workers)
+                    .thread_name(|i| format!("policy-worker-{i}"))
+                    .build()
+                    .map_err(|e| PluginError::new(format!("key 'concurrency': cannot start {workers} workers: {e}")))?;
+                engine.otel_pool = Some(pool);
+            }
+            return Ok(engine);
+        }
         let mut actions = ActionRegistry::with_builtins();
         let actiondir = config.str("actiondir")?;
         let dir = PathBuf::from(actiondir.unwrap_or(DEFAULT_ACTION_DIR));
@@ -282,6 +421,14 @@ impl Processor for PolicyEngine {
     }
 
     fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
+        if let Batch::Otel(records) = &batch {
+            if self.otel.is_some() || self.engine.is_none() {
+                return Ok(self.process_otel(records));
+            }
+            return Err(PluginError::new(
+                "policyengine: got OTel records but was set up for flat records (its input channel is not otelchan)",
+            ));
+        }
         let n = batch.len();
         // `evt.num` of this batch's records: 1-based over everything this engine received.
         let first_number = self.records_in + 1;
@@ -403,6 +550,9 @@ impl Processor for PolicyEngine {
             Counter::new("rule_matches", self.matches),
             Counter::loss("action_errors", self.action_errors),
         ];
+        if self.otel.is_some() {
+            v.push(Counter::loss("decode_errors", self.decode_errors));
+        }
         if let Some(m) = self.engine.as_ref().and_then(|e| e.monitor.as_ref()) {
             v.push(Counter::new("policy_reloads", m.reloads()));
             v.push(Counter::loss("policy_reload_failures", m.failures()));

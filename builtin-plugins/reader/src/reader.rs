@@ -371,9 +371,9 @@ impl Processor for SysFlowReader {
     fn process(&mut self, batch: Batch) -> Result<Option<Batch>, PluginError> {
         let records = match batch {
             Batch::SysFlow(records) => records,
-            Batch::Flat(_) => {
+            Batch::Flat(_) | Batch::Otel(_) => {
                 return Err(PluginError::new(
-                    "sysflowreader: input carries flat records (flattenerchan/eventchan); \
+                    "sysflowreader: input carries flat or OTel records (flattenerchan/eventchan/otelchan); \
                      the reader reads SysFlow records from a sysflowchan channel",
                 ))
             }

@@ -115,7 +115,7 @@ fn run(reader: &mut SysFlowReader, records: Vec<SysFlowRecord>) -> Vec<FlatRecor
         .expect("reader accepts SysFlow batches")
     {
         Some(Batch::Flat(b)) => b.iter().cloned().collect(),
-        Some(Batch::SysFlow(_)) => panic!("reader must emit flat batches"),
+        Some(Batch::SysFlow(_) | Batch::Otel(_)) => panic!("reader must emit flat batches"),
         None => Vec::new(),
     }
 }

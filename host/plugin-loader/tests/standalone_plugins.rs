@@ -27,7 +27,7 @@ fn a_plugin_crate_outside_the_workspace_builds_and_loads() {
 fn a_plugin_built_against_another_plugin_api_version_is_refused() {
     let plugins = private_dir();
     let work = private_dir();
-    let api = copy_plugin_api(&standalone_root().join("plugin-api-0.3"), "0.3.0", &[]);
+    let api = copy_plugin_api(&standalone_root().join("plugin-api-0.4"), "0.4.0", &[]);
     let krate = write_standalone_plugin(&standalone_root(), "incompatible-plugin", "incompatible", &api);
     cargo_build(&krate.join("Cargo.toml"), &[]);
     let installed = plugins.path().join("incompatible.so");
@@ -35,17 +35,17 @@ fn a_plugin_built_against_another_plugin_api_version_is_refused() {
 
     let err = load_library(&installed, &options_in(work.path())).unwrap_err();
     let LoadError::Incompatible { plugin_api, host_api, detail, .. } = &err else { panic!("{err:?}") };
-    assert_eq!(plugin_api, "0.3.0");
+    assert_eq!(plugin_api, "0.4.0");
     assert_eq!(host_api, &host_api_version());
     // abi_stable's layout check names the types whose package version differs.
     let differences = sfprocessor_plugin_loader::layout_differences(detail);
     assert!(
-        differences.iter().any(|d| d == "`PluginLibrary`: incompatible package versions (expected 0.2.0, found 0.3.0)"),
+        differences.iter().any(|d| d == "`PluginLibrary`: incompatible package versions (expected 0.3.0, found 0.4.0)"),
         "{differences:?}"
     );
     let msg = err.to_string();
     assert!(msg.contains("incompatible.so"), "{msg}");
-    assert!(msg.contains("built for plugin-api 0.3.0"), "{msg}");
+    assert!(msg.contains("built for plugin-api 0.4.0"), "{msg}");
     assert!(msg.contains(&format!("this host speaks plugin-api {}", host_api_version())), "{msg}");
     assert!(msg.contains("layout check: `PluginLibrary`: incompatible package versions"), "{msg}");
     assert!(!msg.contains('\n'), "one line for the log: {msg}");

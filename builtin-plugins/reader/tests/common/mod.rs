@@ -61,7 +61,7 @@ pub fn read_trace(path: &Path) -> TraceRun {
     for out in outputs.into_iter().flatten() {
         match out {
             Batch::Flat(b) => records.extend(b.iter().cloned()),
-            Batch::SysFlow(_) => panic!("reader emitted a SysFlow batch"),
+            Batch::SysFlow(_) | Batch::Otel(_) => panic!("reader emitted a SysFlow or OTel batch"),
         }
     }
     TraceRun {
