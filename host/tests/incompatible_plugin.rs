@@ -21,14 +21,14 @@ use common::{
 use sfprocessor_plugin_loader::host_api_version;
 
 /// The plugin-api version the fixture is built for.
-const FIXTURE_API: &str = "0.3.0";
+const FIXTURE_API: &str = "0.4.0";
 
 /// Builds the `incompatible` processor plugin against a plugin-api copy at version
 /// `FIXTURE_API`, once per test process; returns the built library.
 fn incompatible_so() -> &'static Path {
     static SO: OnceLock<PathBuf> = OnceLock::new();
     SO.get_or_init(|| {
-        let api = copy_plugin_api(&standalone_root().join("plugin-api-0.3"), FIXTURE_API, &[]);
+        let api = copy_plugin_api(&standalone_root().join("plugin-api-0.4"), FIXTURE_API, &[]);
         let krate = write_standalone_plugin(&standalone_root(), "incompatible-plugin", "incompatible", &api);
         cargo_build(&krate.join("Cargo.toml"), &[]);
         built_so("incompatible-plugin")
