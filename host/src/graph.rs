@@ -207,7 +207,11 @@ pub fn build(cfg: &PipelineConfig, registry: &Registry, choice: &DriverChoice, d
                     diag.error(format!(
                         "{label}: key 'in': processor '{}' reads {} channels, but channel '{}' is a {}",
                         block.processor,
-                        if accepted.is_empty() { "no".to_string() } else { accepted.join(" or ") },
+                        match accepted.split_last() {
+                            None => "no".to_string(),
+                            Some((last, [])) => last.to_string(),
+                            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                        },
                         one.name,
                         one.kind.name()
                     ));

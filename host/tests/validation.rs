@@ -45,7 +45,7 @@ fn unknown_handler_and_driver() {
         &["-driver", "mqtt"],
         &["pipeline[0] (sysflowreader): key 'handler': unknown handler 'nope'", "driver (mqtt): unknown driver 'mqtt'"],
     );
-    assert!(stderr.contains("known: file, kafka, socket"), "{stderr}");
+    assert!(stderr.contains("known: file, kafka, otelfile, otelkafka, socket"), "{stderr}");
 }
 
 #[test]
@@ -65,7 +65,7 @@ fn type_mismatch_exporter_on_sysflowchan() {
     assert_refused(
         r#"{"pipeline": [{"processor": "exporter", "in": "sysflow sysflowchan"}]}"#,
         &[],
-        &["pipeline[0] (exporter): key 'in': processor 'exporter' reads flattenerchan or eventchan channels, but channel 'sysflow' is a sysflowchan"],
+        &["pipeline[0] (exporter): key 'in': processor 'exporter' reads flattenerchan, eventchan or otelchan channels, but channel 'sysflow' is a sysflowchan"],
     );
 }
 
