@@ -19,12 +19,16 @@
 #   export-otel      file driver -> reader -> exporter kafka, format otel (OTLP protobuf)
 #   consume-otel     otelkafka driver -> policy engine over OTel attributes (alert,
 #                    config/otel-policies) -> null, kafka.stop.at.end: upstream's OTel
-#                    pipeline shape (one OTel record per SysFlow event/flow)
+#                    pipeline shape (one OTel record per SysFlow event/flow); both OTel
+#                    steps read the first OTEL_RECORDS (default 200,000) SysFlow records:
+#                    noida-db answers the first fetch with the whole topic, and 1M OTel
+#                    records (364 MB) pass librdkafka's receive.message.max.bytes (100 MB)
 # records/s is SysFlow event/flow records per second for every line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RECORDS="${RECORDS:-1000000}"
+OTEL_RECORDS="${OTEL_RECORDS:-200000}"
 BROKER="${BROKER:-noida}"
 VENV="${SFP_TEST_VENV:-$HOME/.cache/sfprocessor-test-servers/venv}"
 PY="$VENV/bin/python"
@@ -193,8 +197,12 @@ cat >"$OUT/export-otel.json" <<EOF
  {"processor": "exporter", "in": "flat flattenerchan", "export": "kafka", "format": "otel", "kafka.encoding": "proto",
   "kafka.topic": "bench-otel", "kafka.config": {"bootstrap.servers": "$BOOT", "compression.type": "lz4", "linger.ms": 20}}]}
 EOF
-/usr/bin/time -f "%e %M" -o "$OUT/export-otel.time" "$BIN/sfprocessor" -config "$OUT/export-otel.json" "$TRACE" >"$OUT/export-otel.log" 2>&1
-report export-otel "$OUT/export-otel.time" "$EVENTS"
+TRACE_OTEL="$OUT/bench-otel-$OTEL_RECORDS.sf"
+[ -f "$TRACE_OTEL" ] || "$BIN/sftracegen" --records "$OTEL_RECORDS" --seed 11 --scenario mixed --rotate-every 20000 --out "$TRACE_OTEL"
+/usr/bin/time -f "%e %M" -o "$OUT/export-otel.time" "$BIN/sfprocessor" -log info -config "$OUT/export-otel.json" "$TRACE_OTEL" >"$OUT/export-otel.log" 2>&1
+EVENTS_OTEL=$(grep -o 'flat_records_out=[0-9]*' "$OUT/export-otel.log" | head -1 | cut -d= -f2)
+echo "OTel steps: $TRACE_OTEL ($OTEL_RECORDS SysFlow records, $EVENTS_OTEL events/flows)"
+report export-otel "$OUT/export-otel.time" "$EVENTS_OTEL"
 
 cat >"$OUT/consume-otel.json" <<EOF
 {"drivers": [{"driver": "otelkafka", "out": "otel otelchan", "kafka.topics": ["bench-otel"], "kafka.stop.at.end": "true",
@@ -204,5 +212,5 @@ cat >"$OUT/consume-otel.json" <<EOF
  {"processor": "exporter", "in": "evt eventchan", "format": "otel", "export": "null"}]}
 EOF
 /usr/bin/time -f "%e %M" -o "$OUT/consume-otel.time" "$BIN/sfprocessor" -log info -config "$OUT/consume-otel.json" >"$OUT/consume-otel.log" 2>&1
-report consume-otel "$OUT/consume-otel.time" "$EVENTS"
+report consume-otel "$OUT/consume-otel.time" "$EVENTS_OTEL"
 grep -o 'records=[0-9]*' "$OUT/consume-otel.log" | head -1 | sed 's/^/consume-otel driver /'
