@@ -199,30 +199,8 @@ c.close()
     }
 
     /// Reads every message of `topic` from the beginning with an independent client;
-    /// returns each payload as text (for text formats such as json).
+    /// returns each payload as text (for text formats such as json), newlines as spaces.
     pub fn read_all_text(&self, topic: &str, partitions: u32) -> Vec<String> {
-        let out = self.python(&format!(
-            r#"
-import os, sys
-from confluent_kafka import Consumer, TopicPartition
-c = Consumer({{"bootstrap.servers": os.environ["BOOTSTRAP"], "group.id": "check-reader", "enable.auto.commit": False, "enable.partition.eof": True}})
-c.assign([TopicPartition("{topic}", p, 0) for p in range({partitions})])
-done, idle = set(), 0
-while len(done) < {partitions} and idle < 50:
-    m = c.poll(0.2)
-    if m is None:
-        idle += 1
-        continue
-    idle = 0
-    if m.error():
-        if m.error().code() == -191:
-            done.add(m.partition())
-            continue
-        raise SystemExit(str(m.error()))
-    sys.stdout.write((m.value() or b"").decode("utf-8", "replace").replace("\n", " ") + "\n")
-c.close()
-"#
-        ));
-        out.lines().map(str::to_string).collect()
+        self.read_all(topic, partitions).iter().map(|b| String::from_utf8_lossy(b).replace('\n', " ")).collect()
     }
 }

@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use base64::Engine;
 use opentelemetry_proto::tonic::{
     common::v1::{any_value::Value, AnyValue},
     logs::v1::LogsData,
@@ -138,34 +137,10 @@ fn otel_kafka_messages_decode_as_otlp_protobuf() {
     let expected = json_results(dir.path(), &trace);
     run(dir.path(), json!({"processor": "exporter", "in": "evt eventchan", "export": "kafka", "format": "otel",
                            "kafka.config": {"bootstrap.servers": broker.bootstrap}, "kafka.topic": "otel-out"}), &trace);
-    // An independent client reads the raw payloads (base64 keeps them intact on stdout).
-    let out = broker.python(
-        r#"
-import os, sys, base64
-from confluent_kafka import Consumer, TopicPartition
-c = Consumer({"bootstrap.servers": os.environ["BOOTSTRAP"], "group.id": "otel-check", "enable.auto.commit": False, "enable.partition.eof": True})
-c.assign([TopicPartition("otel-out", 0, 0)])
-idle = 0
-while idle < 50:
-    m = c.poll(0.2)
-    if m is None:
-        idle += 1
-        continue
-    idle = 0
-    if m.error():
-        if m.error().code() == -191:
-            break
-        raise SystemExit(str(m.error()))
-    sys.stdout.write(base64.b64encode(m.value()).decode() + "\n")
-c.close()
-"#,
-    );
-    let got: Vec<Results> = out
-        .lines()
-        .map(|l| {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(l).expect("base64");
-            otel_results(&LogsData::decode(bytes.as_slice()).expect("OTLP LogsData protobuf"))
-        })
+    let got: Vec<Results> = broker
+        .read_all("otel-out", 1)
+        .iter()
+        .map(|bytes| otel_results(&LogsData::decode(bytes.as_slice()).expect("OTLP LogsData protobuf")))
         .collect();
     check(&expected, &got);
 }

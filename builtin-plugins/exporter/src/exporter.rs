@@ -280,6 +280,15 @@ impl Exporter {
         }
     }
 
+    /// Delivers the pending records once the buffer is full or the oldest waited long enough.
+    fn deliver_if_due(&mut self) {
+        let now = Instant::now();
+        let oldest = *self.oldest_pending.get_or_insert(now);
+        if self.buffer == 0 || self.pending.len() >= self.buffer || now.duration_since(oldest) >= MAX_PENDING_AGE {
+            self.deliver();
+        }
+    }
+
     /// Hands pending records to the transport and flushes it.
     fn deliver(&mut self) {
         self.oldest_pending = None;
@@ -340,11 +349,7 @@ impl Exporter {
                 note_encode_error(&self.host, &mut self.encode_errors, e);
             }
         }
-        let now = Instant::now();
-        let oldest = *self.oldest_pending.get_or_insert(now);
-        if self.buffer == 0 || self.pending.len() >= self.buffer || now.duration_since(oldest) >= MAX_PENDING_AGE {
-            self.deliver();
-        }
+        self.deliver_if_due();
         Ok(None)
     }
 }
@@ -395,11 +400,7 @@ impl Processor for Exporter {
                 note_encode_error(&self.host, &mut self.encode_errors, e);
             }
         }
-        let now = Instant::now();
-        let oldest = *self.oldest_pending.get_or_insert(now);
-        if self.buffer == 0 || self.pending.len() >= self.buffer || now.duration_since(oldest) >= MAX_PENDING_AGE {
-            self.deliver();
-        }
+        self.deliver_if_due();
         Ok(None)
     }
 
