@@ -294,6 +294,60 @@ fn otelfile_records_through_policies_to_otlp_json_lines() {
     assert!(stderr.contains("files=2") || stdout.contains("files=2"), "{stdout}{stderr}");
 }
 
+/// `otelfile` over a directory holding a file that is not OTLP/JSON: the bad file is
+/// skipped, named and counted (`files_failed`), the others go through the policies; a
+/// directory of only bad files fails the run, naming the directory.
+#[test]
+fn otelfile_skips_a_bad_file_of_a_directory_and_counts_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("logs");
+    std::fs::create_dir(&input).expect("mkdir");
+    let shell = vec![event("g1", "kube-system", "etcd-0", "sh", "sh -c id", "root", None)];
+    let shadow = vec![event("g3", "dev", "web-1", "cat", "cat /etc/shadow", "alice", None)];
+    std::fs::write(input.join("a.json"), serde_json::to_vec(&shell).expect("serialise")).expect("write");
+    std::fs::write(input.join("b.json"), b"[{\"resource\": {\"attributes\": [}]").expect("write");
+    std::fs::write(input.join("c.json"), serde_json::to_vec(&shadow).expect("serialise")).expect("write");
+    let out_file = dir.path().join("alerts.json");
+    let cfg = write_pipeline(
+        dir.path(),
+        "otelfile.json",
+        &json!({
+            "pipeline": [
+                {"processor": "policyengine", "in": "otel otelchan", "out": "evt eventchan",
+                 "policies": workspace_root().join("config/otel-policies").to_string_lossy(), "mode": "alert"},
+                {"processor": "exporter", "in": "evt eventchan", "format": "otel", "export": "file",
+                 "file.path": out_file.to_string_lossy()}
+            ],
+            "drivers": [{"driver": "otelfile", "out": "otel otelchan"}]
+        }),
+    );
+    let out = run_sfprocessor(&["-config", &cfg.to_string_lossy(), &input.to_string_lossy()], &[]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "readable files make the run succeed\n{stdout}{stderr}");
+    let ids: Vec<String> = std::fs::read_to_string(&out_file)
+        .expect("output written")
+        .lines()
+        .flat_map(|line| {
+            let logs: LogsData = serde_json::from_str(line).expect("each line is an OTLP/JSON LogsData");
+            logs.resource_logs.iter().map(|rl| summary(rl).0).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(ids, ["g1", "g3"], "both readable files went through the policies\n{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("[Warn]") && l.contains("b.json") && l.contains("file skipped")),
+        "the bad file is named\n{stderr}"
+    );
+    assert!(stderr.contains("files=2") && stderr.contains("files_failed=1"), "{stderr}");
+    assert!(!stderr.contains("all records processed"), "a skipped file is a loss\n{stderr}");
+
+    std::fs::remove_file(input.join("a.json")).expect("rm");
+    std::fs::remove_file(input.join("c.json")).expect("rm");
+    let out = run_sfprocessor(&["-config", &cfg.to_string_lossy(), &input.to_string_lossy()], &[]);
+    let (stdout, stderr) = output_text(&out);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains(&format!("no readable OTel file in {}", input.display())), "{stderr}");
+}
+
 /// `-listrules` on the shipped OTel pipeline: the rules over attribute keys are listed as
 /// enabled, with no "unknown attribute" (the SysFlow attribute table does not apply).
 #[test]

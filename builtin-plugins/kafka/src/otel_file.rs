@@ -1,6 +1,8 @@
 //! The `otelfile` driver: reads OTel log records from a file holding a JSON array of OTLP
 //! `ResourceLogs` objects (the OTLP/JSON mapping), or from every file of a directory in
-//! name order (upstream sf-processor 0.7's `otelfile`; not recursive, as upstream).
+//! name order (upstream sf-processor 0.7's `otelfile`; not recursive, as upstream). In a
+//! directory a file that cannot be read is skipped, named and counted (`files_failed`), where
+//! upstream stopped; a single file given as the path that cannot be read stops the run.
 
 use std::{
     collections::VecDeque,
@@ -17,15 +19,21 @@ pub const CONFIG_KEYS: &[ConfigKey] = &[ConfigKey::new(
     "a file holding a JSON array of OTLP/JSON ResourceLogs, or a directory of such files (read in name order)",
 )];
 
+/// Largest file read: a file is parsed whole (one JSON array), so its size bounds memory.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
 /// Reads OTel records from JSON files.
 #[derive(Debug)]
 pub struct OtelFileDriver {
     host: Host,
+    /// The `path` key, when it names a directory (bad files are then skipped).
+    directory: Option<PathBuf>,
     files: VecDeque<PathBuf>,
     /// Records of the file being read, not handed over yet.
     pending: VecDeque<OtelRecord>,
     stopping: bool,
     files_read: u64,
+    files_failed: u64,
     records: u64,
 }
 
@@ -49,6 +57,13 @@ fn files(path: &Path) -> Result<VecDeque<PathBuf>, PluginError> {
 
 /// The records of one file: a JSON array of `ResourceLogs`.
 pub fn read_file(path: &Path) -> Result<Vec<OtelRecord>, PluginError> {
+    let size = std::fs::metadata(path).map_err(|e| PluginError::new(format!("{}: {e}", path.display())))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(PluginError::new(format!(
+            "{}: {size} bytes, over otelfile's limit of {MAX_FILE_BYTES} (a file is parsed whole; split it)",
+            path.display()
+        )));
+    }
     let text = std::fs::read(path).map_err(|e| PluginError::new(format!("{}: {e}", path.display())))?;
     let logs: Vec<ResourceLogs> = serde_json::from_slice(&text).map_err(|e| {
         PluginError::new(format!("{}: not a JSON array of OTLP ResourceLogs: {e}", path.display()))
@@ -59,12 +74,15 @@ pub fn read_file(path: &Path) -> Result<Vec<OtelRecord>, PluginError> {
 impl Driver for OtelFileDriver {
     fn new(config: &PluginConfig, host: Host) -> Result<Self, PluginError> {
         let path = config.str("path")?.ok_or_else(|| PluginError::new("key 'path': missing (a file or directory)"))?;
+        let path = Path::new(path);
         Ok(OtelFileDriver {
             host,
-            files: files(Path::new(path))?,
+            directory: path.is_dir().then(|| path.to_path_buf()),
+            files: files(path)?,
             pending: VecDeque::new(),
             stopping: false,
             files_read: 0,
+            files_failed: 0,
             records: 0,
         })
     }
@@ -73,19 +91,37 @@ impl Driver for OtelFileDriver {
         if self.stopping {
             return Ok(DriverPoll::End);
         }
-        if self.pending.is_empty() {
-            let Some(file) = self.files.pop_front() else { return Ok(DriverPoll::End) };
+        while self.pending.is_empty() {
+            let Some(file) = self.files.pop_front() else {
+                return match &self.directory {
+                    Some(dir) if self.files_read == 0 => Err(PluginError::new(format!(
+                        "no readable OTel file in {} ({} files failed)",
+                        dir.display(),
+                        self.files_failed
+                    ))),
+                    _ => Ok(DriverPoll::End),
+                };
+            };
             self.host.info(&format!("reading {}", file.display()));
-            // A file that does not parse stops the run, naming the file and position (upstream stops too).
-            self.pending = read_file(&file)?.into();
-            self.files_read += 1;
+            match read_file(&file) {
+                Ok(records) => {
+                    self.pending = records.into();
+                    self.files_read += 1;
+                    if self.pending.is_empty() {
+                        return Ok(DriverPoll::Idle);
+                    }
+                }
+                Err(e) if self.directory.is_some() => {
+                    self.files_failed += 1;
+                    self.host.warn(&format!("{e}; file skipped ({} files failed so far)", self.files_failed));
+                }
+                // A single file that does not parse stops the run, naming it and the position.
+                Err(e) => return Err(e),
+            }
         }
         let n = self.pending.len().min(max_records.max(1));
         let batch: Vec<OtelRecord> = self.pending.drain(..n).collect();
         self.records += batch.len() as u64;
-        if batch.is_empty() {
-            return Ok(DriverPoll::Idle);
-        }
         Ok(DriverPoll::Batch(Batch::otel(batch)))
     }
 
@@ -94,6 +130,10 @@ impl Driver for OtelFileDriver {
     }
 
     fn counters(&self) -> Vec<Counter> {
-        vec![Counter::new("files", self.files_read), Counter::new("records", self.records)]
+        vec![
+            Counter::new("files", self.files_read),
+            Counter::loss("files_failed", self.files_failed),
+            Counter::new("records", self.records),
+        ]
     }
 }
