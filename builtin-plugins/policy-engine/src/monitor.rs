@@ -24,7 +24,10 @@ use notify::{RecursiveMode, Watcher};
 use parking_lot::Mutex;
 use sysflow_plugin_api::Host;
 
-use crate::{falco, language::PolicyLanguage, limits::COMPILE_STACK_SIZE, ruleset::CompileOptions, RuleSet};
+use crate::{
+    error::PolicyWarning, falco, ir::PolicySet, language::PolicyLanguage, limits::COMPILE_STACK_SIZE, otel::OtelRuleSet,
+    ruleset::CompileOptions, RuleSet,
+};
 
 /// Quiet time after the last filesystem event before the files are re-read.
 const DEBOUNCE: Duration = Duration::from_millis(500);
@@ -49,17 +52,81 @@ impl Default for ReloadPolicy {
     }
 }
 
-#[derive(Default)]
-struct Shared {
-    pending: Mutex<Option<Arc<RuleSet>>>,
+/// A compiled rule set the monitor rebuilds when the files change: the one over SysFlow
+/// records ([`RuleSet`]) or the one over OTel attributes ([`OtelRuleSet`]).
+pub trait Recompile: Send + Sync + 'static {
+    /// Compiles a loaded policy set.
+    fn recompile(set: PolicySet, opts: &CompileOptions) -> Self;
+    /// The policy files it was compiled from.
+    fn policy_files(&self) -> &[PathBuf];
+    /// Warnings from loading and compiling.
+    fn compile_warnings(&self) -> &[PolicyWarning];
+    /// Rules, enabled or not.
+    fn rules_total(&self) -> usize;
+    /// Enabled rules.
+    fn rules_enabled(&self) -> usize;
+    /// Drop filters.
+    fn filters_total(&self) -> usize;
+}
+
+impl Recompile for RuleSet {
+    fn recompile(set: PolicySet, opts: &CompileOptions) -> Self {
+        RuleSet::compile(set, opts)
+    }
+    fn policy_files(&self) -> &[PathBuf] {
+        self.files()
+    }
+    fn compile_warnings(&self) -> &[PolicyWarning] {
+        self.warnings()
+    }
+    fn rules_total(&self) -> usize {
+        self.rule_count()
+    }
+    fn rules_enabled(&self) -> usize {
+        self.enabled_rule_count()
+    }
+    fn filters_total(&self) -> usize {
+        self.filter_count()
+    }
+}
+
+impl Recompile for OtelRuleSet {
+    fn recompile(set: PolicySet, _: &CompileOptions) -> Self {
+        OtelRuleSet::compile(&set)
+    }
+    fn policy_files(&self) -> &[PathBuf] {
+        self.files()
+    }
+    fn compile_warnings(&self) -> &[PolicyWarning] {
+        self.warnings()
+    }
+    fn rules_total(&self) -> usize {
+        self.rule_count()
+    }
+    fn rules_enabled(&self) -> usize {
+        self.enabled_rule_count()
+    }
+    fn filters_total(&self) -> usize {
+        self.filter_count()
+    }
+}
+
+struct Shared<R> {
+    pending: Mutex<Option<Arc<R>>>,
     last_error: Mutex<Option<String>>,
     reloads: AtomicU64,
     failures: AtomicU64,
 }
 
-/// A running policy monitor.
-pub struct Monitor {
-    shared: Arc<Shared>,
+impl<R> Default for Shared<R> {
+    fn default() -> Self {
+        Shared { pending: Mutex::new(None), last_error: Mutex::new(None), reloads: AtomicU64::new(0), failures: AtomicU64::new(0) }
+    }
+}
+
+/// A running policy monitor, rebuilding rule sets of type `R`.
+pub struct Monitor<R: Recompile = RuleSet> {
+    shared: Arc<Shared<R>>,
     watcher: Option<notify::RecommendedWatcher>,
     thread: Option<JoinHandle<()>>,
 }
@@ -81,7 +148,7 @@ fn is_policy_file(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml") | Some("yml"))
 }
 
-impl Monitor {
+impl<R: Recompile> Monitor<R> {
     /// Starts watching `path`, recompiling it as `language`; `initial_hash` is the hash of
     /// the set already running.
     pub fn start(
@@ -89,10 +156,10 @@ impl Monitor {
         language: PolicyLanguage,
         opts: CompileOptions,
         host: Host,
-        running: &RuleSet,
+        running: &R,
         initial_hash: Option<u64>,
         policy: ReloadPolicy,
-    ) -> Result<Monitor, String> {
+    ) -> Result<Self, String> {
         let shared = Arc::new(Shared::default());
         let (tx, rx) = mpsc::channel::<PathBuf>();
         let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
@@ -115,7 +182,7 @@ impl Monitor {
             .watch(&watch_path, mode)
             .map_err(|e| format!("cannot watch policy path {}: {e}", watch_path.display()))?;
         let sh = shared.clone();
-        let state = Running { files: running.files().to_vec(), enabled: running.enabled_rule_count(), hash: initial_hash };
+        let state = Running { files: running.policy_files().to_vec(), enabled: running.rules_enabled(), hash: initial_hash };
         let reloader = Reloader { path, language, opts, host, shared: sh, policy, running: state, hold: None };
         // It parses and compiles: the stack the limits are sized for.
         let thread = std::thread::Builder::new()
@@ -127,7 +194,7 @@ impl Monitor {
     }
 
     /// A newly compiled rule set, if one is waiting.
-    pub fn take_pending(&self) -> Option<Arc<RuleSet>> {
+    pub fn take_pending(&self) -> Option<Arc<R>> {
         self.shared.pending.lock().take()
     }
 
@@ -147,7 +214,7 @@ impl Monitor {
     }
 }
 
-impl Drop for Monitor {
+impl<R: Recompile> Drop for Monitor<R> {
     fn drop(&mut self) {
         // Dropping the watcher closes the event channel, which ends the thread.
         self.watcher.take();
@@ -171,18 +238,18 @@ struct Hold {
 }
 
 /// The monitor thread's state: what to compile, how, and what runs.
-struct Reloader {
+struct Reloader<R> {
     path: PathBuf,
     language: PolicyLanguage,
     opts: CompileOptions,
     host: Host,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<R>>,
     policy: ReloadPolicy,
     running: Running,
     hold: Option<Hold>,
 }
 
-impl Reloader {
+impl<R: Recompile> Reloader<R> {
     fn run(mut self, rx: mpsc::Receiver<PathBuf>) {
         loop {
             // Wait for a relevant event (or the end of a hold), then until events stop
@@ -251,7 +318,7 @@ impl Reloader {
             self.hold_back(format!("policy file(s) missing: {}", missing.join(", ")));
             return;
         }
-        let loaded = self.language.load(&self.path).map(|set| RuleSet::compile(set, &self.opts));
+        let loaded = self.language.load(&self.path).map(|set| R::recompile(set, &self.opts));
         let rs = match loaded {
             Ok(rs) => rs,
             Err(e) => {
@@ -260,13 +327,13 @@ impl Reloader {
                 return;
             }
         };
-        if rs.enabled_rule_count() == 0 && self.running.enabled > 0 {
+        if rs.rules_enabled() == 0 && self.running.enabled > 0 {
             if self.policy.refuse_empty {
                 self.hold = None;
                 let msg = format!(
                     "policy reload refused: {} has no enabled rules ({} rules); in alert mode that would forward nothing, keeping the running {} enabled rules",
                     self.path.display(),
-                    rs.rule_count(),
+                    rs.rules_total(),
                     self.running.enabled
                 );
                 self.fail(msg, hash);
@@ -277,7 +344,7 @@ impl Reloader {
                 return;
             }
         }
-        for w in rs.warnings() {
+        for w in rs.compile_warnings() {
             self.host.warn(&w.to_string());
         }
         if let Some(h) = self.hold.take() {
@@ -290,11 +357,11 @@ impl Reloader {
         self.host.info(&format!(
             "policies reloaded from {}: {} rules ({} enabled), {} filters",
             self.path.display(),
-            rs.rule_count(),
-            rs.enabled_rule_count(),
-            rs.filter_count()
+            rs.rules_total(),
+            rs.rules_enabled(),
+            rs.filters_total()
         ));
-        self.running = Running { files: rs.files().to_vec(), enabled: rs.enabled_rule_count(), hash };
+        self.running = Running { files: rs.policy_files().to_vec(), enabled: rs.rules_enabled(), hash };
         *self.shared.pending.lock() = Some(Arc::new(rs));
         self.shared.reloads.fetch_add(1, Ordering::Relaxed);
     }

@@ -20,6 +20,8 @@
 //! scope (`sf.processor.rules`, `sf.processor.tags`), appended to that scope when the record
 //! has one, else in a new scope at the end (upstream's contextualiser).
 
+use std::path::PathBuf;
+
 use opentelemetry_proto::tonic::{
     common::v1::{any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue},
     logs::v1::{ResourceLogs, ScopeLogs},
@@ -27,6 +29,7 @@ use opentelemetry_proto::tonic::{
 
 use crate::{
     attributes::trim_bounding_quotes,
+    error::PolicyWarning,
     eval::Glob,
     ir::{Cond, Op, Operand, PolicySet},
     ruleset::RuleInfo,
@@ -101,6 +104,10 @@ pub struct OtelRuleSet {
     filters: Vec<Pred>,
     /// Rules present but disabled.
     disabled: usize,
+    /// The policy files the set was compiled from.
+    files: Vec<PathBuf>,
+    /// Warnings from loading the policies.
+    warnings: Vec<PolicyWarning>,
 }
 
 /// What evaluating one record decided.
@@ -115,7 +122,7 @@ pub enum OtelVerdict {
 impl OtelRuleSet {
     /// Compiles a front end's policy set (Falco or Sigma, macros and lists already resolved).
     pub fn compile(set: &PolicySet) -> OtelRuleSet {
-        let mut out = OtelRuleSet::default();
+        let mut out = OtelRuleSet { files: set.files.clone(), warnings: set.warnings.clone(), ..OtelRuleSet::default() };
         for rule in &set.rules {
             if !rule.enabled {
                 out.disabled += 1;
@@ -134,6 +141,16 @@ impl OtelRuleSet {
             .map(|f| compile(&f.condition))
             .collect();
         out
+    }
+
+    /// The policy files the set was compiled from.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// Warnings from loading the policies.
+    pub fn warnings(&self) -> &[PolicyWarning] {
+        &self.warnings
     }
 
     /// Enabled rules.

@@ -84,6 +84,44 @@ struct Engine {
     ns_per_record: f64,
 }
 
+/// The rules over OTel attributes, and their reload monitor (`monitor: local`).
+struct OtelEngine {
+    rules: Arc<OtelRuleSet>,
+    monitor: Option<Monitor<OtelRuleSet>>,
+    interval: Duration,
+    last_check: Instant,
+}
+
+/// The `monitor`, `monitor.hold` and `monitor.interval` keys.
+struct ReloadSettings {
+    /// `Some` with `monitor: local`.
+    policy: Option<ReloadPolicy>,
+    /// How often the engine looks for a reloaded set.
+    interval: Duration,
+}
+
+fn reload_settings(config: &PluginConfig, mode: Mode, host: Host) -> Result<ReloadSettings, PluginError> {
+    let hold = match config.str("monitor.hold")? {
+        None => DEFAULT_HOLD,
+        Some(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| PluginError::new(format!("key 'monitor.hold': invalid value '{v}' (expected seconds, e.g. 5 or 0.5)")))?,
+    };
+    let interval = Duration::from_secs(config.parse_or("monitor.interval", 30)?);
+    let policy = match config.str("monitor")? {
+        None | Some("none") => None,
+        Some("local") => Some(ReloadPolicy { hold, refuse_empty: mode == Mode::Alert }),
+        Some(other) => {
+            host.warn(&format!("key 'monitor': unknown value '{other}', monitoring disabled"));
+            None
+        }
+    };
+    Ok(ReloadSettings { policy, interval })
+}
+
 /// Where action plugins are installed (the package layout), unless `actiondir` says otherwise.
 pub const DEFAULT_ACTION_DIR: &str = "/usr/local/sysflow/resources/actions";
 
@@ -99,8 +137,8 @@ pub struct PolicyEngine {
     unmatched: u64,
     matches: u64,
     action_errors: u64,
-    /// The rule set compiled over OTel attributes when the input carries OTel records.
-    otel: Option<OtelRuleSet>,
+    /// The rules compiled over OTel attributes when the input carries OTel records.
+    otel: Option<OtelEngine>,
     /// OTel records that did not decode as a protobuf `ResourceLogs` (dropped).
     decode_errors: u64,
     /// Workers for OTel batches (`None`: one worker, the calling thread).
@@ -130,7 +168,11 @@ impl PolicyEngine {
 
     /// The last reload error, if a reload failed.
     pub fn last_reload_error(&self) -> Option<String> {
-        self.engine.as_ref().and_then(|e| e.monitor.as_ref()).and_then(|m| m.last_error())
+        match (&self.engine, &self.otel) {
+            (Some(e), _) => e.monitor.as_ref().and_then(|m| m.last_error()),
+            (None, Some(o)) => o.monitor.as_ref().and_then(|m| m.last_error()),
+            (None, None) => None,
+        }
     }
 
     fn maybe_swap(&mut self) {
@@ -148,15 +190,17 @@ impl PolicyEngine {
     }
 }
 
-/// Loads the policies and compiles them over OTel attributes (no actions, no hot reload:
-/// both are SysFlow-record features here).
+/// Loads the policies and compiles them over OTel attributes, and starts their reload
+/// monitor with `monitor: local` (rule actions are a SysFlow-record feature here).
 fn compile_otel(
     language: &PolicyLanguage,
     path: &Path,
     mode: Mode,
     config: &PluginConfig,
     host: Host,
-) -> Result<OtelRuleSet, PluginError> {
+) -> Result<OtelEngine, PluginError> {
+    let reload = reload_settings(config, mode, host)?;
+    let hash = policy_hash(path);
     let set = crate::limits::on_compile_thread(|| language.load(path))
         .map_err(|e| PluginError::new(format!("key 'policies': {e}")))?;
     for w in &set.warnings {
@@ -164,9 +208,6 @@ fn compile_otel(
     }
     if set.rules.iter().any(|r| !r.actions.is_empty()) {
         host.warn("key 'policies': rule actions do not run on OTel records; the rules still match and tag");
-    }
-    if !matches!(config.str("monitor")?, None | Some("none")) {
-        host.warn("key 'monitor': policy hot reload is not available for OTel records; the policies are loaded once");
     }
     let rules = OtelRuleSet::compile(&set);
     if rules.enabled_rule_count() == 0 && mode == Mode::Alert {
@@ -183,7 +224,14 @@ fn compile_otel(
         path.display(),
         language.name()
     ));
-    Ok(rules)
+    let monitor = match reload.policy {
+        Some(policy) => Some(
+            Monitor::<OtelRuleSet>::start(path.to_path_buf(), language.clone(), CompileOptions::default(), host, &rules, hash, policy)
+                .map_err(PluginError::new)?,
+        ),
+        None => None,
+    };
+    Ok(OtelEngine { rules: Arc::new(rules), monitor, interval: reload.interval, last_check: Instant::now() })
 }
 
 /// What the OTel backend decided for one record.
@@ -220,7 +268,16 @@ impl PolicyEngine {
     /// tags in the `sf-processor` scope and are re-encoded; in alert mode only those go on.
     fn process_otel(&mut self, records: &[OtelRecord]) -> Option<Batch> {
         self.records_in += records.len() as u64;
-        let Some(rules) = &self.otel else {
+        if let Some(o) = self.otel.as_mut() {
+            if let Some(m) = o.monitor.as_ref().filter(|_| o.last_check.elapsed() >= o.interval) {
+                o.last_check = Instant::now();
+                if let Some(rs) = m.take_pending() {
+                    o.rules = rs;
+                    self.host.info("switched to the reloaded rule set");
+                }
+            }
+        }
+        let Some(rules) = self.otel.as_ref().map(|o| o.rules.clone()) else {
             // Enrich mode without policies: records pass unchanged.
             self.records_out += records.len() as u64;
             return Some(Batch::otel(records.to_vec()));
@@ -231,9 +288,9 @@ impl PolicyEngine {
             // spread over the workers, in order.
             Some(pool) if records.len() >= MIN_RECORDS_PER_WORKER => pool.install(|| {
                 use rayon::prelude::*;
-                records.par_iter().with_min_len(WORK_CHUNK).map(|r| judge_otel(rules, mode, r)).collect()
+                records.par_iter().with_min_len(WORK_CHUNK).map(|r| judge_otel(&rules, mode, r)).collect()
             }),
-            _ => records.iter().map(|r| judge_otel(rules, mode, r)).collect(),
+            _ => records.iter().map(|r| judge_otel(&rules, mode, r)).collect(),
         };
         let mut out = Vec::with_capacity(records.len());
         for outcome in judged {
@@ -346,15 +403,7 @@ impl Processor for PolicyEngine {
         };
         let path = PathBuf::from(policies);
         let hash = policy_hash(&path);
-        let hold = match config.str("monitor.hold")? {
-            None => DEFAULT_HOLD,
-            Some(v) => v
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                .ok_or_else(|| PluginError::new(format!("key 'monitor.hold': invalid value '{v}' (expected seconds, e.g. 5 or 0.5)")))?,
-        };
+        let reload = reload_settings(config, mode, host)?;
         let rules = match crate::compile_policies_in(&language, &path, &opts) {
             Ok(rules) => rules,
             // Enrich mode forwards every record anyway: an empty directory is worth a
@@ -391,22 +440,14 @@ impl Processor for PolicyEngine {
             path.display(),
             language.name()
         ));
-        let interval_secs: u64 = config.parse_or("monitor.interval", 30)?;
-        let monitor = match config.str("monitor")? {
-            None | Some("none") => None,
-            Some("local") => {
-                let policy = ReloadPolicy { hold, refuse_empty: mode == Mode::Alert };
-                Some(Monitor::start(path, language, opts, host, &rules, hash, policy).map_err(PluginError::new)?)
-            }
-            Some(other) => {
-                host.warn(&format!("key 'monitor': unknown value '{other}', monitoring disabled"));
-                None
-            }
+        let monitor = match reload.policy {
+            Some(policy) => Some(Monitor::start(path, language, opts, host, &rules, hash, policy).map_err(PluginError::new)?),
+            None => None,
         };
         engine.engine = Some(Engine {
             rules: Arc::new(rules),
             monitor,
-            interval: Duration::from_secs(interval_secs),
+            interval: reload.interval,
             last_check: Instant::now(),
             states: vec![EvalState::default()],
             verdicts: Vec::new(),
@@ -553,9 +594,14 @@ impl Processor for PolicyEngine {
         if self.otel.is_some() {
             v.push(Counter::loss("decode_errors", self.decode_errors));
         }
-        if let Some(m) = self.engine.as_ref().and_then(|e| e.monitor.as_ref()) {
-            v.push(Counter::new("policy_reloads", m.reloads()));
-            v.push(Counter::loss("policy_reload_failures", m.failures()));
+        let reloads = match (&self.engine, &self.otel) {
+            (Some(e), _) => e.monitor.as_ref().map(|m| (m.reloads(), m.failures())),
+            (None, Some(o)) => o.monitor.as_ref().map(|m| (m.reloads(), m.failures())),
+            (None, None) => None,
+        };
+        if let Some((reloads, failures)) = reloads {
+            v.push(Counter::new("policy_reloads", reloads));
+            v.push(Counter::loss("policy_reload_failures", failures));
         }
         v
     }

@@ -377,6 +377,57 @@ mod processor {
         assert_eq!(counter(&counters, "decode_errors"), 1);
     }
 
+    /// `monitor: local` over OTel records: an edited policy file is compiled over OTel
+    /// attributes in the background and swapped in between batches; a broken edit is
+    /// refused, counted, and the running rules stay.
+    #[test]
+    fn live_reload_swaps_otel_rules_and_keeps_them_on_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = dir.path().join("rules.yaml");
+        std::fs::write(&policy, POLICY).expect("write policy");
+        let json = serde_json::json!({"policies": dir.path().to_string_lossy(), "input.payload": "otel",
+                                      "monitor": "local", "monitor.interval": "0"});
+        let config = PluginConfig::from_json(&json.to_string()).expect("config");
+        let mut engine = PolicyEngine::new(&config, Host::new(quiet, "policyengine")).expect("engine");
+        let matched = |engine: &mut PolicyEngine| -> Vec<i64> {
+            match engine.process(Batch::otel(batch(10))).expect("process") {
+                Some(Batch::Otel(out)) => out
+                    .iter()
+                    .map(|r| {
+                        let rl = ResourceLogs::decode(r.resource_logs.as_slice()).expect("decodes");
+                        match rl.scope_logs[0].log_records[0].attributes.iter().find(|kv| kv.key == "i").and_then(|kv| kv.value.clone()).and_then(|v| v.value) {
+                            Some(Value::IntValue(i)) => i,
+                            other => panic!("i: {other:?}"),
+                        }
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            }
+        };
+        let count = |engine: &PolicyEngine, name: &str| {
+            engine.counters().iter().find(|c| c.name.as_str() == name).map(|c| c.value).unwrap_or_else(|| panic!("no counter {name}"))
+        };
+        let wait = |engine: &PolicyEngine, name: &str, want: u64| {
+            let start = std::time::Instant::now();
+            while count(engine, name) != want {
+                assert!(start.elapsed() < std::time::Duration::from_secs(20), "{name} never reached {want}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        };
+        assert_eq!(matched(&mut engine), vec![0, 2, 4]);
+
+        std::fs::write(&policy, "- rule: r\n  desc: d\n  condition: (\n").expect("write");
+        wait(&engine, "policy_reload_failures", 1);
+        assert!(engine.last_reload_error().unwrap_or_default().contains("rules.yaml"));
+        assert_eq!(matched(&mut engine), vec![0, 2, 4], "the running rules stay after a broken edit");
+
+        let tmp = dir.path().join("new.tmp");
+        std::fs::write(&tmp, "- rule: odd\n  desc: d\n  condition: n in (1, 3)\n  priority: high\n").expect("write");
+        std::fs::rename(&tmp, &policy).expect("rename");
+        wait(&engine, "policy_reloads", 1);
+        assert_eq!(matched(&mut engine), vec![1, 3], "the reloaded rules run over OTel attributes");
+    }
+
     #[test]
     fn enrich_mode_forwards_all_but_filtered_unchanged_or_with_results() {
         let (out, counters) = run("enrich", batch(1000));
