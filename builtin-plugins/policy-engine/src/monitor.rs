@@ -69,47 +69,35 @@ pub trait Recompile: Send + Sync + 'static {
     fn filters_total(&self) -> usize;
 }
 
-impl Recompile for RuleSet {
-    fn recompile(set: PolicySet, opts: &CompileOptions) -> Self {
-        RuleSet::compile(set, opts)
-    }
-    fn policy_files(&self) -> &[PathBuf] {
-        self.files()
-    }
-    fn compile_warnings(&self) -> &[PolicyWarning] {
-        self.warnings()
-    }
-    fn rules_total(&self) -> usize {
-        self.rule_count()
-    }
-    fn rules_enabled(&self) -> usize {
-        self.enabled_rule_count()
-    }
-    fn filters_total(&self) -> usize {
-        self.filter_count()
-    }
+/// Both compiled sets have these accessors as inherent methods; the trait forwards to them.
+macro_rules! recompile_by_forwarding {
+    ($set:ty, $compile:expr) => {
+        impl Recompile for $set {
+            fn recompile(set: PolicySet, opts: &CompileOptions) -> Self {
+                $compile(set, opts)
+            }
+            fn policy_files(&self) -> &[PathBuf] {
+                self.files()
+            }
+            fn compile_warnings(&self) -> &[PolicyWarning] {
+                self.warnings()
+            }
+            fn rules_total(&self) -> usize {
+                self.rule_count()
+            }
+            fn rules_enabled(&self) -> usize {
+                self.enabled_rule_count()
+            }
+            fn filters_total(&self) -> usize {
+                self.filter_count()
+            }
+        }
+    };
 }
 
-impl Recompile for OtelRuleSet {
-    fn recompile(set: PolicySet, _: &CompileOptions) -> Self {
-        OtelRuleSet::compile(&set)
-    }
-    fn policy_files(&self) -> &[PathBuf] {
-        self.files()
-    }
-    fn compile_warnings(&self) -> &[PolicyWarning] {
-        self.warnings()
-    }
-    fn rules_total(&self) -> usize {
-        self.rule_count()
-    }
-    fn rules_enabled(&self) -> usize {
-        self.enabled_rule_count()
-    }
-    fn filters_total(&self) -> usize {
-        self.filter_count()
-    }
-}
+recompile_by_forwarding!(RuleSet, RuleSet::compile);
+// The OTel compiler needs no options: no actions, no attribute table.
+recompile_by_forwarding!(OtelRuleSet, |set: PolicySet, _: &CompileOptions| OtelRuleSet::compile(&set));
 
 struct Shared<R> {
     pending: Mutex<Option<Arc<R>>>,
