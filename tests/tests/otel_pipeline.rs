@@ -246,6 +246,23 @@ fn otel_records_are_refused_by_blocks_that_cannot_take_them() {
     assert!(text.contains("pipeline[0] (sysflowreader): key 'in'") && text.contains("otelchan"), "{text}");
 }
 
+/// otelfile → policy engine (the shipped OTel policies, alert) → OTLP/JSON lines in `out`.
+fn otelfile_pipeline(dir: &std::path::Path, out: &std::path::Path) -> std::path::PathBuf {
+    write_pipeline(
+        dir,
+        "otelfile.json",
+        &json!({
+            "pipeline": [
+                {"processor": "policyengine", "in": "otel otelchan", "out": "evt eventchan",
+                 "policies": workspace_root().join("config/otel-policies").to_string_lossy(), "mode": "alert"},
+                {"processor": "exporter", "in": "evt eventchan", "format": "otel", "export": "file",
+                 "file.path": out.to_string_lossy()}
+            ],
+            "drivers": [{"driver": "otelfile", "out": "otel otelchan"}]
+        }),
+    )
+}
+
 /// `otelfile`: a directory of JSON arrays of ResourceLogs (read in name order) through the
 /// same policies to OTLP/JSON lines in a file.
 #[test]
@@ -261,16 +278,7 @@ fn otelfile_records_through_policies_to_otlp_json_lines() {
     std::fs::write(input.join("a.json"), serde_json::to_vec(&first).expect("serialise")).expect("write");
     std::fs::write(input.join("b.json"), serde_json::to_vec(&second).expect("serialise")).expect("write");
     let out_file = dir.path().join("alerts.json");
-    let cfg = json!({
-        "pipeline": [
-            {"processor": "policyengine", "in": "otel otelchan", "out": "evt eventchan",
-             "policies": workspace_root().join("config/otel-policies").to_string_lossy(), "mode": "alert"},
-            {"processor": "exporter", "in": "evt eventchan", "format": "otel", "export": "file",
-             "file.path": out_file.to_string_lossy()}
-        ],
-        "drivers": [{"driver": "otelfile", "out": "otel otelchan"}]
-    });
-    let cfg = write_pipeline(dir.path(), "otelfile.json", &cfg);
+    let cfg = otelfile_pipeline(dir.path(), &out_file);
     let out = run_sfprocessor(&["-config", &cfg.to_string_lossy(), &input.to_string_lossy()], &[]);
     let (stdout, stderr) = output_text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
@@ -308,19 +316,7 @@ fn otelfile_skips_a_bad_file_of_a_directory_and_counts_it() {
     std::fs::write(input.join("b.json"), b"[{\"resource\": {\"attributes\": [}]").expect("write");
     std::fs::write(input.join("c.json"), serde_json::to_vec(&shadow).expect("serialise")).expect("write");
     let out_file = dir.path().join("alerts.json");
-    let cfg = write_pipeline(
-        dir.path(),
-        "otelfile.json",
-        &json!({
-            "pipeline": [
-                {"processor": "policyengine", "in": "otel otelchan", "out": "evt eventchan",
-                 "policies": workspace_root().join("config/otel-policies").to_string_lossy(), "mode": "alert"},
-                {"processor": "exporter", "in": "evt eventchan", "format": "otel", "export": "file",
-                 "file.path": out_file.to_string_lossy()}
-            ],
-            "drivers": [{"driver": "otelfile", "out": "otel otelchan"}]
-        }),
-    );
+    let cfg = otelfile_pipeline(dir.path(), &out_file);
     let out = run_sfprocessor(&["-config", &cfg.to_string_lossy(), &input.to_string_lossy()], &[]);
     let (stdout, stderr) = output_text(&out);
     assert!(out.status.success(), "readable files make the run succeed\n{stdout}{stderr}");

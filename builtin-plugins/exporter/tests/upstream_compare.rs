@@ -204,15 +204,21 @@ struct Tally {
     unexplained: BTreeMap<String, (usize, String)>,
 }
 
-#[test]
-fn json_output_matches_upstream_bypass() {
-    let Some(data) = data_dir() else { return };
+/// The shared traces (`*.sf`), in name order.
+fn shared_traces(data: &Path) -> Vec<PathBuf> {
     let mut traces: Vec<PathBuf> = std::fs::read_dir(data.join("traces"))
         .expect("traces dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "sf"))
         .collect();
     traces.sort();
+    traces
+}
+
+#[test]
+fn json_output_matches_upstream_bypass() {
+    let Some(data) = data_dir() else { return };
+    let traces = shared_traces(&data);
     assert!(!traces.is_empty(), "no traces in {}", data.display());
     let mut total = Tally::default();
     let mut per_trace = Vec::new();
@@ -439,12 +445,7 @@ fn ecs_output_matches_upstream_enrich_ecs() {
 #[test]
 fn otel_output_is_the_fresh_message_on_every_trace() {
     let Some(data) = data_dir() else { return };
-    let mut traces: Vec<PathBuf> = std::fs::read_dir(data.join("traces"))
-        .expect("traces dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "sf"))
-        .collect();
-    traces.sort();
+    let traces = shared_traces(&data);
     let mut records = 0usize;
     for trace in &traces {
         let name = trace.display().to_string();
